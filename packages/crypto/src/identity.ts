@@ -1,0 +1,61 @@
+import nacl from 'tweetnacl'
+import { toHex, utf8 } from './bytes.js'
+import { CryptoError, CRYPTO_ERR_UNTRUSTED } from './errors.js'
+
+/** An Ed25519 key pair: an HSM's identity, or a cluster's trust anchor. */
+export interface SigningKeyPair {
+  publicKey: Uint8Array
+  secretKey: Uint8Array
+}
+
+/** What a certificate vouches for: this public key belongs to this HSM of this cluster. */
+export interface CertificateSubject {
+  hsmId: string
+  clusterId: string
+  publicKey: Uint8Array
+}
+
+/** A subject signed by a cluster's trust anchor (standing in for the cluster certificate). */
+export interface HsmCertificate extends CertificateSubject {
+  signature: Uint8Array
+}
+
+/** A fresh Ed25519 key pair. */
+export function generateSigningKeyPair (): SigningKeyPair {
+  const pair = nacl.sign.keyPair()
+  return { publicKey: pair.publicKey, secretKey: pair.secretKey }
+}
+
+/** The Ed25519 key pair whose secret key is `secretKey` (64 bytes). */
+export function signingKeyPairFromSecretKey (secretKey: Uint8Array): SigningKeyPair {
+  const pair = nacl.sign.keyPair.fromSecretKey(secretKey)
+  return { publicKey: pair.publicKey, secretKey: pair.secretKey }
+}
+
+/** Detached Ed25519 signature. */
+export function sign (secretKey: Uint8Array, message: Uint8Array): Uint8Array {
+  return nacl.sign.detached(message, secretKey)
+}
+
+/** Checks a detached Ed25519 signature. */
+export function verifySignature (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  return publicKey.length === nacl.sign.publicKeyLength &&
+    signature.length === nacl.sign.signatureLength &&
+    nacl.sign.detached.verify(message, signature, publicKey)
+}
+
+function subjectBytes (subject: CertificateSubject): Uint8Array {
+  return utf8(`hsmlab/cert/v1\0${subject.clusterId}\0${subject.hsmId}\0${toHex(subject.publicKey)}`)
+}
+
+/** Signs an HSM's identity with the cluster's trust anchor. */
+export function issueCertificate (anchorSecretKey: Uint8Array, subject: CertificateSubject): HsmCertificate {
+  return { ...subject, signature: sign(anchorSecretKey, subjectBytes(subject)) }
+}
+
+/** Throws `CRYPTO_ERR_UNTRUSTED` unless `cert` was issued by the anchor whose public key is given. */
+export function verifyCertificate (anchorPublicKey: Uint8Array, cert: HsmCertificate): void {
+  if (!verifySignature(anchorPublicKey, subjectBytes(cert), cert.signature)) {
+    throw new CryptoError(CRYPTO_ERR_UNTRUSTED, `the certificate of ${cert.hsmId} (cluster ${cert.clusterId}) is not signed by the trust anchor in the configuration: this is not a genuine HSM of that cluster`)
+  }
+}

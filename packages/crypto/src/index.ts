@@ -1,0 +1,25 @@
+/**
+ * @packageDocumentation
+ * The cryptography of hsmlab, on tweetnacl: sealing stores at rest, masked objects under a
+ * cluster's masking key, HSM identities signed by a trust anchor, the encrypted client↔HSM
+ * channel, and password verifiers.
+ *
+ * @example
+ * ```ts
+ * import { generateSecretKey, maskObject, unmaskObject } from '@hsmlab/crypto'
+ * const maskingKey = generateSecretKey()
+ * const blob = maskObject(maskingKey, { kind: 'key', name: 'key 6', lineage: 'L1' }, payload)
+ * unmaskObject(maskingKey, 'L1', blob).payload // the payload; a changed byte throws CRYPTO_ERR_AUTH
+ * ```
+ */
+export { CryptoError, CRYPTO_ERR_AUTH, CRYPTO_ERR_CHANNEL, CRYPTO_ERR_FORMAT, CRYPTO_ERR_LINEAGE, CRYPTO_ERR_UNTRUSTED } from './errors.js'
+export { bytesEqual, concatBytes, deriveKey, randomBytes, sha512, toHex, utf8 } from './bytes.js'
+export { SECRET_KEY_BYTES, generateSecretKey, open, seal } from './seal.js'
+export { maskObject, readMaskedObjectHeader, unmaskObject } from './masked-object.js'
+export type { MaskedObjectHeader } from './masked-object.js'
+export { generateSigningKeyPair, issueCertificate, sign, signingKeyPairFromSecretKey, verifyCertificate, verifySignature } from './identity.js'
+export type { CertificateSubject, HsmCertificate, SigningKeyPair } from './identity.js'
+export { ClientHandshake, SecureChannel, acceptHandshake } from './channel.js'
+export type { ClientHello, IdentityProof, ServerWelcome } from './channel.js'
+export { hashPassword, verifyPassword } from './password.js'
+export type { PasswordHash } from './password.js'
