@@ -1,0 +1,231 @@
+import type { ObjectSpec } from './schema.js'
+
+/**
+ * Every operation an HSM answers, with its argument shape (checked at run time) and its result
+ * type. This file is the wire contract between the HSM, the client library and the shells.
+ *
+ * Users, keys and handles are the HSM's: user ids are small integers assigned per HSM in
+ * creation order (admin 1, app_user 2, then 3, 4, ...); key handles are integers that are the same
+ * on every HSM of a cluster.
+ */
+
+/** User types as CMU prints them. */
+export type UserType = 'CO' | 'CU' | 'AU' | 'PCO' | 'PRECO'
+export const USER_TYPES: readonly UserType[] = ['CO', 'CU', 'AU', 'PCO', 'PRECO']
+
+/** One row of listUsers. */
+export interface UserInfo {
+  userId: number
+  userType: UserType
+  userName: string
+  mofnPubKey: boolean
+  loginFailureCount: number
+  twoFactor: boolean
+}
+
+/** What getKeyInfo tells. */
+export interface KeyInfo {
+  handle: number
+  /** Token (persistent, synchronised) or session key. */
+  token: boolean
+  owner: number
+  /** Users the key is shared with (never for public keys). */
+  sharedWith: number[]
+  /** Users that must approve use of the key (quorum); 0 for none. */
+  mValue: number
+  /** OBJ_ATTR_CLASS: 2 public, 3 private, 4 secret. */
+  keyClass: number
+}
+
+/** One attribute value: integers and booleans as numbers, labels and ids as strings, others as bytes. */
+export type AttributeValue = number | string | Uint8Array
+
+/** One attribute of a key. */
+export interface KeyAttribute {
+  id: number
+  name: string
+  value: AttributeValue
+}
+
+/** A key as findAllKeys lists it for one user. */
+export interface KeyListing {
+  handle: number
+  relation: 'owned' | 'shared' | 'public'
+}
+
+/** A peer HSM of the same cluster. */
+export interface PeerAddress {
+  hsmId: string
+  endpoint: string
+}
+
+/** The HSM's description of itself (getHSMInfo, info server). */
+export interface HsmInfo {
+  hsmId: string
+  clusterId: string
+  lineage: string
+  label: string
+  model: string
+  serialNumber: string
+  firmwareVersion: string
+  fipsState: number
+  totalTokenObjects: number
+  freeTokenObjects: number
+  userCount: number
+  keyCount: number
+  /** Who is logged in on this connection, if anyone. */
+  loggedInAs?: { userName: string, userType: UserType }
+}
+
+/** Common key-creation options (KMU's -id, -sess, -nex, -u, -m_value, -min_srv, -timeout). */
+export interface KeyCreationOptions {
+  label: string
+  id?: string
+  /** A session key lives on this HSM only and dies with the session. */
+  session?: boolean
+  /** OBJ_ATTR_EXTRACTABLE; default 1. */
+  extractable?: boolean
+  /** Users to share the key with. */
+  shareWith?: number[]
+  mValue?: number
+  /** HSMs (this one included) the key must reach before the call returns. @default 1 */
+  minServers?: number
+  /** How long to wait for minServers, in milliseconds. */
+  timeoutMs?: number
+}
+
+/** Argument and result types of each operation. */
+export interface OperationMap {
+  login: { args: { userType: UserType, userName: string, password: string }, result: { userId: number, userType: UserType } }
+  logout: { args: Record<string, never>, result: Record<string, never> }
+  listUsers: { args: Record<string, never>, result: { users: UserInfo[] } }
+  createUser: { args: { userType: UserType, userName: string, password: string }, result: { userId: number } }
+  deleteUser: { args: { userType: UserType, userName: string }, result: Record<string, never> }
+  changePassword: { args: { userType: UserType, userName: string, password: string }, result: { userType: UserType } }
+  getHsmInfo: { args: Record<string, never>, result: HsmInfo }
+  getCertificate: { args: { certType: number }, result: { pem: string } }
+
+  findAllKeys: { args: { userId: number, withHash: boolean }, result: { keys: KeyListing[], hash?: string } }
+  getKeyInfo: { args: { handle: number }, result: KeyInfo }
+  getAttribute: { args: { handle: number, attribute: number }, result: { attributes: KeyAttribute[] } }
+  setAttribute: { args: { handle: number, attribute: number, value: number | string }, result: Record<string, never> }
+  shareKey: { args: { handle: number, userId: number, share: boolean }, result: Record<string, never> }
+  generateSymmetricKey: { args: KeyCreationOptions & { keyType: number, sizeBytes: number }, result: { handle: number } }
+  generateKeyPair: {
+    args: KeyCreationOptions & { algorithm: 'RSA' | 'EC', modulusBits?: number, publicExponent?: number, curveId?: number },
+    result: { publicHandle: number, privateHandle: number }
+  }
+  findKey: {
+    args: { keyClass?: number, keyType?: number, label?: string, id?: string, session?: boolean, kcv?: string },
+    result: { handles: number[], total: number }
+  }
+  deleteKey: { args: { handle: number }, result: Record<string, never> }
+  wrapKey: { args: { handle: number, wrappingHandle: number, mechanism: number }, result: { wrapped: Uint8Array } }
+  unwrapKey: {
+    args: { wrapped: Uint8Array, wrappingHandle: number, mechanism: number, label?: string, session?: boolean, extractable?: boolean, shareWith?: number[], keyClass?: number, keyType?: number },
+    result: { handle: number }
+  }
+  exportPrivateKey: { args: { handle: number, wrappingHandle: number }, result: { pem: string } }
+  sign: { args: { handle: number, mechanism: number, data: Uint8Array }, result: { signature: Uint8Array } }
+  verify: { args: { handle: number, mechanism: number, data: Uint8Array, signature: Uint8Array }, result: Record<string, never> }
+
+  extractMaskedObject: { args: { kind: 'key' | 'user', handle?: number, userId?: number }, result: { blob: Uint8Array } }
+  /** `sameHandle`: keep the key's handle (syncKey); otherwise a new handle (KMU insertMaskedObject). */
+  insertMaskedObject: { args: { blob: Uint8Array, sameHandle?: boolean }, result: { kind: 'key' | 'user', handle?: number, userId?: number } }
+
+  /** Peer (HSM↔HSM) operations: only after `peerHello` proved the caller is an HSM of the cluster. */
+  peerHello: { args: { certificate: Record<string, unknown>, signature: Uint8Array }, result: { hsmId: string } }
+  peerInventory: { args: Record<string, never>, result: { keys: Array<[number, string]>, deleted: number[] } }
+  peerFetch: { args: { handle: number }, result: { blob: Uint8Array } }
+  peerPush: { args: { blob: Uint8Array }, result: Record<string, never> }
+  peerDelete: { args: { handle: number }, result: Record<string, never> }
+
+  /** Admin: the lab (holder of the cluster's trust anchor) tells an HSM who its peers are. */
+  setPeers: { args: { peers: PeerAddress[], version: number, signature: Uint8Array }, result: Record<string, never> }
+}
+
+/** The name of an operation. */
+export type OperationName = keyof OperationMap
+export type OperationArgs<O extends OperationName> = OperationMap[O]['args']
+export type OperationResult<O extends OperationName> = OperationMap[O]['result']
+
+const userType = { type: 'string', oneOf: USER_TYPES } as const
+const userName = { type: 'string', min: 1, max: 64 } as const
+const password = { type: 'string', min: 0, max: 256 } as const
+const handle = { type: 'int', min: 0 } as const
+const creation = {
+  label: { type: 'string', max: 127 },
+  id: { type: 'string', optional: true, max: 127 },
+  session: { type: 'bool', optional: true },
+  extractable: { type: 'bool', optional: true },
+  shareWith: { type: 'int[]', optional: true, max: 1024 },
+  mValue: { type: 'int', optional: true, min: 0, max: 8 },
+  minServers: { type: 'int', optional: true, min: 1, max: 28 },
+  timeoutMs: { type: 'int', optional: true, min: 0, max: 600_000 }
+} as const
+
+/** The argument shape of every operation. */
+export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
+  login: { userType, userName, password },
+  logout: {},
+  listUsers: {},
+  createUser: { userType, userName, password },
+  deleteUser: { userType, userName },
+  changePassword: { userType, userName, password },
+  getHsmInfo: {},
+  getCertificate: { certType: { type: 'int', oneOf: [1, 2, 4, 8, 16] } },
+
+  findAllKeys: { userId: { type: 'int', min: 0 }, withHash: { type: 'bool' } },
+  getKeyInfo: { handle },
+  getAttribute: { handle, attribute: { type: 'int', min: 0 } },
+  setAttribute: { handle, attribute: { type: 'int', min: 0 }, value: { type: 'int|string' } },
+  shareKey: { handle, userId: { type: 'int', min: 0 }, share: { type: 'bool' } },
+  generateSymmetricKey: { ...creation, keyType: { type: 'int' }, sizeBytes: { type: 'int', min: 1, max: 3584 } },
+  generateKeyPair: {
+    ...creation,
+    algorithm: { type: 'string', oneOf: ['RSA', 'EC'] },
+    modulusBits: { type: 'int', optional: true },
+    publicExponent: { type: 'int', optional: true },
+    curveId: { type: 'int', optional: true }
+  },
+  findKey: {
+    keyClass: { type: 'int', optional: true },
+    keyType: { type: 'int', optional: true },
+    label: { type: 'string', optional: true },
+    id: { type: 'string', optional: true },
+    session: { type: 'bool', optional: true },
+    kcv: { type: 'string', optional: true }
+  },
+  deleteKey: { handle },
+  wrapKey: { handle, wrappingHandle: handle, mechanism: { type: 'int' } },
+  unwrapKey: {
+    wrapped: { type: 'bytes', max: 65536 },
+    wrappingHandle: handle,
+    mechanism: { type: 'int' },
+    label: { type: 'string', optional: true, max: 127 },
+    session: { type: 'bool', optional: true },
+    extractable: { type: 'bool', optional: true },
+    shareWith: { type: 'int[]', optional: true, max: 1024 },
+    keyClass: { type: 'int', optional: true },
+    keyType: { type: 'int', optional: true }
+  },
+  exportPrivateKey: { handle, wrappingHandle: handle },
+  sign: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 } },
+  verify: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 }, signature: { type: 'bytes', max: 8192 } },
+
+  extractMaskedObject: { kind: { type: 'string', oneOf: ['key', 'user'] }, handle: { ...handle, optional: true }, userId: { type: 'int', optional: true, min: 0 } },
+  insertMaskedObject: { blob: { type: 'bytes', max: 1024 * 1024 }, sameHandle: { type: 'bool', optional: true } },
+
+  peerHello: { certificate: { type: 'object' }, signature: { type: 'bytes' } },
+  peerInventory: {},
+  peerFetch: { handle },
+  peerPush: { blob: { type: 'bytes', max: 1024 * 1024 } },
+  peerDelete: { handle },
+
+  setPeers: { peers: { type: 'object[]', max: 28 }, version: { type: 'int', min: 0 }, signature: { type: 'bytes' } }
+}
+
+/** True when `name` is an operation the protocol knows. */
+export function isOperationName (name: unknown): name is OperationName {
+  return typeof name === 'string' && Object.hasOwn(OPERATION_SPECS, name)
+}
