@@ -1,6 +1,6 @@
 import nacl from 'tweetnacl'
 import { toHex, utf8 } from './bytes.js'
-import { CryptoError, CRYPTO_ERR_UNTRUSTED } from './errors.js'
+import { CryptoError, CRYPTO_ERR_FORMAT, CRYPTO_ERR_UNTRUSTED } from './errors.js'
 
 /** An Ed25519 key pair: an HSM's identity, or a cluster's trust anchor. */
 export interface SigningKeyPair {
@@ -58,4 +58,26 @@ export function verifyCertificate (anchorPublicKey: Uint8Array, cert: HsmCertifi
   if (!verifySignature(anchorPublicKey, subjectBytes(cert), cert.signature)) {
     throw new CryptoError(CRYPTO_ERR_UNTRUSTED, `the certificate of ${cert.hsmId} (cluster ${cert.clusterId}) is not signed by the trust anchor in the configuration: this is not a genuine HSM of that cluster`)
   }
+}
+
+const ANCHOR_BEGIN = '-----BEGIN HSMLAB TRUST ANCHOR-----'
+const ANCHOR_END = '-----END HSMLAB TRUST ANCHOR-----'
+
+/**
+ * A trust anchor's public key as a text file, the file a CMU configuration names as `CAfile`
+ * (the real tool's customerCA.crt). Armoured like PEM, but an Ed25519 key, not X.509.
+ */
+export function encodeTrustAnchor (publicKey: Uint8Array): string {
+  return `${ANCHOR_BEGIN}\n${Buffer.from(publicKey).toString('base64')}\n${ANCHOR_END}\n`
+}
+
+/** Reads what `encodeTrustAnchor` wrote; throws `CRYPTO_ERR_FORMAT` on anything else. */
+export function decodeTrustAnchor (text: string): Uint8Array {
+  const body = text.trim()
+  if (!body.startsWith(ANCHOR_BEGIN) || !body.endsWith(ANCHOR_END)) {
+    throw new CryptoError(CRYPTO_ERR_FORMAT, `not an hsmlab trust anchor file (expected a '${ANCHOR_BEGIN}' block)`)
+  }
+  const key = new Uint8Array(Buffer.from(body.slice(ANCHOR_BEGIN.length, -ANCHOR_END.length).trim(), 'base64'))
+  if (key.length !== 32) throw new CryptoError(CRYPTO_ERR_FORMAT, `a trust anchor is a 32-byte key, this one has ${key.length} bytes`)
+  return key
 }

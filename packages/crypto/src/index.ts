@@ -17,7 +17,7 @@ export { bytesEqual, concatBytes, deriveKey, randomBytes, sha512, toHex, utf8 } 
 export { SECRET_KEY_BYTES, generateSecretKey, open, seal } from './seal.js'
 export { maskObject, readMaskedObjectHeader, unmaskObject } from './masked-object.js'
 export type { MaskedObjectHeader } from './masked-object.js'
-export { generateSigningKeyPair, issueCertificate, sign, signingKeyPairFromSecretKey, verifyCertificate, verifySignature } from './identity.js'
+export { decodeTrustAnchor, encodeTrustAnchor, generateSigningKeyPair, issueCertificate, sign, signingKeyPairFromSecretKey, verifyCertificate, verifySignature } from './identity.js'
 export type { CertificateSubject, HsmCertificate, SigningKeyPair } from './identity.js'
 export { ClientHandshake, SecureChannel, acceptHandshake } from './channel.js'
 export type { ClientHello, IdentityProof, ServerWelcome } from './channel.js'
