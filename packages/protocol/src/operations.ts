@@ -122,7 +122,11 @@ export interface OperationMap {
   deleteKey: { args: { handle: number }, result: Record<string, never> }
   wrapKey: { args: { handle: number, wrappingHandle: number, mechanism: number }, result: { wrapped: Uint8Array } }
   unwrapKey: {
-    args: { wrapped: Uint8Array, wrappingHandle: number, mechanism: number, label?: string, session?: boolean, extractable?: boolean, shareWith?: number[], keyClass?: number, keyType?: number },
+    args: {
+      wrapped: Uint8Array, wrappingHandle: number, mechanism: number, label?: string, session?: boolean, extractable?: boolean, shareWith?: number[], keyClass?: number, keyType?: number,
+      /** KMU unWrapKey's -id, -m_value, -min_srv and -timeout, as in KeyCreationOptions. */
+      id?: string, mValue?: number, minServers?: number, timeoutMs?: number
+    },
     result: { handle: number }
   }
   exportPrivateKey: { args: { handle: number, wrappingHandle: number }, result: { pem: string } }
@@ -131,7 +135,7 @@ export interface OperationMap {
 
   extractMaskedObject: { args: { kind: 'key' | 'user', handle?: number, userId?: number }, result: { blob: Uint8Array } }
   /** `sameHandle`: keep the key's handle (syncKey); otherwise a new handle (KMU insertMaskedObject). */
-  insertMaskedObject: { args: { blob: Uint8Array, sameHandle?: boolean }, result: { kind: 'key' | 'user', handle?: number, userId?: number } }
+  insertMaskedObject: { args: { blob: Uint8Array, sameHandle?: boolean, minServers?: number, timeoutMs?: number }, result: { kind: 'key' | 'user', handle?: number, userId?: number } }
 
   /** Peer (HSM↔HSM) operations: only after `peerHello` proved the caller is an HSM of the cluster. */
   peerHello: { args: { certificate: Record<string, unknown>, signature: Uint8Array }, result: { hsmId: string } }
@@ -207,14 +211,23 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
     extractable: { type: 'bool', optional: true },
     shareWith: { type: 'int[]', optional: true, max: 1024 },
     keyClass: { type: 'int', optional: true },
-    keyType: { type: 'int', optional: true }
+    keyType: { type: 'int', optional: true },
+    id: creation.id,
+    mValue: creation.mValue,
+    minServers: creation.minServers,
+    timeoutMs: creation.timeoutMs
   },
   exportPrivateKey: { handle, wrappingHandle: handle },
   sign: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 } },
   verify: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 }, signature: { type: 'bytes', max: 8192 } },
 
   extractMaskedObject: { kind: { type: 'string', oneOf: ['key', 'user'] }, handle: { ...handle, optional: true }, userId: { type: 'int', optional: true, min: 0 } },
-  insertMaskedObject: { blob: { type: 'bytes', max: 1024 * 1024 }, sameHandle: { type: 'bool', optional: true } },
+  insertMaskedObject: {
+    blob: { type: 'bytes', max: 1024 * 1024 },
+    sameHandle: { type: 'bool', optional: true },
+    minServers: creation.minServers,
+    timeoutMs: creation.timeoutMs
+  },
 
   peerHello: { certificate: { type: 'object' }, signature: { type: 'bytes' } },
   peerInventory: {},

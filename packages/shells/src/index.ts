@@ -12,3 +12,5 @@
  */
 export { ConsoleIo } from './console-io.js'
 export type { ConsoleStreams } from './console-io.js'
+export { runCmu } from './cmu/cmu-shell.js'
+export { runKmu } from './kmu/kmu-shell.js'

@@ -1,0 +1,80 @@
+/**
+ * Turning errors into the words CMU prints. An HSM's refusal arrives as a `WireError` whose return
+ * code names the real tool's text (`HSM Error: RET_USER_LOGIN_FAILURE`); a server that is gone or
+ * silent arrives as a `ClientError` from @hsmlab/client, told here in a short sentence. Callers
+ * branch on `code`, as the client library asks.
+ */
+import {
+  CLIENT_ERR_BUSY, CLIENT_ERR_CLOSED, CLIENT_ERR_CONFIG, CLIENT_ERR_CONNECT, CLIENT_ERR_TIMEOUT, CLIENT_ERR_UNTRUSTED
+} from '@hsmlab/client'
+import { ReturnCode } from '@hsmlab/protocol'
+import type { ReturnCodeInfo } from '@hsmlab/protocol'
+
+/** Why a call failed on one server. */
+export interface Failure {
+  /** What CMU prints after `<cmd> failed: `. */
+  reason: string
+  /** The HSM's return code, when the HSM answered (syncUser prints it). */
+  returnCode?: number
+}
+
+interface CodedError { code?: unknown, message?: unknown, cause?: unknown, returnCode?: ReturnCodeInfo, status?: unknown }
+
+function asCoded (err: unknown): CodedError {
+  return typeof err === 'object' && err !== null ? err as CodedError : { message: String(err) }
+}
+
+function messageOf (err: unknown): string {
+  const m = asCoded(err).message
+  return typeof m === 'string' ? m : String(err)
+}
+
+/** Says why a call to one server failed, for a per-server failure line. */
+export function describeFailure (err: unknown, requestTimeoutMs: number): Failure {
+  const e = asCoded(err)
+  if (e.returnCode !== undefined && typeof e.status === 'number') {
+    return { reason: e.returnCode.message, returnCode: e.status }
+  }
+  switch (e.code) {
+    case CLIENT_ERR_CLOSED:
+    case CLIENT_ERR_CONNECT:
+    case CLIENT_ERR_UNTRUSTED:
+      return { reason: 'server is not connected' }
+    case CLIENT_ERR_TIMEOUT:
+      return { reason: `server did not respond within ${requestTimeoutMs} ms`, returnCode: ReturnCode.SERVER_UNREACHABLE.code }
+    case CLIENT_ERR_BUSY:
+      return { reason: 'server is busy: too many requests are waiting' }
+    default:
+      return { reason: messageOf(err) }
+  }
+}
+
+const SOCKET_REASONS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'Connection refused',
+  ETIMEDOUT: 'Connection timed out',
+  EHOSTUNREACH: 'No route to host',
+  ENETUNREACH: 'Network is unreachable',
+  ECONNRESET: 'Connection reset by peer',
+  ENOTFOUND: 'Name or service not known',
+  EAI_AGAIN: 'Temporary failure in name resolution'
+}
+
+/** Says why a server could not be connected at start-up, after `failed:` (A.3). */
+export function describeConnectFailure (err: unknown): string {
+  const e = asCoded(err)
+  if (e.code === CLIENT_ERR_UNTRUSTED) {
+    return `Certificate verification failed: ${messageOf(e.cause ?? err)}`
+  }
+  if (e.code === CLIENT_ERR_CONFIG) return messageOf(err)
+  // The socket's own error code or a timeout, wherever it sits in the cause chain.
+  const chain: unknown[] = []
+  for (let c: unknown = err; c !== undefined && c !== null && chain.length < 5; c = asCoded(c).cause) chain.push(c)
+  for (const c of chain) {
+    const code = asCoded(c).code
+    if (typeof code === 'string' && SOCKET_REASONS[code] !== undefined) return SOCKET_REASONS[code]
+  }
+  if (chain.some(c => /timed out|did not complete the handshake/i.test(messageOf(c)))) return 'Connection timed out'
+  const message = messageOf(err)
+  if (/closed the connection/i.test(message)) return 'Connection closed by the server'
+  return message
+}
