@@ -3,7 +3,7 @@
  * (server.ts) owns connections and sessions; handler modules (handlers/*.ts) each export a
  * partial `HandlerTable`; replication.ts keeps the cluster's token keys in step. They meet here.
  */
-import type { HsmCertificate, PasswordHash, SigningKeyPair } from '@hsmlab/crypto'
+import type { HsmCertificate, PasswordHash, SecureChannel, SigningKeyPair } from '@hsmlab/crypto'
 import type { AttributeValue, OperationArgs, OperationName, OperationResult, PeerAddress, UserType } from '@hsmlab/protocol'
 import type { Store } from '@hsmlab/store'
 
@@ -51,6 +51,12 @@ export interface Session {
   peer?: { hsmId: string }
   /** Session keys: on this HSM only, gone when the connection closes. */
   readonly sessionKeys: Map<number, KeyRecord>
+  /**
+   * The connection's encrypted channel, set by the server after the handshake. peerHello checks
+   * the other HSM's identity proof against its transcript, so a proof cannot be replayed on
+   * another connection.
+   */
+  channel?: SecureChannel
 }
 
 /** Durable facts about this HSM, written at provisioning, kept in the `meta` store. */
@@ -107,6 +113,14 @@ export interface HsmContext {
   allocateHandle: () => number
   /** Current peers of the cluster. */
   peers: () => PeerAddress[]
+  /**
+   * Runs `task` once every earlier exclusive task of this HSM has finished, one at a time.
+   * Operations that read users and then change them (login counters, createUser, deleteUser,
+   * changePassword, inserting a masked user) run their check-then-write inside it, so that two
+   * connections cannot both pass a check and then both write. Keep slow work (password hashing,
+   * network) outside.
+   */
+  runExclusive: <T>(task: () => Promise<T>) => Promise<T>
 }
 
 /** Handles one operation for one session; throws `WireError` to fail with a return code. */

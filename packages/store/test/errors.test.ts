@@ -1,11 +1,11 @@
-// Keeps the error codes and the README in step (after fastify's test/internals/errors.test.js):
-// every exported code has a section in the README, and every section names an exported code.
+// Keeps the error codes and docs/errors.md in step (after fastify's test/internals/errors.test.js):
+// every exported code has a section in docs/errors.md, and every section names an exported code.
 import { readFileSync } from 'node:fs'
 import { expect, it } from 'vitest'
 import * as store from '../src/index.js'
 
 it('documents every exported error code, and only those', () => {
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  const readme = readFileSync(new URL('../../../docs/errors.md', import.meta.url), 'utf8')
   const documented = [...readme.matchAll(/^### (STORE_ERR_\w+)$/gm)].map(m => m[1]).sort()
   const exported = Object.entries(store).filter(([name]) => name.startsWith('STORE_ERR_')).map(([name, value]) => {
     expect(value).toBe(name)

@@ -1,0 +1,51 @@
+/**
+ * Every limit and timeout of the HSM node, with its unit in the name and its default. Options of
+ * `startHsm`, `provisionHsm` and the `hsmlab-hsm` flags fall back to these.
+ */
+import { FRAME_BYTES_MAX } from '@hsmlab/protocol'
+
+export const hsmDefaults = {
+  /** Address the server binds. @default '127.0.0.1' */
+  host: '127.0.0.1',
+  /** Port the server binds; 0 lets the system choose (read it from the ready line). @default 0 */
+  port: 0,
+  /** Token keys a cluster may hold (reference B/C: 3,300 per cluster). @default 3300 */
+  keysMax: 3300,
+  /** Users an HSM may hold (reference B.2: 1,024 per cluster). @default 1024 */
+  usersMax: 1024,
+  /** Failed logins after which a user is locked out (reference B.2). @default 5 */
+  loginFailuresMax: 5,
+  /**
+   * scrypt cost N of new password verifiers (r = 8, p = 1, so 128·N·r bytes = 4 MiB of memory).
+   * Real HSMs do not stretch passwords the way a web service must; we keep a verifier on disk
+   * only because the store is ours, and CMU logs in on every HSM of a cluster at once, so a
+   * login must stay in the low milliseconds: N = 4096 takes about 10 ms on one core, a quarter
+   * of the crypto package's default. Existing verifiers keep the cost they were made with.
+   * @default 4096
+   */
+  passwordHashCost: 4096,
+  /** Largest WebSocket message accepted, in bytes (ws `maxPayload`). @default 16777216 (16 MiB) */
+  frameBytesMax: FRAME_BYTES_MAX,
+  /** A connection that has not sent its `hello` by then is dropped, in milliseconds. @default 5000 */
+  handshakeTimeoutMs: 5_000,
+  /**
+   * Interval of WebSocket pings; a connection that did not answer the previous ping is dropped,
+   * in milliseconds. @default 30000
+   */
+  heartbeatIntervalMs: 30_000,
+  /**
+   * Requests one connection may have in processing; past it the server stops reading that
+   * socket until one finishes (back-pressure, nothing is refused). @default 1024
+   */
+  requestsInFlightMax: 1024,
+  /** Open connections the server accepts; more are refused at the WebSocket upgrade. @default 4096 */
+  connectionsMax: 4096,
+  /** How long `stop()` waits for requests in processing before it closes the stores, in milliseconds. @default 5000 */
+  stopTimeoutMs: 5_000,
+  /** Handles of one HSM are `slot * handlesPerSlot + n`. @default 262144 */
+  handlesPerSlot: 262_144,
+  /** The first `n` an HSM gives out in its slot (the AWS examples start at 6). @default 6 */
+  firstHandleIndex: 6,
+  /** Slots are 0 to `slotsMax - 1`, so that every handle fits in 31 bits. @default 8192 */
+  slotsMax: 8_192
+} as const

@@ -1,0 +1,83 @@
+/**
+ * What anyone may ask an HSM without logging in: getHSMInfo, getCert; and `setPeers`, by which
+ * the lab (holder of the cluster's trust anchor) tells an HSM which HSMs share its cluster.
+ */
+import { ReturnCode, WireError } from '@hsmlab/protocol'
+import type { HsmInfo, PeerAddress } from '@hsmlab/protocol'
+import type { Handler, HandlerTable } from '../context.js'
+import { isTombstone } from '../context.js'
+import { isResourceId } from '../ids.js'
+import type { PeerBook } from '../peers.js'
+import { HSM_MODEL, verifyPeers } from '../provisioning.js'
+
+/** Firmware version getHSMInfo reports. */
+export const FIRMWARE_VERSION = '3.4.0'
+/** "FIPS mode with single factor authentication", as the AWS example numbers it (reference A.9). */
+export const FIPS_STATE = 2
+
+/** What the info handlers need besides the context. */
+export interface InfoHandlerDeps {
+  /** PEM-armoured text by certificate type (certificates.ts). */
+  certificates: ReadonlyMap<number, string>
+  peerBook: PeerBook
+}
+
+function toPeerAddress (value: unknown, index: number): PeerAddress {
+  const v = value as Record<string, unknown>
+  const keys = Object.keys(v)
+  if (typeof v.hsmId !== 'string' || !isResourceId('hsm', v.hsmId) || typeof v.endpoint !== 'string' ||
+      !/^wss?:\/\/[^\s/]+/.test(v.endpoint) || keys.length !== 2) {
+    throw new WireError(ReturnCode.INVALID_INPUT, `peers[${index}] must be { hsmId: 'hsm-…', endpoint: 'ws://host:port' }`)
+  }
+  return { hsmId: v.hsmId, endpoint: v.endpoint }
+}
+
+/** The info handlers. */
+export function createInfoHandlers (deps: InfoHandlerDeps): HandlerTable {
+  const getHsmInfo: Handler<'getHsmInfo'> = async (ctx, session) => {
+    const { identity, limits } = ctx
+    let keyCount = 0
+    for (const key of ctx.keys.values()) if (!isTombstone(key)) keyCount++
+    const info: HsmInfo = {
+      hsmId: identity.hsmId,
+      clusterId: identity.clusterId,
+      lineage: identity.lineage,
+      label: identity.label,
+      model: HSM_MODEL,
+      serialNumber: identity.serialNumber,
+      firmwareVersion: FIRMWARE_VERSION,
+      fipsState: FIPS_STATE,
+      totalTokenObjects: limits.keysMax,
+      freeTokenObjects: Math.max(0, limits.keysMax - keyCount),
+      userCount: ctx.users.size,
+      keyCount
+    }
+    if (session.user !== undefined) info.loggedInAs = { userName: session.user.userName, userType: session.user.userType }
+    return info
+  }
+
+  const getCertificate: Handler<'getCertificate'> = async (_ctx, _session, { certType }) => {
+    const pem = deps.certificates.get(certType)
+    if (pem === undefined) throw new WireError(ReturnCode.INVALID_INPUT, `no certificate of type ${certType}`)
+    return { pem }
+  }
+
+  const setPeers: Handler<'setPeers'> = async (ctx, _session, args) => {
+    const peers = args.peers.map(toPeerAddress)
+    const { identity } = ctx
+    if (!verifyPeers(identity.anchorPublicKey, identity.hsmId, peers, args.version, args.signature)) {
+      throw new WireError(ReturnCode.PERMISSION_DENIED, `the peer list is not signed by the trust anchor of cluster ${identity.clusterId} for ${identity.hsmId}`)
+    }
+    await ctx.runExclusive(async () => {
+      const current = deps.peerBook.version()
+      if (args.version <= current) {
+        throw new WireError(ReturnCode.INVALID_INPUT, `peer list version ${args.version} is not newer than the stored version ${current}`)
+      }
+      await deps.peerBook.set(peers, args.version, args.signature)
+    })
+    ctx.replicator.peersChanged(ctx.peers())
+    return {}
+  }
+
+  return { getHsmInfo, getCertificate, setPeers }
+}

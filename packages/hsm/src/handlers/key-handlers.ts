@@ -1,0 +1,900 @@
+/**
+ * The key commands of one HSM (reference A.6, C, D): findAllKeys, getKeyInfo, getAttribute,
+ * setAttribute, shareKey, genSymKey, genRSAKeyPair / genECCKeyPair, findKey, deleteKey, wrapKey,
+ * unWrapKey, exportPrivateKey, sign, verify.
+ *
+ * Who may do what:
+ * - Key management and crypto operations are for crypto users (CU): others get
+ *   RET_PERMISSION_DENIED, nobody logged in RET_NOT_LOGGED_IN. findAllKeys is for CO, PCO and AU
+ *   (and a PRECO, which may read); getKeyInfo also answers them (about any token key).
+ * - A CU sees the keys it owns, the keys shared with it, and every public key. A handle that does
+ *   not exist, was deleted, or is not visible to the caller: RET_INVALID_HANDLE (0xa8).
+ * - Only the owner may delete, wrap or export a key, change its attributes or share it; anyone
+ *   else who can see it gets RET_KEY_ACCESS_DENIED (0xc6), as KMU deleteKey by a non-owner does.
+ *   Users it is shared with may use it (sign, verify, as wrapping or unwrapping key). Public keys
+ *   can be used by every CU and cannot be shared (RET_INVALID_INPUT).
+ *
+ * Decisions where the reference is silent:
+ * - A key whose usage attribute forbids the operation (OBJ_ATTR_SIGN 0 for sign, OBJ_ATTR_WRAP 0
+ *   on the wrapping key, OBJ_ATTR_EXTRACTABLE 0 on the key to wrap, OBJ_ATTR_DESTROYABLE 0 on
+ *   delete) fails with RET_KEY_ACCESS_DENIED and a detail naming the attribute. A key of the
+ *   wrong class or type for a mechanism fails with RET_INVALID_INPUT.
+ * - A non-empty OBJ_ATTR_ID must be unique among this HSM's token keys and the caller's session
+ *   keys (the two halves of a pair share it); a duplicate is RET_INVALID_INPUT. Keys that arrive by
+ *   replication or masked objects are copies and are not checked.
+ * - `ctx.limits.keysMax` bounds the token keys of the HSM (RET_KEY_LIMIT); each session may hold
+ *   as many session keys again.
+ * - minServers > 1 waits (at most `timeoutMs`, default `KEY_SYNC_TIMEOUT_MS`) until the new key
+ *   is on that many HSMs; if not, the key is deleted again (tombstone, delete sent to the peers)
+ *   and the call fails with RET_MIN_SERVERS_NOT_MET: "the key is not created". A session key
+ *   never leaves this HSM, so minServers does not apply to it.
+ * - setAttribute and shareKey change this HSM's copy only; CMU sends them to every HSM itself,
+ *   and in-cluster replication never overwrites an existing key (reference G.3: the key hash of
+ *   findAllKeys is how a person sees a divergence, syncKey repairs it).
+ * - unwrapKey makes a key the caller owns with OBJ_ATTR_LOCAL 0, NEVER_EXTRACTABLE 0 and
+ *   ALWAYS_SENSITIVE 0; it keeps the usage attributes and label of the wrapped key's header but not
+ *   its OBJ_ATTR_ID (the original usually still exists in the cluster, and IDs are unique).
+ * - exportPrivateKey wraps the private key with the AES key and unwraps it again, both inside the
+ *   HSM (the real KMU does the unwrap on the host), and returns PKCS#8 PEM over the encrypted
+ *   channel.
+ * - Wrapping a public key is refused (RET_INVALID_INPUT): it is not secret, and wrapKey's file
+ *   format is for secret and private keys.
+ *
+ * Concurrency: every read-modify-write of a stored key runs under a per-handle lock
+ * (`withKeyLocks`), because a store read sees a write only once it is durable; key counts and IDs
+ * of creations in flight are reserved synchronously.
+ */
+import {
+  Attribute, CMU_ATTRIBUTE_ORDER, CMU_SETTABLE_ATTRIBUTES, KeyClass, KeyType, ReturnCode, WireError, attributeName
+} from '@hsmlab/protocol'
+import type { AttributeValue, KeyAttribute, KeyCreationOptions, KeyListing } from '@hsmlab/protocol'
+import type { Handler, HandlerTable, HsmContext, KeyRecord, KeyTombstone, Session, UserRecord } from '../context.js'
+import { isTombstone } from '../context.js'
+import { keysHash } from '../key-digest.js'
+import {
+  WrapMechanism, aesKeyUnwrap, aesKeyWrap, checkSecretKeySpec, checkSecretMaterial, decodeWrappedKey, describePrivateKey,
+  encodeWrappedKey, generateEcKeyPair, generateRsaKeyPair, generateSecretKey, privateKeyPem, publicKeyKcv, rsaAesUnwrap,
+  rsaAesWrap, rsaOaepDecrypt, rsaOaepEncrypt, secretKeyKcv, signData, verifyData
+} from '../key-material.js'
+import type { AsymmetricMaterial } from '../key-material.js'
+import { requireUser } from '../permissions.js'
+
+/** The user logged in on a session. */
+type SessionUser = NonNullable<Session['user']>
+
+/** How long a key creation with minServers > 1 waits by default, in milliseconds. @default 10000 */
+export const KEY_SYNC_TIMEOUT_MS = 10_000
+
+/** Default RSA modulus when genRSAKeyPair gives none, in bits. @default 2048 */
+export const RSA_MODULUS_BITS_DEFAULT = 2048
+
+/** Default RSA public exponent. @default 65537 */
+export const RSA_PUBLIC_EXPONENT_DEFAULT = 65537
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers (also used by the masked-object and peer handlers and by replication)
+
+const lockTables = new WeakMap<object, Map<string, Promise<void>>>()
+
+/** Lock name of one key handle. */
+export function handleLock (handle: number): string {
+  return `key:${handle}`
+}
+
+/**
+ * Runs `task` once no earlier task holding any of `names` is running on this HSM. All names are
+ * taken at once, in call order, so two tasks can never wait for each other.
+ */
+export async function withKeyLocks<T> (ctx: HsmContext, names: string[], task: () => Promise<T>): Promise<T> {
+  let table = lockTables.get(ctx.keys)
+  if (table === undefined) { table = new Map(); lockTables.set(ctx.keys, table) }
+  const unique = [...new Set(names)]
+  const earlier: Array<Promise<void>> = []
+  let release!: () => void
+  const mine = new Promise<void>(resolve => { release = resolve })
+  for (const name of unique) {
+    const before = table.get(name)
+    if (before !== undefined) earlier.push(before)
+    table.set(name, mine)
+  }
+  try {
+    await Promise.all(earlier)
+    return await task()
+  } finally {
+    release()
+    for (const name of unique) if (table.get(name) === mine) table.delete(name)
+  }
+}
+
+/**
+ * What creations in flight have claimed but not yet stored: token keys (for the key limit), IDs
+ * (for uniqueness) and handles (so that a masked object inserted with its own handle cannot take
+ * a handle the allocator just gave out).
+ */
+interface Reservations { keys: number, ids: Set<string>, handles: Set<number> }
+const reservationTables = new WeakMap<object, Reservations>()
+const RESERVED_HANDLES_MAX = 4096
+
+function reservations (ctx: HsmContext): Reservations {
+  let r = reservationTables.get(ctx.keys)
+  if (r === undefined) { r = { keys: 0, ids: new Set(), handles: new Set() }; reservationTables.set(ctx.keys, r) }
+  return r
+}
+
+/** Forgets the reservation of handles `allocateKeyHandle` gave out, once stored (or abandoned). */
+export function releaseHandles (ctx: HsmContext, handles: number[]): void {
+  const reserved = reservations(ctx).handles
+  for (const handle of handles) reserved.delete(handle)
+}
+
+/**
+ * True when `handle` is taken on this HSM: a stored key or tombstone, a session key, a handle
+ * given out for a creation in flight, or one locked for an insert (unless the caller holds that
+ * lock itself).
+ */
+export function handleInUse (ctx: HsmContext, handle: number, lockedByCaller = false): boolean {
+  if (ctx.keys.has(String(handle))) return true
+  if (reservations(ctx).handles.has(handle)) return true
+  if (!lockedByCaller && lockTables.get(ctx.keys)?.has(handleLock(handle)) === true) return true
+  for (const s of ctx.sessions) if (s.sessionKeys.has(handle)) return true
+  return false
+}
+
+/** The live token key under `handle` (not a tombstone), if any. */
+export function liveTokenKey (ctx: HsmContext, handle: number): KeyRecord | undefined {
+  const record = ctx.keys.get(String(handle))
+  return record === undefined || isTombstone(record) ? undefined : record
+}
+
+/** How many live token keys this HSM holds. */
+export function tokenKeyCount (ctx: HsmContext): number {
+  let count = 0
+  for (const record of ctx.keys.values()) if (!isTombstone(record)) count++
+  return count
+}
+
+/** Throws RET_KEY_LIMIT unless `adding` more token keys fit under `ctx.limits.keysMax`. */
+export function checkKeyLimit (ctx: HsmContext, adding: number): void {
+  const count = tokenKeyCount(ctx) + reservations(ctx).keys
+  if (count + adding > ctx.limits.keysMax) {
+    throw new WireError(ReturnCode.KEY_LIMIT, `this HSM holds ${count} token keys, the limit is ${ctx.limits.keysMax}`)
+  }
+}
+
+/**
+ * Checks the key limit for `adding` more token keys and holds their places until the returned
+ * function is called (once they are stored, or abandoned), so concurrent creations cannot all
+ * take the last place.
+ */
+export function reserveKeySlots (ctx: HsmContext, adding: number): () => void {
+  checkKeyLimit(ctx, adding)
+  const reserved = reservations(ctx)
+  reserved.keys += adding
+  let released = false
+  return () => {
+    if (released) return
+    released = true
+    reserved.keys -= adding
+  }
+}
+
+/** A handle no key of this HSM holds, from `ctx.allocateHandle()`. */
+export function allocateKeyHandle (ctx: HsmContext): number {
+  // The allocator never repeats itself; the loop only guards against a handle that arrived from a
+  // peer or a masked object in this HSM's own slot (a restored backup of another HSM, say).
+  const reserved = reservations(ctx).handles
+  if (reserved.size >= RESERVED_HANDLES_MAX) {
+    // Handles of creations that failed before storing stay reserved; forget those long stored.
+    for (const handle of reserved) if (ctx.keys.has(String(handle))) reserved.delete(handle)
+    if (reserved.size >= RESERVED_HANDLES_MAX) reserved.clear()
+  }
+  for (let i = 0; i < 1024; i++) {
+    const handle = ctx.allocateHandle()
+    if (handleInUse(ctx, handle)) continue
+    reserved.add(handle)
+    return handle
+  }
+  throw new WireError(ReturnCode.INTERNAL, 'no free key handle found')
+}
+
+/** The user with this id on this HSM. */
+export function findUserById (ctx: HsmContext, userId: number): UserRecord | undefined {
+  const user = ctx.users.get(String(userId))
+  if (user !== undefined && user.userId === userId) return user
+  for (const u of ctx.users.values()) if (u.userId === userId) return u
+  return undefined
+}
+
+/** A mutable copy of a record (store values are frozen). Material is shared: nothing writes to it. */
+export function copyRecord (record: KeyRecord): KeyRecord {
+  const copy: KeyRecord = {
+    handle: record.handle,
+    keyClass: record.keyClass,
+    keyType: record.keyType,
+    owner: record.owner,
+    sharedWith: [...record.sharedWith],
+    mValue: record.mValue,
+    attributes: { ...record.attributes },
+    material: record.material
+  }
+  if (record.pairHandle !== undefined) copy.pairHandle = record.pairHandle
+  return copy
+}
+
+/** The tombstone of a deleted handle. */
+export function tombstoneOf (handle: number): KeyTombstone {
+  return { handle, deleted: true }
+}
+
+function attrName (id: number): string {
+  return attributeName(id) ?? `attribute ${id}`
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finding keys and checking access
+
+interface FoundKey {
+  record: KeyRecord
+  /** True for a session key of this session. */
+  session: boolean
+}
+
+function lookup (ctx: HsmContext, session: Session, handle: number): FoundKey | undefined {
+  const sessionKey = session.sessionKeys.get(handle)
+  if (sessionKey !== undefined) return { record: sessionKey, session: true }
+  const record = liveTokenKey(ctx, handle)
+  return record === undefined ? undefined : { record, session: false }
+}
+
+type Relation = 'owned' | 'shared' | 'public'
+
+function relationOf (record: KeyRecord, userId: number): Relation | undefined {
+  if (record.owner === userId) return record.keyClass === KeyClass.PUBLIC ? 'public' : 'owned'
+  if (record.keyClass === KeyClass.PUBLIC) return 'public'
+  if (record.sharedWith.includes(userId)) return 'shared'
+  return undefined
+}
+
+function invalidHandle (handle: number, user: SessionUser): WireError {
+  return new WireError(ReturnCode.INVALID_HANDLE, `no key with handle ${handle} is visible to ${user.userName}`)
+}
+
+/** A key the CU may use: owned, shared with it, or public. */
+function keyForUse (ctx: HsmContext, session: Session, user: SessionUser, handle: number): FoundKey {
+  const found = lookup(ctx, session, handle)
+  if (found === undefined || relationOf(found.record, user.userId) === undefined) throw invalidHandle(handle, user)
+  if (found.session && found.record.owner !== user.userId) throw invalidHandle(handle, user)
+  return found
+}
+
+/** A key the CU owns; visible but not owned: RET_KEY_ACCESS_DENIED. */
+function keyForOwner (ctx: HsmContext, session: Session, user: SessionUser, handle: number): FoundKey {
+  const found = keyForUse(ctx, session, user, handle)
+  if (found.record.owner !== user.userId) {
+    throw new WireError(ReturnCode.KEY_ACCESS_DENIED, `key ${handle} is owned by user ${found.record.owner}; only its owner may do this`)
+  }
+  return found
+}
+
+function requireFlag (record: KeyRecord, attribute: number, what: string): void {
+  if (record.attributes[attribute] !== 1) {
+    throw new WireError(ReturnCode.KEY_ACCESS_DENIED, `key ${record.handle} may not be used to ${what} (${attrName(attribute)} is 0)`)
+  }
+}
+
+function requireKind (record: KeyRecord, keyClass: number, keyType: number | undefined, what: string): void {
+  if (record.keyClass !== keyClass || (keyType !== undefined && record.keyType !== keyType)) {
+    throw new WireError(ReturnCode.INVALID_INPUT, `key ${record.handle} (class ${record.keyClass}, type ${record.keyType}) cannot ${what}`)
+  }
+}
+
+/** Checks the users a new key is shared with: existing CUs other than the owner. */
+function checkShareTargets (ctx: HsmContext, ownerId: number, ids: number[] | undefined): number[] {
+  const out: number[] = []
+  for (const id of ids ?? []) {
+    if (id === ownerId || out.includes(id)) continue
+    const target = findUserById(ctx, id)
+    if (target === undefined) throw new WireError(ReturnCode.USER_DOES_NOT_EXIST, `there is no user with id ${id} to share the key with`)
+    if (target.userType !== 'CU') {
+      throw new WireError(ReturnCode.INVALID_USER_TYPE, `keys are shared with crypto users; ${target.userName} (user ${id}) is a ${target.userType}`)
+    }
+    out.push(id)
+  }
+  return out.sort((a, b) => a - b)
+}
+
+function findKeyWithId (ctx: HsmContext, session: Session, id: string): KeyRecord | undefined {
+  for (const record of ctx.keys.values()) {
+    if (!isTombstone(record) && record.attributes[Attribute.ID] === id) return record
+  }
+  for (const record of session.sessionKeys.values()) if (record.attributes[Attribute.ID] === id) return record
+  return undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attributes
+
+/** What a key's attributes are built from. */
+export interface AttributeSpec {
+  keyClass: number
+  keyType: number
+  token: boolean
+  label: string
+  id: string
+  extractable: boolean
+  /** Generated on this HSM (1) or imported / unwrapped (0). */
+  local: boolean
+  /** Secret keys: length in bytes. */
+  valueLen?: number
+  kcv?: Uint8Array
+  rsa?: { modulus: Uint8Array, modulusBits: number, publicExponent: number }
+}
+
+/** The usage attributes a new key gets, by class and type (PKCS#11 conventions). */
+function usageDefaults (keyClass: number, keyType: number): Record<number, 0 | 1> {
+  const rsa = keyType === KeyType.RSA
+  if (keyClass === KeyClass.PUBLIC) {
+    return {
+      [Attribute.ENCRYPT]: rsa ? 1 : 0, [Attribute.DECRYPT]: 0, [Attribute.WRAP]: rsa ? 1 : 0, [Attribute.UNWRAP]: 0,
+      [Attribute.SIGN]: 0, [Attribute.VERIFY]: 1, [Attribute.DERIVE]: 0
+    }
+  }
+  if (keyClass === KeyClass.PRIVATE) {
+    return {
+      [Attribute.ENCRYPT]: 0, [Attribute.DECRYPT]: rsa ? 1 : 0, [Attribute.WRAP]: 0, [Attribute.UNWRAP]: rsa ? 1 : 0,
+      [Attribute.SIGN]: 1, [Attribute.VERIFY]: 0, [Attribute.DERIVE]: rsa ? 0 : 1
+    }
+  }
+  // A generic secret is an HMAC / derivation key; AES and 3DES keys do everything a secret key can.
+  const cipher = keyType === KeyType.GENERIC_SECRET ? 0 : 1
+  return {
+    [Attribute.ENCRYPT]: cipher, [Attribute.DECRYPT]: cipher, [Attribute.WRAP]: cipher, [Attribute.UNWRAP]: cipher,
+    [Attribute.SIGN]: 1, [Attribute.VERIFY]: 1, [Attribute.DERIVE]: 1
+  }
+}
+
+/** Every attribute of a new key (reference C.1). */
+export function buildAttributes (spec: AttributeSpec): Record<number, AttributeValue> {
+  const isPublic = spec.keyClass === KeyClass.PUBLIC
+  const extractable = isPublic || spec.extractable
+  const attributes: Record<number, AttributeValue> = {
+    [Attribute.CLASS]: spec.keyClass,
+    [Attribute.TOKEN]: spec.token ? 1 : 0,
+    [Attribute.PRIVATE]: 1,
+    [Attribute.LABEL]: spec.label,
+    [Attribute.TRUSTED]: 0,
+    [Attribute.KEY_TYPE]: spec.keyType,
+    [Attribute.ID]: spec.id,
+    [Attribute.SENSITIVE]: isPublic ? 0 : 1,
+    ...usageDefaults(spec.keyClass, spec.keyType),
+    [Attribute.EXTRACTABLE]: extractable ? 1 : 0,
+    [Attribute.LOCAL]: spec.local ? 1 : 0,
+    [Attribute.NEVER_EXTRACTABLE]: spec.local && !extractable ? 1 : 0,
+    [Attribute.ALWAYS_SENSITIVE]: spec.local && !isPublic ? 1 : 0,
+    [Attribute.DESTROYABLE]: 1,
+    [Attribute.WRAP_WITH_TRUSTED]: 0
+  }
+  if (spec.valueLen !== undefined) attributes[Attribute.VALUE_LEN] = spec.valueLen
+  if (spec.kcv !== undefined) attributes[Attribute.KCV] = spec.kcv
+  if (spec.rsa !== undefined) {
+    attributes[Attribute.MODULUS] = spec.rsa.modulus
+    attributes[Attribute.MODULUS_BITS] = spec.rsa.modulusBits
+    attributes[Attribute.PUBLIC_EXPONENT] = spec.rsa.publicExponent
+  }
+  return attributes
+}
+
+const BOOLEAN_SETTABLE: ReadonlySet<number> = new Set([
+  Attribute.TRUSTED, Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP, Attribute.SIGN,
+  Attribute.VERIFY, Attribute.DERIVE, Attribute.DESTROYABLE, Attribute.WRAP_WITH_TRUSTED
+])
+
+/** Usage attributes an unwrapped key takes over from the wrapped key's header. */
+const CARRIED_ON_UNWRAP: readonly number[] = [
+  Attribute.TRUSTED, Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP, Attribute.SIGN,
+  Attribute.VERIFY, Attribute.DERIVE, Attribute.DESTROYABLE, Attribute.WRAP_WITH_TRUSTED
+]
+
+function asBoolean (attribute: number, value: number | string): 0 | 1 {
+  if (value === 0 || value === '0') return 0
+  if (value === 1 || value === '1') return 1
+  throw new WireError(ReturnCode.INVALID_INPUT, `${attrName(attribute)} is a boolean attribute: 0 or 1, not ${String(value)}`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating and deleting
+
+interface CreateOptions {
+  token: boolean
+  id: string
+  minServers: number
+  timeoutMs: number
+}
+
+function creationOptions (args: KeyCreationOptions): CreateOptions {
+  return {
+    token: args.session !== true,
+    id: args.id ?? '',
+    minServers: args.minServers ?? 1,
+    timeoutMs: args.timeoutMs ?? KEY_SYNC_TIMEOUT_MS
+  }
+}
+
+/**
+ * Stores new keys (one, or the two halves of a pair) durably or in the session, then has them
+ * replicated. With minServers > 1 a failed replication deletes them again and rethrows.
+ */
+async function storeNewKeys (ctx: HsmContext, session: Session, records: KeyRecord[], options: CreateOptions): Promise<void> {
+  const reserved = reservations(ctx)
+  try {
+    // Checks and reservations happen synchronously, so concurrent creations cannot both pass them.
+    if (options.id !== '') {
+      const other = findKeyWithId(ctx, session, options.id)
+      if (other !== undefined || reserved.ids.has(options.id)) {
+        throw new WireError(ReturnCode.INVALID_INPUT, `a key with ID '${options.id}' already exists${other === undefined ? '' : ` (handle ${other.handle})`}; IDs are unique in the cluster`)
+      }
+    }
+    if (!options.token) {
+      if (session.sessionKeys.size + records.length > ctx.limits.keysMax) {
+        throw new WireError(ReturnCode.KEY_LIMIT, `this session holds ${session.sessionKeys.size} session keys, the limit is ${ctx.limits.keysMax}`)
+      }
+      for (const record of records) session.sessionKeys.set(record.handle, record)
+      return
+    }
+    const release = reserveKeySlots(ctx, records.length)
+    if (options.id !== '') reserved.ids.add(options.id)
+    try {
+      await ctx.keys.apply(records.map(record => ({ op: 'put' as const, id: String(record.handle), value: record })))
+    } finally {
+      release()
+      if (options.id !== '') reserved.ids.delete(options.id)
+    }
+  } finally {
+    releaseHandles(ctx, records.map(r => r.handle))
+  }
+  await replicateNew(ctx, records, options.minServers, options.timeoutMs)
+}
+
+/** Hands new token keys to the replicator; with minServers > 1, undoes them when that fails. */
+async function replicateNew (ctx: HsmContext, records: KeyRecord[], minServers: number, timeoutMs: number): Promise<void> {
+  if (minServers <= 1) {
+    for (const record of records) ctx.replicator.keyCreated(record, 1, timeoutMs).catch(() => { /* the replicator logs; anti-entropy retries */ })
+    return
+  }
+  try {
+    await Promise.all(records.map(async record => { await ctx.replicator.keyCreated(record, minServers, timeoutMs) }))
+  } catch (err) {
+    await deleteTokenKeys(ctx, records.map(r => r.handle))
+    if (err instanceof WireError) throw err
+    throw new WireError(ReturnCode.MIN_SERVERS_NOT_MET, `the key did not reach ${minServers} HSMs: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/** Tombstones token keys and tells the peers. */
+export async function deleteTokenKeys (ctx: HsmContext, handles: number[]): Promise<void> {
+  await withKeyLocks(ctx, handles.map(handleLock), async () => {
+    await ctx.keys.apply(handles.map(handle => ({ op: 'put' as const, id: String(handle), value: tombstoneOf(handle) })))
+  })
+  for (const handle of handles) ctx.replicator.keyDeleted(handle)
+}
+
+/** Writes a changed copy of a key back where it lives (store or session). */
+async function saveKey (ctx: HsmContext, session: Session, found: FoundKey, record: KeyRecord): Promise<void> {
+  if (found.session) session.sessionKeys.set(record.handle, record)
+  else await ctx.keys.apply([{ op: 'put', id: String(record.handle), value: record }])
+}
+
+/**
+ * Runs a read-modify-write of one key under its lock, with a fresh read inside it; `change`
+ * returns the new record, or undefined to leave the key as it is.
+ */
+async function modifyKey (
+  ctx: HsmContext, session: Session, user: SessionUser, handle: number,
+  change: (found: FoundKey) => KeyRecord | undefined
+): Promise<void> {
+  await withKeyLocks(ctx, [handleLock(handle)], async () => {
+    const found = keyForOwner(ctx, session, user, handle)
+    const updated = change(found)
+    if (updated !== undefined) await saveKey(ctx, session, found, updated)
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+const findAllKeys: Handler<'findAllKeys'> = async (ctx, session, { userId, withHash }) => {
+  // CO, PCO and AU (reference A.6); a PRECO may do read-only operations (B.1).
+  requireUser(session, 'CO', 'AU', 'PRECO')
+  const keys: KeyListing[] = []
+  const all: KeyRecord[] = []
+  for (const record of ctx.keys.values()) {
+    if (isTombstone(record)) continue
+    all.push(record)
+    // Public keys are listed only for their owner (reference A.6).
+    if (record.owner === userId) keys.push({ handle: record.handle, relation: record.keyClass === KeyClass.PUBLIC ? 'public' : 'owned' })
+    else if (record.keyClass !== KeyClass.PUBLIC && record.sharedWith.includes(userId)) keys.push({ handle: record.handle, relation: 'shared' })
+  }
+  keys.sort((a, b) => a.handle - b.handle)
+  // "Not populated for users without keys."
+  if (withHash && keys.length > 0) return { keys, hash: keysHash(all) }
+  return { keys }
+}
+
+const getKeyInfo: Handler<'getKeyInfo'> = async (ctx, session, { handle }) => {
+  const user = requireUser(session, 'CU', 'CO', 'AU', 'PRECO')
+  let found: FoundKey
+  if (user.userType === 'CU') {
+    found = keyForUse(ctx, session, user, handle)
+  } else {
+    const record = liveTokenKey(ctx, handle)
+    if (record === undefined) throw new WireError(ReturnCode.INVALID_HANDLE, `there is no key with handle ${handle}`)
+    found = { record, session: false }
+  }
+  const { record } = found
+  return {
+    handle: record.handle,
+    token: !found.session,
+    owner: record.owner,
+    // "Public keys show only the owner."
+    sharedWith: record.keyClass === KeyClass.PUBLIC ? [] : [...record.sharedWith].sort((a, b) => a - b),
+    mValue: record.mValue,
+    keyClass: record.keyClass
+  }
+}
+
+function attributeList (record: KeyRecord): KeyAttribute[] {
+  const ids = Object.keys(record.attributes).map(Number)
+  const order = CMU_ATTRIBUTE_ORDER.filter(id => ids.includes(id))
+  const rest = ids.filter(id => !CMU_ATTRIBUTE_ORDER.includes(id)).sort((a, b) => a - b)
+  return [...order, ...rest].map(id => ({ id, name: attributeName(id) ?? `OBJ_ATTR_${id}`, value: record.attributes[id]! }))
+}
+
+const getAttribute: Handler<'getAttribute'> = async (ctx, session, { handle, attribute }) => {
+  const user = requireUser(session, 'CU')
+  const { record } = keyForUse(ctx, session, user, handle)
+  if (attribute === Attribute.ALL) return { attributes: attributeList(record) }
+  const value = record.attributes[attribute]
+  if (value === undefined) {
+    throw new WireError(ReturnCode.INVALID_ATTRIBUTE, `key ${handle} has no ${attrName(attribute)}`)
+  }
+  return { attributes: [{ id: attribute, name: attributeName(attribute) ?? `OBJ_ATTR_${attribute}`, value }] }
+}
+
+/** KMU's setAttribute -a 1: a session key becomes a token key, keeps its handle, and is replicated. */
+async function makeTokenKey (ctx: HsmContext, session: Session, user: SessionUser, handle: number): Promise<void> {
+  let created: KeyRecord | undefined
+  await withKeyLocks(ctx, [handleLock(handle)], async () => {
+    const found = keyForOwner(ctx, session, user, handle)
+    if (!found.session) return // already a token key
+    const release = reserveKeySlots(ctx, 1)
+    const record = copyRecord(found.record)
+    record.attributes[Attribute.TOKEN] = 1
+    try {
+      await ctx.keys.apply([{ op: 'put', id: String(handle), value: record }])
+    } finally {
+      release()
+    }
+    session.sessionKeys.delete(handle)
+    created = record
+  })
+  if (created !== undefined) await replicateNew(ctx, [created], 1, KEY_SYNC_TIMEOUT_MS)
+}
+
+const setAttribute: Handler<'setAttribute'> = async (ctx, session, { handle, attribute, value }) => {
+  const user = requireUser(session, 'CU')
+  if (attribute === Attribute.TOKEN) {
+    const token = asBoolean(attribute, value)
+    keyForOwner(ctx, session, user, handle)
+    if (token === 1) {
+      await makeTokenKey(ctx, session, user, handle)
+    } else if (!session.sessionKeys.has(handle)) {
+      throw new WireError(ReturnCode.INVALID_ATTRIBUTE, `key ${handle} is a token key; a token key cannot become a session key`)
+    }
+    return {}
+  }
+  if (!CMU_SETTABLE_ATTRIBUTES.includes(attribute)) {
+    throw new WireError(ReturnCode.INVALID_ATTRIBUTE, `${attrName(attribute)} cannot be changed after the key is created`)
+  }
+  let newValue: AttributeValue
+  if (attribute === Attribute.LABEL) {
+    newValue = String(value)
+    if (newValue.length > 127) throw new WireError(ReturnCode.INVALID_INPUT, 'a label has at most 127 characters')
+  } else if (BOOLEAN_SETTABLE.has(attribute)) {
+    newValue = asBoolean(attribute, value)
+  } else {
+    newValue = value // WRAP_TEMPLATE / UNWRAP_TEMPLATE: kept as given.
+  }
+  await modifyKey(ctx, session, user, handle, found => {
+    if (found.record.attributes[attribute] === newValue) return undefined
+    const record = copyRecord(found.record)
+    record.attributes[attribute] = newValue
+    return record
+  })
+  return {}
+}
+
+const shareKey: Handler<'shareKey'> = async (ctx, session, { handle, userId, share }) => {
+  const user = requireUser(session, 'CU')
+  const { record } = keyForOwner(ctx, session, user, handle)
+  if (record.keyClass === KeyClass.PUBLIC) {
+    throw new WireError(ReturnCode.INVALID_INPUT, 'public keys are available to all users of the HSM, so they cannot be shared or unshared')
+  }
+  if (userId === user.userId) throw new WireError(ReturnCode.INVALID_INPUT, `key ${handle} is owned by ${user.userName} already`)
+  if (share) checkShareTargets(ctx, user.userId, [userId])
+  await modifyKey(ctx, session, user, handle, found => {
+    const has = found.record.sharedWith.includes(userId)
+    if (has === share) return undefined // sharing twice or unsharing a user it was never shared with changes nothing
+    const updated = copyRecord(found.record)
+    updated.sharedWith = share ? [...updated.sharedWith, userId].sort((a, b) => a - b) : updated.sharedWith.filter(id => id !== userId)
+    return updated
+  })
+  return {}
+}
+
+const generateSymmetricKey: Handler<'generateSymmetricKey'> = async (ctx, session, args) => {
+  const user = requireUser(session, 'CU')
+  checkSecretKeySpec(args.keyType, args.sizeBytes)
+  const options = creationOptions(args)
+  const sharedWith = checkShareTargets(ctx, user.userId, args.shareWith)
+  const material = generateSecretKey(args.keyType, args.sizeBytes)
+  const handle = allocateKeyHandle(ctx)
+  const attributes = buildAttributes({
+    keyClass: KeyClass.SECRET,
+    keyType: args.keyType,
+    token: options.token,
+    label: args.label,
+    id: options.id,
+    extractable: args.extractable ?? true,
+    local: true,
+    valueLen: args.sizeBytes,
+    kcv: secretKeyKcv(args.keyType, material)
+  })
+  const record: KeyRecord = { handle, keyClass: KeyClass.SECRET, keyType: args.keyType, owner: user.userId, sharedWith, mValue: args.mValue ?? 0, attributes, material }
+  await storeNewKeys(ctx, session, [record], options)
+  return { handle }
+}
+
+function rsaAttributes (material: AsymmetricMaterial): AttributeSpec['rsa'] {
+  if (material.modulus === undefined || material.modulusBits === undefined || material.publicExponent === undefined) return undefined
+  return { modulus: material.modulus, modulusBits: material.modulusBits, publicExponent: material.publicExponent }
+}
+
+const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) => {
+  const user = requireUser(session, 'CU')
+  const options = creationOptions(args)
+  const sharedWith = checkShareTargets(ctx, user.userId, args.shareWith)
+  let material: AsymmetricMaterial & { privateDer: Uint8Array }
+  if (args.algorithm === 'RSA') {
+    material = await generateRsaKeyPair(args.modulusBits ?? RSA_MODULUS_BITS_DEFAULT, args.publicExponent ?? RSA_PUBLIC_EXPONENT_DEFAULT)
+  } else {
+    if (args.curveId === undefined) throw new WireError(ReturnCode.INVALID_INPUT, 'genECCKeyPair needs a curve id')
+    material = await generateEcKeyPair(args.curveId)
+  }
+  const publicHandle = allocateKeyHandle(ctx)
+  const privateHandle = allocateKeyHandle(ctx)
+  const common = { keyType: material.keyType, token: options.token, label: args.label, id: options.id, local: true, kcv: publicKeyKcv(material.publicDer), rsa: rsaAttributes(material) }
+  const publicKey: KeyRecord = {
+    handle: publicHandle,
+    keyClass: KeyClass.PUBLIC,
+    keyType: material.keyType,
+    owner: user.userId,
+    sharedWith: [],
+    mValue: 0,
+    attributes: buildAttributes({ ...common, keyClass: KeyClass.PUBLIC, extractable: true }),
+    material: material.publicDer,
+    pairHandle: privateHandle
+  }
+  const privateKey: KeyRecord = {
+    handle: privateHandle,
+    keyClass: KeyClass.PRIVATE,
+    keyType: material.keyType,
+    owner: user.userId,
+    // Public keys cannot be shared: `-u` shares the private half.
+    sharedWith,
+    mValue: args.mValue ?? 0,
+    attributes: buildAttributes({ ...common, keyClass: KeyClass.PRIVATE, extractable: args.extractable ?? true }),
+    material: material.privateDer,
+    pairHandle: publicHandle
+  }
+  await storeNewKeys(ctx, session, [publicKey, privateKey], options)
+  return { publicHandle, privateHandle }
+}
+
+function kcvMatches (value: AttributeValue | undefined, wanted: string): boolean {
+  if (!(value instanceof Uint8Array)) return false
+  const hex = Buffer.from(value).toString('hex')
+  return hex === wanted.toLowerCase().replace(/^0x/, '')
+}
+
+const findKey: Handler<'findKey'> = async (ctx, session, args) => {
+  const user = requireUser(session, 'CU')
+  const candidates: KeyRecord[] = []
+  if (args.session !== false) {
+    for (const record of session.sessionKeys.values()) if (record.owner === user.userId) candidates.push(record)
+  }
+  if (args.session !== true) {
+    for (const record of ctx.keys.values()) {
+      if (!isTombstone(record) && relationOf(record, user.userId) !== undefined) candidates.push(record)
+    }
+  }
+  const handles = candidates.filter(record =>
+    (args.keyClass === undefined || record.keyClass === args.keyClass) &&
+    (args.keyType === undefined || record.keyType === args.keyType) &&
+    (args.label === undefined || record.attributes[Attribute.LABEL] === args.label) &&
+    (args.id === undefined || record.attributes[Attribute.ID] === args.id) &&
+    (args.kcv === undefined || kcvMatches(record.attributes[Attribute.KCV], args.kcv))
+  ).map(record => record.handle).sort((a, b) => a - b)
+  return { handles, total: handles.length }
+}
+
+const deleteKey: Handler<'deleteKey'> = async (ctx, session, { handle }) => {
+  const user = requireUser(session, 'CU')
+  let token = false
+  await withKeyLocks(ctx, [handleLock(handle)], async () => {
+    const found = keyForOwner(ctx, session, user, handle)
+    requireFlag(found.record, Attribute.DESTROYABLE, 'be deleted')
+    if (found.session) {
+      session.sessionKeys.delete(handle)
+      return
+    }
+    // A tombstone, not a delete: the handle is never given out again, and the delete reaches
+    // peers that were away (peerInventory lists tombstones).
+    await ctx.keys.apply([{ op: 'put', id: String(handle), value: tombstoneOf(handle) }])
+    token = true
+  })
+  if (token) ctx.replicator.keyDeleted(handle)
+  return {}
+}
+
+/** The wrapping key for a mechanism, checked; `direction` says which usage attribute it needs. */
+function wrappingKeyFor (ctx: HsmContext, session: Session, user: SessionUser, handle: number, mechanism: number, direction: 'wrap' | 'unwrap'): KeyRecord {
+  const { record } = keyForUse(ctx, session, user, handle)
+  if (mechanism === WrapMechanism.AES_KEY_WRAP) {
+    requireKind(record, KeyClass.SECRET, KeyType.AES, `${direction} with AES key wrap (an AES key is needed)`)
+  } else if (mechanism === WrapMechanism.RSA_OAEP || mechanism === WrapMechanism.RSA_AES) {
+    const keyClass = direction === 'wrap' ? KeyClass.PUBLIC : KeyClass.PRIVATE
+    requireKind(record, keyClass, KeyType.RSA, `${direction} with RSA (an RSA ${direction === 'wrap' ? 'public' : 'private'} key is needed)`)
+  } else {
+    throw new WireError(ReturnCode.INVALID_INPUT, `wrap mechanism ${mechanism} is not supported (4 AES_KEY_WRAP, 7 RSA_AES, 8 RSA_OAEP)`)
+  }
+  requireFlag(record, direction === 'wrap' ? Attribute.WRAP : Attribute.UNWRAP, `${direction} keys`)
+  return record
+}
+
+/** The key to be wrapped or exported: owned, not public, extractable. */
+function keyToExport (ctx: HsmContext, session: Session, user: SessionUser, handle: number): KeyRecord {
+  const { record } = keyForOwner(ctx, session, user, handle)
+  if (record.keyClass === KeyClass.PUBLIC) {
+    throw new WireError(ReturnCode.INVALID_INPUT, `key ${handle} is a public key: it is not secret and is not wrapped`)
+  }
+  if (record.attributes[Attribute.EXTRACTABLE] !== 1) {
+    throw new WireError(ReturnCode.KEY_ACCESS_DENIED, `key ${handle} is not extractable (OBJ_ATTR_EXTRACTABLE is 0)`)
+  }
+  return record
+}
+
+function checkTrusted (target: KeyRecord, wrapping: KeyRecord): void {
+  if (target.attributes[Attribute.WRAP_WITH_TRUSTED] === 1 && wrapping.attributes[Attribute.TRUSTED] !== 1) {
+    throw new WireError(ReturnCode.KEY_ACCESS_DENIED, `key ${target.handle} may only be wrapped with a trusted key (OBJ_ATTR_WRAP_WITH_TRUSTED is 1)`)
+  }
+}
+
+const wrapKey: Handler<'wrapKey'> = async (ctx, session, { handle, wrappingHandle, mechanism }) => {
+  const user = requireUser(session, 'CU')
+  const target = keyToExport(ctx, session, user, handle)
+  const wrapping = wrappingKeyFor(ctx, session, user, wrappingHandle, mechanism, 'wrap')
+  checkTrusted(target, wrapping)
+  let wrapped: Uint8Array
+  if (mechanism === WrapMechanism.AES_KEY_WRAP) {
+    wrapped = aesKeyWrap(wrapping.material, target.material)
+  } else if (mechanism === WrapMechanism.RSA_OAEP) {
+    if (target.keyClass !== KeyClass.SECRET) {
+      throw new WireError(ReturnCode.INVALID_INPUT, `RSA-OAEP wraps secret keys; key ${handle} is a private key (use mechanism 7 RSA_AES or 4 AES_KEY_WRAP)`)
+    }
+    wrapped = rsaOaepEncrypt(wrapping.material, target.material)
+  } else {
+    wrapped = rsaAesWrap(wrapping.material, target.material)
+  }
+  const attributes = { ...target.attributes }
+  return { wrapped: encodeWrappedKey({ mechanism, keyClass: target.keyClass, keyType: target.keyType, attributes }, wrapped) }
+}
+
+const unwrapKey: Handler<'unwrapKey'> = async (ctx, session, args) => {
+  const user = requireUser(session, 'CU')
+  const wrapping = wrappingKeyFor(ctx, session, user, args.wrappingHandle, args.mechanism, 'unwrap')
+  const { header, wrapped } = decodeWrappedKey(args.wrapped)
+  if (header !== undefined && header.mechanism !== args.mechanism) {
+    throw new WireError(ReturnCode.INVALID_INPUT, `the key was wrapped with mechanism ${header.mechanism}, not ${args.mechanism}`)
+  }
+  const keyClass = args.keyClass ?? header?.keyClass
+  const keyType = args.keyType ?? header?.keyType
+  if (keyClass === undefined || keyType === undefined) {
+    throw new WireError(ReturnCode.INVALID_INPUT, 'the wrapped key has no header: give its key class and key type')
+  }
+  if (keyClass !== KeyClass.SECRET && keyClass !== KeyClass.PRIVATE) {
+    throw new WireError(ReturnCode.INVALID_INPUT, `unwrapKey makes secret (4) or private (3) keys, not class ${keyClass}`)
+  }
+  const sharedWith = checkShareTargets(ctx, user.userId, args.shareWith)
+  let material: Uint8Array
+  if (args.mechanism === WrapMechanism.AES_KEY_WRAP) material = aesKeyUnwrap(wrapping.material, wrapped)
+  else if (args.mechanism === WrapMechanism.RSA_OAEP) material = rsaOaepDecrypt(wrapping.material, wrapped)
+  else material = rsaAesUnwrap(wrapping.material, wrapped)
+
+  const token = args.session !== true
+  const headerLabel = header?.attributes[Attribute.LABEL]
+  const label = args.label ?? (typeof headerLabel === 'string' ? headerLabel : '')
+  let attributes: Record<number, AttributeValue>
+  if (keyClass === KeyClass.SECRET) {
+    checkSecretMaterial(keyType, material)
+    attributes = buildAttributes({
+      keyClass, keyType, token, label, id: '', extractable: args.extractable ?? true, local: false,
+      valueLen: material.length, kcv: secretKeyKcv(keyType, material)
+    })
+  } else {
+    const described = describePrivateKey(material, keyType)
+    material = described.privateDer
+    attributes = buildAttributes({
+      keyClass, keyType, token, label, id: '', extractable: args.extractable ?? true, local: false,
+      kcv: publicKeyKcv(described.publicDer), rsa: rsaAttributes(described)
+    })
+  }
+  if (header !== undefined) {
+    for (const id of CARRIED_ON_UNWRAP) {
+      const v = header.attributes[id]
+      if (v === 0 || v === 1) attributes[id] = v
+    }
+  }
+  const handle = allocateKeyHandle(ctx)
+  const record: KeyRecord = { handle, keyClass, keyType, owner: user.userId, sharedWith, mValue: 0, attributes, material }
+  await storeNewKeys(ctx, session, [record], { token, id: '', minServers: 1, timeoutMs: KEY_SYNC_TIMEOUT_MS })
+  return { handle }
+}
+
+const exportPrivateKey: Handler<'exportPrivateKey'> = async (ctx, session, { handle, wrappingHandle }) => {
+  const user = requireUser(session, 'CU')
+  const target = keyToExport(ctx, session, user, handle)
+  requireKind(target, KeyClass.PRIVATE, undefined, 'be exported with exportPrivateKey (a private key is needed)')
+  const wrapping = wrappingKeyFor(ctx, session, user, wrappingHandle, WrapMechanism.AES_KEY_WRAP, 'wrap')
+  checkTrusted(target, wrapping)
+  // The real tool wraps on the HSM (Cfm3WrapKey) and unwraps on the host (Cfm3UnWrapHostKey);
+  // both steps run here, and the PEM travels over the encrypted channel.
+  const der = aesKeyUnwrap(wrapping.material, aesKeyWrap(wrapping.material, target.material))
+  return { pem: privateKeyPem(der) }
+}
+
+const sign: Handler<'sign'> = async (ctx, session, { handle, mechanism, data }) => {
+  const user = requireUser(session, 'CU')
+  const { record } = keyForUse(ctx, session, user, handle)
+  requireKind(record, KeyClass.PRIVATE, undefined, 'sign (a private key is needed)')
+  requireFlag(record, Attribute.SIGN, 'sign')
+  return { signature: signData(mechanism, record.keyType, record.material, data) }
+}
+
+const verify: Handler<'verify'> = async (ctx, session, { handle, mechanism, data, signature }) => {
+  const user = requireUser(session, 'CU')
+  const { record } = keyForUse(ctx, session, user, handle)
+  requireKind(record, KeyClass.PUBLIC, undefined, 'verify (a public key is needed)')
+  requireFlag(record, Attribute.VERIFY, 'verify')
+  if (!verifyData(mechanism, record.keyType, record.material, data, signature)) {
+    throw new WireError(ReturnCode.BAD_PKCS_DATA, 'the signature does not match the data and key')
+  }
+  return {}
+}
+
+/** The key handlers. */
+export const keyHandlers: HandlerTable = {
+  findAllKeys,
+  getKeyInfo,
+  getAttribute,
+  setAttribute,
+  shareKey,
+  generateSymmetricKey,
+  generateKeyPair,
+  findKey,
+  deleteKey,
+  wrapKey,
+  unwrapKey,
+  exportPrivateKey,
+  sign,
+  verify
+}

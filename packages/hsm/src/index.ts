@@ -1,0 +1,42 @@
+/**
+ * @packageDocumentation
+ * The HSM node: provisioning of data directories, the `hsmlab-hsm` process (`HSM_BIN_PATH`) and
+ * `startHsm` to run one in process. An HSM listens on one WebSocket port, answers the operations
+ * of @hsmlab/protocol over an encrypted channel, keeps its users and keys in encrypted stores,
+ * and replicates token keys to the peers the lab gives it.
+ *
+ * @example
+ * ```ts
+ * import { createClusterSecrets, createManufacturerKey, provisionHsm, startHsm } from '@hsmlab/hsm'
+ * const manufacturerKey = createManufacturerKey()
+ * const cluster = createClusterSecrets()
+ * await provisionHsm({ dataDir: '/tmp/hsm-0', manufacturerKey, slot: 0, cluster })
+ * const hsm = await startHsm({ dataDir: '/tmp/hsm-0', manufacturerKey })
+ * // connect with @hsmlab/client: HsmConnection.connect({ url: hsm.url, trustAnchor: cluster.anchor.publicKey })
+ * await hsm.stop()
+ * ```
+ */
+import { fileURLToPath } from 'node:url'
+
+/** Absolute path of the built `hsmlab-hsm` script (`dist/bin/hsm.js`), for `node HSM_BIN_PATH ...`. */
+export const HSM_BIN_PATH: string = fileURLToPath(new URL('../dist/bin/hsm.js', import.meta.url))
+
+export { startHsm } from './hsm-node.js'
+export type { HsmNode, StartHsmOptions } from './hsm-node.js'
+export {
+  APPLIANCE_USER_NAME, DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD, createClusterSecrets, createManufacturerKey,
+  provisionHsm, readManufacturerKey, signPeers, verifyPeers, writeManufacturerKey
+} from './provisioning.js'
+export type { ClusterSecrets, ProvisionOptions, ProvisionedHsm } from './provisioning.js'
+export { isResourceId, randomResourceId } from './ids.js'
+export {
+  HsmError, HSM_ERROR_CODES, HSM_EXIT_CODES, HSM_ERR_ALREADY_PROVISIONED, HSM_ERR_DATA_DIR_LOCKED, HSM_ERR_INVALID_ARGUMENT, HSM_ERR_LISTEN,
+  HSM_ERR_MANUFACTURER_KEY, HSM_ERR_NOT_PROVISIONED, HSM_ERR_STORAGE_KEY, HSM_ERR_STORE_LOAD
+} from './errors.js'
+export { hsmDefaults } from './defaults.js'
+export { REQUEST_CHANNEL } from './server.js'
+export type { RequestEvent } from './server.js'
+export type { HsmLimits } from './context.js'
+
+export { REPLICATED_CHANNEL } from './handlers/peer-handlers.js'
+export type { ReplicatedMessage } from './handlers/peer-handlers.js'
