@@ -1,0 +1,196 @@
+/**
+ * `hsmlab`: the lab's front door (DESIGN.md "The lab's contract").
+ *
+ *   hsmlab up     [--topology FILE] [--dir DIR] [--log-level LEVEL] [--json]
+ *   hsmlab status [--dir DIR] [--json]
+ *   hsmlab down   [--dir DIR] [--purge]
+ *
+ * `main(argv, io)` parses the arguments, calls labUp / labStatus / labDown and prints; it returns
+ * the exit code (0 done, 1 failed, 2 bad command line), so that it runs in process in tests and
+ * as a process through `bin/hsmlab.js` or `node dist/bin/hsmlab.js`.
+ */
+import { realpathSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Writable } from 'node:stream'
+import { parseArgs } from 'node:util'
+import { labDefaults } from '../defaults.js'
+import { LAB_ERR_USAGE, LabError } from '../errors.js'
+import { labDown, labStatus, labUp } from '../lab.js'
+import { formatDown, formatStatus, formatUpSummary } from '../report.js'
+
+/** Where `main` writes, and the directory it resolves `--dir` and `--topology` against. */
+export interface MainIo {
+  stdout: (text: string) => void
+  stderr: (text: string) => void
+  /** @default process.cwd() */
+  cwd?: string
+  /** What `hsmlab cmu` and `hsmlab kmu` read their commands from. @default process.stdin */
+  stdin?: NodeJS.ReadableStream
+}
+
+function writable (write: (text: string) => void): Writable {
+  return new Writable({
+    write (chunk: Buffer | string, _encoding, callback) {
+      write(chunk.toString())
+      callback()
+    }
+  })
+}
+
+const EXIT_OK = 0
+const EXIT_FAILURE = 1
+const EXIT_USAGE = 2
+
+const USAGE = `usage: hsmlab <command> [options]
+
+commands:
+  up      [--topology FILE] [--dir DIR]   start the lab in the background (or what of it is not
+                                          running); return when every HSM is ready
+  status  [--dir DIR] [--json]            what runs, where, in which state
+  down    [--dir DIR] [--purge]           stop every HSM of the lab; keep its data unless --purge
+
+  cmu     CONFIG                          the CMU shell (cloudhsm_mgmt_util CONFIG)
+  kmu     [--config CFG] [singlecmd ...]  the KMU shell (key_mgmt_util); without --config it uses
+                                          the first cluster of the lab in ./${labDefaults.dir}
+
+DIR defaults to ${labDefaults.dir} in the working directory.
+'hsmlab <command> --help' tells more about one command.
+`
+
+const HELP: Record<string, string> = {
+  up: `usage: hsmlab up [--topology FILE] [--dir DIR] [--log-level LEVEL] [--json]
+
+Starts the lab described by FILE in DIR and returns once every HSM is ready, its peers are set
+and the clusters the topology activates are activated. Without --topology: the lab already in
+DIR, or the default lab (region us-east-1, cluster primary of 3 HSMs, CO admin, CU alice).
+Run again, it starts only what is not running, on the same addresses, with the same data.
+
+  -t, --topology FILE   topology file (docs/lab.md); refused if DIR holds a lab of another topology
+  -d, --dir DIR         lab directory (default: ${labDefaults.dir})
+      --log-level LEVEL log level of the HSMs, whose logs go to DIR/<region>/<cluster>/hsm<i>/hsm.log
+                        (silent, fatal, error, warn, info, debug, trace; default: ${labDefaults.hsmLogLevel})
+      --json            print the status as 'hsmlab status --json' does, instead of the summary
+`,
+  status: `usage: hsmlab status [--dir DIR] [--json]
+
+Tells what runs in the lab in DIR: each cluster's id and state, and for each HSM its pid, state
+(ACTIVE: answers; DEGRADED: runs but does not answer; DOWN: does not run) and endpoint.
+Exit code 1 when DIR holds no lab.
+
+  -d, --dir DIR   lab directory (default: ${labDefaults.dir})
+      --json      the JSON report of docs/lab.md (the shape scripts rely on)
+`,
+  down: `usage: hsmlab down [--dir DIR] [--purge]
+
+Stops every HSM process of the lab in DIR (SIGTERM; SIGKILL for those still there after
+${labDefaults.stopTimeoutMs / 1000} s). The data stays, so 'hsmlab up' brings the lab back with its users and keys.
+Safe to run twice.
+
+  -d, --dir DIR   lab directory (default: ${labDefaults.dir})
+      --purge     also delete DIR: every HSM's data, the keys and the logs
+`
+}
+
+const DIR_OPTION = { type: 'string', short: 'd' } as const
+const HELP_OPTION = { type: 'boolean', short: 'h' } as const
+
+/** Runs `parseArgs`; what it refuses becomes LAB_ERR_USAGE with the command's help. */
+function parse<T> (command: string, run: () => T): T {
+  try {
+    return run()
+  } catch (err) {
+    throw new LabError(LAB_ERR_USAGE, `${(err as Error).message}\n\n${HELP[command] ?? USAGE}`)
+  }
+}
+
+/** Runs one `hsmlab` command; resolves with the exit code. */
+export async function main (argv: string[], io: MainIo = {
+  stdout: text => { process.stdout.write(text) },
+  stderr: text => { process.stderr.write(text) }
+}): Promise<number> {
+  const cwd = io.cwd ?? process.cwd()
+  const [command, ...rest] = argv
+  try {
+    switch (command) {
+      case 'up': {
+        const v = parse('up', () => parseArgs({ args: rest, strict: true, allowPositionals: false, options: { topology: { type: 'string', short: 't' }, dir: DIR_OPTION, 'log-level': { type: 'string' }, json: { type: 'boolean' }, help: HELP_OPTION } }).values)
+        if (v.help === true) { io.stdout(HELP.up ?? ''); return EXIT_OK }
+        const levels = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']
+        if (v['log-level'] !== undefined && !levels.includes(v['log-level'])) {
+          throw new LabError(LAB_ERR_USAGE, `--log-level must be one of ${levels.join(', ')}, not '${v['log-level']}'`)
+        }
+        const result = await labUp({ cwd, dir: v.dir, topologyFile: v.topology, logLevel: v['log-level'] })
+        io.stdout(v.json === true ? JSON.stringify(result.status, null, 2) + '\n' : formatUpSummary(result, cwd))
+        return EXIT_OK
+      }
+      case 'status': {
+        const v = parse('status', () => parseArgs({ args: rest, strict: true, allowPositionals: false, options: { dir: DIR_OPTION, json: { type: 'boolean' }, help: HELP_OPTION } }).values)
+        if (v.help === true) { io.stdout(HELP.status ?? ''); return EXIT_OK }
+        const status = await labStatus({ cwd, dir: v.dir })
+        io.stdout(v.json === true ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status))
+        return EXIT_OK
+      }
+      case 'down': {
+        const v = parse('down', () => parseArgs({ args: rest, strict: true, allowPositionals: false, options: { dir: DIR_OPTION, purge: { type: 'boolean' }, help: HELP_OPTION } }).values)
+        if (v.help === true) { io.stdout(HELP.down ?? ''); return EXIT_OK }
+        io.stdout(formatDown(await labDown({ cwd, dir: v.dir, purge: v.purge })))
+        return EXIT_OK
+      }
+      case 'cmu': case 'kmu': {
+        // Loaded only here: the shells are not needed to start or stop a lab.
+        const { runCmu, runKmu } = await import('@hsmlab/shells')
+        const input = io.stdin ?? process.stdin
+        const output = io.stdin === undefined ? process.stdout : writable(io.stdout)
+        const error = io.stdin === undefined ? process.stderr : writable(io.stderr)
+        return command === 'cmu'
+          ? await runCmu(rest, { input, output }, { errorOutput: error })
+          : await runKmu(rest, { input, output, error, cwd })
+      }
+      case 'help': case '--help': case '-h':
+        io.stdout(USAGE)
+        return EXIT_OK
+      case undefined:
+        io.stderr(USAGE)
+        return EXIT_USAGE
+      default:
+        io.stderr(`hsmlab: unknown command '${command}'\n\n${USAGE}`)
+        return EXIT_USAGE
+    }
+  } catch (err) {
+    if (err instanceof LabError && err.code === LAB_ERR_USAGE) {
+      io.stderr(`hsmlab ${command ?? ''}: ${err.message}`.trimEnd() + '\n')
+      return EXIT_USAGE
+    }
+    const code = (err as { code?: unknown }).code
+    io.stderr(`hsmlab ${command ?? ''}: ${typeof code === 'string' ? `[${code}] ` : ''}${(err as Error).message}\n`)
+    return EXIT_FAILURE
+  }
+}
+
+/**
+ * True when this module is the program: run as `node dist/bin/hsmlab.js`, or imported by the
+ * package's launcher `bin/hsmlab.js` (what `npx hsmlab` runs, through a symbolic link).
+ */
+function isEntryPoint (): boolean {
+  const script = process.argv[1]
+  if (script === undefined) return false
+  try {
+    const real = realpathSync(script)
+    const self = realpathSync(fileURLToPath(import.meta.url))
+    return real === self || real === resolve(dirname(self), '../../bin/hsmlab.js')
+  } catch {
+    return false
+  }
+}
+
+if (isEntryPoint()) {
+  main(process.argv.slice(2)).then(code => {
+    // Leave once the output is flushed: the HSMs live on their own, and the shells' standard
+    // input may still hold the event loop open.
+    process.stdout.write('', () => process.exit(code))
+  }, (err: unknown) => {
+    process.stderr.write(`hsmlab: ${(err as Error).stack ?? String(err)}\n`)
+    process.exit(EXIT_FAILURE)
+  })
+}

@@ -1,0 +1,277 @@
+/**
+ * Topologies: the JSON file that says which regions, clusters, HSMs and users a lab has
+ * (DESIGN.md "The lab's contract", docs/lab.md). `parseTopology` checks a parsed file and lists
+ * every problem it finds, each with its place in the file, so that one run tells a person all
+ * there is to fix.
+ */
+import { readFile } from 'node:fs/promises'
+import { APPLIANCE_USER_NAME, DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD } from '@hsmlab/hsm'
+import { labDefaults } from './defaults.js'
+import { LabError, LAB_ERR_TOPOLOGY, LAB_ERR_UNSUPPORTED } from './errors.js'
+
+/** A user the lab creates on every HSM of an activated cluster. */
+export interface TopologyUser {
+  type: 'CO' | 'CU'
+  name: string
+  password: string
+}
+
+/** One cluster of a region. */
+export interface TopologyCluster {
+  name: string
+  /** Number of HSMs, 1 to 28. */
+  hsms: number
+  /** Activate the cluster: the PRECO `admin` takes this password and becomes a CO. */
+  activate?: { admin: string }
+  /** Users created on every HSM once the cluster is activated (requires `activate`). */
+  users: TopologyUser[]
+  /** Make the cluster from a backup of another (needs the control plane, not available yet). */
+  cloneOf?: { region: string, cluster: string }
+}
+
+/** One region of the lab. */
+export interface TopologyRegion {
+  name: string
+  clusters: TopologyCluster[]
+}
+
+/** A checked topology; `users` is always present (empty when the file has none). */
+export interface Topology {
+  description?: string
+  regions: TopologyRegion[]
+}
+
+const REGION_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/
+const CLUSTER_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/
+// Reference B.2: user names up to 31 characters, `_` the only special character; passwords 7–32.
+const USER_NAME = /^[A-Za-z0-9_]{1,31}$/
+const PASSWORD_LENGTH_MIN = 7
+const PASSWORD_LENGTH_MAX = 32
+// Users every HSM has from the start; a topology cannot create them again.
+const RESERVED_USER_NAMES = [DEFAULT_ADMIN_NAME, APPLIANCE_USER_NAME]
+
+type Json = Record<string, unknown>
+
+function describe (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)
+  if (typeof value === 'object') return 'an object'
+  return String(value)
+}
+
+/** Collects problems with their path in the file. */
+class Checker {
+  readonly problems: string[] = []
+
+  fail (path: string, message: string): void {
+    this.problems.push(`${path}: ${message}`)
+  }
+
+  object (path: string, value: unknown, allowed: readonly string[]): Json | undefined {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      this.fail(path, `must be an object, not ${describe(value)}`)
+      return undefined
+    }
+    for (const key of Object.keys(value)) {
+      if (!allowed.includes(key)) this.fail(path, `unknown field "${key}" (allowed: ${allowed.join(', ')})`)
+    }
+    return value as Json
+  }
+
+  string (path: string, value: unknown, pattern: RegExp, rule: string): string | undefined {
+    if (value === undefined) { this.fail(path, `is missing (${rule})`); return undefined }
+    if (typeof value !== 'string' || !pattern.test(value)) { this.fail(path, `must be ${rule}, not ${describe(value)}`); return undefined }
+    return value
+  }
+
+  password (path: string, value: unknown): string | undefined {
+    if (value === undefined) { this.fail(path, `is missing (a password of ${PASSWORD_LENGTH_MIN} to ${PASSWORD_LENGTH_MAX} characters)`); return undefined }
+    if (typeof value !== 'string' || value.length < PASSWORD_LENGTH_MIN || value.length > PASSWORD_LENGTH_MAX) {
+      const got = typeof value === 'string' ? `${value.length} characters` : describe(value)
+      this.fail(path, `must be a password of ${PASSWORD_LENGTH_MIN} to ${PASSWORD_LENGTH_MAX} characters, not ${got}`)
+      return undefined
+    }
+    return value
+  }
+
+  array (path: string, value: unknown, minLength: number): unknown[] | undefined {
+    if (value === undefined) { this.fail(path, `is missing (an array of at least ${minLength})`); return undefined }
+    if (!Array.isArray(value)) { this.fail(path, `must be an array, not ${describe(value)}`); return undefined }
+    if (value.length < minLength) { this.fail(path, `must list at least ${minLength}`); return undefined }
+    return value
+  }
+}
+
+function checkUser (c: Checker, path: string, raw: unknown): TopologyUser | undefined {
+  const u = c.object(path, raw, ['type', 'name', 'password'])
+  if (u === undefined) return undefined
+  let type: TopologyUser['type'] | undefined
+  if (u.type === 'CO' || u.type === 'CU') type = u.type
+  else c.fail(`${path}.type`, u.type === undefined ? 'is missing ("CO" or "CU")' : `must be "CO" or "CU", not ${describe(u.type)}`)
+  const name = c.string(`${path}.name`, u.name, USER_NAME, 'a user name of 1 to 31 letters, digits or _')
+  if (name !== undefined && RESERVED_USER_NAMES.includes(name.toLowerCase())) {
+    c.fail(`${path}.name`, `"${name}" is a user every HSM already has; pick another name`)
+  }
+  const password = c.password(`${path}.password`, u.password)
+  if (type === undefined || name === undefined || password === undefined) return undefined
+  return { type, name, password }
+}
+
+function checkCluster (c: Checker, path: string, raw: unknown): TopologyCluster | undefined {
+  const k = c.object(path, raw, ['name', 'hsms', 'activate', 'users', 'cloneOf'])
+  if (k === undefined) return undefined
+  const name = c.string(`${path}.name`, k.name, CLUSTER_NAME, 'a cluster name of 1 to 32 letters, digits, - or _')
+  let hsms: number | undefined
+  if (k.hsms === undefined) c.fail(`${path}.hsms`, `is missing (the number of HSMs, 1 to ${labDefaults.hsmsPerClusterMax})`)
+  else if (typeof k.hsms !== 'number' || !Number.isInteger(k.hsms) || k.hsms < 1 || k.hsms > labDefaults.hsmsPerClusterMax) {
+    c.fail(`${path}.hsms`, `must be a whole number from 1 to ${labDefaults.hsmsPerClusterMax} (a cluster has 1 to 28 HSMs), not ${describe(k.hsms)}`)
+  } else hsms = k.hsms
+  let activate: TopologyCluster['activate']
+  if (k.activate !== undefined) {
+    const a = c.object(`${path}.activate`, k.activate, ['admin'])
+    if (a !== undefined) {
+      const admin = c.password(`${path}.activate.admin`, a.admin)
+      if (admin !== undefined) {
+        if (admin === DEFAULT_ADMIN_PASSWORD) c.fail(`${path}.activate.admin`, `must differ from the PRECO's default password "${DEFAULT_ADMIN_PASSWORD}"`)
+        else activate = { admin }
+      }
+    }
+  }
+  const users: TopologyUser[] = []
+  let usersOk = true
+  if (k.users !== undefined) {
+    const list = c.array(`${path}.users`, k.users, 0)
+    if (list === undefined) usersOk = false
+    else {
+      const seen = new Set<string>()
+      list.forEach((rawUser, i) => {
+        const user = checkUser(c, `${path}.users[${i}]`, rawUser)
+        if (user === undefined) { usersOk = false; return }
+        if (seen.has(user.name.toLowerCase())) {
+          c.fail(`${path}.users[${i}].name`, `"${user.name}" is listed twice (user names do not depend on case)`)
+          usersOk = false
+        }
+        seen.add(user.name.toLowerCase())
+        users.push(user)
+      })
+      if (list.length > 0 && k.activate === undefined && k.cloneOf === undefined) {
+        c.fail(`${path}.users`, 'needs "activate": only a crypto officer can create users, and a cluster has none until it is activated')
+      }
+    }
+  }
+  let cloneOf: TopologyCluster['cloneOf']
+  if (k.cloneOf !== undefined) {
+    const s = c.object(`${path}.cloneOf`, k.cloneOf, ['region', 'cluster'])
+    if (s !== undefined) {
+      const region = c.string(`${path}.cloneOf.region`, s.region, REGION_NAME, 'the name of a region of this topology')
+      const cluster = c.string(`${path}.cloneOf.cluster`, s.cluster, CLUSTER_NAME, 'the name of a cluster of that region')
+      if (region !== undefined && cluster !== undefined) cloneOf = { region, cluster }
+    }
+    if (k.activate !== undefined || (Array.isArray(k.users) && k.users.length > 0)) {
+      c.fail(`${path}.cloneOf`, 'a clone takes its users from the backup of its source: drop "activate" and "users"')
+    }
+  }
+  if (name === undefined || hsms === undefined || !usersOk || (k.activate !== undefined && activate === undefined) || (k.cloneOf !== undefined && cloneOf === undefined)) return undefined
+  const out: TopologyCluster = { name, hsms, users }
+  if (activate !== undefined) out.activate = activate
+  if (cloneOf !== undefined) out.cloneOf = cloneOf
+  return out
+}
+
+/**
+ * Checks a parsed topology file and returns it in normal form; throws `LAB_ERR_TOPOLOGY` listing
+ * every problem, each as `<source>: <path>: <what is wrong>`.
+ */
+export function parseTopology (json: unknown, source = 'topology'): Topology {
+  const c = new Checker()
+  const regions: TopologyRegion[] = []
+  let description: string | undefined
+  const top = c.object('topology', json, ['description', 'regions'])
+  if (top !== undefined) {
+    if (top.description !== undefined) {
+      if (typeof top.description === 'string') description = top.description
+      else c.fail('description', `must be a string, not ${describe(top.description)}`)
+    }
+    const list = c.array('regions', top.regions, 1) ?? []
+    const regionNames = new Set<string>()
+    list.forEach((rawRegion, r) => {
+      const path = `regions[${r}]`
+      const g = c.object(path, rawRegion, ['name', 'clusters'])
+      if (g === undefined) return
+      const name = c.string(`${path}.name`, g.name, REGION_NAME, 'a region name of lower-case letters, digits and - (like "us-east-1")')
+      if (name !== undefined) {
+        if (regionNames.has(name)) c.fail(`${path}.name`, `region "${name}" is listed twice`)
+        regionNames.add(name)
+      }
+      const clusters: TopologyCluster[] = []
+      const clusterNames = new Set<string>()
+      const rawClusters = c.array(`${path}.clusters`, g.clusters, 1) ?? []
+      rawClusters.forEach((rawCluster, k) => {
+        const cluster = checkCluster(c, `${path}.clusters[${k}]`, rawCluster)
+        if (cluster === undefined) return
+        if (clusterNames.has(cluster.name)) c.fail(`${path}.clusters[${k}].name`, `cluster "${cluster.name}" is listed twice in region "${name ?? '?'}"`)
+        clusterNames.add(cluster.name)
+        clusters.push(cluster)
+      })
+      if (name !== undefined) regions.push({ name, clusters })
+    })
+    // A clone's source must be a cluster of this topology, and not the clone itself.
+    regions.forEach((region, r) => {
+      region.clusters.forEach((cluster, k) => {
+        if (cluster.cloneOf === undefined) return
+        const { region: sourceRegion, cluster: sourceCluster } = cluster.cloneOf
+        const source = regions.find(g => g.name === sourceRegion)?.clusters.find(x => x.name === sourceCluster)
+        if (source === undefined) c.fail(`regions[${r}].clusters[${k}].cloneOf`, `names ${sourceRegion}/${sourceCluster}, which this topology does not define`)
+        else if (source === cluster) c.fail(`regions[${r}].clusters[${k}].cloneOf`, 'names the cluster itself')
+      })
+    })
+  }
+  if (c.problems.length > 0) {
+    throw new LabError(LAB_ERR_TOPOLOGY, `${source} is not a valid topology:\n${c.problems.map(p => `  ${p}`).join('\n')}`)
+  }
+  const out: Topology = { regions }
+  if (description !== undefined) out.description = description
+  return out
+}
+
+/**
+ * Reads and checks a topology file (`LAB_ERR_TOPOLOGY` when it cannot be read or is wrong);
+ * messages name it `name` (by default the path), the way the person typed it.
+ */
+export async function readTopology (file: string, name: string = file): Promise<Topology> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message
+    throw new LabError(LAB_ERR_TOPOLOGY, `cannot read the topology file ${name}: ${why}`, { cause: err })
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (err) {
+    throw new LabError(LAB_ERR_TOPOLOGY, `${name} is not valid JSON: ${(err as Error).message}`, { cause: err })
+  }
+  return parseTopology(json, name)
+}
+
+/**
+ * Throws `LAB_ERR_UNSUPPORTED` when the topology asks for something this lab cannot build yet:
+ * a valid topology may name `cloneOf`, which needs the control plane (backups copied across
+ * regions), and `hsmlab up` refuses it before anything is started.
+ */
+export function checkBuildable (topology: Topology): void {
+  for (const region of topology.regions) {
+    for (const cluster of region.clusters) {
+      if (cluster.cloneOf !== undefined) {
+        throw new LabError(LAB_ERR_UNSUPPORTED, `cluster ${region.name}/${cluster.name}: cloneOf needs the control plane (not available yet); remove the cluster from the topology to start the others`)
+      }
+    }
+  }
+}
+
+/** Every cluster of a topology in lab order (regions in file order, then clusters). */
+export function clustersOf (topology: Topology): Array<{ region: TopologyRegion, cluster: TopologyCluster }> {
+  return topology.regions.flatMap(region => region.clusters.map(cluster => ({ region, cluster })))
+}

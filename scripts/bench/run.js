@@ -1,0 +1,185 @@
+// npm run bench: hsmlab's speed and memory figures, each beside a baseline measured in the same
+// run on the same machine, so that a noisy shared machine moves both. Prints one table.
+//
+//   node scripts/bench/run.js            (after npm run build; `npm run bench` builds first)
+//
+// Every lab it starts lives in a temporary directory and is stopped at the end, also on failure.
+import { spawn, spawnSync } from 'node:child_process'
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import WebSocket from 'ws'
+import { HsmConnection } from '@hsmlab/client'
+import { decodeTrustAnchor } from '@hsmlab/crypto'
+import { percentile, msSince } from './stats.js'
+
+const HSMLAB = fileURLToPath(new URL('../../packages/lab/bin/hsmlab.js', import.meta.url))
+const ECHO = fileURLToPath(new URL('./echo-server.js', import.meta.url))
+const work = mkdtempSync(join(tmpdir(), 'hsmlab-bench-'))
+const labs = []
+const children = []
+const rows = []
+
+function row (measure, value, baseline, unit, goal) {
+  rows.push({ measure, value, baseline, unit, goal })
+}
+
+function hsmlab (args) {
+  const run = spawnSync(process.execPath, [HSMLAB, ...args], { encoding: 'utf8', timeout: 120_000 })
+  if (run.status !== 0) throw new Error(`hsmlab ${args.join(' ')} failed (${run.status}):\n${run.stdout}\n${run.stderr}`)
+  return run.stdout
+}
+
+function topology (name, hsms) {
+  const file = join(work, `${name}.json`)
+  writeFileSync(file, JSON.stringify({
+    regions: [{ name: 'us-east-1', clusters: [{ name, hsms, activate: { admin: 'Admin1234' }, users: [{ type: 'CU', name: 'bench', password: 'Bench1234' }] }] }]
+  }))
+  return file
+}
+
+async function startLab (name, hsms) {
+  const dir = join(work, name)
+  const started = process.hrtime.bigint()
+  hsmlab(['up', '--topology', topology(name, hsms), '--dir', dir])
+  const upMs = msSince(started)
+  labs.push(dir)
+  const status = JSON.parse(hsmlab(['status', '--json', '--dir', dir]))
+  const cluster = status.regions[0].clusters[0]
+  const anchorFile = JSON.parse(readFileSync(cluster.cmuConfig, 'utf8')).servers[0].CAfile
+  return { dir, upMs, cluster, anchor: decodeTrustAnchor(readFileSync(anchorFile, 'utf8')) }
+}
+
+async function connectAsCu (lab, index) {
+  const hsm = lab.cluster.hsms[index]
+  const conn = await HsmConnection.connect({ url: hsm.endpoint, trustAnchor: lab.anchor })
+  await conn.call('login', { userType: 'CU', userName: 'bench', password: 'Bench1234' })
+  return conn
+}
+
+function startEcho () {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint()
+    const child = spawn(process.execPath, [ECHO], { stdio: ['ignore', 'pipe', 'inherit'] })
+    children.push(child)
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', chunk => {
+      out += chunk
+      const line = out.split('\n')[0]
+      if (out.includes('\n')) resolve({ child, port: JSON.parse(line).port, readyMs: msSince(started) })
+    })
+    child.on('exit', code => { reject(new Error(`echo server exited with ${code}`)) })
+  })
+}
+
+function rssKiB (pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)[1])
+}
+
+async function echoRoundTrips (port, count) {
+  const socket = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false })
+  await new Promise((resolve, reject) => { socket.once('open', resolve); socket.once('error', reject) })
+  const payload = Buffer.alloc(96, 1)
+  const samples = []
+  for (let i = 0; i < count; i++) {
+    const start = process.hrtime.bigint()
+    await new Promise(resolve => { socket.once('message', resolve); socket.send(payload) })
+    samples.push(msSince(start))
+  }
+  socket.close()
+  return samples
+}
+
+function bareFsyncAppends (bytes, seconds) {
+  const file = join(work, 'bare.log')
+  const fd = openSync(file, 'a')
+  const record = Buffer.alloc(bytes, 7)
+  const started = process.hrtime.bigint()
+  let count = 0
+  while (msSince(started) < seconds * 1000) { writeSync(fd, record); fdatasyncSync(fd); count++ }
+  closeSync(fd)
+  return count / (msSince(started) / 1000)
+}
+
+async function main () {
+  // Baselines and the lab start-up time: three bare processes that announce a port, in parallel.
+  const bareStart = process.hrtime.bigint()
+  const echoes = await Promise.all([startEcho(), startEcho(), startEcho()])
+  const bareReadyMs = msSince(bareStart)
+  const echoRssKiB = rssKiB(echoes[0].child.pid)
+
+  const three = await startLab('three', 3)
+  row('hsmlab up to ready, 3 HSMs (activated, 1 CU)', three.upMs, bareReadyMs, 'ms', '< 1500 ms')
+  row('HSM RSS, idle', rssKiB(three.cluster.hsms[0].pid) / 1024, echoRssKiB / 1024, 'MiB', '< 60 MiB')
+
+  // Round trip of one command (getKeyInfo, logged in) against a bare WebSocket echo.
+  const c0 = await connectAsCu(three, 0)
+  const { handle } = await c0.call('generateSymmetricKey', { keyType: 31, sizeBytes: 32, label: 'rtt' })
+  const rounds = 2000
+  const echoSamples = await echoRoundTrips(echoes[0].port, rounds)
+  const cmdSamples = []
+  for (let i = 0; i < rounds; i++) {
+    const start = process.hrtime.bigint()
+    await c0.call('getKeyInfo', { handle })
+    cmdSamples.push(msSince(start))
+  }
+  row('command round trip p50 (getKeyInfo)', percentile(cmdSamples, 50), percentile(echoSamples, 50), 'ms', 'p50 within 2x')
+  row('command round trip p99 (getKeyInfo)', percentile(cmdSamples, 99), percentile(echoSamples, 99), 'ms', '')
+
+  // Replication lag: a key created on HSM 0 until it is readable on HSMs 1 and 2.
+  const c1 = await connectAsCu(three, 1)
+  const c2 = await connectAsCu(three, 2)
+  const lags = []
+  const present = async (conn, h) => { try { await conn.call('getKeyInfo', { handle: h }); return true } catch { return false } }
+  for (let i = 0; i < 200; i++) {
+    const { handle: h } = await c0.call('generateSymmetricKey', { keyType: 31, sizeBytes: 32, label: `lag${i}` })
+    const acked = process.hrtime.bigint()
+    const waiting = [c1, c2].map(async conn => { while (!(await present(conn, h))) { /* poll */ } })
+    await Promise.all(waiting)
+    lags.push(msSince(acked))
+  }
+  row('replication lag p50, 3-HSM cluster', percentile(lags, 50), percentile(echoSamples, 50) * 2, 'ms', 'p50 < 5 ms (baseline: two echo round trips)')
+  await Promise.all([c0.close(), c1.close(), c2.close()])
+
+  // Durable key creations on one HSM, 64 in flight, against bare fsync'd appends of the same size.
+  const one = await startLab('one', 1)
+  const conn = await connectAsCu(one, 0)
+  const total = 3200
+  const inFlight = 64
+  let next = 0
+  const started = process.hrtime.bigint()
+  await Promise.all(Array.from({ length: inFlight }, async () => {
+    while (next < total) { next++; await conn.call('generateSymmetricKey', { keyType: 31, sizeBytes: 32, label: 'bulk' }) }
+  }))
+  const keysPerSecond = total / (msSince(started) / 1000)
+  row('durable genSymKey AES-256 per second (64 in flight)', keysPerSecond, bareFsyncAppends(320, 2), '/s', '>= 2000/s (baseline: one fsync per append)')
+  while (next < 3300) { next++; await conn.call('generateSymmetricKey', { keyType: 31, sizeBytes: 32, label: 'fill' }) }
+  row('HSM RSS with 3,300 keys', rssKiB(one.cluster.hsms[0].pid) / 1024, echoRssKiB / 1024, 'MiB', '< 90 MiB')
+  await conn.close()
+}
+
+function printTable () {
+  const fmt = v => (Number.isFinite(v) ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : 'n/a')
+  const lines = [['measure', 'hsmlab', 'baseline', 'ratio', 'unit', 'goal']]
+  for (const r of rows) lines.push([r.measure, fmt(r.value), fmt(r.baseline), (r.value / r.baseline).toFixed(2) + 'x', r.unit, r.goal])
+  const widths = lines[0].map((_, i) => Math.max(...lines.map(l => l[i].length)))
+  const render = l => '| ' + l.map((c, i) => c.padEnd(widths[i])).join(' | ') + ' |'
+  console.log(render(lines[0]))
+  console.log('| ' + widths.map(w => '-'.repeat(w)).join(' | ') + ' |')
+  for (const l of lines.slice(1)) console.log(render(l))
+}
+
+try {
+  await main()
+  printTable()
+} catch (err) {
+  printTable()
+  console.error(err)
+  process.exitCode = 1
+} finally {
+  for (const dir of labs) spawnSync(process.execPath, [HSMLAB, 'down', '--dir', dir], { timeout: 30_000 })
+  for (const child of children) child.kill('SIGKILL')
+  rmSync(work, { recursive: true, force: true })
+}
