@@ -47,5 +47,11 @@ export const hsmDefaults = {
   /** The first `n` an HSM gives out in its slot (the AWS examples start at 6). @default 6 */
   firstHandleIndex: 6,
   /** Slots are 0 to `slotsMax - 1`, so that every handle fits in 31 bits. @default 8192 */
-  slotsMax: 8_192
+  slotsMax: 8_192,
+  /**
+   * How far the time a backup request was signed at (`exportBackup`'s `requestedAtMs`) may be
+   * from this HSM's clock, either way, in milliseconds; it bounds how long a captured request can
+   * be replayed. @default 300000 (5 minutes)
+   */
+  backupRequestSkewMsMax: 300_000
 } as const

@@ -28,6 +28,14 @@ export const HSM_ERR_DATA_DIR_LOCKED = 'HSM_ERR_DATA_DIR_LOCKED'
 export const HSM_ERR_INVALID_ARGUMENT = 'HSM_ERR_INVALID_ARGUMENT'
 /** The server could not listen on the requested host and port. */
 export const HSM_ERR_LISTEN = 'HSM_ERR_LISTEN'
+/** A provision file (`--provision`) cannot be read, is malformed, or its identity does not check out. */
+export const HSM_ERR_PROVISION_FILE = 'HSM_ERR_PROVISION_FILE'
+/** Bytes that are not an hsmlab backup: bad magic, unsupported version, truncated, unreadable header. */
+export const HSM_ERR_BACKUP_FORMAT = 'HSM_ERR_BACKUP_FORMAT'
+/** A backup failed authentication: a byte of its header or content was changed. */
+export const HSM_ERR_BACKUP_TAMPERED = 'HSM_ERR_BACKUP_TAMPERED'
+/** A backup was made by an HSM of another manufacturer key: this HSM cannot open it. */
+export const HSM_ERR_BACKUP_FOREIGN = 'HSM_ERR_BACKUP_FOREIGN'
 
 /** Every code of this package. */
 export const HSM_ERROR_CODES: readonly string[] = [
@@ -38,13 +46,19 @@ export const HSM_ERROR_CODES: readonly string[] = [
   HSM_ERR_STORE_LOAD,
   HSM_ERR_DATA_DIR_LOCKED,
   HSM_ERR_INVALID_ARGUMENT,
-  HSM_ERR_LISTEN
+  HSM_ERR_LISTEN,
+  HSM_ERR_PROVISION_FILE,
+  HSM_ERR_BACKUP_FORMAT,
+  HSM_ERR_BACKUP_TAMPERED,
+  HSM_ERR_BACKUP_FOREIGN
 ]
 
 /**
  * Exit codes of the `hsmlab-hsm` process: 0 after a requested stop; 1 for bad arguments or any
  * other failure to start; 2 when the data directory cannot be loaded (a tampered or unreadable
  * store, a storage key that does not open with the manufacturer key, an unprovisioned directory,
- * an unreadable manufacturer key file), with the reason naming the file on stderr.
+ * an unreadable manufacturer key file) or cannot be made from `--provision` (a malformed
+ * provision file, a tampered, foreign or unreadable backup), with the reason naming the file on
+ * stderr.
  */
 export const HSM_EXIT_CODES = { ok: 0, failure: 1, dataUnloadable: 2 } as const

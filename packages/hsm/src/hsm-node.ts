@@ -12,6 +12,8 @@ import type { DataStores } from './data-dir.js'
 import { buildCertificates } from './certificates.js'
 import { hsmDefaults } from './defaults.js'
 import { HsmError, HSM_ERR_INVALID_ARGUMENT } from './errors.js'
+import { deriveBackupKey } from './backup.js'
+import { createBackupHandlers } from './handlers/backup-handlers.js'
 import { createInfoHandlers } from './handlers/info-handlers.js'
 import { keyHandlers } from './handlers/key-handlers.js'
 import { maskedObjectHandlers } from './handlers/masked-object-handlers.js'
@@ -155,7 +157,8 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
       ...createInfoHandlers({ certificates: buildCertificates(identity, opts.manufacturerKey), peerBook }),
       ...keyHandlers,
       ...maskedObjectHandlers,
-      ...peerHandlers
+      ...peerHandlers,
+      ...createBackupHandlers({ backupKey: deriveBackupKey(opts.manufacturerKey) })
     }
     const host = opts.host ?? hsmDefaults.host
     server = new HsmServer({

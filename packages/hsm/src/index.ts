@@ -3,7 +3,10 @@
  * The HSM node: provisioning of data directories, the `hsmlab-hsm` process (`HSM_BIN_PATH`) and
  * `startHsm` to run one in process. An HSM listens on one WebSocket port, answers the operations
  * of @hsmlab/protocol over an encrypted channel, keeps its users and keys in encrypted stores,
- * and replicates token keys to the peers the lab gives it.
+ * and replicates token keys to the peers the lab gives it. A control plane makes HSMs with
+ * `writeProvisionFile` + `hsmlab-hsm --provision FILE`, asks them for backups with
+ * `exportBackup` (signed with `signBackupRequest`), and handles backups as opaque bytes whose
+ * header `readBackupHeader` reads.
  *
  * @example
  * ```ts
@@ -24,14 +27,19 @@ export const HSM_BIN_PATH: string = fileURLToPath(new URL('../dist/bin/hsm.js', 
 export { startHsm } from './hsm-node.js'
 export type { HsmNode, StartHsmOptions } from './hsm-node.js'
 export {
-  APPLIANCE_USER_NAME, DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD, createClusterSecrets, createManufacturerKey,
-  provisionHsm, readManufacturerKey, signPeers, verifyPeers, writeManufacturerKey
+  APPLIANCE_USER_NAME, DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD, createClusterSecrets, createManufacturerKey, issueHsmIdentity,
+  provisionHsm, readManufacturerKey, signBackupRequest, signPeers, verifyBackupRequest, verifyPeers, writeManufacturerKey
 } from './provisioning.js'
-export type { ClusterSecrets, ProvisionOptions, ProvisionedHsm } from './provisioning.js'
+export type { ClusterSecrets, IssuedHsmIdentity, ProvisionOptions, ProvisionedHsm } from './provisioning.js'
+export { provisionFromFile, readProvisionFile, writeProvisionFile } from './provision-file.js'
+export type { ProvisionFile, ProvisionFileOptions, ProvisionFromFileOptions, ProvisionedFromFile } from './provision-file.js'
+export { readBackupHeader } from './backup.js'
+export type { BackupHeader } from './backup.js'
 export { isResourceId, randomResourceId } from './ids.js'
 export {
-  HsmError, HSM_ERROR_CODES, HSM_EXIT_CODES, HSM_ERR_ALREADY_PROVISIONED, HSM_ERR_DATA_DIR_LOCKED, HSM_ERR_INVALID_ARGUMENT, HSM_ERR_LISTEN,
-  HSM_ERR_MANUFACTURER_KEY, HSM_ERR_NOT_PROVISIONED, HSM_ERR_STORAGE_KEY, HSM_ERR_STORE_LOAD
+  HsmError, HSM_ERROR_CODES, HSM_EXIT_CODES, HSM_ERR_ALREADY_PROVISIONED, HSM_ERR_BACKUP_FOREIGN, HSM_ERR_BACKUP_FORMAT,
+  HSM_ERR_BACKUP_TAMPERED, HSM_ERR_DATA_DIR_LOCKED, HSM_ERR_INVALID_ARGUMENT, HSM_ERR_LISTEN, HSM_ERR_MANUFACTURER_KEY,
+  HSM_ERR_NOT_PROVISIONED, HSM_ERR_PROVISION_FILE, HSM_ERR_STORAGE_KEY, HSM_ERR_STORE_LOAD
 } from './errors.js'
 export { hsmDefaults } from './defaults.js'
 export { REQUEST_CHANNEL } from './server.js'

@@ -146,6 +146,17 @@ export interface OperationMap {
 
   /** Admin: the lab (holder of the cluster's trust anchor) tells an HSM who its peers are. */
   setPeers: { args: { peers: PeerAddress[], version: number, signature: Uint8Array }, result: Record<string, never> }
+  /**
+   * Admin: the control plane (holder of the cluster's trust anchor) asks for a backup of this
+   * HSM. `signature` is the anchor's signature over this HSM's id and `requestedAtMs` (the
+   * requester's clock, in milliseconds since the epoch), which must be within 5 minutes of the
+   * HSM's clock. The backup is opaque: sealed under a key only HSMs of the same manufacturer key
+   * hold; its clear header tells the cluster, lineage, source HSM, time and counts.
+   */
+  exportBackup: {
+    args: { requestedAtMs: number, signature: Uint8Array },
+    result: { backup: Uint8Array, createdAtMs: number, keyCount: number, userCount: number }
+  }
 }
 
 /** The name of an operation. */
@@ -235,7 +246,8 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   peerPush: { blob: { type: 'bytes', max: 1024 * 1024 } },
   peerDelete: { handle },
 
-  setPeers: { peers: { type: 'object[]', max: 28 }, version: { type: 'int', min: 0 }, signature: { type: 'bytes' } }
+  setPeers: { peers: { type: 'object[]', max: 28 }, version: { type: 'int', min: 0 }, signature: { type: 'bytes' } },
+  exportBackup: { requestedAtMs: { type: 'int', min: 0 }, signature: { type: 'bytes', max: 1024 } }
 }
 
 /** True when `name` is an operation the protocol knows. */

@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 /**
- * `hsmlab-hsm`: one HSM process. It serves a data directory that `provisionHsm` made:
+ * `hsmlab-hsm`: one HSM process. It serves a data directory that `provisionHsm` made, or makes
+ * it first from a provision file (`--provision FILE`, see provision-file.ts) when it is not
+ * provisioned yet; with the directory provisioned the flag is ignored:
  *
- *   hsmlab-hsm --data-dir DIR --manufacturer-key-file FILE [--host 127.0.0.1] [--port 0]
- *              [--keys-max 3300] [--log-level silent]
+ *   hsmlab-hsm --data-dir DIR --manufacturer-key-file FILE [--provision FILE] [--host 127.0.0.1]
+ *              [--port 0] [--keys-max 3300] [--log-level silent]
  *
  * Once it listens it prints one JSON line on stdout,
  * `{"event":"ready","pid":…,"hsmId":"hsm-…","host":"127.0.0.1","port":…}`, and nothing else
  * there; logs are pino JSON lines on stderr. SIGTERM or SIGINT stop it gracefully (exit 0).
  * Exit 2: the data directory cannot be loaded (a store was tampered with, the storage key does
- * not open with this manufacturer key, the directory is not provisioned), with the reason, naming
+ * not open with this manufacturer key, the directory is not provisioned) or made from the
+ * provision file (malformed; a tampered, foreign or unreadable backup), with the reason, naming
  * the file, on stderr. Exit 1: bad arguments or any other failure to start.
  */
 import { realpathSync } from 'node:fs'
@@ -18,17 +21,22 @@ import { parseArgs } from 'node:util'
 import type { LevelWithSilent } from 'pino'
 import { hsmDefaults } from '../defaults.js'
 import {
-  HSM_ERR_MANUFACTURER_KEY, HSM_ERR_NOT_PROVISIONED, HSM_ERR_STORAGE_KEY, HSM_ERR_STORE_LOAD, HSM_EXIT_CODES
+  HSM_ERR_ALREADY_PROVISIONED, HSM_ERR_BACKUP_FOREIGN, HSM_ERR_BACKUP_FORMAT, HSM_ERR_BACKUP_TAMPERED, HSM_ERR_MANUFACTURER_KEY,
+  HSM_ERR_NOT_PROVISIONED, HSM_ERR_PROVISION_FILE, HSM_ERR_STORAGE_KEY, HSM_ERR_STORE_LOAD, HSM_EXIT_CODES
 } from '../errors.js'
 import { startHsm } from '../hsm-node.js'
 import { LOG_LEVELS, createLogger, forComponent } from '../logger.js'
+import { provisionIfNeeded } from '../provision-file.js'
 import { readManufacturerKey } from '../provisioning.js'
 
 const { ok: EXIT_OK, failure: EXIT_FAILURE, dataUnloadable: EXIT_DATA_UNLOADABLE } = HSM_EXIT_CODES
 
-const USAGE = 'usage: hsmlab-hsm --data-dir DIR --manufacturer-key-file FILE [--host 127.0.0.1] [--port 0] [--keys-max 3300] [--log-level silent]'
+const USAGE = 'usage: hsmlab-hsm --data-dir DIR --manufacturer-key-file FILE [--provision FILE] [--host 127.0.0.1] [--port 0] [--keys-max 3300] [--log-level silent]'
 
-const DATA_ERRORS = new Set([HSM_ERR_STORE_LOAD, HSM_ERR_STORAGE_KEY, HSM_ERR_NOT_PROVISIONED, HSM_ERR_MANUFACTURER_KEY])
+const DATA_ERRORS = new Set([
+  HSM_ERR_STORE_LOAD, HSM_ERR_STORAGE_KEY, HSM_ERR_NOT_PROVISIONED, HSM_ERR_MANUFACTURER_KEY, HSM_ERR_ALREADY_PROVISIONED,
+  HSM_ERR_PROVISION_FILE, HSM_ERR_BACKUP_FORMAT, HSM_ERR_BACKUP_TAMPERED, HSM_ERR_BACKUP_FOREIGN
+])
 
 /** Where `main` writes and what stops it; the defaults are the process's. */
 export interface MainIo {
@@ -77,6 +85,7 @@ export async function main (argv: string[], io: MainIo = {
         host: { type: 'string' },
         port: { type: 'string' },
         'manufacturer-key-file': { type: 'string' },
+        provision: { type: 'string' },
         'keys-max': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' }
@@ -97,6 +106,7 @@ export async function main (argv: string[], io: MainIo = {
     options = {
       dataDir,
       keyFile,
+      provisionFile: values.provision,
       host: values.host ?? hsmDefaults.host,
       port: integer('port', values.port, hsmDefaults.port, 0, 65535),
       keysMax: integer('keys-max', values['keys-max'], hsmDefaults.keysMax, 0, 1_000_000),
@@ -112,6 +122,10 @@ export async function main (argv: string[], io: MainIo = {
   let node
   try {
     const manufacturerKey = await readManufacturerKey(options.keyFile)
+    if (options.provisionFile !== undefined) {
+      const made = await provisionIfNeeded({ dataDir: options.dataDir, provisionFile: options.provisionFile, manufacturerKey })
+      if (made !== undefined) log.info({ hsmId: made.hsmId, clusterId: made.clusterId, restoredFrom: made.restoredFrom }, 'provisioned from the provision file')
+    }
     node = await startHsm({
       dataDir: options.dataDir,
       manufacturerKey,

@@ -139,26 +139,34 @@ function bytes (v: unknown): Uint8Array | undefined {
   return v instanceof Uint8Array ? new Uint8Array(v) : undefined
 }
 
-/** A key record from a decoded payload, shape checked, byte arrays copied to plain Uint8Arrays. */
-function readRecord (value: unknown): KeyRecord {
-  if (typeof value !== 'object' || value === null) throw invalid('the masked key holds no key record')
+/** Makes the error a malformed record fails with, from a sentence saying what is wrong. */
+export type RecordFault = (detail: string) => Error
+
+const maskedFault = (what: string): RecordFault => detail => invalid(`the masked ${what} ${detail}`)
+
+/**
+ * A key record from decoded MessagePack, shape checked, byte arrays copied to plain Uint8Arrays.
+ * Masked objects and backups both carry records.
+ */
+export function readKeyRecord (value: unknown, fault: RecordFault = maskedFault('key')): KeyRecord {
+  if (typeof value !== 'object' || value === null) throw fault('holds no key record')
   const v = value as Record<string, unknown>
   const material = bytes(v.material)
   if (!isInt(v.handle) || v.handle < 0 || !isInt(v.keyClass) || !isInt(v.keyType) || !isInt(v.owner) || !isInt(v.mValue) ||
       !Array.isArray(v.sharedWith) || !v.sharedWith.every(isInt) || material === undefined ||
       typeof v.attributes !== 'object' || v.attributes === null || (v.pairHandle !== undefined && v.pairHandle !== null && !isInt(v.pairHandle))) {
-    throw invalid('the masked key record is malformed')
+    throw fault('holds a malformed key record')
   }
   if (v.keyClass !== KeyClass.PUBLIC && v.keyClass !== KeyClass.PRIVATE && v.keyClass !== KeyClass.SECRET) {
-    throw invalid(`the masked key has an unknown class ${v.keyClass}`)
+    throw fault(`has a key of an unknown class ${v.keyClass}`)
   }
   const attributes: Record<number, AttributeValue> = {}
   for (const [id, raw] of Object.entries(v.attributes as Record<string, unknown>)) {
     const n = Number(id)
-    if (!Number.isSafeInteger(n)) throw invalid(`the masked key has a malformed attribute id ${id}`)
+    if (!Number.isSafeInteger(n)) throw fault(`has a key with a malformed attribute id ${id}`)
     if (typeof raw === 'number' || typeof raw === 'string') attributes[n] = raw
     else if (raw instanceof Uint8Array) attributes[n] = new Uint8Array(raw)
-    else throw invalid(`the masked key's attribute ${id} has a malformed value`)
+    else throw fault(`has a key whose attribute ${id} has a malformed value`)
   }
   const record: KeyRecord = {
     handle: v.handle,
@@ -176,7 +184,7 @@ function readRecord (value: unknown): KeyRecord {
 
 /** The key of a masked key payload (from `openMasked`), checked. */
 export function readMaskedKey (payload: Record<string, unknown>): MaskedKey {
-  const record = readRecord(payload.record)
+  const record = readKeyRecord(payload.record)
   const users: NamedUser[] = []
   if (!Array.isArray(payload.users)) throw invalid('the masked key names no users')
   for (const u of payload.users as unknown[]) {
@@ -189,9 +197,10 @@ export function readMaskedKey (payload: Record<string, unknown>): MaskedKey {
   return { record, users }
 }
 
-function readUser (payload: Record<string, unknown>): UserRecord {
-  const v = payload.user as Record<string, unknown> | null | undefined
-  if (typeof v !== 'object' || v === null) throw invalid('the masked user holds no user record')
+/** A user record from decoded MessagePack, shape checked (masked users and backups carry them). */
+export function readUserRecord (value: unknown, fault: RecordFault = maskedFault('user')): UserRecord {
+  const v = value as Record<string, unknown> | null | undefined
+  if (typeof v !== 'object' || v === null) throw fault('holds no user record')
   const password = v.password as Record<string, unknown> | null | undefined
   const salt = bytes(password?.salt)
   const hash = bytes(password?.hash)
@@ -199,7 +208,7 @@ function readUser (payload: Record<string, unknown>): UserRecord {
       !isInt(v.loginFailureCount) || typeof v.mofnPubKey !== 'boolean' || typeof v.twoFactor !== 'boolean' ||
       password === null || password === undefined || password.algorithm !== 'scrypt' || !isInt(password.cost) ||
       salt === undefined || hash === undefined) {
-    throw invalid('the masked user record is malformed')
+    throw fault('holds a malformed user record')
   }
   return {
     userId: v.userId,
@@ -332,7 +341,7 @@ const insertMaskedObject: Handler<'insertMaskedObject'> = async (ctx, session, a
   const { kind, payload } = openMasked(ctx, args.blob)
   if (kind === 'user') {
     requireUser(session, 'CO', 'AU')
-    const userId = await insertUser(ctx, readUser(payload))
+    const userId = await insertUser(ctx, readUserRecord(payload.user))
     return { kind, userId }
   }
   const masked = readMaskedKey(payload)
