@@ -21,8 +21,12 @@
  */
 import { fileURLToPath } from 'node:url'
 
-/** Absolute path of the built `hsmlab-hsm` script (`dist/bin/hsm.js`), for `node HSM_BIN_PATH ...`. */
+/**
+ * Absolute path of the built `hsmlab-hsm` script (`dist/bin/hsm.js`), for
+ * `node ...HSM_NODE_ARGS HSM_BIN_PATH ...` with `HSM_PROCESS_ENV` added to the environment.
+ */
 export const HSM_BIN_PATH: string = fileURLToPath(new URL('../dist/bin/hsm.js', import.meta.url))
+export { HSM_NODE_ARGS, HSM_PROCESS_ENV } from './process-options.js'
 
 export { startHsm } from './hsm-node.js'
 export type { HsmNode, StartHsmOptions } from './hsm-node.js'

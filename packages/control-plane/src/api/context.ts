@@ -1,0 +1,51 @@
+/**
+ * What the API handlers work with: the state store, the lab clock, the region's settings, and a
+ * few services of the control plane (waking its background loop, reaching other regions).
+ */
+import type { LabClock } from '../clock.js'
+import type { RegionsMap } from '../regions.js'
+import type { StateStore } from '../state-store.js'
+
+/** Limits and settings the handlers enforce. */
+export interface ApiSettings {
+  region: string
+  accountId: string
+  /** Address HSMs listen on in `shared` addressing; the API's own host. */
+  host: string
+  /** `per-hsm`: each HSM gets its own loopback address in its subnet; `shared`: all use `host`. */
+  hsmAddressing: 'per-hsm' | 'shared'
+  clustersMax: number
+  hsmsMax: number
+  hsmsPerClusterMax: number
+  tagsPerResourceMax: number
+  backupRetentionDays: number
+  backupDeletionWindowDays: number
+  copyRetryWindowLabSeconds: number
+  clusterCreateDelayMs: number
+  clusterInitializeDelayMs: number
+  clusterDeleteDelayMs: number
+  regionRequestTimeoutMs: number
+}
+
+/** A request to another region's control plane. */
+export interface RegionRequest {
+  method: 'GET' | 'POST'
+  path: string
+  body?: unknown
+  timeoutMs?: number
+}
+
+/** What a handler can use. */
+export interface ApiContext {
+  store: StateStore
+  clock: LabClock
+  settings: ApiSettings
+  /** Wakes the background loop (state changes to carry out). */
+  kick: () => void
+  /** The regions file, read now. */
+  regions: () => Promise<RegionsMap>
+  /** Sends a (signed, when credentials are set) request to the control plane of `region`. */
+  regionFetch: (region: string, request: RegionRequest) => Promise<Response>
+  /** Makes a backup of an active cluster now (HsmlabCreateBackup); resolves with the new backup's id once it is recorded. */
+  requestBackup: (clusterId: string) => Promise<string>
+}

@@ -1,0 +1,124 @@
+/**
+ * HSM operations: CreateHsm and DeleteHsm (reference F.5, F.7). They record the request; the
+ * control plane's background loop does the work (spawning and restoring the HSM process, or
+ * stopping it) and moves the states on.
+ *
+ * Addresses: with `per-hsm` addressing (the default on Linux, where all of 127.0.0.0/8 is
+ * loopback), the subnet of availability zone `<region>a` is 127.0.1.0/24, `<region>b`
+ * 127.0.2.0/24, and so on; an HSM gets the first free address from .4 (AWS reserves the first
+ * four of a subnet) and listens on it, so its EniIp is where clients reach it. With `shared`
+ * addressing every HSM listens on the control plane's host.
+ */
+import { randomResourceId } from '@hsmlab/hsm'
+import { invalidRequest, notFound } from '../errors.js'
+import type { ControlPlaneState, HsmRecord } from '../state-store.js'
+import { requestShapes, validate } from '../validation.js'
+import { clusterOf, randomHex } from './clusters.js'
+import type { ApiContext, ApiSettings } from './context.js'
+import { hsmsOf, renderHsm } from './render.js'
+
+const FIRST_HOST = 4
+const LAST_HOST = 254
+
+function subnetOctet (az: string): number {
+  return az.charCodeAt(az.length - 1) - 96
+}
+
+function addressesInUse (state: Readonly<ControlPlaneState>): Set<string> {
+  return new Set(Object.values(state.hsms).filter(h => h.state !== 'DELETED').map(h => h.eniIp))
+}
+
+/** Picks (or checks) the ENI address of a new HSM in availability zone `az`. */
+function addressFor (state: Readonly<ControlPlaneState>, settings: ApiSettings, az: string, wanted: string | undefined): string {
+  if (settings.hsmAddressing === 'shared') {
+    if (wanted !== undefined && wanted !== settings.host) {
+      throw invalidRequest(`IpAddress ${wanted} is not available: every HSM of this hsmlab region listens on ${settings.host}`)
+    }
+    return settings.host
+  }
+  const octet = subnetOctet(az)
+  const inUse = addressesInUse(state)
+  if (wanted !== undefined) {
+    const parts = wanted.split('.').map(Number)
+    if (parts[0] !== 127 || parts[1] !== 0 || parts[2] !== octet || (parts[3] ?? 0) < FIRST_HOST || (parts[3] ?? 0) > LAST_HOST) {
+      throw invalidRequest(`IpAddress ${wanted} is not in the subnet of ${az} (127.0.${octet}.0/24, hosts .${FIRST_HOST} to .${LAST_HOST})`)
+    }
+    if (inUse.has(wanted)) throw invalidRequest(`IpAddress ${wanted} is already in use by another HSM`)
+    return wanted
+  }
+  for (let host = FIRST_HOST; host <= LAST_HOST; host++) {
+    const candidate = `127.0.${octet}.${host}`
+    if (!inUse.has(candidate)) return candidate
+  }
+  throw invalidRequest(`The subnet of ${az} has no free IP address left`)
+}
+
+export async function createHsm (ctx: ApiContext, input: unknown): Promise<unknown> {
+  const req = validate<{ ClusterId: string, AvailabilityZone: string, IpAddress?: string }>(input, requestShapes.CreateHsm)
+  const hsm = await ctx.store.transact(draft => {
+    const cluster = clusterOf(draft, req.ClusterId)
+    const hsms = hsmsOf(draft, cluster.clusterId)
+    const allowed = ['UNINITIALIZED', 'INITIALIZED', 'ACTIVE', 'DEGRADED']
+    if (!allowed.includes(cluster.state)) {
+      throw invalidRequest(`Cluster ${cluster.clusterId} is in state ${cluster.state}: CreateHsm needs it to be ${allowed.join(' or ')}`)
+    }
+    if (cluster.state === 'UNINITIALIZED' && hsms.length > 0) {
+      throw invalidRequest(`Cluster ${cluster.clusterId} is UNINITIALIZED and already has an HSM (${hsms[0]?.hsmId ?? ''}): ${cluster.sourceBackupId === undefined ? 'initialize and activate the cluster' : 'wait until the cluster is ACTIVE'} before you add more HSMs`)
+    }
+    if (cluster.sourceBackupId !== undefined && cluster.state === 'UNINITIALIZED') {
+      const source = draft.backups[cluster.sourceBackupId]
+      if (source === undefined || source.state === 'DELETED' || source.file === undefined) {
+        throw invalidRequest(`The source backup ${cluster.sourceBackupId} of cluster ${cluster.clusterId} is no longer available, so no HSM can be restored from it`)
+      }
+    }
+    const subnetId = cluster.subnetMapping[req.AvailabilityZone]
+    if (subnetId === undefined) {
+      throw invalidRequest(`Cluster ${cluster.clusterId} has no subnet in availability zone ${req.AvailabilityZone}; its availability zones are ${Object.keys(cluster.subnetMapping).join(', ')}`)
+    }
+    if (hsms.length >= ctx.settings.hsmsPerClusterMax) {
+      throw invalidRequest(`Cluster ${cluster.clusterId} has ${hsms.length} HSMs, the most a cluster can have`)
+    }
+    const live = Object.values(draft.hsms).filter(h => h.state !== 'DELETED').length
+    if (live >= ctx.settings.hsmsMax) {
+      throw invalidRequest(`You have reached the limit of ${ctx.settings.hsmsMax} HSMs in ${ctx.settings.region}; delete an HSM first (hsmlab: raise it with --hsms-max)`)
+    }
+    const record: HsmRecord = {
+      hsmId: randomResourceId('hsm'),
+      clusterId: cluster.clusterId,
+      availabilityZone: req.AvailabilityZone,
+      subnetId,
+      eniId: `eni-${randomHex(17)}`,
+      eniIp: addressFor(draft, ctx.settings, req.AvailabilityZone, req.IpAddress),
+      hsmType: cluster.hsmType,
+      state: 'CREATE_IN_PROGRESS',
+      slot: cluster.nextSlot,
+      createdAtMs: ctx.clock.now(),
+      provisioned: false,
+      failures: 0
+    }
+    cluster.nextSlot += 1
+    draft.hsms[record.hsmId] = record
+    return record
+  })
+  ctx.kick()
+  return { Hsm: renderHsm(hsm) }
+}
+
+export async function deleteHsm (ctx: ApiContext, input: unknown): Promise<unknown> {
+  const req = validate<{ ClusterId: string, HsmId?: string, EniId?: string, EniIp?: string }>(input, requestShapes.DeleteHsm)
+  const given = [req.HsmId, req.EniId, req.EniIp].filter(v => v !== undefined)
+  if (given.length !== 1) throw invalidRequest('Specify exactly one of HsmId, EniId and EniIp to identify the HSM to delete')
+  const hsmId = await ctx.store.transact(draft => {
+    const cluster = clusterOf(draft, req.ClusterId)
+    const hsm = hsmsOf(draft, cluster.clusterId).find(h =>
+      (req.HsmId !== undefined && h.hsmId === req.HsmId) || (req.EniId !== undefined && h.eniId === req.EniId) || (req.EniIp !== undefined && h.eniIp === req.EniIp))
+    const what = req.HsmId !== undefined ? `HSM ${req.HsmId}` : req.EniId !== undefined ? `HSM with ENI ${req.EniId}` : `HSM with ENI IP ${req.EniIp ?? ''}`
+    if (hsm === undefined) throw notFound(`${what} not found in cluster ${cluster.clusterId}`)
+    if (hsm.state === 'DELETE_IN_PROGRESS') throw invalidRequest(`HSM ${hsm.hsmId} is in state DELETE_IN_PROGRESS: it is being deleted already`)
+    hsm.state = 'DELETE_IN_PROGRESS'
+    hsm.stateMessage = 'The HSM is being deleted.'
+    return hsm.hsmId
+  })
+  ctx.kick()
+  return { HsmId: hsmId }
+}

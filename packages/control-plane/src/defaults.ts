@@ -1,0 +1,71 @@
+/**
+ * Every limit, delay and default of the control plane, with its unit in the name. Options of
+ * `startControlPlane` and the flags of `hsmlab-control-plane` fall back to these. Durations in
+ * `Ms` are real milliseconds; durations in `LabSeconds`/`LabDays` run on the lab clock
+ * (`clockSpeed` lab seconds per real second).
+ */
+export const controlPlaneDefaults = {
+  /** Address the API binds; HSMs listen on loopback addresses next to it. @default '127.0.0.1' */
+  host: '127.0.0.1',
+  /** Port the API binds; 0 lets the system choose (read it from the ready line). @default 0 */
+  port: 0,
+  /** Lab seconds per real second (retention windows, daily backups, deletion windows). @default 1 */
+  clockSpeed: 1,
+  /** The AWS account the API pretends to be (ARNs). @default '111122223333' */
+  accountId: '111122223333',
+  /** Log level of the control plane (pino JSON lines on stderr). @default 'silent' */
+  logLevel: 'silent',
+  /** Log level of the HSM processes it spawns (their stderr goes to a log file beside their data). @default 'warn' */
+  hsmLogLevel: 'warn',
+  /** Real time a cluster spends in CREATE_IN_PROGRESS before UNINITIALIZED, in milliseconds. @default 1000 */
+  clusterCreateDelayMs: 1_000,
+  /** Real time a cluster spends in INITIALIZE_IN_PROGRESS before INITIALIZED, in milliseconds. @default 1000 */
+  clusterInitializeDelayMs: 1_000,
+  /** Real time a cluster spends in DELETE_IN_PROGRESS before DELETED, in milliseconds. @default 1000 */
+  clusterDeleteDelayMs: 1_000,
+  /** Clusters per region, not counting DELETED ones (reference F.7 quota, adjustable). @default 4 */
+  clustersMax: 4,
+  /** HSMs per region, not counting DELETED ones (reference F.7 quota, adjustable). @default 6 */
+  hsmsMax: 6,
+  /** HSMs per cluster (reference F.7, not adjustable). @default 28 */
+  hsmsPerClusterMax: 28,
+  /** Tags per resource. @default 50 */
+  tagsPerResourceMax: 50,
+  /** Retention of a new cluster's backups, in lab days (reference F.7). @default 90 */
+  backupRetentionDays: 90,
+  /** How long a deleted backup stays PENDING_DELETION, in lab days (reference F.7). @default 7 */
+  backupDeletionWindowDays: 7,
+  /** Interval of the automatic backups of an active cluster, in lab seconds (24 hours). @default 86400 */
+  backupIntervalLabSeconds: 86_400,
+  /** How long a copy may keep retrying to fetch the source backup, in lab seconds, from its CopyTimestamp. @default 60 */
+  copyRetryWindowLabSeconds: 60,
+  /** First delay between two attempts of a copy, in milliseconds; it doubles up to `copyRetryDelayMaxMs`. @default 200 */
+  copyRetryDelayMs: 200,
+  /** Longest delay between two attempts of a copy, in milliseconds. @default 5000 */
+  copyRetryDelayMaxMs: 5_000,
+  /** Deadline of one HTTP request to another region's control plane, in milliseconds. @default 10000 */
+  regionRequestTimeoutMs: 10_000,
+  /** How long DELETED clusters and backups stay visible in Describe*, in lab days. @default 7 */
+  deletedRecordsKeptLabDays: 7,
+  /** How often the control plane looks at every resource (state changes, purges, supervision), in milliseconds. @default 250 */
+  tickIntervalMs: 250,
+  /** How long an HSM may take from spawn to its ready line, in milliseconds. @default 30000 */
+  hsmReadyTimeoutMs: 30_000,
+  /** How long an HSM may take to stop after SIGTERM before it gets SIGKILL, in milliseconds. @default 7000 */
+  hsmStopTimeoutMs: 7_000,
+  /** First delay before an HSM that died is restarted, in milliseconds; it doubles up to `hsmRestartDelayMaxMs`. @default 500 */
+  hsmRestartDelayMs: 500,
+  /** Longest delay before an HSM that died is restarted, in milliseconds. @default 30000 */
+  hsmRestartDelayMaxMs: 30_000,
+  /** Deadline of one request to an HSM (exportBackup, setPeers, listUsers), in milliseconds. @default 30000 */
+  hsmRequestTimeoutMs: 30_000,
+  /** Largest request body the API reads, in bytes. @default 1048576 */
+  requestBodyBytesMax: 1_048_576,
+  /** Allowed difference between a SigV4 request's X-Amz-Date and the real clock, in milliseconds. @default 900000 */
+  signatureSkewMs: 900_000
+} as const
+
+/** Name of the state file inside the data directory. */
+export const STATE_FILE_NAME = 'state.json'
+/** Name of the lock file inside the data directory. */
+export const LOCK_FILE_NAME = 'control-plane.pid'

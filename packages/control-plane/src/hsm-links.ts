@@ -1,0 +1,70 @@
+/**
+ * Connections from the control plane to its HSMs, over the same encrypted channel clients use,
+ * checked against each cluster's trust anchor. One connection per HSM is kept and reused; a
+ * closed one is opened again on the next call.
+ */
+import { HsmConnection } from '@hsmlab/client'
+import type { OperationArgs, OperationName, OperationResult } from '@hsmlab/protocol'
+
+/** Where an HSM answers and who it must be. */
+export interface HsmAddress {
+  hsmId: string
+  clusterId: string
+  url: string
+  anchorPublicKey: Uint8Array
+}
+
+/** A cache of HsmConnection, one per HSM. */
+export class HsmLinks {
+  private readonly connections = new Map<string, { url: string, connection: Promise<HsmConnection> }>()
+  private readonly requestTimeoutMs: number
+
+  constructor (requestTimeoutMs: number) {
+    this.requestTimeoutMs = requestTimeoutMs
+  }
+
+  private async connect (to: HsmAddress): Promise<HsmConnection> {
+    const cached = this.connections.get(to.hsmId)
+    if (cached !== undefined && cached.url === to.url) {
+      const connection = await cached.connection.catch(() => undefined)
+      if (connection !== undefined && !connection.closed) return connection
+    }
+    if (cached !== undefined) this.drop(to.hsmId)
+    const connection = HsmConnection.connect({
+      url: to.url,
+      trustAnchor: to.anchorPublicKey,
+      expectedClusterId: to.clusterId,
+      connectTimeoutMs: 5_000,
+      requestTimeoutMs: this.requestTimeoutMs
+    }).then(async c => {
+      if (c.hsmId !== to.hsmId) {
+        await c.close()
+        throw new Error(`${to.url} answers as ${c.hsmId}, not ${to.hsmId}`)
+      }
+      return c
+    })
+    this.connections.set(to.hsmId, { url: to.url, connection })
+    connection.catch(() => { if (this.connections.get(to.hsmId)?.connection === connection) this.connections.delete(to.hsmId) })
+    return await connection
+  }
+
+  /** Calls `op` on the HSM (connecting first if needed). */
+  async call<O extends OperationName> (to: HsmAddress, op: O, args: OperationArgs<O>, timeoutMs?: number): Promise<OperationResult<O>> {
+    const connection = await this.connect(to)
+    return await connection.call(op, args, timeoutMs === undefined ? {} : { timeoutMs })
+  }
+
+  /** Closes and forgets the connection to one HSM. */
+  drop (hsmId: string): void {
+    const cached = this.connections.get(hsmId)
+    this.connections.delete(hsmId)
+    void cached?.connection.then(async c => { await c.close() }, () => {})
+  }
+
+  /** Closes every connection. */
+  async closeAll (): Promise<void> {
+    const all = [...this.connections.values()]
+    this.connections.clear()
+    await Promise.allSettled(all.map(async c => { await (await c.connection).close() }))
+  }
+}

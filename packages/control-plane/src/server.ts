@@ -1,0 +1,212 @@
+/**
+ * The HTTP side of the API (reference F.1): `POST /` with `X-Amz-Target:
+ * BaldrApiService.<Operation>` and a JSON body (`application/x-amz-json-1.1`), answering JSON,
+ * or `{"__type": "<error shape>", "message": "..."}` with status 400 (client errors) or 500
+ * (CloudHsmInternalFailureException).
+ *
+ * One endpoint serves every region: the region of a request is the one in the credential scope
+ * of its SigV4 Authorization header (what the AWS SDKs and CLI send), else an `X-Amz-Region`
+ * header (hsmlab's, for unsigned clients), else this control plane's own. A request for another
+ * region is forwarded, unchanged, to that region's control plane as the regions file lists it.
+ *
+ * Internal paths, for other regions' control planes (signed like the API when credentials are
+ * set): `POST /_hsmlab/copies`, `GET /_hsmlab/copies/<request id>`, `GET /_hsmlab/backups/<id>`;
+ * and `GET /_hsmlab/health` for anyone.
+ */
+import { randomUUID } from 'node:crypto'
+import { createServer, request as httpRequest } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { backupBytes, copyRecorded, receiveCopy } from './api/backups.js'
+import type { ApiContext } from './api/context.js'
+import { OPERATIONS, UNSUPPORTED_OPERATIONS } from './api/operations.js'
+import { ApiError, internalFailure, invalidRequest } from './errors.js'
+import type { Logger } from './logger.js'
+import type { Credentials } from './sigv4.js'
+import { parseAuthorization, verifyRequest } from './sigv4.js'
+
+const TARGET_PREFIX = 'BaldrApiService.'
+const JSON_TYPE = 'application/x-amz-json-1.1'
+const FORWARDED_HEADER = 'x-hsmlab-forwarded-by'
+
+/** What the server needs. */
+export interface ServerDeps {
+  ctx: ApiContext
+  dataDir: string
+  credentials?: Credentials
+  skewMs: number
+  bodyBytesMax: number
+  log: Logger
+}
+
+class BodyTooLarge extends Error {}
+
+async function readBody (req: IncomingMessage, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > max) throw new BodyTooLarge(`the request body is larger than ${max} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks)
+}
+
+function send (res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(text), 'x-amzn-requestid': randomUUID(), ...extra })
+  res.end(text)
+}
+
+function sendError (res: ServerResponse, err: ApiError): void {
+  send(res, err.statusCode, { __type: err.type, message: err.message }, { 'x-amzn-errortype': err.type })
+}
+
+function header (req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name]
+  return Array.isArray(value) ? value.join(',') : value
+}
+
+/** The region a request is for (see the module comment). */
+export function requestRegion (req: IncomingMessage, own: string): string {
+  const auth = parseAuthorization(header(req, 'authorization'))
+  if (auth !== undefined) return auth.region
+  return header(req, 'x-amz-region') ?? own
+}
+
+async function forward (req: IncomingMessage, body: Buffer, res: ServerResponse, endpoint: string, from: string, timeoutMs: number): Promise<void> {
+  const target = new URL(req.url ?? '/', endpoint)
+  const headers: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding') continue
+    headers[name] = value
+  }
+  headers[FORWARDED_HEADER] = from
+  headers['content-length'] = String(body.length)
+  await new Promise<void>((resolve, reject) => {
+    const out = httpRequest(target, { method: req.method, headers, timeout: timeoutMs }, upstream => {
+      const passHeaders: Record<string, string | string[]> = {}
+      for (const [name, value] of Object.entries(upstream.headers)) {
+        if (value !== undefined && name !== 'connection' && name !== 'keep-alive' && name !== 'transfer-encoding') passHeaders[name] = value
+      }
+      res.writeHead(upstream.statusCode ?? 502, passHeaders)
+      upstream.pipe(res)
+      upstream.on('end', resolve)
+      upstream.on('error', reject)
+    })
+    out.on('timeout', () => { out.destroy(new Error(`no answer within ${timeoutMs} ms`)) })
+    out.on('error', reject)
+    out.end(body)
+  })
+}
+
+/** Builds the HTTP server (it does not listen yet). */
+export function createApiServer (deps: ServerDeps): Server {
+  const { ctx, log } = deps
+  const own = ctx.settings.region
+
+  const internal = async (req: IncomingMessage, body: Buffer, res: ServerResponse, path: string): Promise<void> => {
+    if (path === '/_hsmlab/health' && req.method === 'GET') {
+      send(res, 200, { region: own, pid: process.pid })
+      return
+    }
+    if (deps.credentials !== undefined) {
+      verifyRequest({ method: req.method ?? 'GET', url: req.url ?? '/', rawHeaders: req.rawHeaders, body }, deps.credentials, { skewMs: deps.skewMs })
+    }
+    if (path === '/_hsmlab/copies' && req.method === 'POST') {
+      let json: unknown
+      try { json = JSON.parse(body.toString('utf8')) } catch { throw new ApiError('SerializationException', 'the body is not JSON') }
+      send(res, 200, await receiveCopy(ctx, json))
+      return
+    }
+    const copyMatch = /^\/_hsmlab\/copies\/([^/]+)$/.exec(path)
+    if (copyMatch !== null && req.method === 'GET') {
+      const answer = copyRecorded(ctx, decodeURIComponent(copyMatch[1] ?? ''))
+      send(res, answer.status, answer.body)
+      return
+    }
+    const backupMatch = /^\/_hsmlab\/backups\/(backup-[2-7a-zA-Z]{11,16})$/.exec(path)
+    if (backupMatch !== null && req.method === 'GET') {
+      const answer = await backupBytes(ctx, deps.dataDir, backupMatch[1] ?? '')
+      if (answer.status === 200 && answer.body instanceof Uint8Array) {
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          'content-length': answer.body.length,
+          ...(answer.sha256 === undefined ? {} : { 'x-hsmlab-sha256': answer.sha256 })
+        })
+        res.end(answer.body)
+      } else {
+        send(res, answer.status, answer.body)
+      }
+      return
+    }
+    send(res, 404, { __type: 'UnknownOperationException', message: `no such path: ${req.method ?? ''} ${path}` })
+  }
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const body = await readBody(req, deps.bodyBytesMax)
+    const path = (req.url ?? '/').split('?')[0] ?? '/'
+    if (path.startsWith('/_hsmlab/')) {
+      await internal(req, body, res, path)
+      return
+    }
+    if (path !== '/' || req.method !== 'POST') {
+      throw new ApiError('UnknownOperationException', `the cloudhsmv2 API is served at POST / (not ${req.method ?? ''} ${path})`, 404)
+    }
+    const region = requestRegion(req, own)
+    if (region !== own) {
+      if (header(req, FORWARDED_HEADER) !== undefined) {
+        throw invalidRequest(`Region ${region} is not served by this control plane (${own}); check the regions file of ${header(req, FORWARDED_HEADER) ?? ''}`)
+      }
+      const regions = await ctx.regions()
+      const endpoint = regions[region]
+      if (endpoint === undefined) {
+        throw invalidRequest(`Region ${region} is not available in this hsmlab installation (its regions: ${[own, ...Object.keys(regions).filter(r => r !== own)].join(', ')})`)
+      }
+      try {
+        await forward(req, body, res, endpoint, own, ctx.settings.regionRequestTimeoutMs)
+      } catch (err) {
+        if (!res.headersSent) throw internalFailure(`The control plane of ${region} (${endpoint}) cannot be reached: ${(err as Error).message}`)
+        res.destroy()
+      }
+      return
+    }
+    if (deps.credentials !== undefined) {
+      verifyRequest({ method: req.method, url: req.url ?? '/', rawHeaders: req.rawHeaders, body }, deps.credentials, { skewMs: deps.skewMs })
+    }
+    const target = header(req, 'x-amz-target')
+    const name = target?.startsWith(TARGET_PREFIX) === true ? target.slice(TARGET_PREFIX.length) : undefined
+    const operation = name === undefined ? undefined : OPERATIONS[name]
+    if (operation === undefined || name === undefined) {
+      const hint = name !== undefined && UNSUPPORTED_OPERATIONS.includes(name) ? ` (hsmlab does not simulate ${name}: it has one account, so no backup is shared)` : ''
+      throw new ApiError('UnknownOperationException', `Unknown operation ${target ?? '(no X-Amz-Target header)'}${hint}`)
+    }
+    let input: unknown = {}
+    if (body.length > 0) {
+      try {
+        input = JSON.parse(body.toString('utf8'))
+      } catch (err) {
+        throw new ApiError('SerializationException', `The request body is not JSON: ${(err as Error).message}`)
+      }
+    }
+    if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new ApiError('SerializationException', 'The request body must be a JSON object')
+    const started = performance.now()
+    try {
+      const output = await operation(ctx, input)
+      log.debug({ op: name, ms: Math.round(performance.now() - started) }, 'request')
+      send(res, 200, output)
+    } catch (err) {
+      log.debug({ op: name, err: (err as Error).message }, 'request failed')
+      throw err
+    }
+  }
+
+  return createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (res.headersSent) { res.destroy(); return }
+      if (err instanceof ApiError) { sendError(res, err); return }
+      if (err instanceof BodyTooLarge) { sendError(res, new ApiError('SerializationException', err.message, 413)); return }
+      log.error({ err }, 'request failed unexpectedly')
+      sendError(res, internalFailure(`An internal error occurred: ${(err as Error).message}`))
+    })
+  })
+}

@@ -1,0 +1,278 @@
+/**
+ * The control plane's durable state: one JSON file (`state.json`) in the data directory, written
+ * atomically (temporary file, fsync, rename, fsync of the directory) before any change is
+ * acknowledged. Changes go through `transact`, which applies a function to a copy of the state,
+ * writes the copy, and only then makes it current: a change that throws, or whose write fails,
+ * leaves nothing behind. Transactions run one at a time.
+ *
+ * The file holds each cluster's trust anchor secret (the control plane stands in for the
+ * customer's CA), so it is written with mode 0600. Backup bytes live beside it in `backups/`,
+ * HSM data directories in `hsms/`.
+ */
+import { closeSync, fsyncSync, openSync } from 'node:fs'
+import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import type { ClockAnchor } from './clock.js'
+import { LOCK_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
+import { ControlPlaneError, CP_ERR_DATA_DIR_LOCKED, CP_ERR_STATE } from './errors.js'
+
+export type ClusterState =
+  | 'CREATE_IN_PROGRESS' | 'UNINITIALIZED' | 'INITIALIZE_IN_PROGRESS' | 'INITIALIZED' | 'ACTIVE' | 'UPDATE_IN_PROGRESS'
+  | 'MODIFY_IN_PROGRESS' | 'ROLLBACK_IN_PROGRESS' | 'DELETE_IN_PROGRESS' | 'DELETED' | 'DEGRADED'
+export type HsmState = 'CREATE_IN_PROGRESS' | 'ACTIVE' | 'DEGRADED' | 'DELETE_IN_PROGRESS' | 'DELETED'
+export type BackupState = 'CREATE_IN_PROGRESS' | 'READY' | 'DELETED' | 'PENDING_DELETION'
+
+/** One tag, as the API spells it. */
+export interface Tag {
+  Key: string
+  Value: string
+}
+
+/** The certificates of a cluster (API `Certificates`), PEM-armoured text. */
+export interface ClusterCertificates {
+  ClusterCsr?: string
+  HsmCertificate?: string
+  AwsHardwareCertificate?: string
+  ManufacturerHardwareCertificate?: string
+  ClusterCertificate?: string
+}
+
+export interface ClusterRecord {
+  clusterId: string
+  /** Lab time. */
+  createdAtMs: number
+  hsmType: string
+  mode?: 'FIPS' | 'NON_FIPS'
+  networkType: 'IPV4' | 'DUALSTACK'
+  state: ClusterState
+  stateMessage?: string
+  /** Availability zone → subnet. */
+  subnetMapping: Record<string, string>
+  vpcId: string
+  securityGroup: string
+  sourceBackupId?: string
+  retentionDays: number
+  tags: Tag[]
+  /** The trust anchor (Ed25519), base64; the secret is dropped once the cluster is DELETED. */
+  anchorPublicKey: string
+  anchorSecretKey?: string
+  /** The key pair behind ClusterCsr (EC P-256, PKCS#8 PEM), dropped after initialization. */
+  csrKeyPem?: string
+  /** ClusterCsr (PEM), shown once the cluster's first HSM is ACTIVE, while it is UNINITIALIZED. */
+  csrPem?: string
+  certificates: ClusterCertificates
+  /** The customer's TrustAnchor given to InitializeCluster (stored, not used for trust). */
+  customerTrustAnchor?: string
+  /** The lineage of the cluster's HSMs, once one of them told it. */
+  lineage?: string
+  /** The next handle slot an HSM of this cluster gets (never reused). */
+  nextSlot: number
+  /** Version of the last peer list sent to the cluster's HSMs. */
+  peersVersion: number
+  /** Real time at which the current *_IN_PROGRESS state ends. */
+  transitionAtRealMs?: number
+  /** Lab time of the state DELETED. */
+  deletedAtMs?: number
+}
+
+export interface HsmRecord {
+  hsmId: string
+  clusterId: string
+  availabilityZone: string
+  subnetId: string
+  eniId: string
+  eniIp: string
+  hsmType: string
+  state: HsmState
+  stateMessage?: string
+  slot: number
+  /** Lab time. */
+  createdAtMs: number
+  /** The port it listens on, once it did. */
+  port?: number
+  /** The pid of its process, while one runs (or ran when the state was written). */
+  pid?: number
+  /** The backup it is restored from (none: the first HSM of a new cluster). */
+  restoreFrom?: string
+  /** True once its data directory holds a provisioned HSM (the ready line was seen once). */
+  provisioned: boolean
+  /** Unexpected exits since it was last ready. */
+  failures: number
+  /** True when the process must not be restarted (its data cannot be loaded). */
+  halted?: boolean
+  /** Lab time of the state DELETED. */
+  deletedAtMs?: number
+}
+
+export type BackupReason = 'activation' | 'hsm-added' | 'hsm-removed' | 'daily' | 'requested' | 'copy'
+
+export interface BackupRecord {
+  backupId: string
+  clusterId?: string
+  state: BackupState
+  /** Lab time (for a copy: the source backup's). */
+  createdAtMs: number
+  copiedAtMs?: number
+  neverExpires: boolean
+  sourceRegion?: string
+  sourceBackup?: string
+  sourceCluster?: string
+  /** Lab time at which a PENDING_DELETION backup is deleted for good. */
+  deleteAtMs?: number
+  tags: Tag[]
+  hsmType: string
+  mode?: 'FIPS' | 'NON_FIPS'
+  /** hsmlab extension: why a backup is DELETED (failed copy, interrupted export). */
+  stateMessage?: string
+  reason: BackupReason
+  /** The HSM it is exported from (local backups). */
+  sourceHsmId?: string
+  /** Bytes, relative to the data directory, once READY. */
+  file?: string
+  sha256?: string
+  sizeBytes?: number
+  lineage?: string
+  keyCount?: number
+  userCount?: number
+  /** The next free handle slot of the cluster when it was made; a cluster restored from it starts there. */
+  nextSlot: number
+  /** For a copy in progress. */
+  copy?: { requestId: string, deadlineLabMs: number, attempts: number, lastError?: string }
+  /** Lab time of the state DELETED. */
+  deletedAtMs?: number
+}
+
+/** Everything the control plane knows. */
+export interface ControlPlaneState {
+  format: 'hsmlab-control-plane/v1'
+  region: string
+  accountId: string
+  clock?: ClockAnchor
+  clusters: Record<string, ClusterRecord>
+  hsms: Record<string, HsmRecord>
+  backups: Record<string, BackupRecord>
+}
+
+const FORMAT = 'hsmlab-control-plane/v1'
+
+function fsyncDir (dir: string): void {
+  try {
+    const fd = openSync(dir, 'r')
+    try { fsyncSync(fd) } finally { closeSync(fd) }
+  } catch {
+    // Some file systems do not let a directory be fsynced; the rename is still atomic there.
+  }
+}
+
+/** Writes `data` to `file` atomically and durably (tmp + fsync + rename + fsync of the directory). */
+export async function writeFileAtomic (file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`
+  const handle = await open(tmp, 'w', mode)
+  try {
+    await handle.writeFile(data)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  await rename(tmp, file)
+  fsyncDir(dirname(file))
+}
+
+/** The state file of one data directory. */
+export class StateStore {
+  readonly file: string
+  private current: ControlPlaneState
+  private queue: Promise<unknown> = Promise.resolve()
+
+  private constructor (file: string, state: ControlPlaneState) {
+    this.file = file
+    this.current = state
+  }
+
+  /** Reads the state of `dataDir`, or starts an empty one; refuses another region's or version's. */
+  static async open (dataDir: string, region: string, accountId: string): Promise<StateStore> {
+    const file = join(dataDir, STATE_FILE_NAME)
+    let text: string | undefined
+    try {
+      text = await readFile(file, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new ControlPlaneError(CP_ERR_STATE, `cannot read the state file ${file}: ${(err as Error).message}`, { cause: err })
+      }
+    }
+    if (text === undefined) {
+      const state: ControlPlaneState = { format: FORMAT, region, accountId, clusters: {}, hsms: {}, backups: {} }
+      const store = new StateStore(file, state)
+      await writeFileAtomic(file, JSON.stringify(state))
+      return store
+    }
+    let state: ControlPlaneState
+    try {
+      state = JSON.parse(text) as ControlPlaneState
+    } catch (err) {
+      throw new ControlPlaneError(CP_ERR_STATE, `the state file ${file} is not JSON (${(err as Error).message}); restore it or start with an empty data directory`, { cause: err })
+    }
+    if (state.format !== FORMAT || typeof state.clusters !== 'object' || typeof state.hsms !== 'object' || typeof state.backups !== 'object') {
+      throw new ControlPlaneError(CP_ERR_STATE, `the state file ${file} is not a ${FORMAT} state file`)
+    }
+    if (state.region !== region) {
+      throw new ControlPlaneError(CP_ERR_STATE, `the data directory ${dirname(file)} belongs to region ${state.region}, not ${region}; use another directory for ${region}`)
+    }
+    return new StateStore(file, state)
+  }
+
+  /** The current state; treat it as read-only (change it with `transact`). */
+  get state (): Readonly<ControlPlaneState> {
+    return this.current
+  }
+
+  /**
+   * Applies `change` to a copy of the state and writes it; the copy becomes current once it is
+   * durable. If `change` throws, nothing is written and the error is passed on.
+   */
+  async transact<T> (change: (draft: ControlPlaneState) => T): Promise<T> {
+    const run = async (): Promise<T> => {
+      const draft = structuredClone(this.current)
+      const result = change(draft)
+      await writeFileAtomic(this.file, JSON.stringify(draft))
+      this.current = draft
+      return result
+    }
+    const next = this.queue.then(run, run)
+    this.queue = next.catch(() => {})
+    return await next
+  }
+}
+
+function isAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Takes the data directory for this process (`control-plane.pid`); throws CP_ERR_DATA_DIR_LOCKED
+ * when another live process holds it. A lock left by a dead process is taken over. Resolves with
+ * the function that releases it.
+ */
+export async function lockDataDir (dataDir: string): Promise<() => Promise<void>> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  const file = join(dataDir, LOCK_FILE_NAME)
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o644 })
+      return async () => { await rm(file, { force: true }) }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new ControlPlaneError(CP_ERR_STATE, `cannot write ${file}: ${(err as Error).message}`, { cause: err })
+    }
+    const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      throw new ControlPlaneError(CP_ERR_DATA_DIR_LOCKED, `another control plane (pid ${pid}) serves ${dataDir}; stop it first, or use another data directory`)
+    }
+    await rm(file, { force: true })
+  }
+  throw new ControlPlaneError(CP_ERR_DATA_DIR_LOCKED, `cannot take the lock ${file}`)
+}

@@ -1,0 +1,195 @@
+/**
+ * Request validation after the cloudhsmv2 model (botocore service-2.json, reference F.2): every
+ * member's type, length, range, pattern and enum, and required members. Violations are collected
+ * and reported the way AWS's request validation words them ("1 validation error detected: Value
+ * 'x' at 'clusterId' failed to satisfy constraint: Member must satisfy regular expression
+ * pattern: cluster-[2-7a-zA-Z]{11,16}"), as one CloudHsmInvalidRequestException. Patterns match
+ * the whole value, as the service's do. Members the model does not know are ignored.
+ */
+import { invalidRequest } from './errors.js'
+
+/** How one member is checked. */
+export type Spec =
+  | { kind: 'string', pattern?: string, flags?: string, min?: number, max?: number, oneOf?: readonly string[] }
+  | { kind: 'boolean' }
+  | { kind: 'integer', min?: number, max?: number }
+  | { kind: 'list', member: Spec, min?: number, max?: number }
+  | { kind: 'map', key: Spec, value: Spec, max?: number }
+  | { kind: 'structure', members: Record<string, Spec>, required?: readonly string[] }
+
+const str = (pattern?: string, extra: { min?: number, max?: number, flags?: string } = {}): Spec => ({ kind: 'string', pattern, ...extra })
+
+/** The model's shapes (reference F.2). */
+export const shapes = {
+  clusterId: str('cluster-[2-7a-zA-Z]{11,16}'),
+  hsmId: str('hsm-[2-7a-zA-Z]{11,16}'),
+  backupId: str('backup-[2-7a-zA-Z]{11,16}'),
+  backupArn: str('(arn:aws(-(us-gov))?:cloudhsm:([a-z]{2}(-(gov|isob|iso))?-(east|west|north|south|central){1,2}-[0-9]{1}):[0-9]{12}:backup/)?backup-[2-7a-zA-Z]{11,16}'),
+  region: str('[a-z]{2}(-(gov))?-(east|west|north|south|central){1,2}-\\d'),
+  externalAz: str('[a-z]{2}(-(gov))?-(east|west|north|south|central){1,2}-\\d[a-z]'),
+  subnetId: str('subnet-[0-9a-fA-F]{8,17}'),
+  eniId: str('eni-[0-9a-fA-F]{8,17}'),
+  ipAddress: str('\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}'),
+  hsmType: str('((p|)hsm[0-9][a-z.]*\\.[a-zA-Z]+)', { max: 32 }),
+  cert: str('[a-zA-Z0-9+-/=\\s]*', { max: 20_000 }),
+  resourceId: str('(?:cluster|backup)-[2-7a-zA-Z]{11,16}'),
+  nextToken: str('.*', { max: 256 }),
+  boolean: { kind: 'boolean' } as Spec,
+  networkType: { kind: 'string', oneOf: ['IPV4', 'DUALSTACK'] } as Spec,
+  clusterMode: { kind: 'string', oneOf: ['FIPS', 'NON_FIPS'] } as Spec,
+  backupRetentionPolicy: {
+    kind: 'structure',
+    members: {
+      Type: { kind: 'string', oneOf: ['DAYS'] },
+      Value: str('[0-9]+', { min: 1, max: 3 })
+    }
+  } as Spec,
+  tagKey: str('^([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)$', { min: 1, max: 128, flags: 'u' }),
+  tagValue: str('^([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)$', { min: 0, max: 256, flags: 'u' })
+} as const
+
+const tag: Spec = { kind: 'structure', members: { Key: shapes.tagKey, Value: shapes.tagValue }, required: ['Key', 'Value'] }
+/** TagList: 1 to 50 tags. */
+export const tagList: Spec = { kind: 'list', member: tag, min: 1, max: 50 }
+/** TagKeyList: 1 to 50 keys. */
+export const tagKeyList: Spec = { kind: 'list', member: shapes.tagKey, min: 1, max: 50 }
+/** Filters: up to 30 fields, each a list of strings. */
+export const filters: Spec = { kind: 'map', key: str('[a-zA-Z0-9_-]+'), value: { kind: 'list', member: { kind: 'string' } }, max: 30 }
+
+/** A request shape: its members and which are required. */
+export function request (members: Record<string, Spec>, required: readonly string[] = []): Extract<Spec, { kind: 'structure' }> {
+  return { kind: 'structure', members, required }
+}
+
+/** The model's request shapes, by operation. */
+export const requestShapes = {
+  CreateCluster: request({
+    BackupRetentionPolicy: shapes.backupRetentionPolicy,
+    HsmType: shapes.hsmType,
+    SourceBackupId: shapes.backupArn,
+    SubnetIds: { kind: 'list', member: shapes.subnetId, min: 1, max: 10 },
+    NetworkType: shapes.networkType,
+    TagList: tagList,
+    Mode: shapes.clusterMode
+  }, ['HsmType', 'SubnetIds']),
+  DescribeClusters: request({ Filters: filters, NextToken: shapes.nextToken, MaxResults: { kind: 'integer', min: 1, max: 25 } }),
+  DeleteCluster: request({ ClusterId: shapes.clusterId }, ['ClusterId']),
+  InitializeCluster: request({ ClusterId: shapes.clusterId, SignedCert: shapes.cert, TrustAnchor: shapes.cert }, ['ClusterId', 'SignedCert', 'TrustAnchor']),
+  ModifyCluster: request({ HsmType: shapes.hsmType, BackupRetentionPolicy: shapes.backupRetentionPolicy, ClusterId: shapes.clusterId }, ['ClusterId']),
+  CreateHsm: request({ ClusterId: shapes.clusterId, AvailabilityZone: shapes.externalAz, IpAddress: shapes.ipAddress }, ['ClusterId', 'AvailabilityZone']),
+  DeleteHsm: request({ ClusterId: shapes.clusterId, HsmId: shapes.hsmId, EniId: shapes.eniId, EniIp: shapes.ipAddress }, ['ClusterId']),
+  DescribeBackups: request({
+    NextToken: shapes.nextToken,
+    MaxResults: { kind: 'integer', min: 1, max: 50 },
+    Filters: filters,
+    Shared: shapes.boolean,
+    SortAscending: shapes.boolean
+  }),
+  CopyBackupToRegion: request({ DestinationRegion: shapes.region, BackupId: shapes.backupId, TagList: tagList }, ['DestinationRegion', 'BackupId']),
+  DeleteBackup: request({ BackupId: shapes.backupId }, ['BackupId']),
+  RestoreBackup: request({ BackupId: shapes.backupId }, ['BackupId']),
+  ModifyBackupAttributes: request({ BackupId: shapes.backupId, NeverExpires: shapes.boolean }, ['BackupId', 'NeverExpires']),
+  TagResource: request({ ResourceId: shapes.resourceId, TagList: tagList }, ['ResourceId', 'TagList']),
+  UntagResource: request({ ResourceId: shapes.resourceId, TagKeyList: tagKeyList }, ['ResourceId', 'TagKeyList']),
+  ListTags: request({ ResourceId: shapes.resourceId, NextToken: shapes.nextToken, MaxResults: { kind: 'integer', min: 1, max: 100 } }, ['ResourceId']),
+  HsmlabCreateBackup: request({ ClusterId: shapes.clusterId }, ['ClusterId'])
+} as const
+
+const regexCache = new Map<string, RegExp>()
+function fullMatch (pattern: string, flags: string | undefined, value: string): boolean {
+  const key = `${flags ?? ''}/${pattern}`
+  let re = regexCache.get(key)
+  if (re === undefined) {
+    re = new RegExp(`^(?:${pattern})$`, flags)
+    regexCache.set(key, re)
+  }
+  return re.test(value)
+}
+
+function lowerFirst (name: string): string {
+  return name.length === 0 ? name : name[0]?.toLowerCase() + name.slice(1)
+}
+
+function show (value: unknown): string {
+  if (value === null || value === undefined) return 'null'
+  if (typeof value === 'string') return `'${value}'`
+  try {
+    return `'${JSON.stringify(value)}'`
+  } catch {
+    return `'${String(value)}'`
+  }
+}
+
+function check (value: unknown, spec: Spec, path: string, errors: string[]): void {
+  const fail = (constraint: string): void => { errors.push(`Value ${show(value)} at '${path}' failed to satisfy constraint: ${constraint}`) }
+  switch (spec.kind) {
+    case 'string': {
+      if (typeof value !== 'string') { fail('Member must be a string'); return }
+      const length = [...value].length
+      if (spec.min !== undefined && length < spec.min) fail(`Member must have length greater than or equal to ${spec.min}`)
+      if (spec.max !== undefined && length > spec.max) fail(`Member must have length less than or equal to ${spec.max}`)
+      if (spec.oneOf !== undefined && !spec.oneOf.includes(value)) fail(`Member must satisfy enum value set: [${spec.oneOf.join(', ')}]`)
+      if (spec.pattern !== undefined && !fullMatch(spec.pattern, spec.flags, value)) fail(`Member must satisfy regular expression pattern: ${spec.pattern}`)
+      return
+    }
+    case 'boolean':
+      if (typeof value !== 'boolean') fail('Member must be a boolean')
+      return
+    case 'integer':
+      if (typeof value !== 'number' || !Number.isSafeInteger(value)) { fail('Member must be an integer'); return }
+      if (spec.min !== undefined && value < spec.min) fail(`Member must have value greater than or equal to ${spec.min}`)
+      if (spec.max !== undefined && value > spec.max) fail(`Member must have value less than or equal to ${spec.max}`)
+      return
+    case 'list':
+      if (!Array.isArray(value)) { fail('Member must be a list'); return }
+      if (spec.min !== undefined && value.length < spec.min) fail(`Member must have length greater than or equal to ${spec.min}`)
+      if (spec.max !== undefined && value.length > spec.max) fail(`Member must have length less than or equal to ${spec.max}`)
+      value.forEach((item, i) => { check(item, spec.member, `${path}.${i + 1}.member`, errors) })
+      return
+    case 'map': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) { fail('Member must be a map'); return }
+      const entries = Object.entries(value)
+      if (spec.max !== undefined && entries.length > spec.max) fail(`Member must have length less than or equal to ${spec.max}`)
+      for (const [k, v] of entries) {
+        check(k, spec.key, `${path}.${k}.key`, errors)
+        check(v, spec.value, `${path}.${k}.value`, errors)
+      }
+      return
+    }
+    case 'structure': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) { fail('Member must be a structure'); return }
+      const record = value as Record<string, unknown>
+      for (const name of spec.required ?? []) {
+        if (record[name] === undefined || record[name] === null) {
+          errors.push(`Value null at '${path === '' ? '' : `${path}.`}${lowerFirst(name)}' failed to satisfy constraint: Member must not be null`)
+        }
+      }
+      for (const [name, member] of Object.entries(spec.members)) {
+        const v = record[name]
+        if (v === undefined || v === null) continue
+        check(v, member, path === '' ? lowerFirst(name) : `${path}.${lowerFirst(name)}`, errors)
+      }
+    }
+  }
+}
+
+/** The violations of `input` against `spec`, worded as AWS words them (empty when it fits). */
+export function violations (input: unknown, spec: Spec): string[] {
+  const errors: string[] = []
+  check(input, spec, '', errors)
+  return errors
+}
+
+/** Throws CloudHsmInvalidRequestException listing every violation, unless `input` fits `spec`. */
+export function validate<T> (input: unknown, spec: Spec): T {
+  const errors = violations(input, spec)
+  if (errors.length > 0) {
+    throw invalidRequest(`${errors.length} validation error${errors.length === 1 ? '' : 's'} detected: ${errors.join('; ')}`)
+  }
+  return input as T
+}
+
+/** True when `value` fits a string shape (for filter values and ids given in other places). */
+export function fits (value: string, spec: Spec): boolean {
+  return violations(value, spec).length === 0
+}

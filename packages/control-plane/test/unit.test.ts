@@ -1,0 +1,118 @@
+// Unit tests of the parts without processes: request validation, SigV4, regions, the lab clock,
+// the X.509 checks of InitializeCluster, and the error codes kept in step with docs/errors.md.
+import { execFileSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { tmpDir } from '@hsmlab/testing'
+import * as cp from '../src/index.js'
+import { LabClock } from '../src/clock.js'
+import { violations, requestShapes } from '../src/validation.js'
+import { checkSignedCertificate, createClusterCsr } from '../src/x509.js'
+import { copyRefusal } from '../src/api/backups.js'
+
+describe('validation', () => {
+  it('words violations the way AWS request validation does', () => {
+    expect(violations({ ClusterId: 'nope' }, requestShapes.DeleteCluster)).toEqual([
+      "Value 'nope' at 'clusterId' failed to satisfy constraint: Member must satisfy regular expression pattern: cluster-[2-7a-zA-Z]{11,16}"
+    ])
+    expect(violations({}, requestShapes.CreateCluster)).toEqual([
+      "Value null at 'hsmType' failed to satisfy constraint: Member must not be null",
+      "Value null at 'subnetIds' failed to satisfy constraint: Member must not be null"
+    ])
+    expect(violations({ HsmType: 'hsm2m.medium', SubnetIds: ['subnet-1'] }, requestShapes.CreateCluster)[0]).toMatch(/at 'subnetIds.1.member'/)
+    expect(violations({ MaxResults: 26 }, requestShapes.DescribeClusters)[0]).toMatch(/less than or equal to 25/)
+    expect(violations({ ResourceId: 'cluster-abcdefghijk', TagList: [{ Key: 'a', Value: 'b' }] }, requestShapes.TagResource)).toEqual([])
+    expect(violations({ ResourceId: 'hsm-abcdefghijk', TagList: [] }, requestShapes.TagResource)).toHaveLength(2)
+    expect(violations({ SourceBackupId: 'arn:aws:cloudhsm:us-east-1:111122223333:backup/backup-abcdefghijk', HsmType: 'hsm1.medium', SubnetIds: ['subnet-0123abcd'] }, requestShapes.CreateCluster)).toEqual([])
+  })
+})
+
+describe('sigv4', () => {
+  it('verifies what it signs, and refuses a changed body, another secret or an unknown key', () => {
+    const credentials = { accessKeyId: 'AKID', secretAccessKey: 'secret' }
+    const url = new URL('http://127.0.0.1:1234/')
+    const body = '{"Filters":{}}'
+    const headers = cp.signRequest({ method: 'POST', url, headers: { 'x-amz-target': 'BaldrApiService.DescribeClusters' }, body, region: 'us-west-2', credentials })
+    const rawHeaders = Object.entries(headers).flat()
+    const req = { method: 'POST', url: '/', rawHeaders, body: Buffer.from(body) }
+    expect(cp.verifyRequest(req, credentials, { skewMs: 60_000 }).region).toBe('us-west-2')
+    expect(() => cp.verifyRequest({ ...req, body: Buffer.from('{}') }, credentials, { skewMs: 60_000 })).toThrow(expect.objectContaining({ type: 'InvalidSignatureException' }))
+    expect(() => cp.verifyRequest(req, { ...credentials, secretAccessKey: 'other' }, { skewMs: 60_000 })).toThrow(expect.objectContaining({ type: 'InvalidSignatureException' }))
+    expect(() => cp.verifyRequest(req, { ...credentials, accessKeyId: 'OTHER' }, { skewMs: 60_000 })).toThrow(expect.objectContaining({ type: 'UnrecognizedClientException' }))
+    expect(() => cp.verifyRequest({ ...req, rawHeaders: [] }, credentials, { skewMs: 60_000 })).toThrow(expect.objectContaining({ type: 'MissingAuthenticationTokenException' }))
+    expect(() => cp.verifyRequest(req, credentials, { skewMs: 60_000, now: Date.now() + 3_600_000 })).toThrow(/Signature expired/)
+  })
+})
+
+describe('regions and copies', () => {
+  it('refuses copies between restricted and standard regions, allows GovCloud East ↔ West', () => {
+    expect(copyRefusal('us-east-1', 'us-west-2')).toBeUndefined()
+    expect(copyRefusal('us-gov-east-1', 'us-gov-west-1')).toBeUndefined()
+    expect(copyRefusal('us-east-1', 'us-gov-west-1')).toMatch(/restricted regions and standard regions/)
+    expect(copyRefusal('us-iso-east-1', 'us-east-1')).toMatch(/restricted/)
+    expect(copyRefusal('us-east-1', 'us-east-1')).toMatch(/own region/)
+    expect(cp.partitionOf('us-gov-west-1')).toBe('aws-us-gov')
+  })
+
+  it('reads a regions file and reports a malformed one with CP_ERR_REGIONS_FILE', async () => {
+    const dir = tmpDir()
+    const file = join(dir, 'regions.json')
+    writeFileSync(file, '{"us-west-2": "http://127.0.0.1:9/"}')
+    expect(await cp.readRegionsFile(file)).toEqual({ 'us-west-2': 'http://127.0.0.1:9' })
+    expect(await cp.readRegionsFile(join(dir, 'missing.json'))).toEqual({})
+    writeFileSync(file, '["x"]')
+    await expect(cp.readRegionsFile(file)).rejects.toMatchObject({ code: 'CP_ERR_REGIONS_FILE' })
+  })
+})
+
+describe('lab clock', () => {
+  it('runs clockSpeed times real time and never goes back across a change of speed', () => {
+    let real = 1_000_000
+    const clock = LabClock.anchored(undefined, 100, () => real)
+    real += 1_000
+    expect(clock.now()).toBe(1_000_000 + 100_000)
+    const again = LabClock.anchored(clock.toJSON(), 1, () => real)
+    expect(again.now()).toBe(1_100_000)
+    real += 10
+    expect(again.now()).toBe(1_100_010)
+  })
+})
+
+describe('X.509 for InitializeCluster', () => {
+  it('accepts a certificate of the CSR signed by the trust anchor, and nothing else', () => {
+    const dir = tmpDir()
+    const { keyPem, csrPem } = createClusterCsr('cluster-abcdefghijk')
+    writeFileSync(join(dir, 'csr.pem'), csrPem)
+    const run = (...args: string[]): void => { execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' }) }
+    run('req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30', '-subj', '/CN=customerCA')
+    run('x509', '-req', '-in', 'csr.pem', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'signed.crt', '-days', '30')
+    run('req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'other.key', '-out', 'other.crt', '-days', '30', '-subj', '/CN=otherCA')
+    const signed = readFileSync(join(dir, 'signed.crt'), 'utf8')
+    const ca = readFileSync(join(dir, 'ca.crt'), 'utf8')
+    const other = readFileSync(join(dir, 'other.crt'), 'utf8')
+    expect(() => { checkSignedCertificate(signed, ca, keyPem) }).not.toThrow()
+    expect(() => { checkSignedCertificate(signed, other, keyPem) }).toThrow(/not signed by the TrustAnchor/)
+    expect(() => { checkSignedCertificate(ca, ca, keyPem) }).toThrow(/does not match/)
+    expect(() => { checkSignedCertificate('garbage', ca, keyPem) }).toThrow(/not a PEM-encoded X.509/)
+  })
+})
+
+describe('errors', () => {
+  it('documents every exported error code in docs/errors.md, and only those', () => {
+    const page = readFileSync(new URL('../../../docs/errors.md', import.meta.url), 'utf8')
+    const documented = [...page.matchAll(/^### (CP_ERR_\w+)$/gm)].map(m => m[1]).sort()
+    const exported = Object.entries(cp).filter(([name]) => name.startsWith('CP_ERR_')).map(([name, value]) => {
+      expect(value).toBe(name)
+      return name
+    }).sort()
+    expect(documented).toEqual(exported)
+    expect([...cp.CONTROL_PLANE_ERROR_CODES].sort()).toEqual(exported)
+  })
+
+  it('errors carry a stable code, a name and their cause', () => {
+    const err = new cp.ControlPlaneError(cp.CP_ERR_STATE, 'bad', { cause: new Error('x') })
+    expect(err).toMatchObject({ name: 'ControlPlaneError', code: 'CP_ERR_STATE', message: 'bad' })
+    expect(err.cause).toBeInstanceOf(Error)
+  })
+})
