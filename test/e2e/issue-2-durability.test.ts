@@ -7,6 +7,9 @@
  * - a masked object with one changed byte is refused, and a store with one changed byte makes the
  *   HSM refuse to start, naming the file.
  * Method: real processes, waits on conditions with deadlines, everything torn down by startLab.
+ * The lab is one region with a cluster of three HSMs (the default lab before it became two
+ * regions). An HSM's control plane restarts it when it dies; to keep one down, the test kills the
+ * control plane first (its HSMs run on, nobody restarts them until `hsmlab up`).
  */
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -43,9 +46,16 @@ async function runShell (bin: string, args: string[], input: string, cwd: string
 
 const alice = { type: 'CU', name: 'alice', password: 'Alice1234' } as const
 
+const THREE_HSMS = {
+  regions: [{
+    name: 'us-east-1',
+    clusters: [{ name: 'primary', hsms: 3, activate: { admin: 'Admin1234' }, users: [{ type: 'CU', name: 'alice', password: 'Alice1234' }] }]
+  }]
+}
+
 describe('issue 2: durability and repair across process deaths', () => {
   it('loses no acknowledged key when the HSM taking the writes is SIGKILLed mid-stream', async () => {
-    const lab = await startLab()
+    const lab = await startLab({ topology: THREE_HSMS })
     const cluster = clusterOf(lab)
     const writer = await connectAs(cluster, 0, alice)
     const acknowledged: number[] = []
@@ -82,12 +92,15 @@ describe('issue 2: durability and repair across process deaths', () => {
   })
 
   it('repairs a user that an HSM missed while it was down, with syncUser', async () => {
-    const lab = await startLab()
+    const lab = await startLab({ topology: THREE_HSMS })
     const cluster = clusterOf(lab)
+    // Without its control plane, a killed HSM stays down until `hsmlab up`.
+    process.kill(Number(lab.status.regions[0]?.controlPlane?.pid), 'SIGKILL')
     process.kill(Number(cluster.hsms[2]?.pid), 'SIGKILL')
     await waitFor(async () => (await lab.statusJson()).regions[0]?.clusters[0]?.hsms[2]?.state === 'DOWN', { what: 'HSM 2 DOWN', timeoutMs: 15_000 })
     const created = await runShell(CMU_BIN, [cluster.cmuConfig], 'loginHSM CO admin Admin1234\ncreateUser CU bob Bob12345\ny\nquit\n', lab.cwd)
-    expect(created.out).toMatch(/Connection to server 127\.0\.\d+\.3\(127\.0\.\d+\.3\) on port \d+ failed:/)
+    const down = new URL(String(cluster.hsms[2]?.endpoint))
+    expect(created.out).toContain(`Connection to server ${down.hostname}(${down.hostname}) on port ${down.port} failed:`)
     expect(created.out).toMatch(/createUser success on server 0\(/)
     expect(created.out).toMatch(/createUser success on server 1\(/)
 
@@ -111,7 +124,7 @@ describe('issue 2: durability and repair across process deaths', () => {
   })
 
   it('refuses a changed masked object, and an HSM whose store was changed will not start', async () => {
-    const lab = await startLab()
+    const lab = await startLab({ topology: THREE_HSMS })
     const config = join(lab.dir, 'key_mgmt_util.cfg')
     const made = await runShell(KMU_BIN, ['--config', config], 'loginHSM -u CU -s alice -p Alice1234\ngenSymKey -t 31 -s 32 -l masked\nexit\n', lab.cwd)
     const handle = Number(/Key Handle: (\d+)/.exec(made.out)?.[1])

@@ -4,8 +4,9 @@
  * Goal: an unreachable HSM shows as `0x30000085` in the cluster status block without failing the
  * command; `-min_srv` larger than the number of live HSMs fails with the HSM's refusal and leaves
  * no key behind; with no HSM reachable at all KMU says so and exits 1.
- * Method: a real lab of three HSMs; one is killed with SIGKILL before KMU starts, then the lab is
- * stopped; KMU runs as a process; a library client checks the remaining HSMs.
+ * Method: a real lab of three HSMs; its control plane is killed (so that nobody restarts an HSM),
+ * then one HSM is killed with SIGKILL before KMU starts, then the lab is stopped; KMU runs as a
+ * process; a library client checks the remaining HSMs.
  */
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -29,6 +30,8 @@ describe('key_mgmt_util with HSMs down', () => {
     const config = join(lab.dir, 'key_mgmt_util.cfg')
     const victim = lab.status.regions[0]?.clusters[0]?.hsms[2]
     expect(victim?.pid).toBeTypeOf('number')
+    // Its control plane would restart it: kill that first (the HSMs run on).
+    process.kill(lab.status.regions[0]?.controlPlane?.pid as number, 'SIGKILL')
     process.kill(victim?.pid as number, 'SIGKILL')
     await waitFor(() => { try { process.kill(victim?.pid as number, 0); return false } catch { return true } }, { what: 'HSM 2 to die' })
 

@@ -2,8 +2,9 @@
  * Goal: a topology `hsmlab up` cannot build is refused with a clear error before anything is
  * created or started; and a lab keeps the topology it was made from.
  *
- * Method: the real `hsmlab` bin in a temporary directory: a topology with mistakes, one with
- * `cloneOf`, one that is not JSON; then a running one-HSM lab asked to become another topology.
+ * Method: the real `hsmlab` bin in a temporary directory: a topology with mistakes, one whose
+ * clone's source is never activated (so never backed up), one that is not JSON; then a running
+ * one-HSM lab asked to become another topology.
  */
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -26,17 +27,18 @@ describe('hsmlab up with a topology it cannot build', () => {
     expect(existsSync(join(cwd, 'lab'))).toBe(false)
   })
 
-  it('says that cloneOf needs the control plane, and starts nothing', async () => {
+  it('refuses a clone of a cluster that is never activated, and starts nothing', async () => {
     const cwd = tmpDir()
     writeFileSync(join(cwd, 'clone.json'), JSON.stringify({
       regions: [
-        { name: 'us-east-1', clusters: [{ name: 'primary', hsms: 1, activate: { admin: 'Admin1234' } }] },
+        { name: 'us-east-1', clusters: [{ name: 'primary', hsms: 1 }] },
         { name: 'us-west-2', clusters: [{ name: 'dr', hsms: 1, cloneOf: { region: 'us-east-1', cluster: 'primary' } }] }
       ]
     }))
     const run = await runHsmlab(['up', '--topology', 'clone.json'], { cwd })
     expect(run.code).toBe(1)
-    expect(run.stderr).toContain('[LAB_ERR_UNSUPPORTED] cluster us-west-2/dr: cloneOf needs the control plane (not available yet)')
+    expect(run.stderr).toContain('[LAB_ERR_TOPOLOGY] clone.json is not a valid topology:')
+    expect(run.stderr).toContain('regions[1].clusters[0].cloneOf: names us-east-1/primary, which the lab does not activate')
     expect(existsSync(join(cwd, '.hsmlab'))).toBe(false)
   })
 

@@ -7,31 +7,60 @@ import { fileURLToPath } from 'node:url'
 export const labDefaults = {
   /** Lab directory, relative to the working directory. @default '.hsmlab' */
   dir: '.hsmlab',
-  /** How long one HSM may take from spawn to its ready line, in milliseconds. @default 15000 */
+  /** How long a control plane may take from spawn to its ready line, in milliseconds. @default 15000 */
   readyTimeoutMs: 15_000,
-  /** How often the launcher reads an HSM's stdout file for the ready line, in milliseconds. @default 10 */
+  /** How often the launcher reads a control plane's stdout file for the ready line, in milliseconds. @default 10 */
   readyPollIntervalMs: 10,
-  /** How long `down` waits after SIGTERM before it sends SIGKILL, in milliseconds. @default 7000 */
+  /**
+   * How long one step of building a cluster may take (a state to reach, a backup to be READY, an
+   * HSM to be ACTIVE, also after its control plane restarted it), in milliseconds. @default 60000
+   */
+  stepTimeoutMs: 60_000,
+  /** How often `up` asks a control plane whether a state was reached, in milliseconds. @default 20 */
+  apiPollIntervalMs: 20,
+  /** Deadline of one request to a control plane, in milliseconds. @default 15000 */
+  apiRequestTimeoutMs: 15_000,
+  /**
+   * Time the control planes of a lab spend in CREATE_IN_PROGRESS and INITIALIZE_IN_PROGRESS
+   * (`--transition-delay-ms`), in milliseconds: none, so that a lab comes up fast; the states are
+   * still passed through, as the AWS CLI shows them. @default 0
+   */
+  transitionDelayMs: 0,
+  /** HsmType of the clusters the lab creates (reference F.2). @default 'hsm1.medium' */
+  hsmType: 'hsm1.medium',
+  /** Availability zones (one subnet each) a cluster's HSMs are spread over, round robin. @default 3 */
+  availabilityZonesMax: 3,
+  /**
+   * How long `down` waits after SIGTERM for a control plane to stop its HSMs and exit before it
+   * sends SIGKILL, in milliseconds (a control plane gives each HSM 7 s). @default 15000
+   */
+  controlPlaneStopTimeoutMs: 15_000,
+  /** How long `down` waits after SIGTERM for an HSM whose control plane is gone, in milliseconds. @default 7000 */
   stopTimeoutMs: 7_000,
   /** How often `down` checks whether a stopped process is gone, in milliseconds. @default 20 */
   stopPollIntervalMs: 20,
-  /** Connect-and-handshake deadline of the liveness probe (`status`, `up`), in milliseconds. @default 2000 */
+  /** Connect-and-handshake deadline of the probes `status` makes when a control plane does not answer, in milliseconds. @default 2000 */
   probeTimeoutMs: 2_000,
-  /** Deadline of one request the lab sends to an HSM (setPeers, activation), in milliseconds. @default 10000 */
+  /** Deadline of one request the lab sends to an HSM (activation), in milliseconds. @default 10000 */
   requestTimeoutMs: 10_000,
   /** HSMs per cluster (reference F.7: "from 1 to 28 HSMs"). @default 28 */
   hsmsPerClusterMax: 28,
+  /** Clusters per region a control plane allows unless the topology needs more (reference F.7 quota). @default 4 */
+  clustersPerRegionMin: 4,
+  /** HSMs per region a control plane allows unless the topology needs more (reference F.7 quota). @default 6 */
+  hsmsPerRegionMin: 6,
   /**
-   * Log level of the HSM processes (their stderr goes to a log file in the lab directory):
-   * warnings and errors only, so that the files stay small and still say why an HSM died.
+   * Log level of the control planes and of their HSMs (their stderr goes to log files in the lab
+   * directory): warnings and errors only, so that the files stay small and still say why a
+   * process died.
    * @default 'warn'
    */
-  hsmLogLevel: 'warn',
-  /** Lines of an HSM's log quoted in an error when it fails to start. @default 20 */
+  logLevel: 'warn',
+  /** Lines of a control plane's log quoted in an error when it fails to start. @default 20 */
   logTailLines: 20
 } as const
 
-/** The default lab: one region, one activated cluster of three HSMs, one crypto user. */
+/** The default lab: us-east-1/primary (2 HSMs, activated, CO admin, CU alice) and its clone us-west-2/dr (2 HSMs). */
 export const DEFAULT_TOPOLOGY_PATH = fileURLToPath(new URL('../topologies/default.json', import.meta.url))
 
 /** Name of the lab's state file inside DIR. */
@@ -39,6 +68,9 @@ export const STATE_FILE_NAME = 'lab.json'
 
 /** Name of the manufacturer key file inside DIR. */
 export const MANUFACTURER_KEY_FILE_NAME = 'manufacturer.key'
+
+/** Name of the regions file inside DIR (region → control-plane endpoint). */
+export const REGIONS_FILE_NAME = 'regions.json'
 
 /** Name of the KMU configuration inside DIR (KMU's default when it is given no `--config`). */
 export const KMU_CONFIG_FILE_NAME = 'key_mgmt_util.cfg'

@@ -12,12 +12,10 @@ export class LabError extends Error {
   }
 }
 
-/** The command line cannot be understood (unknown command or option, missing argument). */
+/** The command line cannot be understood (unknown command or option, missing argument, a cluster the lab does not have). */
 export const LAB_ERR_USAGE = 'LAB_ERR_USAGE'
 /** A topology file cannot be read, is not JSON, or does not describe a lab. */
 export const LAB_ERR_TOPOLOGY = 'LAB_ERR_TOPOLOGY'
-/** The topology asks for something this version of the lab cannot build yet (`cloneOf`). */
-export const LAB_ERR_UNSUPPORTED = 'LAB_ERR_UNSUPPORTED'
 /** `hsmlab up --topology` names a topology other than the one the lab in DIR was made from. */
 export const LAB_ERR_TOPOLOGY_CHANGED = 'LAB_ERR_TOPOLOGY_CHANGED'
 /** There is no lab in DIR (no `lab.json`). */
@@ -26,23 +24,28 @@ export const LAB_ERR_NO_LAB = 'LAB_ERR_NO_LAB'
 export const LAB_ERR_STATE = 'LAB_ERR_STATE'
 /** Another `hsmlab up` or `hsmlab down` is working on the same DIR. */
 export const LAB_ERR_BUSY = 'LAB_ERR_BUSY'
-/** An HSM process could not be provisioned, exited before it was ready, or was not ready in time. */
+/** A control plane could not be started, exited before it was ready, was not ready in time, or does not answer. */
+export const LAB_ERR_CONTROL_PLANE = 'LAB_ERR_CONTROL_PLANE'
+/** A step of building a cluster failed: the control plane refused it, or a state was not reached in time. */
+export const LAB_ERR_CLUSTER = 'LAB_ERR_CLUSTER'
+/** An HSM did not become ACTIVE (its control plane could not create, restore or restart it in time). */
 export const LAB_ERR_HSM_START = 'LAB_ERR_HSM_START'
-/** An HSM refused the signed list of its peers. */
-export const LAB_ERR_PEERS = 'LAB_ERR_PEERS'
 /** The activation of a cluster (PRECO password change, topology users) failed on an HSM. */
 export const LAB_ERR_ACTIVATION = 'LAB_ERR_ACTIVATION'
+/** `hsmlab backup`: the backup could not be made. */
+export const LAB_ERR_BACKUP = 'LAB_ERR_BACKUP'
 
 /** Every code of this package. */
 export const LAB_ERROR_CODES: readonly string[] = [
   LAB_ERR_USAGE,
   LAB_ERR_TOPOLOGY,
-  LAB_ERR_UNSUPPORTED,
   LAB_ERR_TOPOLOGY_CHANGED,
   LAB_ERR_NO_LAB,
   LAB_ERR_STATE,
   LAB_ERR_BUSY,
+  LAB_ERR_CONTROL_PLANE,
+  LAB_ERR_CLUSTER,
   LAB_ERR_HSM_START,
-  LAB_ERR_PEERS,
-  LAB_ERR_ACTIVATION
+  LAB_ERR_ACTIVATION,
+  LAB_ERR_BACKUP
 ]

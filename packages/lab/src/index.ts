@@ -1,31 +1,38 @@
 /**
  * @packageDocumentation
- * The lab: `hsmlab up` turns a topology (regions, clusters, HSM counts, initial users) into
- * running HSM processes, `hsmlab status` reports what runs where, `hsmlab down` stops it all.
- * The same operations are functions here, for scripts and tests that run in process.
+ * The lab: `hsmlab up` turns a topology (regions, clusters, HSM counts, initial users, clones)
+ * into running processes: one control plane per region, which spawns and supervises its HSMs,
+ * and clusters built through the control planes' cloudhsmv2 API the way the AWS documentation
+ * does it. `hsmlab status` reports what runs where, `hsmlab down` stops it all, `hsmlab backup`
+ * makes a backup now. The same operations are functions here, for scripts and tests that run in
+ * process.
  *
  * @example
  * ```ts
  * import { labDown, labStatus, labUp } from '@hsmlab/lab'
- * const { status } = await labUp({ dir: '/tmp/lab', topologyFile: 'test/fixtures/two-hsms.json' })
- * status.regions[0].clusters[0].cmuConfig // the CMU configuration of the first cluster
+ * const { status } = await labUp({ dir: '/tmp/lab' })     // the default lab: us-east-1/primary and its clone us-west-2/dr
+ * status.cmuConfigs['us-east-1/primary->us-west-2/dr']     // a CMU configuration for syncKey / syncUser across them
  * await labDown({ dir: '/tmp/lab', purge: true })
  * ```
  */
-export { UP_CHANNEL, labDown, labDir, labStatus, labUp } from './lab.js'
+export { UP_CHANNEL, crossConfigKey, labBackup, labDir, labDown, labStatus, labUp } from './lab.js'
 export type {
-  ClusterRunState, ClusterStatus, HsmRunState, HsmStatus, LabDownOptions, LabDownResult, LabLocation, LabStatus,
+  ClusterStatus, ControlPlaneStatus, HsmRunState, HsmStatus, LabBackupOptions, LabDownOptions, LabDownResult, LabLocation, LabStatus,
   LabUpOptions, LabUpResult, RegionStatus, UpProgress
 } from './lab.js'
-export { checkBuildable, clustersOf, parseTopology, readTopology } from './topology.js'
+export { availabilityZonesOf, subnetIdOf } from './cluster-builder.js'
+export type { BuildStep } from './cluster-builder.js'
+export { createCustomerCa, signClusterCsr } from './customer-ca.js'
+export type { CustomerCa } from './customer-ca.js'
+export { clustersOf, parseTopology, readTopology } from './topology.js'
 export type { Topology, TopologyCluster, TopologyRegion, TopologyUser } from './topology.js'
 export { LAB_STATE_FORMAT, LabLayout, readLabState } from './lab-state.js'
-export type { Addressing, ClusterState, HsmState, LabState } from './lab-state.js'
+export type { ClusterState, ControlPlaneState, HsmSeen, LabState } from './lab-state.js'
 export { formatDown, formatStatus, formatUpSummary } from './report.js'
 export { DEFAULT_TOPOLOGY_PATH, labDefaults } from './defaults.js'
 export {
-  LabError, LAB_ERROR_CODES, LAB_ERR_ACTIVATION, LAB_ERR_BUSY, LAB_ERR_HSM_START, LAB_ERR_NO_LAB, LAB_ERR_PEERS,
-  LAB_ERR_STATE, LAB_ERR_TOPOLOGY, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_UNSUPPORTED, LAB_ERR_USAGE
+  LabError, LAB_ERROR_CODES, LAB_ERR_ACTIVATION, LAB_ERR_BACKUP, LAB_ERR_BUSY, LAB_ERR_CLUSTER, LAB_ERR_CONTROL_PLANE, LAB_ERR_HSM_START,
+  LAB_ERR_NO_LAB, LAB_ERR_STATE, LAB_ERR_TOPOLOGY, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
 } from './errors.js'
 export { main } from './bin/hsmlab.js'
 export type { MainIo } from './bin/hsmlab.js'

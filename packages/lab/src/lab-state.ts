@@ -1,48 +1,44 @@
 /**
  * What a lab directory holds and the state file that records it (`DIR/lab.json`): the topology
- * the lab was made from, each cluster's id and lineage, and each HSM's id, address and process.
- * The file is rewritten atomically (temporary file, fsync, rename), so a reader never sees half
- * of it, and `up` records a pid as soon as a process exists, so that `down` can always find it.
+ * the lab was made from, each region's control plane (port, pid), and each cluster's id as its
+ * control plane gave it, with what the lab last saw of its HSMs. The control planes are the truth
+ * about clusters, HSMs and backups; lab.json only remembers which of their resources belong to
+ * which cluster of the topology, and the pids `down` must make sure are gone. The file is
+ * rewritten atomically (temporary file, fsync, rename), so a reader never sees half of it, and
+ * `up` records a pid as soon as a process exists, so that `down` can always find it.
  *
- * Layout of DIR (paths in lab.json are relative to DIR, so a lab directory can be moved):
+ * Layout of DIR (docs/lab.md "The lab directory"):
  *
  * ```
- * lab.json                  this state
- * lab.lock                  held by a running `up` or `down` (holds its pid)
- * manufacturer.key          the installation's manufacturer key (0600)
- * <region>-<cluster>.cfg    CMU configuration of each cluster
- * key_mgmt_util.cfg         KMU configuration (the first cluster)
- * <region>/<cluster>/
- *   cluster-secrets.json    the cluster's trust anchor and masking key (0600)
- *   customerCA.crt          the trust anchor's public key, the CAfile of the configurations
- *   hsm<i>/data/            the data directory of HSM i
- *   hsm<i>/hsm.out          its standard output (the ready line)
- *   hsm<i>/hsm.log          its standard error (JSON log lines, kept across restarts)
+ * lab.json                          this state
+ * lab.lock                          held by a running `up` or `down` (holds its pid)
+ * manufacturer.key                  the installation's manufacturer key (0600), given to every control plane
+ * regions.json                      region → control-plane endpoint (every control plane's --regions-file)
+ * ca/issuing-ca.key, issuing-ca.crt the customer CA that signs each new cluster's CSR (InitializeCluster)
+ * <region>-<cluster>.cfg            CMU configuration of each cluster
+ * <src region>-<src>--<region>-<clone>.cfg   CMU configuration spanning a source and its clone
+ * key_mgmt_util.cfg                 KMU configuration (the first cluster)
+ * <region>/control-plane/data/      the control plane's data directory (its state, backups, HSMs)
+ * <region>/control-plane/control-plane.out   its standard output (the ready line)
+ * <region>/control-plane/control-plane.log   its standard error (JSON log lines, kept across restarts)
+ * <region>/clusters/<cluster>/customerCA.crt the cluster's trust anchor (the configurations' CAfile)
  * ```
+ *
+ * Region names always hold a `-` and a digit (`us-east-1`), so they never clash with `ca`.
  */
 import { open as fsOpen, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { KMU_CONFIG_FILE_NAME, MANUFACTURER_KEY_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
+import { KMU_CONFIG_FILE_NAME, MANUFACTURER_KEY_FILE_NAME, REGIONS_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
 import { LabError, LAB_ERR_BUSY, LAB_ERR_STATE } from './errors.js'
 import type { Topology } from './topology.js'
 
 /** The format tag of lab.json; another tag is refused with LAB_ERR_STATE. */
-export const LAB_STATE_FORMAT = 'hsmlab-lab/1'
+export const LAB_STATE_FORMAT = 'hsmlab-lab/2'
 
-/** How HSMs get their addresses (decided when the lab is made, see docs/lab.md). */
-export type Addressing =
-  /** Each HSM binds its own loopback address 127.0.<cluster>.<server + 1>, which is also its CMU name. */
-  | 'loopback'
-  /** Every HSM binds 127.0.0.1 (where other loopback addresses cannot be bound); its CMU name is its HSM id. */
-  | 'localhost'
-
-/** One HSM of a cluster. */
-export interface HsmState {
-  /** Its place in the cluster: server id in the CMU configuration, and handle slot. */
-  index: number
-  id: string
-  host: string
-  /** Port it listens on; 0 until it first started. Restarts reuse it so configurations stay valid. */
+/** One region's control plane. */
+export interface ControlPlaneState {
+  region: string
+  /** Port its API listens on; 0 until it first started. Restarts reuse it so endpoints stay valid. */
   port: number
   /** Pid of the process last started, or null when the lab stopped it. */
   pid: number | null
@@ -50,25 +46,35 @@ export interface HsmState {
   startedAt?: string
 }
 
-/** One cluster. */
+/** What the lab last saw of one HSM (from DescribeClusters). */
+export interface HsmSeen {
+  id: string
+  pid: number | null
+  endpoint: string
+}
+
+/** One cluster of the topology. */
 export interface ClusterState {
   region: string
   name: string
-  id: string
-  lineage: string
-  /** True once every HSM's PRECO became a CO and every topology user exists on every HSM. */
+  /** Its ClusterId, once CreateCluster answered; null before. */
+  id: string | null
+  /** Its lineage, once known (clones share their source's). */
+  lineage: string | null
+  /** True once the lab finished its activation (PRECO password changed, topology users created), or it is a clone. */
   activated: boolean
-  /** Version of the last peer list the lab signed for this cluster. */
-  peersVersion: number
-  hsms: HsmState[]
+  /** For a clone: the backup in its own region it was created from (the copy of a backup of its source). */
+  sourceBackupId?: string
+  /** Its HSMs as last seen, in the order of its CMU configuration. */
+  hsms: HsmSeen[]
 }
 
 /** The content of lab.json. */
 export interface LabState {
   format: typeof LAB_STATE_FORMAT
   createdAt: string
-  addressing: Addressing
   topology: Topology
+  controlPlanes: ControlPlaneState[]
   clusters: ClusterState[]
 }
 
@@ -83,15 +89,27 @@ export class LabLayout {
   get stateFile (): string { return join(this.dir, STATE_FILE_NAME) }
   get lockFile (): string { return join(this.dir, 'lab.lock') }
   get manufacturerKeyFile (): string { return join(this.dir, MANUFACTURER_KEY_FILE_NAME) }
+  get regionsFile (): string { return join(this.dir, REGIONS_FILE_NAME) }
   get kmuConfig (): string { return join(this.dir, KMU_CONFIG_FILE_NAME) }
+  get caDir (): string { return join(this.dir, 'ca') }
+  get caKeyFile (): string { return join(this.caDir, 'issuing-ca.key') }
+  get caCertFile (): string { return join(this.caDir, 'issuing-ca.crt') }
   cmuConfig (region: string, cluster: string): string { return join(this.dir, `${region}-${cluster}.cfg`) }
-  clusterDir (region: string, cluster: string): string { return join(this.dir, region, cluster) }
-  clusterSecretsFile (region: string, cluster: string): string { return join(this.clusterDir(region, cluster), 'cluster-secrets.json') }
+  crossConfig (source: { region: string, name: string }, clone: { region: string, name: string }): string {
+    return join(this.dir, `${source.region}-${source.name}--${clone.region}-${clone.name}.cfg`)
+  }
+  regionDir (region: string): string { return join(this.dir, region) }
+  /** Everything of a region's control plane, its HSMs included: every process of the lab names a data directory under it. */
+  controlPlaneDir (region: string): string { return join(this.regionDir(region), 'control-plane') }
+  controlPlaneDataDir (region: string): string { return join(this.controlPlaneDir(region), 'data') }
+  controlPlaneStdoutFile (region: string): string { return join(this.controlPlaneDir(region), 'control-plane.out') }
+  controlPlaneLogFile (region: string): string { return join(this.controlPlaneDir(region), 'control-plane.log') }
+  clusterDir (region: string, cluster: string): string { return join(this.regionDir(region), 'clusters', cluster) }
   trustAnchorFile (region: string, cluster: string): string { return join(this.clusterDir(region, cluster), 'customerCA.crt') }
-  hsmDir (region: string, cluster: string, index: number): string { return join(this.clusterDir(region, cluster), `hsm${index}`) }
-  dataDir (region: string, cluster: string, index: number): string { return join(this.hsmDir(region, cluster, index), 'data') }
-  stdoutFile (region: string, cluster: string, index: number): string { return join(this.hsmDir(region, cluster, index), 'hsm.out') }
-  logFile (region: string, cluster: string, index: number): string { return join(this.hsmDir(region, cluster, index), 'hsm.log') }
+  /** An HSM's data directory, where its control plane keeps it (docs/control-plane.md). */
+  hsmDataDir (region: string, hsmId: string): string { return join(this.controlPlaneDataDir(region), 'hsms', hsmId, 'data') }
+  /** An HSM's log, beside its data directory. */
+  hsmLogFile (region: string, hsmId: string): string { return join(this.controlPlaneDataDir(region), 'hsms', hsmId, 'hsm.log') }
 }
 
 /** Writes a file atomically: temporary file, fsync, rename. */
@@ -130,8 +148,8 @@ export async function readLabState (layout: LabLayout): Promise<LabState | undef
 }
 
 /**
- * Saves lab.json, one write at a time in call order: `up` saves as each process appears, from
- * several HSM start-ups at once, and the last call must win.
+ * Saves lab.json, one write at a time in call order: `up` saves as each process and cluster
+ * appears, from several regions at once, and the last call must win.
  */
 export class LabStateWriter {
   private readonly layout: LabLayout

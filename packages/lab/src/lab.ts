@@ -1,51 +1,55 @@
 /**
- * `hsmlab up`, `status` and `down` as functions (the bin only parses arguments and prints).
+ * `hsmlab up`, `status`, `down` and `backup` as functions (the bin only parses arguments and
+ * prints).
  *
- * `labUp` turns a topology into running HSMs: per lab one manufacturer key; per cluster its
- * secrets (trust anchor, masking key) made once; per HSM a data directory provisioned once and a
- * detached process started when it is not already running, all HSMs at once. As each HSM answers,
- * it is activated if its cluster is to be (PRECO password change, topology users); once a
- * cluster's HSMs all run, the lab signs the cluster's peer list and pushes it to each of them (so
- * replication finds its peers, and a restarted HSM catches up). Last, it writes the CMU and KMU
- * configuration files. Running it again starts only what is missing. See docs/lab.md.
+ * `labUp` turns a topology into running processes through control planes: per lab one
+ * manufacturer key and one customer CA; per region one control plane (started detached, or left
+ * alone when it runs and answers), which starts and supervises its region's HSMs; then each
+ * cluster is built through the cloudhsmv2 API (cluster-builder.ts), clones once their sources
+ * are ACTIVE; last, the CMU and KMU configuration files. Running it again starts only what is
+ * missing and waits until every HSM is ACTIVE. See docs/lab.md.
  */
 import { channel } from 'node:diagnostics_channel'
-import { access, chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import { resolve } from 'node:path'
+import { access, chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { relative, resolve, sep } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { HsmConnection, writeCmuConfig } from '@hsmlab/client'
 import type { ServerConfig } from '@hsmlab/client'
-import { decodeTrustAnchor, encodeTrustAnchor } from '@hsmlab/crypto'
-import {
-  DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD, HSM_BIN_PATH, createClusterSecrets, createManufacturerKey, provisionHsm,
-  randomResourceId, readManufacturerKey, signPeers, writeManufacturerKey
-} from '@hsmlab/hsm'
-import type { ClusterSecrets } from '@hsmlab/hsm'
-import type { PeerAddress, UserInfo } from '@hsmlab/protocol'
+import { CONTROL_PLANE_BIN_PATH, ControlPlaneClient } from '@hsmlab/control-plane'
+import type { Backup, Cluster, Hsm } from '@hsmlab/control-plane'
+import { decodeTrustAnchor } from '@hsmlab/crypto'
+import { createManufacturerKey, writeManufacturerKey } from '@hsmlab/hsm'
+import { ClusterBuilder } from './cluster-builder.js'
+import type { BuildStep, BuiltCluster } from './cluster-builder.js'
+import { createCustomerCa } from './customer-ca.js'
+import type { CustomerCa } from './customer-ca.js'
 import { DEFAULT_TOPOLOGY_PATH, labDefaults } from './defaults.js'
 import {
-  LabError, LAB_ERR_ACTIVATION, LAB_ERR_HSM_START, LAB_ERR_NO_LAB, LAB_ERR_PEERS, LAB_ERR_STATE, LAB_ERR_TOPOLOGY_CHANGED
+  LabError, LAB_ERR_BACKUP, LAB_ERR_CONTROL_PLANE, LAB_ERR_NO_LAB, LAB_ERR_STATE, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
 } from './errors.js'
 import { LAB_STATE_FORMAT, LabLayout, LabStateWriter, acquireLabLock, readLabState, writeFileAtomically } from './lab-state.js'
-import type { Addressing, ClusterState, HsmState, LabState } from './lab-state.js'
-import { isHsmProcess, isProcessAlive, launchHsm, stopProcess, waitUntilReaped } from './launcher.js'
-import { checkBuildable, clustersOf, readTopology } from './topology.js'
-import type { Topology, TopologyCluster } from './topology.js'
+import type { ClusterState, ControlPlaneState, HsmSeen, LabState } from './lab-state.js'
+import { findLabProcesses, isLabProcess, killProcess, launchControlPlane, stopProcess, waitGone, waitUntilReaped } from './launcher.js'
+import type { LabProcess } from './launcher.js'
+import { clustersOf, readTopology } from './topology.js'
+import type { Topology } from './topology.js'
 
 /**
  * Progress of `labUp`, published on `node:diagnostics_channel` for tests and the bench:
- * `{ step, elapsedMs, hsm? }` with step one of locked, prepared, provisioned, ready, connected,
- * activated, peers, done (`hsm` is `region/cluster/server` for per-HSM steps).
+ * `{ step, elapsedMs, region?, cluster?, detail? }`; step one of locked, control-plane (a control
+ * plane answers), the cluster steps of cluster-builder.ts (cluster-created, hsm-active,
+ * initialized, activated, cluster-active, backup-ready, backup-copied, cluster-ready), done.
  */
 export const UP_CHANNEL = 'hsmlab:lab:up'
 const upChannel = channel(UP_CHANNEL)
 
 /** One message of `UP_CHANNEL`. */
 export interface UpProgress {
-  step: 'locked' | 'prepared' | 'provisioned' | 'ready' | 'connected' | 'activated' | 'peers' | 'done'
+  step: 'locked' | 'control-plane' | BuildStep | 'done'
   elapsedMs: number
-  hsm?: string
+  /** `region` for control-plane steps, `region/cluster` for cluster steps. */
+  what?: string
+  detail?: string
 }
 
 /** Where a lab lives: `dir` (default `.hsmlab`) resolved against `cwd` (default the process's). */
@@ -60,83 +64,112 @@ export interface LabLocation {
 export interface LabUpOptions extends LabLocation {
   /** A topology file; without it, the lab's recorded topology, or the default lab for a new one. */
   topologyFile?: string
-  /** `--log-level` of the HSMs. @default labDefaults.hsmLogLevel */
+  /** `--log-level` of the control planes and their HSMs. @default labDefaults.logLevel */
   logLevel?: string
   /** @default labDefaults.readyTimeoutMs */
   readyTimeoutMs?: number
-  /** The HSM bin to start. @default HSM_BIN_PATH of @hsmlab/hsm */
-  hsmBinPath?: string
+  /** @default labDefaults.stepTimeoutMs */
+  stepTimeoutMs?: number
+  /** @default labDefaults.transitionDelayMs */
+  transitionDelayMs?: number
+  /** @default labDefaults.apiPollIntervalMs */
+  pollIntervalMs?: number
+  /** The control-plane bin to start. @default CONTROL_PLANE_BIN_PATH of @hsmlab/control-plane */
+  controlPlaneBinPath?: string
 }
 
-/** State of one HSM in `hsmlab status` (DESIGN.md): ACTIVE answers; DEGRADED runs but does not answer; DOWN does not run. */
-export type HsmRunState = 'ACTIVE' | 'DEGRADED' | 'DOWN'
-
 /**
- * State of one cluster: INITIALIZED (every HSM up, not activated: a PRECO remains), ACTIVE
- * (every HSM up, activated), DEGRADED (at least one HSM not answering).
+ * State of one HSM in `hsmlab status`: its control plane's HsmState (CREATE_IN_PROGRESS, ACTIVE,
+ * DEGRADED, DELETE_IN_PROGRESS); or, when its control plane does not answer, what the lab sees:
+ * ACTIVE (answers a handshake as itself), DEGRADED (runs but does not answer), DOWN (does not run).
  */
-export type ClusterRunState = 'INITIALIZED' | 'ACTIVE' | 'DEGRADED'
+export type HsmRunState = 'CREATE_IN_PROGRESS' | 'ACTIVE' | 'DEGRADED' | 'DELETE_IN_PROGRESS' | 'DOWN'
 
 /** One HSM in the status report. */
 export interface HsmStatus {
   id: string
-  /** Its server id in the cluster's CMU configuration. */
-  server: number
   /** Pid of its process, or null when it does not run. */
   pid: number | null
   state: HsmRunState
+  /** `ws://<ENI IP>:<port>`, where CMU and KMU reach it. */
   endpoint: string
-  /** The server name CMU prints (`server 0(<name>)`). */
+  /** Its server id in the cluster's CMU configuration. */
+  server: number
+  /** The server name CMU prints (`server 0(<name>)`): its ENI IP, as AWS's `configure` writes it. */
   name: string
+  availabilityZone: string | null
+  /** Why it is not ACTIVE, as its control plane says. */
+  stateMessage?: string
   dataDir: string
   log: string
 }
 
 /** One cluster in the status report. */
 export interface ClusterStatus {
-  id: string
+  /** Its ClusterId; null until it is created. */
+  id: string | null
   name: string
   region: string
-  state: ClusterRunState
-  /** True when no HSM that answers still has its PRECO (or, when none answers, the lab activated it). */
+  /** Its ClusterState as its control plane tells it; UNKNOWN when the control plane does not answer or does not know it. */
+  state: string
+  stateMessage?: string
+  /** True once it is activated (ACTIVE, or the lab activated it); a clone is from the start. */
   activated: boolean
-  lineage: string
+  lineage: string | null
+  /** For a clone: `<region>/<cluster>` of its source, and the backup it was created from. */
+  cloneOf: string | null
+  sourceBackupId: string | null
   cmuConfig: string
-  /** The trust anchor file (the configurations' CAfile). */
+  /** The trust anchor file (the configurations' CAfile for this cluster's HSMs). */
   trustAnchor: string
   hsms: HsmStatus[]
+}
+
+/** A region's control plane in the status report. */
+export interface ControlPlaneStatus {
+  /** `http://127.0.0.1:<port>`: `--endpoint-url` of the AWS CLI. */
+  endpoint: string
+  /** Pid of its process, or null when it does not run. */
+  pid: number | null
+  state: 'RUNNING' | 'DOWN'
+  dataDir: string
+  log: string
 }
 
 /** One region in the status report. */
 export interface RegionStatus {
   name: string
-  /** The region's control plane; null until the control plane exists. */
-  controlPlane: { endpoint: string, pid: number } | null
+  /** Its control plane; null until it first started. */
+  controlPlane: ControlPlaneStatus | null
   clusters: ClusterStatus[]
 }
 
 /** `hsmlab status --json`: the shape of DESIGN.md's contract, with a few more fields. */
 export interface LabStatus {
   dir: string
-  /** RUNNING: every HSM ACTIVE; STOPPED: none; PARTIAL: anything between. */
+  /** RUNNING: every control plane answers and every HSM is ACTIVE; STOPPED: nothing runs; PARTIAL: anything between. */
   state: 'RUNNING' | 'PARTIAL' | 'STOPPED'
   /** The fault layer's endpoint; null until the fault layer exists. */
   faults: { endpoint: string | null }
   regions: RegionStatus[]
   /** The configuration KMU reads by default. */
   kmuConfig: string
-  /** CMU configurations spanning a source cluster and its clone (`"<source>-><clone>"`); none until clones exist. */
+  /** CMU configurations listing one HSM of a source cluster then one of its clone, by `"<region>/<source>-><region>/<clone>"`. */
   cmuConfigs: Record<string, string>
 }
 
 /** What `labUp` did. */
 export interface LabUpResult {
   dir: string
-  /** HSMs started by this call (the others were running). */
-  started: Array<{ region: string, cluster: string, server: number, hsmId: string }>
-  /** Clusters activated by this call (`region/cluster`). */
+  /** Regions whose control plane this call started (the others were running). */
+  started: string[]
+  /** Clusters this call created (`region/cluster`). */
+  created: string[]
+  /** Clusters this call activated (`region/cluster`). */
   activated: string[]
-  /** From the call to every HSM ready, peers pushed and configurations written, in milliseconds. */
+  /** HSMs this call asked for (CreateHsm). */
+  hsmsCreated: number
+  /** From the call to every HSM ACTIVE and the configurations written, in milliseconds. */
   elapsedMs: number
   topology: Topology
   status: LabStatus
@@ -147,21 +180,14 @@ export interface LabDownResult {
   dir: string
   /** False when DIR held no lab. */
   found: boolean
-  stopped: Array<{ region: string, cluster: string, server: number, hsmId: string, pid: number, how: 'terminated' | 'killed' }>
+  /** Every process that ran: `terminated` stopped on SIGTERM (an HSM: by its control plane), `killed` needed SIGKILL. */
+  stopped: Array<{ kind: 'control-plane' | 'hsm', region: string, pid: number, how: 'terminated' | 'killed' }>
   purged: boolean
 }
 
 /** The absolute lab directory of a location. */
 export function labDir (location: LabLocation = {}): string {
   return resolve(location.cwd ?? process.cwd(), location.dir ?? labDefaults.dir)
-}
-
-function endpointOf (hsm: HsmState): string {
-  return `ws://${hsm.host}:${hsm.port}`
-}
-
-function serverNameOf (addressing: Addressing, hsm: HsmState): string {
-  return addressing === 'loopback' ? hsm.host : hsm.id
 }
 
 async function exists (path: string): Promise<boolean> {
@@ -173,150 +199,189 @@ async function exists (path: string): Promise<boolean> {
   }
 }
 
-/** True when this system lets a process bind loopback addresses other than 127.0.0.1 (Linux does, macOS does not without aliases). */
-async function canBindLoopbackAliases (): Promise<boolean> {
-  return await new Promise(resolve => {
-    const server = createServer()
-    server.once('error', () => { resolve(false) })
-    server.listen(0, '127.0.1.1', () => { server.close(() => { resolve(true) }) })
-  })
-}
-
-/** The address of server `index` of the lab's `ordinal`-th cluster (both from 0). */
-function addressFor (addressing: Addressing, ordinal: number, index: number): string {
-  return addressing === 'loopback' ? `127.0.${ordinal + 1}.${index + 1}` : '127.0.0.1'
-}
-
-interface StoredSecrets {
-  clusterId: string
-  lineage: string
-  maskingKey: string
-  anchor: { publicKey: string, secretKey: string }
-}
-
-const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64')
-const unb64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'))
-
-async function loadOrCreateSecrets (layout: LabLayout, region: string, cluster: string): Promise<ClusterSecrets> {
-  const file = layout.clusterSecretsFile(region, cluster)
-  await mkdir(layout.clusterDir(region, cluster), { recursive: true })
-  let secrets: ClusterSecrets
-  if (await exists(file)) {
-    try {
-      const s = JSON.parse(await readFile(file, 'utf8')) as StoredSecrets
-      secrets = { clusterId: s.clusterId, lineage: s.lineage, maskingKey: unb64(s.maskingKey), anchor: { publicKey: unb64(s.anchor.publicKey), secretKey: unb64(s.anchor.secretKey) } }
-    } catch (err) {
-      throw new LabError(LAB_ERR_STATE, `cannot read the secrets of cluster ${region}/${cluster} from ${file}: ${(err as Error).message}`, { cause: err })
-    }
-  } else {
-    secrets = createClusterSecrets()
-    const stored: StoredSecrets = {
-      clusterId: secrets.clusterId,
-      lineage: secrets.lineage,
-      maskingKey: b64(secrets.maskingKey),
-      anchor: { publicKey: b64(secrets.anchor.publicKey), secretKey: b64(secrets.anchor.secretKey) }
-    }
-    await writeFileAtomically(file, JSON.stringify(stored, null, 2) + '\n', 0o600)
-    await chmod(file, 0o600)
-  }
-  // The public half, as the CAfile of the configurations; rewritten each time, it costs nothing.
-  await writeFile(layout.trustAnchorFile(region, cluster), encodeTrustAnchor(secrets.anchor.publicKey))
-  return secrets
-}
-
-async function loadOrCreateManufacturerKey (layout: LabLayout): Promise<Uint8Array> {
-  if (await exists(layout.manufacturerKeyFile)) return await readManufacturerKey(layout.manufacturerKeyFile)
-  const key = createManufacturerKey()
-  await writeManufacturerKey(layout.manufacturerKeyFile, key)
-  return key
-}
-
 function sameTopology (a: Topology, b: Topology): boolean {
   return JSON.stringify(a.regions) === JSON.stringify(b.regions)
 }
 
-function describeHsm (cluster: ClusterState, hsm: HsmState): string {
-  return `HSM ${hsm.id} (${cluster.region}/${cluster.name} server ${hsm.index})`
+function endpointOf (cp: ControlPlaneState): string {
+  return `http://127.0.0.1:${cp.port}`
 }
 
-/** Runs `task` on every item at once; throws one error naming every failure once all have settled. */
-async function allOrReport<T, R> (items: T[], task: (item: T) => Promise<R>, code: string, what: string): Promise<R[]> {
-  const outcomes = await Promise.allSettled(items.map(task))
-  const failures = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map(o => o.reason as Error)
-  if (failures.length === 1 && failures[0] instanceof LabError) throw failures[0]
-  if (failures.length > 0) {
-    throw new LabError(code, `${what}:\n${failures.map(f => `- ${f.message}`).join('\n')}`, { cause: failures[0] })
+function apiFor (cp: ControlPlaneState): ControlPlaneClient {
+  return new ControlPlaneClient({ endpoint: endpointOf(cp), region: cp.region, timeoutMs: labDefaults.apiRequestTimeoutMs })
+}
+
+/** True when the control plane at the recorded port answers as the recorded process. */
+async function answers (cp: ControlPlaneState, timeoutMs: number = labDefaults.probeTimeoutMs): Promise<boolean> {
+  if (cp.port === 0 || cp.pid === null) return false
+  try {
+    const response = await fetch(`${endpointOf(cp)}/_hsmlab/health`, { signal: AbortSignal.timeout(timeoutMs) })
+    const body = await response.json() as { region?: unknown, pid?: unknown }
+    return response.ok && body.region === cp.region && body.pid === cp.pid
+  } catch {
+    return false
   }
-  return outcomes.map(o => (o as PromiseFulfilledResult<R>).value)
 }
 
-/** Connects to one HSM of the lab, checked against its cluster's trust anchor. */
-async function connectTo (cluster: ClusterState, hsm: HsmState, anchor: Uint8Array, timeoutMs: number): Promise<HsmConnection> {
-  return await HsmConnection.connect({
-    url: endpointOf(hsm),
-    trustAnchor: anchor,
-    expectedClusterId: cluster.id,
-    connectTimeoutMs: timeoutMs,
-    requestTimeoutMs: labDefaults.requestTimeoutMs
-  })
+async function loadOrCreateManufacturerKey (layout: LabLayout): Promise<void> {
+  if (await exists(layout.manufacturerKeyFile)) return
+  await writeManufacturerKey(layout.manufacturerKeyFile, createManufacturerKey())
 }
 
-/**
- * Activates one HSM the way a person does with CMU (reference B.1): `loginHSM PRECO admin
- * password`, `changePswd PRECO admin <new>` (the PRECO becomes a CO), then, as that CO,
- * `createUser` for each topology user it does not have yet. Safe to run again.
- */
-async function activateHsm (connection: HsmConnection, cluster: ClusterState, hsm: HsmState, spec: TopologyCluster, adminPassword: string): Promise<void> {
-  const where = describeHsm(cluster, hsm)
-  const step = async <T>(what: string, call: () => Promise<T>): Promise<T> => {
+async function loadOrCreateCa (layout: LabLayout): Promise<CustomerCa> {
+  if (await exists(layout.caKeyFile) && await exists(layout.caCertFile)) {
     try {
-      return await call()
+      return { keyPem: await readFile(layout.caKeyFile, 'utf8'), certPem: await readFile(layout.caCertFile, 'utf8') }
     } catch (err) {
-      throw new LabError(LAB_ERR_ACTIVATION, `${where}: ${what} failed: ${(err as Error).message}`, { cause: err })
+      throw new LabError(LAB_ERR_STATE, `cannot read the lab's customer CA in ${layout.caDir}: ${(err as Error).message}`, { cause: err })
     }
   }
-  const { users } = await step('listUsers', async () => await connection.call('listUsers', {}))
-  const find = (name: string): UserInfo | undefined => users.find(u => u.userName.toLowerCase() === name.toLowerCase())
-  const admin = find(DEFAULT_ADMIN_NAME)
-  if (admin === undefined) throw new LabError(LAB_ERR_ACTIVATION, `${where} has no user ${DEFAULT_ADMIN_NAME}; its data directory is not that of a cluster the lab made`)
-  if (admin.userType === 'PRECO') {
-    await step(`loginHSM PRECO ${DEFAULT_ADMIN_NAME}`, async () => await connection.call('login', { userType: 'PRECO', userName: DEFAULT_ADMIN_NAME, password: DEFAULT_ADMIN_PASSWORD }))
-    await step(`changePswd PRECO ${DEFAULT_ADMIN_NAME}`, async () => await connection.call('changePassword', { userType: 'PRECO', userName: DEFAULT_ADMIN_NAME, password: adminPassword }))
-  } else {
-    await step(`loginHSM CO ${DEFAULT_ADMIN_NAME} (with the topology's admin password)`, async () => await connection.call('login', { userType: 'CO', userName: DEFAULT_ADMIN_NAME, password: adminPassword }))
+  const ca = createCustomerCa()
+  await mkdir(layout.caDir, { recursive: true })
+  await writeFileAtomically(layout.caKeyFile, ca.keyPem, 0o600)
+  await chmod(layout.caKeyFile, 0o600)
+  await writeFileAtomically(layout.caCertFile, ca.certPem)
+  return ca
+}
+
+/** The lab's records for a topology: one control plane per region, one cluster per cluster. */
+function recordsFor (lab: LabState): void {
+  for (const region of lab.topology.regions) {
+    if (!lab.controlPlanes.some(cp => cp.region === region.name)) lab.controlPlanes.push({ region: region.name, port: 0, pid: null })
   }
-  for (const user of spec.users) {
-    const existing = find(user.name)
-    if (existing !== undefined) {
-      if (existing.userType !== user.type && !(user.type === 'CO' && existing.userType === 'PCO')) {
-        throw new LabError(LAB_ERR_ACTIVATION, `${where} has a user ${existing.userName} of type ${existing.userType}, the topology wants a ${user.type}`)
-      }
-      continue
+  for (const { region, cluster } of clustersOf(lab.topology)) {
+    if (!lab.clusters.some(c => c.region === region.name && c.name === cluster.name)) {
+      lab.clusters.push({ region: region.name, name: cluster.name, id: null, lineage: null, activated: false, hsms: [] })
     }
-    await step(`createUser ${user.type} ${user.name}`, async () => await connection.call('createUser', { userType: user.type, userName: user.name, password: user.password }))
   }
-  await step('logoutHSM', async () => await connection.call('logout', {}))
 }
 
 /**
- * Starts the lab in DIR, or what of it is not running; resolves once every HSM is ready, every
- * cluster's peers are pushed, the clusters to activate are activated and the configuration files
- * are written.
+ * Makes sure the control plane of `cp.region` runs and answers: left alone when it does, killed
+ * when it runs but does not answer (it hangs), started otherwise, on its recorded port when that
+ * is free. Resolves true when it started one.
+ */
+async function ensureControlPlane (layout: LabLayout, lab: LabState, cp: ControlPlaneState, writer: LabStateWriter, options: LabUpOptions): Promise<boolean> {
+  const root = layout.controlPlaneDir(cp.region)
+  if (cp.pid !== null && await isLabProcess(cp.pid, root)) {
+    if (await answers(cp)) return false
+    // Its HSMs run on: the next control plane adopts them.
+    try { process.kill(cp.pid, 'SIGKILL') } catch { /* gone meanwhile */ }
+    await waitGone(cp.pid, labDefaults.stopTimeoutMs)
+  }
+  // A control plane killed a moment ago may not have been collected yet; its pid still holds the data directory's lock.
+  if (cp.pid !== null && !await waitUntilReaped(cp.pid, labDefaults.stopTimeoutMs)) {
+    throw new LabError(LAB_ERR_CONTROL_PLANE, `the previous control plane of ${cp.region} (pid ${cp.pid}) exited but was not collected for ${labDefaults.stopTimeoutMs} ms; it still holds its data directory; try again later`)
+  }
+  await mkdir(root, { recursive: true })
+  const region = lab.topology.regions.find(r => r.name === cp.region)
+  const hsms = region?.clusters.reduce((n, c) => n + c.hsms, 0) ?? 0
+  const launch = async (port: number): Promise<void> => {
+    const ready = await launchControlPlane({
+      binPath: options.controlPlaneBinPath ?? CONTROL_PLANE_BIN_PATH,
+      region: cp.region,
+      dataDir: layout.controlPlaneDataDir(cp.region),
+      host: '127.0.0.1',
+      port,
+      manufacturerKeyFile: layout.manufacturerKeyFile,
+      regionsFile: layout.regionsFile,
+      stdoutFile: layout.controlPlaneStdoutFile(cp.region),
+      logFile: layout.controlPlaneLogFile(cp.region),
+      logLevel: options.logLevel,
+      transitionDelayMs: options.transitionDelayMs,
+      clustersMax: Math.max(labDefaults.clustersPerRegionMin, region?.clusters.length ?? 0),
+      hsmsMax: Math.max(labDefaults.hsmsPerRegionMin, hsms),
+      readyTimeoutMs: options.readyTimeoutMs,
+      onSpawn: async pid => { cp.pid = pid; await writer.save(lab) }
+    })
+    cp.pid = ready.pid
+    cp.port = ready.port
+    cp.startedAt = new Date().toISOString()
+  }
+  try {
+    await launch(cp.port)
+  } catch (err) {
+    // The recorded port was taken by someone else meanwhile: take any port (regions.json is rewritten).
+    if (cp.port === 0 || !/EADDRINUSE|CP_ERR_LISTEN/.test((err as Error).message)) throw err
+    await launch(0)
+  }
+  await writer.save(lab)
+  return true
+}
+
+/** The CMU configuration entry of one HSM. */
+function serverOf (hsm: Hsm, caFile: string): ServerConfig {
+  const url = new URL(hsm.HsmlabEndpoint ?? 'ws://0.0.0.0:0')
+  return { name: hsm.EniIp ?? url.hostname, hostname: url.hostname, port: Number(url.port), caFile, enabled: true }
+}
+
+/** Every HSM of a cluster, as DescribeClusters lists them (its CMU configuration's order). */
+function liveHsms (cluster: Cluster | undefined): Hsm[] {
+  return (cluster?.Hsms ?? []).filter(h => h.State !== 'DELETED')
+}
+
+/** Writes each cluster's trust anchor and CMU configuration, the KMU configuration, and the source→clone configurations. */
+async function writeConfigurations (layout: LabLayout, lab: LabState, clusters: Map<ClusterState, Cluster>): Promise<void> {
+  await Promise.all([...clusters].map(async ([record, cluster]) => {
+    await mkdir(layout.clusterDir(record.region, record.name), { recursive: true })
+    if (cluster.HsmlabTrustAnchor !== undefined) await writeFile(layout.trustAnchorFile(record.region, record.name), cluster.HsmlabTrustAnchor)
+    const caFile = layout.trustAnchorFile(record.region, record.name)
+    await writeCmuConfig(layout.cmuConfig(record.region, record.name), liveHsms(cluster).map(h => serverOf(h, caFile)))
+  }))
+  const first = lab.clusters[0]
+  const firstCluster = first === undefined ? undefined : clusters.get(first)
+  if (first !== undefined && firstCluster !== undefined) {
+    await writeCmuConfig(layout.kmuConfig, liveHsms(firstCluster).map(h => serverOf(h, layout.trustAnchorFile(first.region, first.name))))
+  }
+  // A clone's HSMs have certificates from the clone's own trust anchor (its control plane makes
+  // one per cluster), so each server names its own cluster's CAfile.
+  await Promise.all(crossPairs(lab).map(async ({ source, clone }) => {
+    const s = liveHsms(clusters.get(source))[0]
+    const c = liveHsms(clusters.get(clone))[0]
+    if (s === undefined || c === undefined) return
+    await writeCmuConfig(layout.crossConfig(source, clone), [
+      serverOf(s, layout.trustAnchorFile(source.region, source.name)),
+      serverOf(c, layout.trustAnchorFile(clone.region, clone.name))
+    ])
+  }))
+}
+
+/** Every (source, clone) pair of the lab's topology. */
+function crossPairs (lab: LabState): Array<{ source: ClusterState, clone: ClusterState }> {
+  const pairs: Array<{ source: ClusterState, clone: ClusterState }> = []
+  for (const { region, cluster } of clustersOf(lab.topology)) {
+    if (cluster.cloneOf === undefined) continue
+    const { region: sourceRegion, cluster: sourceName } = cluster.cloneOf
+    const clone = lab.clusters.find(c => c.region === region.name && c.name === cluster.name)
+    const source = lab.clusters.find(c => c.region === sourceRegion && c.name === sourceName)
+    if (clone !== undefined && source !== undefined) pairs.push({ source, clone })
+  }
+  return pairs
+}
+
+/** The `cmuConfigs` key of a source and its clone: `<region>/<source>-><region>/<clone>`. */
+export function crossConfigKey (source: { region: string, name: string }, clone: { region: string, name: string }): string {
+  return `${source.region}/${source.name}->${clone.region}/${clone.name}`
+}
+
+/**
+ * Starts the lab in DIR, or what of it is not running; resolves once every control plane
+ * answers, every cluster is built (clones included), every HSM is ACTIVE and the configuration
+ * files are written.
  */
 export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
   const startedAt = performance.now()
   const layout = new LabLayout(labDir(options))
-  const binPath = options.hsmBinPath ?? HSM_BIN_PATH
   // A bad topology is refused before anything is created or started.
   let topology: Topology | undefined
   if (options.topologyFile !== undefined) {
     topology = await readTopology(resolve(options.cwd ?? process.cwd(), options.topologyFile), options.topologyFile)
-    checkBuildable(topology)
   }
-  const progress = (step: UpProgress['step'], cluster?: ClusterState, hsm?: HsmState): void => {
+  const progress = (step: UpProgress['step'], what?: string, detail?: string): void => {
     if (!upChannel.hasSubscribers) return
     const message: UpProgress = { step, elapsedMs: performance.now() - startedAt }
-    if (cluster !== undefined && hsm !== undefined) message.hsm = `${cluster.region}/${cluster.name}/${hsm.index}`
+    if (what !== undefined) message.what = what
+    if (detail !== undefined) message.detail = detail
     upChannel.publish(message)
   }
   const release = await acquireLabLock(layout)
@@ -330,305 +395,260 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
       topology = state.topology
     } else {
       topology ??= await readTopology(DEFAULT_TOPOLOGY_PATH)
-      state = {
-        format: LAB_STATE_FORMAT,
-        createdAt: new Date().toISOString(),
-        addressing: await canBindLoopbackAliases() ? 'loopback' : 'localhost',
-        topology,
-        clusters: []
-      }
+      state = { format: LAB_STATE_FORMAT, createdAt: new Date().toISOString(), topology, controlPlanes: [], clusters: [] }
     }
-    checkBuildable(topology)
     const lab: LabState = state
+    recordsFor(lab)
     const writer = new LabStateWriter(layout)
     // lab.json exists before anything else the lab makes, so that `down --purge` can always clean up.
     await writer.save(lab)
-    const manufacturerKey = await loadOrCreateManufacturerKey(layout)
+    const [, ca] = await Promise.all([loadOrCreateManufacturerKey(layout), loadOrCreateCa(layout)])
 
-    // Secrets and records of every cluster and HSM, before any process exists.
-    const secretsOf = new Map<ClusterState, ClusterSecrets>()
-    const specOf = new Map<ClusterState, TopologyCluster>()
-    for (const [ordinal, { region, cluster: spec }] of clustersOf(topology).entries()) {
-      const secrets = await loadOrCreateSecrets(layout, region.name, spec.name)
-      let cluster = lab.clusters.find(c => c.region === region.name && c.name === spec.name)
-      if (cluster === undefined) {
-        cluster = { region: region.name, name: spec.name, id: secrets.clusterId, lineage: secrets.lineage, activated: false, peersVersion: 0, hsms: [] }
-        lab.clusters.push(cluster)
-      }
-      for (let index = cluster.hsms.length; index < spec.hsms; index++) {
-        cluster.hsms.push({ index, id: randomResourceId('hsm'), host: addressFor(lab.addressing, ordinal, index), port: 0, pid: null })
-      }
-      secretsOf.set(cluster, secrets)
-      specOf.set(cluster, spec)
-    }
-    await writer.save(lab)
-    progress('prepared')
+    // The control planes, all at once; then every one learns where the others are.
+    const outcomes = await Promise.allSettled(lab.controlPlanes.map(async cp => {
+      const startedNow = await ensureControlPlane(layout, lab, cp, writer, options)
+      progress('control-plane', cp.region)
+      return startedNow
+    }))
+    const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map(o => o.reason as Error)
+    if (failed.length === 1) throw failed[0]
+    if (failed.length > 1) throw new LabError(LAB_ERR_CONTROL_PLANE, `some control planes could not be started:\n${failed.map(f => `- ${f.message}`).join('\n')}`, { cause: failed[0] })
+    const started = lab.controlPlanes.filter((_, i) => (outcomes[i] as PromiseFulfilledResult<boolean>).value).map(cp => cp.region)
+    const regionsMap = Object.fromEntries(lab.controlPlanes.map(cp => [cp.region, endpointOf(cp)]))
+    await writeFileAtomically(layout.regionsFile, JSON.stringify(regionsMap, null, 2) + '\n')
+    const apis = new Map(lab.controlPlanes.map(cp => [cp.region, apiFor(cp)]))
 
-    /**
-     * A connection to the HSM if its process runs and answers as itself; otherwise undefined,
-     * after killing a process of ours that runs but does not answer (it hangs).
-     */
-    const connectIfRunning = async (cluster: ClusterState, hsm: HsmState): Promise<HsmConnection | undefined> => {
-      if (hsm.pid === null || hsm.port === 0 || !isProcessAlive(hsm.pid)) return undefined
-      const secrets = secretsOf.get(cluster) as ClusterSecrets
-      try {
-        const connection = await connectTo(cluster, hsm, secrets.anchor.publicKey, labDefaults.probeTimeoutMs)
-        if (connection.hsmId === hsm.id) return connection
-        await connection.close()
-      } catch {
-        // Not answering: see below.
-      }
-      if (await isHsmProcess(hsm.pid, layout.dataDir(cluster.region, cluster.name, hsm.index))) await stopProcess(hsm.pid, 0)
-      return undefined
-    }
-
-    // An HSM that does not run: provisioned if new, then started.
-    const started: LabUpResult['started'] = []
-    const provisionedNow = new Set<HsmState>()
-    const start = async (cluster: ClusterState, hsm: HsmState): Promise<void> => {
-      const secrets = secretsOf.get(cluster) as ClusterSecrets
-      const dataDir = layout.dataDir(cluster.region, cluster.name, hsm.index)
-      // The previous process may have died so recently that nobody collected it yet; its pid
-      // still holds the data directory's lock until then.
-      if (hsm.pid !== null && !await waitUntilReaped(hsm.pid, labDefaults.stopTimeoutMs)) {
-        throw new LabError(LAB_ERR_HSM_START, `the previous process of ${describeHsm(cluster, hsm)} (pid ${hsm.pid}) exited but its parent has not collected it for ${labDefaults.stopTimeoutMs} ms; it still holds the data directory; try again later`)
-      }
-      if (!await exists(dataDir)) {
-        // Provision beside the final place and rename, so a data directory is whole or absent.
-        const partial = `${dataDir}.partial`
-        await rm(partial, { recursive: true, force: true })
-        try {
-          await provisionHsm({ dataDir: partial, manufacturerKey, hsmId: hsm.id, slot: hsm.index, cluster: secrets, label: `${cluster.region}/${cluster.name}/${hsm.index}` })
-        } catch (err) {
-          throw new LabError(LAB_ERR_HSM_START, `cannot provision ${describeHsm(cluster, hsm)} in ${partial}: ${(err as Error).message}`, { cause: err })
-        }
-        await rename(partial, dataDir)
-        provisionedNow.add(hsm)
-        progress('provisioned', cluster, hsm)
-      }
-      const launch = async (port: number): Promise<void> => {
-        const ready = await launchHsm({
-          binPath,
-          dataDir,
-          host: hsm.host,
-          port,
-          manufacturerKeyFile: layout.manufacturerKeyFile,
-          stdoutFile: layout.stdoutFile(cluster.region, cluster.name, hsm.index),
-          logFile: layout.logFile(cluster.region, cluster.name, hsm.index),
-          logLevel: options.logLevel,
-          readyTimeoutMs: options.readyTimeoutMs,
-          what: describeHsm(cluster, hsm),
-          onSpawn: async pid => { hsm.pid = pid; await writer.save(lab) }
-        })
-        // The data directory is the truth about which HSM this is.
-        hsm.id = ready.hsmId
-        hsm.pid = ready.pid
-        hsm.port = ready.port
-        hsm.startedAt = new Date().toISOString()
-      }
-      try {
-        await launch(hsm.port)
-      } catch (err) {
-        // The recorded port was taken by someone else meanwhile: take any port (the configuration files are rewritten below).
-        if (hsm.port === 0 || !/EADDRINUSE|address already in use|HSM_ERR_LISTEN/i.test((err as Error).message)) throw err
-        await launch(0)
-      }
-      started.push({ region: cluster.region, cluster: cluster.name, server: hsm.index, hsmId: hsm.id })
-      progress('ready', cluster, hsm)
-    }
-    // Each HSM on its own pipeline: started if it does not run, connected, activated if its
-    // cluster is to be; the peer lists go out once every HSM of a cluster has its address.
-    // Activation comes before the peers so that it does not compete with replication for the CPU.
-    const connections = new Map<HsmState, HsmConnection>()
-    const hasPreco = new Map<HsmState, boolean>()
-    const activating = lab.clusters.filter(cluster => specOf.get(cluster)?.activate !== undefined && !cluster.activated)
-    const pipeline = async (cluster: ClusterState, hsm: HsmState): Promise<void> => {
-      const secrets = secretsOf.get(cluster) as ClusterSecrets
-      const spec = specOf.get(cluster) as TopologyCluster
-      let connection = await connectIfRunning(cluster, hsm)
-      if (connection === undefined) {
-        await start(cluster, hsm)
-        try {
-          connection = await connectTo(cluster, hsm, secrets.anchor.publicKey, labDefaults.probeTimeoutMs)
-        } catch (err) {
-          throw new LabError(LAB_ERR_HSM_START, `${describeHsm(cluster, hsm)} started but does not answer: ${(err as Error).message}`, { cause: err })
-        }
-      }
-      connections.set(hsm, connection)
-      progress('connected', cluster, hsm)
-      // An HSM provisioned now in a cluster activated earlier (its data directory was deleted) is activated too.
-      if (spec.activate !== undefined && (activating.includes(cluster) || provisionedNow.has(hsm))) {
-        await activateHsm(connection, cluster, hsm, spec, spec.activate.admin)
-        hasPreco.set(hsm, false)
-        progress('activated', cluster, hsm)
-      } else {
-        const { users } = await connection.call('listUsers', {})
-        hasPreco.set(hsm, users.some(u => u.userType === 'PRECO'))
-      }
-    }
-    const activated: string[] = []
-    try {
-      const all = lab.clusters.flatMap(cluster => cluster.hsms.map(hsm => ({ cluster, hsm })))
-      try {
-        await allOrReport(all, async ({ cluster, hsm }) => { await pipeline(cluster, hsm) }, LAB_ERR_HSM_START, 'some HSMs could not be started or activated')
-      } finally {
-        await writer.save(lab)
-      }
-      for (const cluster of activating) {
-        cluster.activated = true
-        activated.push(`${cluster.region}/${cluster.name}`)
-      }
-      await Promise.all(lab.clusters.map(async cluster => {
-        const secrets = secretsOf.get(cluster) as ClusterSecrets
-        // A version is never used twice: it is recorded before any HSM sees it.
-        cluster.peersVersion += 1
-        const version = cluster.peersVersion
-        await writer.save(lab)
-        const peers: PeerAddress[] = cluster.hsms.map(h => ({ hsmId: h.id, endpoint: endpointOf(h) }))
-        await allOrReport(cluster.hsms, async hsm => {
-          try {
-            await (connections.get(hsm) as HsmConnection).call('setPeers', { peers, version, signature: signPeers(secrets.anchor.secretKey, hsm.id, peers, version) })
-          } catch (err) {
-            throw new LabError(LAB_ERR_PEERS, `${describeHsm(cluster, hsm)} did not take its peer list: ${(err as Error).message}`, { cause: err })
-          }
-        }, LAB_ERR_PEERS, `cluster ${cluster.region}/${cluster.name}: peers could not be set`)
-      }))
-      progress('peers')
-    } finally {
-      await Promise.allSettled([...connections.values()].map(async c => { await c.close() }))
-    }
+    // The clusters, through the API.
+    const builder = new ClusterBuilder({
+      lab,
+      writer,
+      ca,
+      apiOf: region => apis.get(region) as ControlPlaneClient,
+      ...(options.stepTimeoutMs === undefined ? {} : { stepTimeoutMs: options.stepTimeoutMs }),
+      ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
+      progress: (step, what, detail) => { progress(step, what, detail) }
+    })
+    const jobs = clustersOf(lab.topology).map(({ region, cluster: spec }) => ({
+      record: lab.clusters.find(c => c.region === region.name && c.name === spec.name) as ClusterState,
+      spec
+    }))
+    const built = await builder.buildAll(jobs)
 
     // The configuration files, from the addresses the HSMs have now.
-    await Promise.all(lab.clusters.map(async cluster => {
-      await writeCmuConfig(layout.cmuConfig(cluster.region, cluster.name), serverConfigs(layout, lab, cluster))
-    }))
-    const first = lab.clusters[0]
-    if (first !== undefined) await writeCmuConfig(layout.kmuConfig, serverConfigs(layout, lab, first))
+    const described = new Map<ClusterState, Cluster>(built.map(b => [b.record, b.cluster]))
+    await writeConfigurations(layout, lab, described)
+    for (const b of built) b.record.hsms = liveHsms(b.cluster).map(seenOf)
     await writer.save(lab)
     const elapsedMs = performance.now() - startedAt
     progress('done')
-    // Every HSM answered a moment ago: the report is made from what the lab just saw, not probed again.
-    const status = reportOf(layout, lab, new Map(lab.clusters.flatMap(cluster => cluster.hsms.map(hsm => [hsm, {
-      status: hsmStatus(layout, lab, cluster, hsm, hsm.pid, 'ACTIVE'),
-      preco: hasPreco.get(hsm)
-    }]))))
-    return { dir: layout.dir, started, activated, elapsedMs, topology, status }
+    // Everything answered a moment ago: the report is made from what the lab just saw, not probed again.
+    const status = reportOf(layout, lab, new Map(lab.controlPlanes.map(cp => [cp.region, { running: true, clusters: described }])))
+    return {
+      dir: layout.dir,
+      started,
+      created: built.filter(b => b.created).map(b => `${b.record.region}/${b.record.name}`),
+      activated: built.filter(b => b.activated).map(b => `${b.record.region}/${b.record.name}`),
+      hsmsCreated: built.reduce((n, b) => n + b.hsmsCreated.length, 0),
+      elapsedMs,
+      topology: lab.topology,
+      status
+    }
   } finally {
     await release()
   }
 }
 
-function serverConfigs (layout: LabLayout, lab: LabState, cluster: ClusterState): ServerConfig[] {
-  return cluster.hsms.map(hsm => ({
-    name: serverNameOf(lab.addressing, hsm),
-    hostname: hsm.host,
-    port: hsm.port,
-    caFile: layout.trustAnchorFile(cluster.region, cluster.name),
-    enabled: true
-  }))
+function seenOf (hsm: Hsm): HsmSeen {
+  return { id: hsm.HsmId, pid: hsm.HsmlabPid ?? null, endpoint: hsm.HsmlabEndpoint ?? '' }
 }
 
-/** What the status probe learnt about one HSM. */
-interface Inspection {
-  status: HsmStatus
-  /** Whether it still has its PRECO; undefined when it did not answer. */
-  preco: boolean | undefined
+/** What the lab knows of one region: whether its control plane answers, and its clusters as it describes them. */
+interface RegionView {
+  running: boolean
+  clusters: Map<ClusterState, Cluster>
+  /** When the control plane does not answer: each HSM as probed directly. */
+  probed?: Map<string, { pid: number | null, state: HsmRunState }>
 }
 
-function hsmStatus (layout: LabLayout, lab: LabState, cluster: ClusterState, hsm: HsmState, pid: number | null, state: HsmRunState): HsmStatus {
-  // The contract's fields first, in DESIGN.md's order.
-  return {
-    id: hsm.id,
-    pid,
-    state,
-    endpoint: endpointOf(hsm),
-    server: hsm.index,
-    name: serverNameOf(lab.addressing, hsm),
-    dataDir: layout.dataDir(cluster.region, cluster.name, hsm.index),
-    log: layout.logFile(cluster.region, cluster.name, hsm.index)
+function hsmStatusOf (layout: LabLayout, record: ClusterState, hsm: Hsm, server: number): HsmStatus {
+  const endpoint = hsm.HsmlabEndpoint ?? ''
+  const status: HsmStatus = {
+    id: hsm.HsmId,
+    pid: hsm.HsmlabPid ?? null,
+    state: (hsm.State ?? 'DOWN') as HsmRunState,
+    endpoint,
+    server,
+    name: hsm.EniIp ?? '',
+    availabilityZone: hsm.AvailabilityZone ?? null,
+    dataDir: layout.hsmDataDir(record.region, hsm.HsmId),
+    log: layout.hsmLogFile(record.region, hsm.HsmId)
   }
+  if (hsm.StateMessage !== undefined && hsm.State !== 'ACTIVE') status.stateMessage = hsm.StateMessage
+  return status
 }
 
-/** Probes one HSM: is its process alive, does it answer as itself, does it still have its PRECO. */
-async function inspectHsm (layout: LabLayout, lab: LabState, cluster: ClusterState, hsm: HsmState, anchor: Uint8Array | undefined): Promise<Inspection> {
-  const alive = hsm.port !== 0 && await isHsmProcess(hsm.pid, layout.dataDir(cluster.region, cluster.name, hsm.index))
-  if (!alive || anchor === undefined) return { status: hsmStatus(layout, lab, cluster, hsm, null, 'DOWN'), preco: undefined }
-  const degraded: Inspection = { status: hsmStatus(layout, lab, cluster, hsm, hsm.pid, 'DEGRADED'), preco: undefined }
-  try {
-    const connection = await connectTo(cluster, hsm, anchor, labDefaults.probeTimeoutMs)
-    try {
-      if (connection.hsmId !== hsm.id) return degraded
-      const { users } = await connection.call('listUsers', {}, { timeoutMs: labDefaults.probeTimeoutMs })
-      return { status: hsmStatus(layout, lab, cluster, hsm, hsm.pid, 'ACTIVE'), preco: users.some(u => u.userType === 'PRECO') }
-    } finally {
-      await connection.close()
-    }
-  } catch {
-    return degraded
-  }
-}
-
-/** The status report from what is known of each HSM. */
-function reportOf (layout: LabLayout, lab: LabState, seen: Map<HsmState, Inspection>): LabStatus {
-  const clusterStatuses = lab.clusters.map((cluster): ClusterStatus => {
-    const inspections = cluster.hsms.map(hsm => seen.get(hsm) ?? { status: hsmStatus(layout, lab, cluster, hsm, null, 'DOWN'), preco: undefined })
-    const answering = inspections.filter(i => i.preco !== undefined)
-    const activated = answering.length > 0 ? answering.every(i => i.preco === false) : cluster.activated
-    const allUp = inspections.every(i => i.status.state === 'ACTIVE')
-    return {
-      id: cluster.id,
-      name: cluster.name,
-      state: !allUp ? 'DEGRADED' : activated ? 'ACTIVE' : 'INITIALIZED',
-      lineage: cluster.lineage,
-      cmuConfig: layout.cmuConfig(cluster.region, cluster.name),
-      region: cluster.region,
-      activated,
-      trustAnchor: layout.trustAnchorFile(cluster.region, cluster.name),
-      hsms: inspections.map(i => i.status)
-    }
+/** The status report from what is known of each region. */
+function reportOf (layout: LabLayout, lab: LabState, views: Map<string, RegionView>): LabStatus {
+  const specOf = new Map(clustersOf(lab.topology).map(({ region, cluster }) => [`${region.name}/${cluster.name}`, cluster]))
+  const regions = lab.topology.regions.map((region): RegionStatus => {
+    const cp = lab.controlPlanes.find(c => c.region === region.name)
+    const view = views.get(region.name)
+    const controlPlane: ControlPlaneStatus | null = cp === undefined || cp.port === 0
+      ? null
+      : {
+          endpoint: endpointOf(cp),
+          pid: view?.running === true ? cp.pid : null,
+          state: view?.running === true ? 'RUNNING' : 'DOWN',
+          dataDir: layout.controlPlaneDataDir(cp.region),
+          log: layout.controlPlaneLogFile(cp.region)
+        }
+    const clusters = lab.clusters.filter(c => c.region === region.name).map((record): ClusterStatus => {
+      const spec = specOf.get(`${record.region}/${record.name}`)
+      const described = view?.clusters.get(record)
+      const cloneOf = spec?.cloneOf === undefined ? null : `${spec.cloneOf.region}/${spec.cloneOf.cluster}`
+      const files = { cmuConfig: layout.cmuConfig(record.region, record.name), trustAnchor: layout.trustAnchorFile(record.region, record.name) }
+      if (described !== undefined) {
+        const state = described.State ?? 'UNKNOWN'
+        return {
+          id: record.id,
+          name: record.name,
+          region: record.region,
+          state,
+          ...(described.StateMessage === undefined ? {} : { stateMessage: described.StateMessage }),
+          activated: state === 'ACTIVE' || record.activated,
+          lineage: described.HsmlabLineage ?? record.lineage,
+          cloneOf,
+          sourceBackupId: described.SourceBackupId ?? null,
+          ...files,
+          hsms: liveHsms(described).map((h, i) => hsmStatusOf(layout, record, h, i))
+        }
+      }
+      // Not described: its control plane does not answer, or does not know it (yet).
+      return {
+        id: record.id,
+        name: record.name,
+        region: record.region,
+        state: 'UNKNOWN',
+        stateMessage: view?.running === true
+          ? (record.id === null ? 'not created yet: run hsmlab up' : `its control plane does not know ${record.id}: run hsmlab up`)
+          : `the control plane of ${record.region} does not answer: run hsmlab up`,
+        activated: record.activated,
+        lineage: record.lineage,
+        cloneOf,
+        sourceBackupId: record.sourceBackupId ?? null,
+        ...files,
+        hsms: record.hsms.map((h, i): HsmStatus => {
+          const probe = view?.probed?.get(h.id)
+          const url = h.endpoint === '' ? undefined : new URL(h.endpoint)
+          return {
+            id: h.id,
+            pid: probe?.pid ?? null,
+            state: probe?.state ?? 'DOWN',
+            endpoint: h.endpoint,
+            server: i,
+            name: url?.hostname ?? '',
+            availabilityZone: null,
+            dataDir: layout.hsmDataDir(record.region, h.id),
+            log: layout.hsmLogFile(record.region, h.id)
+          }
+        })
+      }
+    })
+    return { name: region.name, controlPlane, clusters }
   })
-  const hsms = clusterStatuses.flatMap(c => c.hsms)
-  const up = hsms.filter(h => h.state === 'ACTIVE').length
+  const cmuConfigs: Record<string, string> = {}
+  for (const { source, clone } of crossPairs(lab)) {
+    if (source.id !== null && clone.id !== null) cmuConfigs[crossConfigKey(source, clone)] = layout.crossConfig(source, clone)
+  }
+  const hsms = regions.flatMap(r => r.clusters).flatMap(c => c.hsms)
+  const planes = regions.map(r => r.controlPlane)
+  const complete = regions.flatMap(r => r.clusters).every(c => {
+    const spec = specOf.get(`${c.region}/${c.name}`)
+    return c.state !== 'UNKNOWN' && c.hsms.length >= (spec?.hsms ?? 0)
+  })
+  const everything = planes.every(p => p?.state === 'RUNNING') && complete && hsms.every(h => h.state === 'ACTIVE')
+  const nothing = planes.every(p => p?.state !== 'RUNNING') && hsms.every(h => h.pid === null)
   return {
     dir: layout.dir,
-    state: up === hsms.length && up > 0 ? 'RUNNING' : up === 0 ? 'STOPPED' : 'PARTIAL',
+    state: everything ? 'RUNNING' : nothing ? 'STOPPED' : 'PARTIAL',
     faults: { endpoint: null },
-    regions: lab.topology.regions.map(region => ({
-      name: region.name,
-      controlPlane: null,
-      clusters: clusterStatuses.filter(c => c.region === region.name)
-    })),
+    regions,
     kmuConfig: layout.kmuConfig,
-    cmuConfigs: {}
+    cmuConfigs
   }
 }
 
-async function statusOf (layout: LabLayout, lab: LabState): Promise<LabStatus> {
-  const seen = new Map<HsmState, Inspection>()
-  await Promise.all(lab.clusters.map(async cluster => {
-    const anchor = await readFile(layout.trustAnchorFile(cluster.region, cluster.name), 'utf8').then(decodeTrustAnchor).catch(() => undefined)
-    await Promise.all(cluster.hsms.map(async hsm => { seen.set(hsm, await inspectHsm(layout, lab, cluster, hsm, anchor)) }))
-  }))
-  return reportOf(layout, lab, seen)
+/** Probes one HSM whose control plane does not answer: does it run, does it answer a handshake as itself. */
+async function probeHsm (layout: LabLayout, record: ClusterState, hsm: HsmSeen, anchor: Uint8Array | undefined): Promise<{ pid: number | null, state: HsmRunState }> {
+  if (hsm.pid === null || !await isLabProcess(hsm.pid, layout.controlPlaneDir(record.region))) return { pid: null, state: 'DOWN' }
+  if (anchor === undefined || record.id === null || hsm.endpoint === '') return { pid: hsm.pid, state: 'DEGRADED' }
+  try {
+    const connection = await HsmConnection.connect({ url: hsm.endpoint, trustAnchor: anchor, expectedClusterId: record.id, connectTimeoutMs: labDefaults.probeTimeoutMs })
+    const ok = connection.hsmId === hsm.id
+    await connection.close()
+    return { pid: hsm.pid, state: ok ? 'ACTIVE' : 'DEGRADED' }
+  } catch {
+    return { pid: hsm.pid, state: 'DEGRADED' }
+  }
 }
 
-/** What runs in the lab in DIR, probed now; throws `LAB_ERR_NO_LAB` when DIR holds no lab. */
+/** Every cluster a region's control plane describes (all pages). */
+async function describeAll (api: ControlPlaneClient): Promise<Cluster[]> {
+  const clusters: Cluster[] = []
+  let token: string | undefined
+  do {
+    const page = await api.describeClusters(token === undefined ? {} : { NextToken: token })
+    clusters.push(...page.Clusters)
+    token = page.NextToken
+  } while (token !== undefined)
+  return clusters
+}
+
+async function viewOf (layout: LabLayout, lab: LabState, cp: ControlPlaneState): Promise<RegionView> {
+  const records = lab.clusters.filter(c => c.region === cp.region)
+  if (await isLabProcess(cp.pid, layout.controlPlaneDir(cp.region)) && await answers(cp)) {
+    try {
+      const all = await describeAll(apiFor(cp))
+      const clusters = new Map<ClusterState, Cluster>()
+      for (const record of records) {
+        const found = all.find(c => c.ClusterId === record.id && c.State !== 'DELETED')
+        if (found !== undefined) clusters.set(record, found)
+      }
+      return { running: true, clusters }
+    } catch {
+      // It stopped answering meanwhile: probe its HSMs as below.
+    }
+  }
+  const probed = new Map<string, { pid: number | null, state: HsmRunState }>()
+  await Promise.all(records.map(async record => {
+    const anchor = await readFile(layout.trustAnchorFile(record.region, record.name), 'utf8').then(decodeTrustAnchor).catch(() => undefined)
+    await Promise.all(record.hsms.map(async h => { probed.set(h.id, await probeHsm(layout, record, h, anchor)) }))
+  }))
+  return { running: false, clusters: new Map(), probed }
+}
+
+/** What runs in the lab in DIR, asked now; throws `LAB_ERR_NO_LAB` when DIR holds no lab. */
 export async function labStatus (location: LabLocation = {}): Promise<LabStatus> {
   const layout = new LabLayout(labDir(location))
-  const state = await readLabState(layout)
-  if (state === undefined) throw new LabError(LAB_ERR_NO_LAB, `there is no lab in ${layout.dir}; start one with 'hsmlab up'${location.dir === undefined ? '' : ` --dir ${location.dir}`}`)
-  return await statusOf(layout, state)
+  const lab = await readLabState(layout)
+  if (lab === undefined) throw new LabError(LAB_ERR_NO_LAB, `there is no lab in ${layout.dir}; start one with 'hsmlab up'${location.dir === undefined ? '' : ` --dir ${location.dir}`}`)
+  const views = new Map(await Promise.all(lab.controlPlanes.map(async cp => [cp.region, await viewOf(layout, lab, cp)] as const)))
+  return reportOf(layout, lab, views)
 }
 
 /** Options of `labDown`. */
 export interface LabDownOptions extends LabLocation {
-  /** Also delete the lab directory (every HSM's data, keys and logs). @default false */
+  /** Also delete the lab directory (every HSM's data, the backups, keys and logs). @default false */
   purge?: boolean
-  /** How long each process may take to exit after SIGTERM before SIGKILL, in milliseconds. @default labDefaults.stopTimeoutMs */
+  /** How long a control plane may take to stop its HSMs and exit after SIGTERM before SIGKILL, in milliseconds. @default labDefaults.controlPlaneStopTimeoutMs */
   stopTimeoutMs?: number
 }
 
-/** Stops every process of the lab in DIR (SIGTERM, then SIGKILL after a deadline); idempotent. */
+/**
+ * Stops every process of the lab in DIR: each control plane gets SIGTERM (it stops its HSMs),
+ * SIGKILL after a deadline; then every process of the lab still there (an HSM whose control plane
+ * was gone already gets SIGTERM first) is killed. Idempotent.
+ */
 export async function labDown (options: LabDownOptions = {}): Promise<LabDownResult> {
   const layout = new LabLayout(labDir(options))
   const result: LabDownResult = { dir: layout.dir, found: false, stopped: [], purged: false }
@@ -639,26 +659,54 @@ export async function labDown (options: LabDownOptions = {}): Promise<LabDownRes
   let released = false
   try {
     let lab: LabState | undefined
+    let unreadable: unknown
     try {
       lab = await readLabState(layout)
     } catch (err) {
-      // A state file that cannot be read stops nothing, but --purge may still remove it.
-      if (options.purge !== true) throw err
+      // A state file that cannot be read names no region: what runs is still found and stopped
+      // below, --purge still removes it, and without --purge the error is reported after that.
+      unreadable = err
     }
     if (lab !== undefined) {
       const writer = new LabStateWriter(layout)
-      const all = lab.clusters.flatMap(cluster => cluster.hsms.map(hsm => ({ cluster, hsm })))
-      await Promise.all(all.map(async ({ cluster, hsm }) => {
-        const pid = hsm.pid
-        if (pid === null) return
-        if (await isHsmProcess(pid, layout.dataDir(cluster.region, cluster.name, hsm.index))) {
-          const how = await stopProcess(pid, options.stopTimeoutMs ?? labDefaults.stopTimeoutMs)
-          if (how !== 'gone') result.stopped.push({ region: cluster.region, cluster: cluster.name, server: hsm.index, hsmId: hsm.id, pid, how })
+      await Promise.all(lab.controlPlanes.map(async cp => {
+        const root = layout.controlPlaneDir(cp.region)
+        const planeDataDir = layout.controlPlaneDataDir(cp.region)
+        const kindOf = (p: LabProcess): 'control-plane' | 'hsm' => p.dataDir === planeDataDir ? 'control-plane' : 'hsm'
+        const before = await findLabProcesses(root)
+        const plane = before.find(p => kindOf(p) === 'control-plane')
+        if (plane !== undefined) {
+          const how = await stopProcess(plane.pid, options.stopTimeoutMs ?? labDefaults.controlPlaneStopTimeoutMs)
+          if (how !== 'gone') result.stopped.push({ kind: 'control-plane', region: cp.region, pid: plane.pid, how })
         }
-        hsm.pid = null
+        const after = await findLabProcesses(root)
+        for (const p of before) {
+          if (p !== plane && !after.some(q => q.pid === p.pid)) result.stopped.push({ kind: 'hsm', region: cp.region, pid: p.pid, how: 'terminated' })
+        }
+        await Promise.all(after.map(async p => {
+          if (plane !== undefined || kindOf(p) === 'control-plane') {
+            // A straggler of a control plane that stopped (or was killed): nothing else will stop it.
+            await killProcess(p.pid)
+            result.stopped.push({ kind: kindOf(p), region: cp.region, pid: p.pid, how: 'killed' })
+          } else {
+            // An HSM whose control plane was gone already (killed): it may still stop gracefully.
+            const how = await stopProcess(p.pid, labDefaults.stopTimeoutMs)
+            if (how !== 'gone') result.stopped.push({ kind: 'hsm', region: cp.region, pid: p.pid, how })
+          }
+        }))
+        cp.pid = null
       }))
+      for (const cluster of lab.clusters) for (const hsm of cluster.hsms) hsm.pid = null
       await writer.save(lab)
     }
+    // Whatever else of the lab still runs (a lab.json that cannot be read, one of an older
+    // format whose HSMs the lab started itself): every process serving a directory in DIR.
+    await Promise.all((await findLabProcesses(layout.dir)).map(async p => {
+      const how = await stopProcess(p.pid, labDefaults.stopTimeoutMs)
+      const region = relative(layout.dir, p.dataDir).split(sep)[0] ?? ''
+      if (how !== 'gone') result.stopped.push({ kind: p.dataDir === layout.controlPlaneDataDir(region) ? 'control-plane' : 'hsm', region, pid: p.pid, how })
+    }))
+    if (unreadable !== undefined && options.purge !== true) throw unreadable
     if (options.purge === true) {
       await rm(layout.dir, { recursive: true, force: true })
       released = true
@@ -668,4 +716,41 @@ export async function labDown (options: LabDownOptions = {}): Promise<LabDownRes
     if (!released) await release()
   }
   return result
+}
+
+/** Options of `labBackup`. */
+export interface LabBackupOptions extends LabLocation {
+  /** `<region>/<cluster>` of the lab. */
+  cluster: string
+  /** How long to wait for the backup to be READY, in milliseconds. @default labDefaults.stepTimeoutMs */
+  timeoutMs?: number
+}
+
+/**
+ * Makes a backup of one cluster now, with the control plane's extension operation
+ * `HsmlabCreateBackup` (AWS makes backups only on its own schedule), and resolves once it is
+ * READY.
+ */
+export async function labBackup (options: LabBackupOptions): Promise<Backup> {
+  const layout = new LabLayout(labDir(options))
+  const lab = await readLabState(layout)
+  if (lab === undefined) throw new LabError(LAB_ERR_NO_LAB, `there is no lab in ${layout.dir}; start one with 'hsmlab up'`)
+  const [regionName, clusterName, ...rest] = options.cluster.split('/')
+  const record = rest.length === 0 ? lab.clusters.find(c => c.region === regionName && c.name === clusterName) : undefined
+  if (record === undefined) {
+    throw new LabError(LAB_ERR_USAGE, `the lab has no cluster '${options.cluster}'; its clusters: ${lab.clusters.map(c => `${c.region}/${c.name}`).join(', ')}`)
+  }
+  const cp = lab.controlPlanes.find(c => c.region === record.region)
+  if (record.id === null || cp === undefined) throw new LabError(LAB_ERR_BACKUP, `cluster ${options.cluster} has not been created yet: run 'hsmlab up'`)
+  if (!await answers(cp)) throw new LabError(LAB_ERR_CONTROL_PLANE, `the control plane of ${record.region} does not answer: run 'hsmlab up'`)
+  const api = apiFor(cp)
+  let backup: Backup
+  try {
+    backup = await api.createBackup(record.id)
+    backup = await api.waitForBackup(backup.BackupId, ['READY', 'DELETED'], { timeoutMs: options.timeoutMs ?? labDefaults.stepTimeoutMs, intervalMs: labDefaults.apiPollIntervalMs })
+  } catch (err) {
+    throw new LabError(LAB_ERR_BACKUP, `backup of ${options.cluster} (${record.id}): ${(err as Error).message}`, { cause: err })
+  }
+  if (backup.BackupState !== 'READY') throw new LabError(LAB_ERR_BACKUP, `backup ${backup.BackupId} of ${options.cluster} failed: ${backup.StateMessage ?? backup.BackupState ?? 'unknown state'}`)
+  return backup
 }

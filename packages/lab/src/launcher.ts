@@ -1,45 +1,52 @@
 /**
- * Starting, probing and stopping HSM processes. An HSM is started detached (its own process
- * group, so it outlives `hsmlab up` and a Ctrl-C in that terminal), with its standard output in a
- * file the launcher reads until the ready line appears and its standard error appended to a log
- * file. A process counts as running only when its pid is alive and it completes a handshake as
- * the HSM the lab recorded; a pid alone proves nothing, since the system may have reused it.
+ * Starting, finding and stopping the lab's processes. A control plane is started detached (its
+ * own process group, so it outlives `hsmlab up` and a Ctrl-C in that terminal), with its standard
+ * output in a file the launcher reads until the ready line appears and its standard error
+ * appended to a log file; it starts and supervises its region's HSMs itself. A process counts as
+ * the lab's only when its pid is alive and its command line names a data directory of the lab: a
+ * pid alone proves nothing, since the system may have reused it.
  */
 import { execFile, spawn } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
-import { readFile, stat } from 'node:fs/promises'
+import { readFile, readdir, stat } from 'node:fs/promises'
+import { sep } from 'node:path'
 import { HsmConnection } from '@hsmlab/client'
 import { labDefaults } from './defaults.js'
-import { LabError, LAB_ERR_HSM_START } from './errors.js'
+import { LabError, LAB_ERR_CONTROL_PLANE } from './errors.js'
 
-/** Options of `launchHsm`. */
+/** Options of `launchControlPlane`. */
 export interface LaunchOptions {
-  /** Absolute path of the HSM bin (`HSM_BIN_PATH` of @hsmlab/hsm). */
+  /** Absolute path of the control-plane bin (`CONTROL_PLANE_BIN_PATH` of @hsmlab/control-plane). */
   binPath: string
+  region: string
   dataDir: string
   host: string
   /** 0 lets the system choose. */
   port: number
   manufacturerKeyFile: string
+  regionsFile: string
   /** Receives the process's standard output (truncated at each start). */
   stdoutFile: string
   /** Receives the process's standard error (appended across restarts). */
   logFile: string
-  /** `--log-level` of the HSM. @default labDefaults.hsmLogLevel */
+  /** `--log-level` of the control plane and `--hsm-log-level` of its HSMs. @default labDefaults.logLevel */
   logLevel?: string
+  /** `--transition-delay-ms`. @default labDefaults.transitionDelayMs */
+  transitionDelayMs?: number
+  /** `--clusters-max`. */
+  clustersMax: number
+  /** `--hsms-max`. */
+  hsmsMax: number
   /** @default labDefaults.readyTimeoutMs */
   readyTimeoutMs?: number
-  /** Says which HSM this is in error messages (`us-east-1/primary server 0`). */
-  what: string
   /** Called with the pid as soon as the process exists, before it is ready. */
   onSpawn?: (pid: number) => void | Promise<void>
 }
 
-/** What an HSM's ready line announces. */
-export interface ReadyHsm {
+/** What a control plane's ready line announces. */
+export interface ReadyControlPlane {
   pid: number
-  hsmId: string
-  host: string
+  region: string
   port: number
 }
 
@@ -61,13 +68,13 @@ async function sizeOf (file: string): Promise<number> {
   }
 }
 
-function parseReady (text: string): ReadyHsm | undefined {
+function parseReady (text: string): ReadyControlPlane | undefined {
   for (const line of text.split('\n')) {
     if (!line.startsWith('{')) continue
     try {
       const json = JSON.parse(line) as Record<string, unknown>
-      if (json.event === 'ready' && typeof json.pid === 'number' && typeof json.hsmId === 'string' && typeof json.host === 'string' && typeof json.port === 'number') {
-        return { pid: json.pid, hsmId: json.hsmId, host: json.host, port: json.port }
+      if (json.event === 'ready' && typeof json.pid === 'number' && typeof json.region === 'string' && typeof json.port === 'number') {
+        return { pid: json.pid, region: json.region, port: json.port }
       }
     } catch {
       // A line still being written; read again on the next poll.
@@ -77,21 +84,30 @@ function parseReady (text: string): ReadyHsm | undefined {
 }
 
 /**
- * Starts one HSM and resolves once it printed its ready line. Throws `LAB_ERR_HSM_START` with the
- * tail of its log when it exits first or is not ready within the deadline (it is then killed).
+ * Starts one region's control plane and resolves once it printed its ready line. Throws
+ * `LAB_ERR_CONTROL_PLANE` with the tail of its log when it exits first or is not ready within
+ * the deadline (it is then killed).
  */
-export async function launchHsm (options: LaunchOptions): Promise<ReadyHsm> {
+export async function launchControlPlane (options: LaunchOptions): Promise<ReadyControlPlane> {
   const readyTimeoutMs = options.readyTimeoutMs ?? labDefaults.readyTimeoutMs
+  const what = `the control plane of ${options.region}`
   const logOffset = await sizeOf(options.logFile)
   const out = openSync(options.stdoutFile, 'w', 0o644)
   const err = openSync(options.logFile, 'a', 0o644)
+  const logLevel = options.logLevel ?? labDefaults.logLevel
   const args = [
     options.binPath,
+    '--region', options.region,
     '--data-dir', options.dataDir,
+    '--hsm-manufacturer-key-file', options.manufacturerKeyFile,
     '--host', options.host,
     '--port', String(options.port),
-    '--manufacturer-key-file', options.manufacturerKeyFile,
-    '--log-level', options.logLevel ?? labDefaults.hsmLogLevel
+    '--regions-file', options.regionsFile,
+    '--transition-delay-ms', String(options.transitionDelayMs ?? labDefaults.transitionDelayMs),
+    '--clusters-max', String(options.clustersMax),
+    '--hsms-max', String(options.hsmsMax),
+    '--log-level', logLevel,
+    '--hsm-log-level', logLevel
   ]
   let child
   try {
@@ -101,7 +117,7 @@ export async function launchHsm (options: LaunchOptions): Promise<ReadyHsm> {
     closeSync(err)
   }
   let exited: string | undefined
-  child.on('exit', (code, signal) => { exited = signal !== null ? `was killed by ${signal}` : code === 2 ? 'exited with code 2 (its store was changed on disk and refused to load)' : `exited with code ${String(code)}` })
+  child.on('exit', (code, signal) => { exited = signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}` })
   const spawnError = new Promise<Error>(resolve => { child.once('error', resolve) })
   let failure: Error | undefined
   void spawnError.then(e => { failure = e })
@@ -111,21 +127,21 @@ export async function launchHsm (options: LaunchOptions): Promise<ReadyHsm> {
   for (;;) {
     const ready = parseReady(await readFile(options.stdoutFile, 'utf8').catch(() => ''))
     if (ready !== undefined) {
-      // From here on the HSM lives on its own; do not keep this process alive for it.
+      // From here on the control plane lives on its own; do not keep this process alive for it.
       child.unref()
       return ready
     }
     if (failure !== undefined) {
-      throw new LabError(LAB_ERR_HSM_START, `${options.what}: cannot start ${process.execPath} ${options.binPath}: ${failure.message}`, { cause: failure })
+      throw new LabError(LAB_ERR_CONTROL_PLANE, `${what}: cannot start ${process.execPath} ${options.binPath}: ${failure.message}`, { cause: failure })
     }
     if (exited !== undefined) {
       const tail = await tailOf(options.logFile, logOffset)
-      throw new LabError(LAB_ERR_HSM_START, `${options.what} ${exited} before it was ready (data ${options.dataDir}, log ${options.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
+      throw new LabError(LAB_ERR_CONTROL_PLANE, `${what} ${exited} before it was ready (data ${options.dataDir}, log ${options.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
     }
     if (Date.now() >= deadline) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
       const tail = await tailOf(options.logFile, logOffset)
-      throw new LabError(LAB_ERR_HSM_START, `${options.what} was not ready within ${readyTimeoutMs} ms and was killed (data ${options.dataDir}, log ${options.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
+      throw new LabError(LAB_ERR_CONTROL_PLANE, `${what} was not ready within ${readyTimeoutMs} ms and was killed (data ${options.dataDir}, log ${options.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
     }
     await new Promise(resolve => setTimeout(resolve, labDefaults.readyPollIntervalMs))
   }
@@ -168,62 +184,97 @@ export async function waitUntilReaped (pid: number, timeoutMs: number): Promise<
   return true
 }
 
-/** The command line of a process, or undefined when the system does not tell. */
-export async function commandLineOf (pid: number): Promise<string | undefined> {
+/** The arguments of a process (argv), or undefined when the system does not tell. */
+export async function commandLineOf (pid: number): Promise<string[] | undefined> {
   try {
-    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ')
+    const text = await readFile(`/proc/${pid}/cmdline`, 'utf8')
+    return text.split('\0').filter(a => a !== '')
   } catch {
-    // No /proc (macOS): ask ps.
+    // No /proc (macOS): ask ps, which gives the command line as one string.
   }
   return await new Promise(resolve => {
     execFile('ps', ['-o', 'command=', '-p', String(pid)], (error, stdout) => {
-      resolve(error === null && stdout.trim() !== '' ? stdout.trim() : undefined)
+      resolve(error === null && stdout.trim() !== '' ? stdout.trim().split(' ') : undefined)
     })
   })
 }
 
+/** The `--data-dir` an argv names, if any. */
+function dataDirOf (argv: readonly string[]): string | undefined {
+  const at = argv.indexOf('--data-dir')
+  return at === -1 ? undefined : argv[at + 1]
+}
+
+function isUnder (path: string | undefined, root: string): path is string {
+  return path !== undefined && (path === root || path.startsWith(`${root}${sep}`))
+}
+
 /**
- * True when `pid` is alive and is the HSM process of `dataDir` (its command line names the data
- * directory). Where the command line cannot be read, a live pid is taken at its word.
+ * True when `pid` is alive and is a process of the lab under `root` (its `--data-dir` lies
+ * inside it: a control plane, or one of its HSMs). Where the command line cannot be read, a live
+ * pid is taken at its word.
  */
-export async function isHsmProcess (pid: number | null, dataDir: string): Promise<boolean> {
+export async function isLabProcess (pid: number | null, root: string): Promise<boolean> {
   if (pid === null || !isProcessAlive(pid)) return false
-  const commandLine = await commandLineOf(pid)
-  if (commandLine === undefined) return isProcessAlive(pid)
-  return commandLine.includes(dataDir)
+  const argv = await commandLineOf(pid)
+  if (argv === undefined) return isProcessAlive(pid)
+  return isUnder(dataDirOf(argv), root)
 }
 
-/** Options of `probeHsm`. */
-export interface ProbeOptions {
-  endpoint: string
-  trustAnchor: Uint8Array
-  clusterId: string
-  hsmId: string
-  /** @default labDefaults.probeTimeoutMs */
-  timeoutMs?: number
+/** A live process of the lab and the data directory it serves. */
+export interface LabProcess {
+  pid: number
+  dataDir: string
 }
 
-/** True when the HSM at `endpoint` completes a handshake as `hsmId` of `clusterId`. */
-export async function probeHsm (options: ProbeOptions): Promise<boolean> {
-  let connection: HsmConnection
+/**
+ * Every live process whose `--data-dir` lies inside `root`: a control plane and its HSMs, also
+ * those whose pids the lab never saw (an HSM its control plane restarted). Reads /proc, or `ps`
+ * where there is none.
+ */
+export async function findLabProcesses (root: string): Promise<LabProcess[]> {
+  const found: LabProcess[] = []
+  let pids: number[]
   try {
-    connection = await HsmConnection.connect({
-      url: options.endpoint,
-      trustAnchor: options.trustAnchor,
-      expectedClusterId: options.clusterId,
-      connectTimeoutMs: options.timeoutMs ?? labDefaults.probeTimeoutMs
-    })
+    pids = (await readdir('/proc')).filter(name => /^\d+$/.test(name)).map(Number)
   } catch {
-    return false
+    const listing = await new Promise<string>(resolve => {
+      execFile('ps', ['-axo', 'pid=,command='], { maxBuffer: 16 * 1024 * 1024 }, (error, stdout) => { resolve(error === null ? stdout : '') })
+    })
+    for (const line of listing.split('\n')) {
+      const match = /^\s*(\d+)\s+(.*)$/.exec(line)
+      const dataDir = dataDirOf((match?.[2] ?? '').split(' '))
+      if (match !== null && isUnder(dataDir, root) && Number(match[1]) !== process.pid) found.push({ pid: Number(match[1]), dataDir })
+    }
+    return found
   }
-  const ok = connection.hsmId === options.hsmId
-  await connection.close()
-  return ok
+  await Promise.all(pids.map(async pid => {
+    if (pid === process.pid) return
+    const text = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+    const dataDir = dataDirOf(text.split('\0'))
+    if (isUnder(dataDir, root)) found.push({ pid, dataDir })
+  }))
+  return found.sort((a, b) => a.pid - b.pid)
 }
 
-async function waitGone (pid: number, timeoutMs: number): Promise<boolean> {
+/** Kills a process (SIGKILL) and waits until it is gone. */
+export async function killProcess (pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGKILL')
+  } catch {
+    return
+  }
+  await waitGone(pid, 2_000)
+}
+
+/**
+ * Waits until `pid` has exited; resolves false if it still runs after `timeoutMs`. An exited
+ * process that its parent has not collected yet (a zombie: the system's init may take a second)
+ * counts as exited.
+ */
+export async function waitGone (pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs
-  while (isProcessAlive(pid)) {
+  while (isProcessAlive(pid) && !await isZombie(pid)) {
     if (Date.now() >= deadline) return false
     await new Promise(resolve => setTimeout(resolve, labDefaults.stopPollIntervalMs))
   }

@@ -1,11 +1,12 @@
 /**
- * What `hsmlab up` and `hsmlab status` print for a person: the summary after `up` (where the lab
- * is, its HSMs, the credentials and the command lines to type next) and the status table.
+ * What `hsmlab up`, `status`, `down` and `backup` print for a person: the summary after `up`
+ * (where the lab is, its control planes, clusters and HSMs, the credentials and the command lines
+ * to type next), the status tables, and one line for `down`.
  */
 import { isAbsolute, join, relative } from 'node:path'
 import { DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD } from '@hsmlab/hsm'
 import { labDefaults } from './defaults.js'
-import type { ClusterStatus, LabDownResult, LabStatus, LabUpResult } from './lab.js'
+import type { ClusterStatus, LabDownResult, LabStatus, LabUpResult, RegionStatus } from './lab.js'
 import type { Topology, TopologyCluster } from './topology.js'
 
 /** `path` relative to `cwd` when it lies inside it (shorter to type), else absolute. */
@@ -27,16 +28,26 @@ function hsmRows (cluster: ClusterStatus): string[][] {
   ]
 }
 
-function specOf (topology: Topology, cluster: ClusterStatus): TopologyCluster | undefined {
-  return topology.regions.find(r => r.name === cluster.region)?.clusters.find(c => c.name === cluster.name)
+function specOf (topology: Topology, region: string, name: string): TopologyCluster | undefined {
+  return topology.regions.find(r => r.name === region)?.clusters.find(c => c.name === name)
 }
 
-function credentials (spec: TopologyCluster | undefined, cluster: ClusterStatus): string {
-  if (spec?.activate === undefined && !cluster.activated) {
+/** The cluster a clone's users come from (following cloneOf to a cluster made from scratch). */
+function originOf (topology: Topology, spec: TopologyCluster | undefined): TopologyCluster | undefined {
+  let at = spec
+  for (let hops = 0; at?.cloneOf !== undefined && hops < 32; hops++) at = specOf(topology, at.cloneOf.region, at.cloneOf.cluster)
+  return at
+}
+
+function credentials (topology: Topology, cluster: ClusterStatus): string {
+  const spec = specOf(topology, cluster.region, cluster.name)
+  const origin = originOf(topology, spec)
+  const from = spec?.cloneOf === undefined ? '' : `from the backup of ${spec.cloneOf.region}/${spec.cloneOf.cluster}: `
+  if (origin?.activate === undefined && !cluster.activated) {
     return `PRECO ${DEFAULT_ADMIN_NAME} / ${DEFAULT_ADMIN_PASSWORD} (not activated: loginHSM PRECO ${DEFAULT_ADMIN_NAME} ${DEFAULT_ADMIN_PASSWORD}, then changePswd PRECO ${DEFAULT_ADMIN_NAME} <new password>)`
   }
-  if (spec?.activate === undefined) return `activated by hand: CO ${DEFAULT_ADMIN_NAME} / the password it was given`
-  return [`CO ${DEFAULT_ADMIN_NAME} / ${spec.activate.admin}`, ...spec.users.map(u => `${u.type} ${u.name} / ${u.password}`)].join(', ')
+  if (origin?.activate === undefined) return `activated by hand: CO ${DEFAULT_ADMIN_NAME} / the password it was given`
+  return from + [`CO ${DEFAULT_ADMIN_NAME} / ${origin.activate.admin}`, ...origin.users.map(u => `${u.type} ${u.name} / ${u.password}`)].join(', ')
 }
 
 /** The `--dir` flag to repeat in printed commands, or '' for the default lab directory. */
@@ -44,42 +55,70 @@ function dirFlag (dir: string, cwd: string): string {
   return dir === join(cwd, labDefaults.dir) ? '' : ` --dir ${displayPath(dir, cwd)}`
 }
 
+function plural (n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`
+}
+
+function regionLine (region: RegionStatus): string {
+  const cp = region.controlPlane
+  if (cp === null) return `${region.name}  control plane not started`
+  return `${region.name}  control plane ${cp.endpoint}  ${cp.state}${cp.pid === null ? '' : `  pid ${cp.pid}`}`
+}
+
+function clusterLine (cluster: ClusterStatus): string {
+  const clone = cluster.cloneOf === null ? '' : `  clone of ${cluster.cloneOf}${cluster.sourceBackupId === null ? '' : ` (from ${cluster.sourceBackupId})`}`
+  return `  ${cluster.name}  ${cluster.id ?? '(not created)'}  ${cluster.state}${clone}`
+}
+
 /** What `hsmlab up` prints once the lab is ready. */
 export function formatUpSummary (result: LabUpResult, cwd: string): string {
   const { status, topology } = result
   const lines: string[] = []
   const seconds = (result.elapsedMs / 1000).toFixed(2)
-  const count = status.regions.flatMap(r => r.clusters).flatMap(c => c.hsms).length
-  const clusterCount = status.regions.flatMap(r => r.clusters).length
-  const did = result.started.length === 0 ? `all ${count} HSMs were already running` : `started ${result.started.length} of ${count} HSMs`
-  lines.push(`hsmlab: lab ready in ${seconds} s (${did}${result.activated.length > 0 ? `, activated ${result.activated.join(', ')}` : ''})`)
+  const clusters = status.regions.flatMap(r => r.clusters)
+  const count = clusters.flatMap(c => c.hsms).length
+  const did: string[] = []
+  if (result.started.length > 0) did.push(`started ${plural(result.started.length, 'control plane')}`)
+  if (result.created.length > 0) did.push(`created ${result.created.join(', ')}`)
+  if (result.activated.length > 0) did.push(`activated ${result.activated.join(', ')}`)
+  if (result.hsmsCreated > 0) did.push(`added ${plural(result.hsmsCreated, 'HSM')}`)
+  lines.push(`hsmlab: lab ready in ${seconds} s (${did.length === 0 ? `nothing to start: ${plural(status.regions.length, 'control plane')} and ${plural(count, 'HSM')} running` : did.join(', ')})`)
   lines.push(`  data and logs: ${status.dir}`)
   let firstCu: { name: string, password: string } | undefined
   for (const region of status.regions) {
+    lines.push('')
+    lines.push(regionLine(region))
     for (const cluster of region.clusters) {
-      const spec = specOf(topology, cluster)
-      firstCu ??= spec?.users.find(u => u.type === 'CU')
-      lines.push('')
-      lines.push(`${region.name}/${cluster.name}  ${cluster.id}  ${cluster.state}`)
-      lines.push(...table(hsmRows(cluster), '  '))
-      lines.push(`  users: ${credentials(spec, cluster)}`)
-      // With one cluster, "Next" below names its configuration already.
-      if (clusterCount > 1) lines.push(`  CMU:   npx cloudhsm_mgmt_util ${displayPath(cluster.cmuConfig, cwd)}`)
+      firstCu ??= originOf(topology, specOf(topology, cluster.region, cluster.name))?.users.find(u => u.type === 'CU')
+      lines.push(clusterLine(cluster))
+      lines.push(...table(hsmRows(cluster), '    '))
+      lines.push(`    users: ${credentials(topology, cluster)}`)
+      lines.push(`    CMU:   npx cloudhsm_mgmt_util ${displayPath(cluster.cmuConfig, cwd)}`)
     }
+  }
+  const crosses = Object.entries(status.cmuConfigs)
+  if (crosses.length > 0) {
+    lines.push('')
+    lines.push('Across a cluster and its clone (server 0: the source, server 1: the clone; syncKey / syncUser in server 0):')
+    lines.push(...table(crosses.map(([key, file]) => [`npx cloudhsm_mgmt_util ${displayPath(file, cwd)}`, key]), '  '))
   }
   const flag = dirFlag(status.dir, cwd)
   const kmu = flag === '' ? 'npx key_mgmt_util' : `npx key_mgmt_util --config ${displayPath(status.kmuConfig, cwd)}`
   lines.push('')
   lines.push('Next:')
-  const first = status.regions[0]?.clusters[0]
+  const first = clusters[0]
   const next: string[][] = []
   if (first !== undefined) {
-    const spec = specOf(topology, first)
-    next.push([`npx cloudhsm_mgmt_util ${displayPath(first.cmuConfig, cwd)}`, spec?.activate === undefined ? `then: loginHSM PRECO ${DEFAULT_ADMIN_NAME} ${DEFAULT_ADMIN_PASSWORD}` : `then: loginHSM CO ${DEFAULT_ADMIN_NAME} ${spec.activate.admin}`])
+    const origin = originOf(topology, specOf(topology, first.region, first.name))
+    next.push([`npx cloudhsm_mgmt_util ${displayPath(first.cmuConfig, cwd)}`, origin?.activate === undefined ? `then: loginHSM PRECO ${DEFAULT_ADMIN_NAME} ${DEFAULT_ADMIN_PASSWORD}` : `then: loginHSM CO ${DEFAULT_ADMIN_NAME} ${origin.activate.admin}`])
   }
   next.push([kmu, firstCu === undefined ? `the first cluster's HSMs` : `then: loginHSM -u CU -s ${firstCu.name} -p ${firstCu.password}`])
+  const firstPlane = status.regions[0]?.controlPlane
+  if (firstPlane !== null && firstPlane !== undefined) {
+    next.push([`aws cloudhsmv2 describe-clusters --endpoint-url ${firstPlane.endpoint} --region ${status.regions[0]?.name ?? ''}`, 'any credentials will do (AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x)'])
+  }
   next.push([`npx hsmlab status${flag}`, 'what runs, where'])
-  next.push([`npx hsmlab down${flag}`, 'stop every HSM (data kept; --purge deletes it)'])
+  next.push([`npx hsmlab down${flag}`, 'stop every process (data kept; --purge deletes it)'])
   lines.push(...table(next, '  '))
   return lines.join('\n') + '\n'
 }
@@ -88,19 +127,30 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
 export function formatStatus (status: LabStatus): string {
   const hsms = status.regions.flatMap(r => r.clusters).flatMap(c => c.hsms)
   const up = hsms.filter(h => h.state === 'ACTIVE').length
-  const lines = [`lab ${status.dir}: ${status.state} (${up} of ${hsms.length} HSMs up)`]
+  const planes = status.regions.filter(r => r.controlPlane?.state === 'RUNNING').length
+  const lines = [`lab ${status.dir}: ${status.state} (${planes} of ${plural(status.regions.length, 'control plane')} running, ${up} of ${plural(hsms.length, 'HSM')} ACTIVE)`]
   for (const region of status.regions) {
+    lines.push('')
+    lines.push(regionLine(region))
     for (const cluster of region.clusters) {
-      lines.push('')
-      lines.push(`${region.name}/${cluster.name}  ${cluster.id}  ${cluster.state}${cluster.activated ? '' : ' (not activated)'}`)
-      lines.push(`  CMU config: ${cluster.cmuConfig}`)
-      lines.push(...table(hsmRows(cluster), '  '))
+      lines.push(clusterLine(cluster) + (cluster.stateMessage === undefined ? '' : `: ${cluster.stateMessage}`))
+      lines.push(`    CMU config: ${cluster.cmuConfig}`)
+      lines.push(...table(hsmRows(cluster), '    '))
+      for (const h of cluster.hsms) if (h.stateMessage !== undefined) lines.push(`    ${h.id}: ${h.stateMessage}`)
     }
   }
-  const down = hsms.filter(h => h.state !== 'ACTIVE')
-  if (down.length > 0) {
+  const crosses = Object.entries(status.cmuConfigs)
+  if (crosses.length > 0) {
     lines.push('')
-    lines.push(`${down.length} HSM${down.length === 1 ? ' is' : 's are'} not answering: 'hsmlab up' starts ${down.length === 1 ? 'it' : 'them'} again (logs: ${down.map(h => h.log).join(', ')})`)
+    lines.push('Across a cluster and its clone:')
+    lines.push(...table(crosses, '  '))
+  }
+  const down = status.regions.filter(r => r.controlPlane !== null && r.controlPlane.state !== 'RUNNING')
+  if (down.length > 0 || status.state !== 'RUNNING') {
+    lines.push('')
+    lines.push(status.state === 'STOPPED'
+      ? "nothing runs: 'hsmlab up' starts the lab again with its data"
+      : `not everything runs: 'hsmlab up' starts what is missing and waits for every HSM${down.length === 0 ? '' : ` (logs: ${down.map(r => r.controlPlane?.log ?? '').join(', ')})`}`)
   }
   return lines.join('\n') + '\n'
 }
@@ -108,8 +158,10 @@ export function formatStatus (status: LabStatus): string {
 /** What `hsmlab down` prints. */
 export function formatDown (result: LabDownResult): string {
   if (!result.found) return `hsmlab: there is no lab in ${result.dir}; nothing to stop\n`
-  const killed = result.stopped.filter(s => s.how === 'killed')
-  const lines = [`hsmlab: stopped ${result.stopped.length} HSM process${result.stopped.length === 1 ? '' : 'es'} of ${result.dir}${killed.length > 0 ? ` (${killed.length} did not stop on SIGTERM and were killed)` : ''}`]
-  lines.push(result.purged ? '  data deleted (--purge)' : "  data kept: 'hsmlab up' starts the lab again with its users and keys; 'hsmlab down --purge' deletes it")
+  const planes = result.stopped.filter(s => s.kind === 'control-plane').length
+  const hsms = result.stopped.filter(s => s.kind === 'hsm').length
+  const killed = result.stopped.filter(s => s.how === 'killed').length
+  const lines = [`hsmlab: stopped ${plural(planes, 'control plane')} and ${plural(hsms, 'HSM process', 'HSM processes')} of ${result.dir}${killed > 0 ? ` (${killed} did not stop by themselves and were killed)` : ''}`]
+  lines.push(result.purged ? '  data deleted (--purge)' : "  data kept: 'hsmlab up' starts the lab again with its clusters, users and keys; 'hsmlab down --purge' deletes it")
   return lines.join('\n') + '\n'
 }

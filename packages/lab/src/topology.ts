@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises'
 import { APPLIANCE_USER_NAME, DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD } from '@hsmlab/hsm'
 import { labDefaults } from './defaults.js'
-import { LabError, LAB_ERR_TOPOLOGY, LAB_ERR_UNSUPPORTED } from './errors.js'
+import { LabError, LAB_ERR_TOPOLOGY } from './errors.js'
 
 /** A user the lab creates on every HSM of an activated cluster. */
 export interface TopologyUser {
@@ -25,7 +25,7 @@ export interface TopologyCluster {
   activate?: { admin: string }
   /** Users created on every HSM once the cluster is activated (requires `activate`). */
   users: TopologyUser[]
-  /** Make the cluster from a backup of another (needs the control plane, not available yet). */
+  /** Make the cluster from a backup of another: a backup of the source is copied to this region and a cluster is created from it. */
   cloneOf?: { region: string, cluster: string }
 }
 
@@ -41,7 +41,8 @@ export interface Topology {
   regions: TopologyRegion[]
 }
 
-const REGION_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/
+// The AWS region pattern (reference F.2), which the control planes accept (`us-east-1`, `us-gov-west-1`).
+const REGION_NAME = /^[a-z]{2}(-(gov|iso|isob))?-(east|west|north|south|central){1,2}-\d$/
 const CLUSTER_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/
 // Reference B.2: user names up to 31 characters, `_` the only special character; passwords 7–32.
 const USER_NAME = /^[A-Za-z0-9_]{1,31}$/
@@ -199,7 +200,7 @@ export function parseTopology (json: unknown, source = 'topology'): Topology {
       const path = `regions[${r}]`
       const g = c.object(path, rawRegion, ['name', 'clusters'])
       if (g === undefined) return
-      const name = c.string(`${path}.name`, g.name, REGION_NAME, 'a region name of lower-case letters, digits and - (like "us-east-1")')
+      const name = c.string(`${path}.name`, g.name, REGION_NAME, 'an AWS region name (like "us-east-1" or "eu-west-2")')
       if (name !== undefined) {
         if (regionNames.has(name)) c.fail(`${path}.name`, `region "${name}" is listed twice`)
         regionNames.add(name)
@@ -216,14 +217,25 @@ export function parseTopology (json: unknown, source = 'topology'): Topology {
       })
       if (name !== undefined) regions.push({ name, clusters })
     })
-    // A clone's source must be a cluster of this topology, and not the clone itself.
+    // A clone's source must be a cluster of this topology that gets backups: an activated one, or
+    // a clone (ACTIVE once restored); and following cloneOf must end at such a cluster, not loop.
+    const find = (ref: { region: string, cluster: string }): TopologyCluster | undefined =>
+      regions.find(g => g.name === ref.region)?.clusters.find(x => x.name === ref.cluster)
     regions.forEach((region, r) => {
       region.clusters.forEach((cluster, k) => {
         if (cluster.cloneOf === undefined) return
+        const path = `regions[${r}].clusters[${k}].cloneOf`
         const { region: sourceRegion, cluster: sourceCluster } = cluster.cloneOf
-        const source = regions.find(g => g.name === sourceRegion)?.clusters.find(x => x.name === sourceCluster)
-        if (source === undefined) c.fail(`regions[${r}].clusters[${k}].cloneOf`, `names ${sourceRegion}/${sourceCluster}, which this topology does not define`)
-        else if (source === cluster) c.fail(`regions[${r}].clusters[${k}].cloneOf`, 'names the cluster itself')
+        const source = find(cluster.cloneOf)
+        if (source === undefined) { c.fail(path, `names ${sourceRegion}/${sourceCluster}, which this topology does not define`); return }
+        if (source === cluster) { c.fail(path, 'names the cluster itself'); return }
+        const seen = new Set<TopologyCluster>([cluster])
+        let at: TopologyCluster | undefined = source
+        while (at?.cloneOf !== undefined && !seen.has(at)) { seen.add(at); at = find(at.cloneOf) }
+        if (at !== undefined && seen.has(at)) { c.fail(path, `${region.name}/${cluster.name} and ${sourceRegion}/${sourceCluster} are clones of each other in a loop: one of them must be made from scratch`); return }
+        if (source.cloneOf === undefined && source.activate === undefined) {
+          c.fail(path, `names ${sourceRegion}/${sourceCluster}, which the lab does not activate: a cluster is backed up only once it is active, so give it "activate"`)
+        }
       })
     })
   }
@@ -254,21 +266,6 @@ export async function readTopology (file: string, name: string = file): Promise<
     throw new LabError(LAB_ERR_TOPOLOGY, `${name} is not valid JSON: ${(err as Error).message}`, { cause: err })
   }
   return parseTopology(json, name)
-}
-
-/**
- * Throws `LAB_ERR_UNSUPPORTED` when the topology asks for something this lab cannot build yet:
- * a valid topology may name `cloneOf`, which needs the control plane (backups copied across
- * regions), and `hsmlab up` refuses it before anything is started.
- */
-export function checkBuildable (topology: Topology): void {
-  for (const region of topology.regions) {
-    for (const cluster of region.clusters) {
-      if (cluster.cloneOf !== undefined) {
-        throw new LabError(LAB_ERR_UNSUPPORTED, `cluster ${region.name}/${cluster.name}: cloneOf needs the control plane (not available yet); remove the cluster from the topology to start the others`)
-      }
-    }
-  }
 }
 
 /** Every cluster of a topology in lab order (regions in file order, then clusters). */

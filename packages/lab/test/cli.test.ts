@@ -21,7 +21,7 @@ describe('hsmlab main', () => {
     const help = await run(['--help'], cwd)
     expect(help.code).toBe(0)
     expect(help.stdout).toMatch(/usage: hsmlab <command>[\s\S]*up[\s\S]*status[\s\S]*down/)
-    for (const command of ['up', 'status', 'down']) {
+    for (const command of ['up', 'status', 'down', 'backup']) {
       const r = await run([command, '--help'], cwd)
       expect(r.code).toBe(0)
       expect(r.stdout).toContain(`usage: hsmlab ${command}`)
@@ -63,7 +63,7 @@ describe('hsmlab main', () => {
     expect(existsSync(join(cwd, '.hsmlab'))).toBe(false)
   })
 
-  it('refuses cloneOf before it creates anything', async () => {
+  it('refuses a clone of a cluster it does not activate before it creates anything', async () => {
     const cwd = tmpDir()
     writeFileSync(join(cwd, 'clone.json'), JSON.stringify({
       regions: [
@@ -73,7 +73,20 @@ describe('hsmlab main', () => {
     }))
     const r = await run(['up', '--topology', 'clone.json', '--dir', 'lab'], cwd)
     expect(r.code).toBe(1)
-    expect(r.stderr).toContain('[LAB_ERR_UNSUPPORTED] cluster us-west-2/dr: cloneOf needs the control plane (not available yet)')
+    expect(r.stderr).toContain('[LAB_ERR_TOPOLOGY]')
+    expect(r.stderr).toContain('regions[1].clusters[0].cloneOf: names us-east-1/primary, which the lab does not activate')
     expect(existsSync(join(cwd, 'lab'))).toBe(false)
+  })
+
+  it('backup: wants one REGION/CLUSTER, and a lab', async () => {
+    const cwd = tmpDir()
+    const none = await run(['backup'], cwd)
+    expect(none.code).toBe(2)
+    expect(none.stderr).toContain('name one cluster as REGION/CLUSTER')
+    const help = await run(['backup', '--help'], cwd)
+    expect(help.stdout).toContain('usage: hsmlab backup')
+    const noLab = await run(['backup', 'us-east-1/primary'], cwd)
+    expect(noLab.code).toBe(1)
+    expect(noLab.stderr).toContain('[LAB_ERR_NO_LAB]')
   })
 })

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { DEFAULT_TOPOLOGY_PATH, LAB_ERR_TOPOLOGY, LAB_ERR_UNSUPPORTED, checkBuildable, parseTopology, readTopology } from '../src/index.js'
+import { DEFAULT_TOPOLOGY_PATH, LAB_ERR_TOPOLOGY, parseTopology, readTopology } from '../src/index.js'
 
 const cluster = (more: Record<string, unknown> = {}): Record<string, unknown> => ({ name: 'primary', hsms: 2, ...more })
 const lab = (clusters: unknown[], more: Record<string, unknown> = {}): unknown => ({ regions: [{ name: 'us-east-1', clusters, ...more }] })
@@ -26,13 +26,15 @@ describe('parseTopology', () => {
     expect(topology.regions[0]?.clusters[1]).toEqual({ name: 'other', hsms: 2, users: [] })
   })
 
-  it('ships a default lab that is valid: one region, one activated cluster of 3 HSMs with a CU', async () => {
+  it('ships a default lab that is valid: us-east-1/primary (2 HSMs, activated, a CU) and its clone us-west-2/dr (2 HSMs)', async () => {
     const topology = await readTopology(DEFAULT_TOPOLOGY_PATH)
-    expect(topology.regions).toHaveLength(1)
+    expect(topology.regions.map(r => r.name)).toEqual(['us-east-1', 'us-west-2'])
     const primary = topology.regions[0]?.clusters[0]
-    expect(primary?.hsms).toBe(3)
-    expect(primary?.activate).toBeDefined()
-    expect(primary?.users.some(u => u.type === 'CU')).toBe(true)
+    expect(primary?.name).toBe('primary')
+    expect(primary?.hsms).toBe(2)
+    expect(primary?.activate).toEqual({ admin: 'Admin1234' })
+    expect(primary?.users).toEqual([{ type: 'CU', name: 'alice', password: 'Alice1234' }])
+    expect(topology.regions[1]?.clusters).toEqual([{ name: 'dr', hsms: 2, users: [], cloneOf: { region: 'us-east-1', cluster: 'primary' } }])
     expect(JSON.parse(readFileSync(DEFAULT_TOPOLOGY_PATH, 'utf8')).regions[0].name).toBe('us-east-1')
   })
 
@@ -45,6 +47,7 @@ describe('parseTopology', () => {
     expect(problems(lab([{ hsms: 1 }]))).toContain('regions[0].clusters[0].name: is missing')
     expect(problems({ regions: [{ clusters: [cluster()] }] })).toContain('regions[0].name: is missing')
     expect(problems(lab([cluster({ name: '../etc' })]))).toContain('regions[0].clusters[0].name: must be a cluster name')
+    expect(problems({ regions: [{ name: 'east', clusters: [cluster()] }] })).toContain('regions[0].name: must be an AWS region name (like "us-east-1" or "eu-west-2")')
     expect(problems(lab([cluster({ activate: { admin: 'Admin1234' }, users: [{ type: 'CU', name: 'al-ice', password: 'Alice1234' }] })])))
       .toContain('regions[0].clusters[0].users[0].name: must be a user name of 1 to 31 letters, digits or _')
   })
@@ -79,7 +82,7 @@ describe('parseTopology', () => {
 
   it('refuses duplicate regions and clusters', () => {
     expect(problems(lab([cluster(), cluster()]))).toContain('cluster "primary" is listed twice')
-    expect(problems({ regions: [{ name: 'a', clusters: [cluster()] }, { name: 'a', clusters: [cluster()] }] })).toContain('region "a" is listed twice')
+    expect(problems({ regions: [{ name: 'eu-west-1', clusters: [cluster()] }, { name: 'eu-west-1', clusters: [cluster()] }] })).toContain('region "eu-west-1" is listed twice')
   })
 
   it('lists every problem of a file at once', () => {
@@ -88,15 +91,15 @@ describe('parseTopology', () => {
     expect(message.split('\n').length).toBeGreaterThanOrEqual(5)
   })
 
-  it('accepts cloneOf naming a cluster of the topology, but checkBuildable refuses it until the control plane exists', () => {
+  it('accepts cloneOf naming an activated cluster of the topology, or a clone of one, in any region', () => {
     const topology = parseTopology({
       regions: [
-        { name: 'us-east-1', clusters: [cluster({ activate: { admin: 'Admin1234' } })] },
+        { name: 'us-east-1', clusters: [cluster({ activate: { admin: 'Admin1234' } }), { name: 'copy', hsms: 1, cloneOf: { region: 'us-west-2', cluster: 'dr' } }] },
         { name: 'us-west-2', clusters: [{ name: 'dr', hsms: 2, cloneOf: { region: 'us-east-1', cluster: 'primary' } }] }
       ]
     })
     expect(topology.regions[1]?.clusters[0]?.cloneOf).toEqual({ region: 'us-east-1', cluster: 'primary' })
-    expect(() => { checkBuildable(topology) }).toThrow(expect.objectContaining({ code: LAB_ERR_UNSUPPORTED, message: expect.stringContaining('cloneOf needs the control plane (not available yet)') }))
+    expect(topology.regions[0]?.clusters[1]?.cloneOf).toEqual({ region: 'us-west-2', cluster: 'dr' })
   })
 
   it('checks what cloneOf names', () => {
@@ -104,6 +107,11 @@ describe('parseTopology', () => {
     expect(problems(lab([cluster({ cloneOf: { region: 'us-east-1', cluster: 'primary' } })]))).toContain('names the cluster itself')
     expect(problems(lab([cluster(), { name: 'dr', hsms: 1, activate: { admin: 'Admin1234' }, cloneOf: { region: 'us-east-1', cluster: 'primary' } }])))
       .toContain('a clone takes its users from the backup of its source')
+    // A cluster that is never activated is never backed up, so nothing can be cloned from it.
+    expect(problems(lab([cluster(), { name: 'dr', hsms: 1, cloneOf: { region: 'us-east-1', cluster: 'primary' } }])))
+      .toContain('names us-east-1/primary, which the lab does not activate')
+    expect(problems(lab([{ name: 'a', hsms: 1, cloneOf: { region: 'us-east-1', cluster: 'b' } }, { name: 'b', hsms: 1, cloneOf: { region: 'us-east-1', cluster: 'a' } }])))
+      .toContain('are clones of each other in a loop')
   })
 
   it('says when a file cannot be read or is not JSON', async () => {

@@ -1,8 +1,9 @@
 /**
  * `startLab()`: a real lab for an end-to-end test, started by the real `hsmlab` bin in a fresh
  * temporary directory, and always torn down when the test ends (`hsmlab down`, then SIGKILL for
- * any HSM process still there, then the directory is removed), also when the test fails; then the
- * end of every HSM's log is printed, so the failure can be understood.
+ * any control-plane or HSM process of the lab still there, then the directory is removed), also
+ * when the test fails; then the end of every control plane's and HSM's log is printed, so the
+ * failure can be understood.
  */
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -42,7 +43,7 @@ export interface LabStatusCluster {
 export interface LabStatusJson {
   dir: string
   faults: { endpoint: string | null }
-  regions: Array<{ name: string, controlPlane: { endpoint: string, pid: number } | null, clusters: LabStatusCluster[] }>
+  regions: Array<{ name: string, controlPlane: { endpoint: string, pid: number | null, [more: string]: unknown } | null, clusters: LabStatusCluster[] }>
   cmuConfigs: Record<string, string>
   [more: string]: unknown
 }
@@ -111,20 +112,51 @@ export interface StartedLab {
   down: (args?: string[]) => Promise<HsmlabRun>
 }
 
+/** Pids `lab.json` records (control planes, HSMs as last seen). */
 function pidsOf (dir: string): number[] {
   try {
-    const state = JSON.parse(readFileSync(join(dir, 'lab.json'), 'utf8')) as { clusters?: Array<{ hsms?: Array<{ pid?: number | null }> }> }
-    return (state.clusters ?? []).flatMap(c => c.hsms ?? []).map(h => h.pid).filter((p): p is number => typeof p === 'number')
+    const state = JSON.parse(readFileSync(join(dir, 'lab.json'), 'utf8')) as {
+      controlPlanes?: Array<{ pid?: number | null }>
+      clusters?: Array<{ hsms?: Array<{ pid?: number | null }> }>
+    }
+    return [...(state.controlPlanes ?? []), ...(state.clusters ?? []).flatMap(c => c.hsms ?? [])]
+      .map(p => p.pid).filter((p): p is number => typeof p === 'number')
   } catch {
     return []
   }
 }
 
+/** True when a command line (NUL-separated) names, as `--data-dir`, a directory inside `dir`. */
+function servesDirIn (commandLine: string, dir: string): boolean {
+  const argv = commandLine.split('\0')
+  const at = argv.indexOf('--data-dir')
+  return at !== -1 && (argv[at + 1] ?? '').startsWith(`${dir}/`)
+}
+
+/** Every live process of the lab in `dir` (a control plane or an HSM: its data directory is inside `dir`). */
+function processesOf (dir: string): number[] {
+  let names: string[]
+  try {
+    names = readdirSync('/proc')
+  } catch {
+    return pidsOf(dir)
+  }
+  const found = new Set(pidsOf(dir))
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      if (servesDirIn(readFileSync(`/proc/${name}/cmdline`, 'utf8'), dir)) found.add(Number(name))
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return [...found]
+}
+
 function killIfOurs (pid: number, dir: string): void {
   try {
-    // Only a process whose command line names this lab: a pid may have been reused meanwhile.
-    const commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-    if (!commandLine.includes(dir)) return
+    // Only a process whose data directory is in this lab: a pid may have been reused meanwhile.
+    if (!servesDirIn(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), dir)) return
   } catch {
     // No /proc here, or no such process: fall through to a signal check.
   }
@@ -135,6 +167,7 @@ function killIfOurs (pid: number, dir: string): void {
   }
 }
 
+/** The end of every log of the lab: each control plane's, and each HSM's (inside its control plane's data directory). */
 function logTails (dir: string): string {
   const out: string[] = []
   const walk = (d: string): void => {
@@ -142,9 +175,10 @@ function logTails (dir: string): string {
     try { names = readdirSync(d) } catch { return }
     for (const name of names) {
       const path = join(d, name)
-      if (name === 'data') continue
+      // An HSM's own data directory and the backups hold no logs.
+      if ((name === 'data' && /\/hsm-[^/]+$/.test(d)) || name === 'backups') continue
       if (statSync(path).isDirectory()) walk(path)
-      else if (name === 'hsm.log') {
+      else if (name === 'hsm.log' || name === 'control-plane.log') {
         const tail = readFileSync(path, 'utf8').split('\n').filter(l => l !== '').slice(-20).join('\n')
         if (tail !== '') out.push(`--- ${path} ---\n${tail}`)
       }
@@ -174,10 +208,10 @@ export async function startLab (options: StartLabOptions = {}): Promise<StartedL
   const timeoutMs = options.timeoutMs ?? 60_000
   onTestFinished(async (context) => {
     await runHsmlab(['down', '--dir', dir], { cwd, timeoutMs: 30_000 }).catch(() => undefined)
-    for (const pid of pidsOf(dir)) killIfOurs(pid, dir)
+    for (const pid of processesOf(dir)) killIfOurs(pid, dir)
     if (context.task.result?.state === 'fail') {
       const tails = logTails(dir)
-      if (tails !== '') process.stderr.write(`--- HSM logs of the lab in ${dir} ---\n${tails}\n`)
+      if (tails !== '') process.stderr.write(`--- logs of the lab in ${dir} ---\n${tails}\n`)
     }
     rmSync(cwd, { recursive: true, force: true })
   })

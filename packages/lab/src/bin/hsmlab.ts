@@ -4,8 +4,9 @@
  *   hsmlab up     [--topology FILE] [--dir DIR] [--log-level LEVEL] [--json]
  *   hsmlab status [--dir DIR] [--json]
  *   hsmlab down   [--dir DIR] [--purge]
+ *   hsmlab backup [--dir DIR] [--json] REGION/CLUSTER
  *
- * `main(argv, io)` parses the arguments, calls labUp / labStatus / labDown and prints; it returns
+ * `main(argv, io)` parses the arguments, calls labUp / labStatus / labDown / labBackup and prints; it returns
  * the exit code (0 done, 1 failed, 2 bad command line), so that it runs in process in tests and
  * as a process through `bin/hsmlab.js` or `node dist/bin/hsmlab.js`.
  */
@@ -16,7 +17,7 @@ import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { labDefaults } from '../defaults.js'
 import { LAB_ERR_USAGE, LabError } from '../errors.js'
-import { labDown, labStatus, labUp } from '../lab.js'
+import { labBackup, labDown, labStatus, labUp } from '../lab.js'
 import { formatDown, formatStatus, formatUpSummary } from '../report.js'
 
 /** Where `main` writes, and the directory it resolves `--dir` and `--topology` against. */
@@ -46,9 +47,10 @@ const USAGE = `usage: hsmlab <command> [options]
 
 commands:
   up      [--topology FILE] [--dir DIR]   start the lab in the background (or what of it is not
-                                          running); return when every HSM is ready
+                                          running); return when every HSM is ACTIVE
   status  [--dir DIR] [--json]            what runs, where, in which state
-  down    [--dir DIR] [--purge]           stop every HSM of the lab; keep its data unless --purge
+  down    [--dir DIR] [--purge]           stop every process of the lab; keep its data unless --purge
+  backup  [--dir DIR] REGION/CLUSTER      make a backup of a cluster now; print its id
 
   cmu     CONFIG                          the CMU shell (cloudhsm_mgmt_util CONFIG)
   kmu     [--config CFG] [singlecmd ...]  the KMU shell (key_mgmt_util); without --config it uses
@@ -61,34 +63,47 @@ DIR defaults to ${labDefaults.dir} in the working directory.
 const HELP: Record<string, string> = {
   up: `usage: hsmlab up [--topology FILE] [--dir DIR] [--log-level LEVEL] [--json]
 
-Starts the lab described by FILE in DIR and returns once every HSM is ready, its peers are set
-and the clusters the topology activates are activated. Without --topology: the lab already in
-DIR, or the default lab (region us-east-1, cluster primary of 3 HSMs, CO admin, CU alice).
-Run again, it starts only what is not running, on the same addresses, with the same data.
+Starts the lab described by FILE in DIR and returns once every region's control plane answers,
+every cluster is built through its control plane's cloudhsmv2 API (created, initialized,
+activated; a clone made from a copy of a backup of its source) and every HSM is ACTIVE.
+Without --topology: the lab already in DIR, or the default lab (us-east-1/primary, 2 HSMs,
+CO admin, CU alice; us-west-2/dr, its clone, 2 HSMs).
+Run again, it starts only what is not running (a control plane on its port, with its data; a
+control plane restarts its own HSMs) and waits until every HSM is ACTIVE.
 
   -t, --topology FILE   topology file (docs/lab.md); refused if DIR holds a lab of another topology
   -d, --dir DIR         lab directory (default: ${labDefaults.dir})
-      --log-level LEVEL log level of the HSMs, whose logs go to DIR/<region>/<cluster>/hsm<i>/hsm.log
-                        (silent, fatal, error, warn, info, debug, trace; default: ${labDefaults.hsmLogLevel})
+      --log-level LEVEL log level of the control planes and HSMs, whose logs go to DIR/<region>/control-plane/
+                        (silent, fatal, error, warn, info, debug, trace; default: ${labDefaults.logLevel})
       --json            print the status as 'hsmlab status --json' does, instead of the summary
 `,
   status: `usage: hsmlab status [--dir DIR] [--json]
 
-Tells what runs in the lab in DIR: each cluster's id and state, and for each HSM its pid, state
-(ACTIVE: answers; DEGRADED: runs but does not answer; DOWN: does not run) and endpoint.
-Exit code 1 when DIR holds no lab.
+Tells what runs in the lab in DIR: each region's control plane (endpoint, pid), each cluster's
+id and state as its control plane describes it, and for each HSM its pid, state and endpoint.
+When a control plane does not answer, its HSMs are probed directly (ACTIVE: answers; DEGRADED:
+runs but does not answer; DOWN: does not run). Exit code 1 when DIR holds no lab.
 
   -d, --dir DIR   lab directory (default: ${labDefaults.dir})
       --json      the JSON report of docs/lab.md (the shape scripts rely on)
 `,
   down: `usage: hsmlab down [--dir DIR] [--purge]
 
-Stops every HSM process of the lab in DIR (SIGTERM; SIGKILL for those still there after
-${labDefaults.stopTimeoutMs / 1000} s). The data stays, so 'hsmlab up' brings the lab back with its users and keys.
-Safe to run twice.
+Stops every control plane of the lab in DIR (SIGTERM: it stops its HSMs; SIGKILL after
+${labDefaults.controlPlaneStopTimeoutMs / 1000} s), then kills any process of the lab still there. The data stays, so
+'hsmlab up' brings the lab back with its clusters, users and keys. Safe to run twice.
 
   -d, --dir DIR   lab directory (default: ${labDefaults.dir})
-      --purge     also delete DIR: every HSM's data, the keys and the logs
+      --purge     also delete DIR: every HSM's data, the backups, the keys and the logs
+`,
+  backup: `usage: hsmlab backup [--dir DIR] [--json] REGION/CLUSTER
+
+Makes a backup of the cluster REGION/CLUSTER of the lab in DIR now, with its control plane's
+extension operation HsmlabCreateBackup (AWS makes backups only on its own schedule: at
+activation, when HSMs are added or removed, daily), waits until it is READY and prints its id.
+
+  -d, --dir DIR   lab directory (default: ${labDefaults.dir})
+      --json      print the backup as DescribeBackups shows it
 `
 }
 
@@ -135,6 +150,14 @@ export async function main (argv: string[], io: MainIo = {
         const v = parse('down', () => parseArgs({ args: rest, strict: true, allowPositionals: false, options: { dir: DIR_OPTION, purge: { type: 'boolean' }, help: HELP_OPTION } }).values)
         if (v.help === true) { io.stdout(HELP.down ?? ''); return EXIT_OK }
         io.stdout(formatDown(await labDown({ cwd, dir: v.dir, purge: v.purge })))
+        return EXIT_OK
+      }
+      case 'backup': {
+        const p = parse('backup', () => parseArgs({ args: rest, strict: true, allowPositionals: true, options: { dir: DIR_OPTION, json: { type: 'boolean' }, help: HELP_OPTION } }))
+        if (p.values.help === true) { io.stdout(HELP.backup ?? ''); return EXIT_OK }
+        if (p.positionals.length !== 1) throw new LabError(LAB_ERR_USAGE, `name one cluster as REGION/CLUSTER (like us-east-1/primary)\n\n${HELP.backup ?? ''}`)
+        const backup = await labBackup({ cwd, dir: p.values.dir, cluster: p.positionals[0] as string })
+        io.stdout(p.values.json === true ? JSON.stringify(backup, null, 2) + '\n' : `${backup.BackupId}\n`)
         return EXIT_OK
       }
       case 'cmu': case 'kmu': {
