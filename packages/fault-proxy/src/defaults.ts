@@ -1,0 +1,25 @@
+/**
+ * Every limit and default of the fault proxy, with its unit in the name. Options of
+ * `startFaultProxy`, `FaultClient` and the flags of `hsmlab-fault-proxy` fall back to these.
+ */
+export const faultProxyDefaults = {
+  /** Address the HTTP API binds. @default '127.0.0.1' */
+  host: '127.0.0.1',
+  /** Port the HTTP API binds: Toxiproxy's, so that its clients find it without flags; labs pass 0. @default 8474 */
+  port: 8474,
+  /** Log level of the bin (pino JSON lines on stderr). @default 'silent' */
+  logLevel: 'silent',
+  /**
+   * Bytes one direction of one connection may hold inside its toxics (and in the destination's
+   * write buffer) before the proxy stops reading from the source, so that a slow toxic pushes
+   * back on the sender as a slow network would, instead of buffering without bound.
+   * @default 4194304
+   */
+  linkBufferBytesMax: 4 * 1024 * 1024,
+  /** Largest request body the HTTP API reads; a larger one is answered 400 `bad request body`. @default 1048576 */
+  apiBodyBytesMax: 1024 * 1024,
+  /** How long `FaultClient` waits for an answer, in milliseconds. @default 10000 */
+  requestTimeoutMs: 10_000,
+  /** The Toxiproxy release whose API this proxy serves, reported by `GET /version`. @default '2.12.0' */
+  toxiproxyVersion: '2.12.0'
+} as const

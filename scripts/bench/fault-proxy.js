@@ -1,0 +1,157 @@
+// The fault proxy's cost with no toxic, beside a direct connection measured in the same run:
+// round-trip time of a 64-byte ping-pong over one connection (p50, p99) and one-way throughput
+// of 128 MiB written in 64 KiB chunks (median of 5). The peers and the proxy each run in their own process
+// (the proxy through its bin, as a lab runs it); samples alternate between direct and proxied
+// so that a noisy machine moves both.
+//
+//   node scripts/bench/fault-proxy.js [--rounds 20000] [--mib 128]   (after npm run build)
+//
+// Goals (the issue's): added p50 round trip < 100 µs; proxied throughput ≥ 50% of direct.
+import { spawn } from 'node:child_process'
+import { connect } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { FaultClient } from '@hsmlab/fault-proxy'
+import { percentile } from './stats.js'
+
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '20000' }, mib: { type: 'string', default: '128' } } })
+const ROUNDS = Number(values.rounds)
+const MIB = Number(values.mib)
+const BIN = fileURLToPath(new URL('../../packages/fault-proxy/bin/fault-proxy.js', import.meta.url))
+const PEERS = fileURLToPath(new URL('./tcp-peers.js', import.meta.url))
+const children = []
+const rows = []
+
+function startProcess (script, args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+    children.push(child)
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', chunk => {
+      out += chunk
+      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]))
+    })
+    child.on('exit', code => { reject(new Error(`${script} exited with ${code}`)) })
+  })
+}
+
+function open (port) {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, noDelay: true })
+    socket.once('connect', () => resolve(socket))
+    socket.once('error', reject)
+  })
+}
+
+/** `count` sequential round trips of `size` bytes; returns each one's time in microseconds. */
+async function pingPong (socket, count, size = 64) {
+  const payload = Buffer.alloc(size, 1)
+  const samples = new Array(count)
+  let received = 0
+  let started = 0n
+  let i = 0
+  await new Promise(resolve => {
+    const onData = chunk => {
+      received += chunk.length
+      if (received < size) return
+      received -= size
+      samples[i++] = Number(process.hrtime.bigint() - started) / 1e3
+      if (i === count) {
+        socket.off('data', onData)
+        resolve()
+        return
+      }
+      started = process.hrtime.bigint()
+      socket.write(payload)
+    }
+    socket.on('data', onData)
+    started = process.hrtime.bigint()
+    socket.write(payload)
+  })
+  return samples
+}
+
+/** Writes `mib` MiB to the sink and waits for its answer; returns MiB/s. */
+async function throughput (port, mib) {
+  const socket = await open(port)
+  const chunk = Buffer.alloc(64 * 1024, 7)
+  const total = mib * 16
+  const started = process.hrtime.bigint()
+  const answered = new Promise(resolve => {
+    let text = ''
+    socket.setEncoding('utf8').on('data', t => { text += t })
+    socket.on('end', () => resolve(text))
+  })
+  for (let i = 0; i < total; i++) {
+    if (!socket.write(chunk)) await new Promise(resolve => socket.once('drain', resolve))
+  }
+  socket.end()
+  const answer = await answered
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  socket.destroy()
+  if (answer !== `done ${mib * 1024 * 1024}`) throw new Error(`sink answered '${answer}'`)
+  return mib / seconds
+}
+
+function row (measure, value, baseline, unit, goal) {
+  rows.push({ measure, value, baseline, unit, goal })
+}
+
+function printTable () {
+  const fmt = v => (Number.isFinite(v) ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : 'n/a')
+  const lines = [['measure', 'proxied', 'direct', 'ratio', 'unit', 'goal']]
+  for (const r of rows) lines.push([r.measure, fmt(r.value), fmt(r.baseline), (r.value / r.baseline).toFixed(2) + 'x', r.unit, r.goal])
+  const widths = lines[0].map((_, i) => Math.max(...lines.map(l => l[i].length)))
+  const render = l => '| ' + l.map((c, i) => c.padEnd(widths[i])).join(' | ') + ' |'
+  console.log(render(lines[0]))
+  console.log('| ' + widths.map(w => '-'.repeat(w)).join(' | ') + ' |')
+  for (const l of lines.slice(1)) console.log(render(l))
+}
+
+async function main () {
+  const peers = await startProcess(PEERS, [])
+  const ready = await startProcess(BIN, ['--host', '127.0.0.1', '--port', '0'])
+  const faults = new FaultClient({ url: `http://127.0.0.1:${ready.port}` })
+  const portOf = proxy => Number(proxy.listen.slice(proxy.listen.lastIndexOf(':') + 1))
+  const echoProxy = portOf(await faults.createProxy({ name: 'bench/echo', listen: '127.0.0.1:0', upstream: `127.0.0.1:${peers.echoPort}` }))
+  const sinkProxy = portOf(await faults.createProxy({ name: 'bench/sink', listen: '127.0.0.1:0', upstream: `127.0.0.1:${peers.sinkPort}` }))
+
+  const direct = await open(peers.echoPort)
+  const proxied = await open(echoProxy)
+  await pingPong(direct, 2000)
+  await pingPong(proxied, 2000)
+  const directUs = []
+  const proxiedUs = []
+  const batch = 1000
+  for (let done = 0; done < ROUNDS; done += batch) {
+    directUs.push(...await pingPong(direct, batch))
+    proxiedUs.push(...await pingPong(proxied, batch))
+  }
+  direct.destroy()
+  proxied.destroy()
+  const p50 = percentile(proxiedUs, 50)
+  const base50 = percentile(directUs, 50)
+  row('round trip p50, 64 B ping-pong', p50, base50, 'µs', `added < 100 µs (added ${(p50 - base50).toFixed(1)} µs)`)
+  row('round trip p99, 64 B ping-pong', percentile(proxiedUs, 99), percentile(directUs, 99), 'µs', '')
+
+  await throughput(peers.sinkPort, 32)
+  await throughput(sinkProxy, 32)
+  const directMiBs = []
+  const proxiedMiBs = []
+  for (let i = 0; i < 5; i++) {
+    directMiBs.push(await throughput(peers.sinkPort, MIB))
+    proxiedMiBs.push(await throughput(sinkProxy, MIB))
+  }
+  row(`throughput, ${MIB} MiB one way (median of 5)`, percentile(proxiedMiBs, 50), percentile(directMiBs, 50), 'MiB/s', '>= 0.50x direct')
+}
+
+try {
+  await main()
+  printTable()
+} catch (err) {
+  printTable()
+  console.error(err)
+  process.exitCode = 1
+} finally {
+  for (const child of children) child.kill('SIGKILL')
+}
