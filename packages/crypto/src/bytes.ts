@@ -1,4 +1,5 @@
-import nacl from 'tweetnacl'
+import { createHash } from 'node:crypto'
+import { nacl } from './nacl.js'
 
 /** Concatenates byte arrays into one new array. */
 export function concatBytes (...parts: Uint8Array[]): Uint8Array {
@@ -32,12 +33,12 @@ export function randomBytes (count: number): Uint8Array {
  * being used for two jobs (a storage key for the user store and for the key store, say).
  */
 export function deriveKey (key: Uint8Array, purpose: string): Uint8Array {
-  return nacl.hash(concatBytes(utf8(`hsmlab/derive/v1/${purpose}\0`), key)).slice(0, 32)
+  return sha512(concatBytes(utf8(`hsmlab/derive/v1/${purpose}\0`), key)).slice(0, 32)
 }
 
 /** SHA-512 of some bytes. */
 export function sha512 (bytes: Uint8Array): Uint8Array {
-  return nacl.hash(bytes)
+  return new Uint8Array(createHash('sha512').update(bytes).digest())
 }
 
 /** Constant-time comparison of two byte arrays. */

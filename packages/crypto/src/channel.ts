@@ -1,7 +1,10 @@
-import nacl from 'tweetnacl'
-import { concatBytes, deriveKey, utf8 } from './bytes.js'
+import type { KeyObject } from 'node:crypto'
+import { nacl } from './nacl.js'
+import { concatBytes, deriveKey, sha512, utf8 } from './bytes.js'
 import { CryptoError, CRYPTO_ERR_CHANNEL, CRYPTO_ERR_UNTRUSTED } from './errors.js'
 import { sign, verifyCertificate, verifySignature } from './identity.js'
+import { FrameCipher } from './frame-cipher.js'
+import { generateX25519, x25519BoxKey } from './key-objects.js'
 import type { HsmCertificate } from './identity.js'
 
 /**
@@ -43,39 +46,28 @@ export class SecureChannel {
   readonly transcript: Uint8Array
   /** The certificate of the HSM at the other end (set on the client side). */
   readonly peerCertificate: HsmCertificate | undefined
-  private readonly sendKey: Uint8Array
-  private readonly receiveKey: Uint8Array
-  private sendCounter = 0n
-  private receiveCounter = 0n
+  private readonly sending: FrameCipher
+  private readonly receiving: FrameCipher
 
   constructor (shared: Uint8Array, transcriptBytes: Uint8Array, role: 'client' | 'server', peerCertificate?: HsmCertificate) {
-    const material = concatBytes(shared, nacl.hash(transcriptBytes))
+    const material = concatBytes(shared, sha512(transcriptBytes))
     const toServer = deriveKey(material, 'channel/client-to-server')
     const toClient = deriveKey(material, 'channel/server-to-client')
-    this.sendKey = role === 'client' ? toServer : toClient
-    this.receiveKey = role === 'client' ? toClient : toServer
+    this.sending = new FrameCipher(role === 'client' ? toServer : toClient)
+    this.receiving = new FrameCipher(role === 'client' ? toClient : toServer)
     this.transcript = transcriptBytes
     this.peerCertificate = peerCertificate
   }
 
-  private static nonce (counter: bigint): Uint8Array {
-    const nonce = new Uint8Array(nacl.secretbox.nonceLength)
-    new DataView(nonce.buffer).setBigUint64(nonce.length - 8, counter)
-    return nonce
-  }
-
-  /** Encrypts one frame. */
+  /** Encrypts one frame (nacl secretbox; the nonce is 16 zero bytes and the frame's number, big-endian). */
   encrypt (plaintext: Uint8Array): Uint8Array {
-    const box = nacl.secretbox(plaintext, SecureChannel.nonce(this.sendCounter), this.sendKey)
-    this.sendCounter++
-    return box
+    return this.sending.seal(plaintext)
   }
 
   /** Decrypts the next frame; throws `CRYPTO_ERR_CHANNEL` if it was changed, replayed or reordered. */
   decrypt (frame: Uint8Array): Uint8Array {
-    const plain = nacl.secretbox.open(frame, SecureChannel.nonce(this.receiveCounter), this.receiveKey)
+    const plain = this.receiving.open(frame)
     if (plain === null) throw new CryptoError(CRYPTO_ERR_CHANNEL, 'an encrypted frame failed authentication (changed, replayed or out of order)')
-    this.receiveCounter++
     return plain
   }
 
@@ -94,9 +86,19 @@ export class SecureChannel {
   }
 }
 
+/** The key both ends derive from their ephemeral keys (tweetnacl's `box.before`, in OpenSSL). */
+function boxKey (ownPrivateKey: KeyObject, otherPublicKey: Uint8Array): Uint8Array {
+  if (otherPublicKey.length !== nacl.box.publicKeyLength) throw new CryptoError(CRYPTO_ERR_CHANNEL, 'malformed handshake: wrong key length')
+  try {
+    return x25519BoxKey(ownPrivateKey, otherPublicKey)
+  } catch (err) {
+    throw new CryptoError(CRYPTO_ERR_CHANNEL, `malformed handshake: the other side's ephemeral key is refused (${(err as Error).message})`, { cause: err })
+  }
+}
+
 /** The client half of the handshake. */
 export class ClientHandshake {
-  private readonly ephemeral = nacl.box.keyPair()
+  private readonly ephemeral = generateX25519()
   readonly hello: ClientHello = { ephemeralPublicKey: this.ephemeral.publicKey, nonce: nacl.randomBytes(32) }
 
   /**
@@ -112,7 +114,7 @@ export class ClientHandshake {
     if (!verifySignature(welcome.certificate.publicKey, bytes, welcome.signature)) {
       throw new CryptoError(CRYPTO_ERR_UNTRUSTED, `the HSM ${welcome.certificate.hsmId} did not prove that it holds its identity key`)
     }
-    const shared = nacl.box.before(welcome.ephemeralPublicKey, this.ephemeral.secretKey)
+    const shared = boxKey(this.ephemeral.privateKey, welcome.ephemeralPublicKey)
     return new SecureChannel(shared, bytes, 'client', welcome.certificate)
   }
 }
@@ -122,9 +124,9 @@ export function acceptHandshake (hello: ClientHello, identitySecretKey: Uint8Arr
   if (hello.ephemeralPublicKey.length !== nacl.box.publicKeyLength || hello.nonce.length !== 32) {
     throw new CryptoError(CRYPTO_ERR_CHANNEL, 'malformed handshake: wrong key or nonce length')
   }
-  const ephemeral = nacl.box.keyPair()
+  const ephemeral = generateX25519()
+  const shared = boxKey(ephemeral.privateKey, hello.ephemeralPublicKey)
   const bytes = transcript(hello, ephemeral.publicKey)
   const welcome: ServerWelcome = { ephemeralPublicKey: ephemeral.publicKey, certificate, signature: sign(identitySecretKey, bytes) }
-  const shared = nacl.box.before(hello.ephemeralPublicKey, ephemeral.secretKey)
   return { welcome, channel: new SecureChannel(shared, bytes, 'server') }
 }

@@ -1,6 +1,8 @@
-import nacl from 'tweetnacl'
+import { sign as signNative, verify as verifyNative } from 'node:crypto'
+import { nacl } from './nacl.js'
 import { toHex, utf8 } from './bytes.js'
 import { CryptoError, CRYPTO_ERR_FORMAT, CRYPTO_ERR_UNTRUSTED } from './errors.js'
+import { ed25519PrivateKey, ed25519PublicKey, generateEd25519 } from './key-objects.js'
 
 /** An Ed25519 key pair: an HSM's identity, or a cluster's trust anchor. */
 export interface SigningKeyPair {
@@ -22,8 +24,7 @@ export interface HsmCertificate extends CertificateSubject {
 
 /** A fresh Ed25519 key pair. */
 export function generateSigningKeyPair (): SigningKeyPair {
-  const pair = nacl.sign.keyPair()
-  return { publicKey: pair.publicKey, secretKey: pair.secretKey }
+  return generateEd25519()
 }
 
 /** The Ed25519 key pair whose secret key is `secretKey` (64 bytes). */
@@ -32,16 +33,21 @@ export function signingKeyPairFromSecretKey (secretKey: Uint8Array): SigningKeyP
   return { publicKey: pair.publicKey, secretKey: pair.secretKey }
 }
 
-/** Detached Ed25519 signature. */
+/** Detached Ed25519 signature (made by OpenSSL; the bytes tweetnacl would make, see key-objects.ts). */
 export function sign (secretKey: Uint8Array, message: Uint8Array): Uint8Array {
-  return nacl.sign.detached(message, secretKey)
+  if (secretKey.length !== nacl.sign.secretKeyLength) throw new Error('bad secret key size')
+  return new Uint8Array(signNative(null, message, ed25519PrivateKey(secretKey)))
 }
 
 /** Checks a detached Ed25519 signature. */
 export function verifySignature (publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
-  return publicKey.length === nacl.sign.publicKeyLength &&
-    signature.length === nacl.sign.signatureLength &&
-    nacl.sign.detached.verify(message, signature, publicKey)
+  if (publicKey.length !== nacl.sign.publicKeyLength || signature.length !== nacl.sign.signatureLength) return false
+  try {
+    return verifyNative(null, message, ed25519PublicKey(publicKey), signature)
+  } catch {
+    // Bytes OpenSSL does not take for a public key verify nothing.
+    return false
+  }
 }
 
 function subjectBytes (subject: CertificateSubject): Uint8Array {

@@ -1,8 +1,8 @@
 /**
  * @packageDocumentation
- * The cryptography of hsmlab, on tweetnacl: sealing stores at rest, masked objects under a
- * cluster's masking key, HSM identities signed by a trust anchor, the encrypted client↔HSM
- * channel, and password verifiers.
+ * The cryptography of hsmlab, on tweetnacl (Ed25519, X25519 and SHA-512 in node:crypto, with the
+ * same bytes): sealing stores at rest, masked objects under a cluster's masking key, HSM
+ * identities signed by a trust anchor, the encrypted client↔HSM channel, and password verifiers.
  *
  * @example
  * ```ts

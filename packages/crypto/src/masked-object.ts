@@ -1,5 +1,4 @@
-import nacl from 'tweetnacl'
-import { concatBytes, utf8 } from './bytes.js'
+import { concatBytes, sha512, utf8 } from './bytes.js'
 import { CryptoError, CRYPTO_ERR_AUTH, CRYPTO_ERR_FORMAT, CRYPTO_ERR_LINEAGE } from './errors.js'
 import { open, seal } from './seal.js'
 
@@ -18,7 +17,7 @@ const VERSION = 1
 
 function headerKey (maskingKey: Uint8Array, headerBytes: Uint8Array): Uint8Array {
   // Binding the header into the key makes a changed header fail authentication like a changed body.
-  return nacl.hash(concatBytes(utf8('hsmlab/masked-object/v1\0'), maskingKey, headerBytes)).slice(0, 32)
+  return sha512(concatBytes(utf8('hsmlab/masked-object/v1\0'), maskingKey, headerBytes)).slice(0, 32)
 }
 
 /**

@@ -1,4 +1,4 @@
-import nacl from 'tweetnacl'
+import { nacl } from './nacl.js'
 import { concatBytes } from './bytes.js'
 import { CryptoError, CRYPTO_ERR_AUTH, CRYPTO_ERR_FORMAT } from './errors.js'
 

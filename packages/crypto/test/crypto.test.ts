@@ -1,7 +1,8 @@
+import nacl from 'tweetnacl'
 import { describe, expect, it } from 'vitest'
 import {
-  ClientHandshake, acceptHandshake, decodeTrustAnchor, encodeTrustAnchor, generateSecretKey, generateSigningKeyPair,
-  hashPassword, issueCertificate, maskObject, open, readMaskedObjectHeader, seal, unmaskObject, utf8, verifyPassword
+  ClientHandshake, acceptHandshake, concatBytes, decodeTrustAnchor, deriveKey, encodeTrustAnchor, generateSecretKey, generateSigningKeyPair,
+  hashPassword, issueCertificate, maskObject, open, readMaskedObjectHeader, seal, sign, unmaskObject, utf8, verifyPassword, verifySignature
 } from '@hsmlab/crypto'
 
 function codeOf (fn: () => unknown): string | undefined {
@@ -100,5 +101,69 @@ describe('trust anchor files and passwords', () => {
     const verifier = await hashPassword('Password1', 1024)
     expect(await verifyPassword('Password1', verifier)).toBe(true)
     expect(await verifyPassword('password1', verifier)).toBe(false)
+  })
+})
+
+// Ed25519 and X25519 run in OpenSSL (key-objects.ts); their bytes must stay those of tweetnacl,
+// which signed every certificate and peer list already on disk.
+describe('signatures and key agreement match tweetnacl', () => {
+  it('signs as tweetnacl does, and each verifies the other', () => {
+    const mine = generateSigningKeyPair()
+    expect(nacl.sign.keyPair.fromSecretKey(mine.secretKey).publicKey).toEqual(mine.publicKey)
+    const theirs = nacl.sign.keyPair()
+    const message = utf8('hsmlab/cert/v1\0cluster-x\0hsm-a\0')
+    expect(sign(theirs.secretKey, message)).toEqual(nacl.sign.detached(message, theirs.secretKey))
+    expect(verifySignature(theirs.publicKey, message, nacl.sign.detached(message, theirs.secretKey))).toBe(true)
+    expect(nacl.sign.detached.verify(message, sign(mine.secretKey, message), mine.publicKey)).toBe(true)
+  })
+
+  it('refuses changed messages, wrong keys and malformed input without throwing', () => {
+    const pair = generateSigningKeyPair()
+    const message = utf8('peer list v7')
+    const signature = sign(pair.secretKey, message)
+    expect(verifySignature(pair.publicKey, utf8('peer list v8'), signature)).toBe(false)
+    expect(verifySignature(generateSigningKeyPair().publicKey, message, signature)).toBe(false)
+    expect(verifySignature(pair.publicKey, message, signature.subarray(1))).toBe(false)
+    expect(verifySignature(pair.publicKey.subarray(1), message, signature)).toBe(false)
+    expect(verifySignature(new Uint8Array(32).fill(0xff), message, signature)).toBe(false)
+    // A key array reused with other bytes is not served from the cache of the old ones.
+    const reused = new Uint8Array(pair.secretKey)
+    const first = sign(reused, message)
+    reused.set(generateSigningKeyPair().secretKey)
+    expect(sign(reused, message)).not.toEqual(first)
+    expect(verifySignature(reused.subarray(32), message, sign(reused, message))).toBe(true)
+  })
+
+  it('derives the channel keys tweetnacl derives', () => {
+    const anchor = generateSigningKeyPair()
+    const identity = generateSigningKeyPair()
+    const certificate = issueCertificate(anchor.secretKey, { hsmId: 'hsm-a', clusterId: 'cluster-x', publicKey: identity.publicKey })
+    // A client on tweetnacl: its hello from a tweetnacl key pair, its box key from box.before.
+    const ephemeral = nacl.box.keyPair()
+    const hello = { ephemeralPublicKey: ephemeral.publicKey, nonce: nacl.randomBytes(32) }
+    const { welcome, channel: server } = acceptHandshake(hello, identity.secretKey, certificate)
+    const shared = nacl.box.before(welcome.ephemeralPublicKey, ephemeral.secretKey)
+    const transcript = concatBytes(utf8('hsmlab/channel/v1\0'), hello.ephemeralPublicKey, hello.nonce, welcome.ephemeralPublicKey)
+    const material = concatBytes(shared, nacl.hash(transcript))
+    const nonce = new Uint8Array(24)
+    const frame = nacl.secretbox(utf8('getKeyInfo'), nonce, deriveKey(material, 'channel/client-to-server'))
+    expect(new TextDecoder().decode(server.decrypt(frame))).toBe('getKeyInfo')
+    // Every frame after it too: nacl.secretbox under nonce n = 16 zero bytes, then n big-endian.
+    const toClient = deriveKey(material, 'channel/server-to-client')
+    for (let n = 0; n < 300; n++) {
+      const counter = new Uint8Array(24)
+      new DataView(counter.buffer).setBigUint64(16, BigInt(n))
+      const plaintext = utf8(`result ${n} `.repeat(n % 7))
+      const box = server.encrypt(plaintext)
+      expect(box).toEqual(nacl.secretbox(plaintext, counter, toClient))
+      expect(nacl.secretbox.open(box, counter, toClient)).toEqual(plaintext)
+    }
+  })
+
+  it('refuses an ephemeral key of small order', () => {
+    const anchor = generateSigningKeyPair()
+    const identity = generateSigningKeyPair()
+    const certificate = issueCertificate(anchor.secretKey, { hsmId: 'hsm-a', clusterId: 'cluster-x', publicKey: identity.publicKey })
+    expect(codeOf(() => acceptHandshake({ ephemeralPublicKey: new Uint8Array(32), nonce: new Uint8Array(32) }, identity.secretKey, certificate))).toBe('CRYPTO_ERR_CHANNEL')
   })
 })

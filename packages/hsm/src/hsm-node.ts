@@ -4,7 +4,6 @@
  * replicator and listens. `stop()` undoes all of it, in the reverse order.
  */
 import { resolve } from 'node:path'
-import PQueue from 'p-queue'
 import { ReturnCode, WireError } from '@hsmlab/protocol'
 import type { HandlerTable, HsmContext, HsmLimits, Replicator, Session } from './context.js'
 import { lockDataDir, openDataStores, readIdentity, readStorageKey } from './data-dir.js'
@@ -25,6 +24,7 @@ import { PeerBook } from './peers.js'
 import { createReplicator } from './replication.js'
 import type { ReplicatorOptions } from './replication.js'
 import { HsmServer } from './server.js'
+import { TaskQueue } from './task-queue.js'
 
 /** Options of `startHsm`. */
 export interface StartHsmOptions {
@@ -133,7 +133,7 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
     const peerBook = new PeerBook(stores.meta, identity.hsmId)
     const sessions = new Set<Session>()
     // User changes run one at a time per HSM (see HsmContext.runExclusive).
-    const exclusive = new PQueue({ concurrency: 1 })
+    const exclusive = new TaskQueue(1)
     let late: Replicator | undefined
     const ctx: HsmContext = {
       identity,

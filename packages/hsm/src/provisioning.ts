@@ -163,9 +163,11 @@ export interface ProvisionedHsm {
 export async function newClusterUsers (passwordHashCost: number = hsmDefaults.passwordHashCost): Promise<UserRecord[]> {
   const unknownPassword = Buffer.from(randomBytes(24)).toString('base64')
   const base = { loginFailureCount: 0, mofnPubKey: false, twoFactor: false }
+  // Both verifiers at once: scrypt runs on the thread pool, so two take the time of one.
+  const [precoPassword, auPassword] = await Promise.all([hashPassword(DEFAULT_ADMIN_PASSWORD, passwordHashCost), hashPassword(unknownPassword, passwordHashCost)])
   return [
-    { userId: 1, userType: 'PRECO', userName: DEFAULT_ADMIN_NAME, password: await hashPassword(DEFAULT_ADMIN_PASSWORD, passwordHashCost), ...base },
-    { userId: 2, userType: 'AU', userName: APPLIANCE_USER_NAME, password: await hashPassword(unknownPassword, passwordHashCost), ...base }
+    { userId: 1, userType: 'PRECO', userName: DEFAULT_ADMIN_NAME, password: precoPassword, ...base },
+    { userId: 2, userType: 'AU', userName: APPLIANCE_USER_NAME, password: auPassword, ...base }
   ]
 }
 

@@ -28,7 +28,8 @@
  *   down waits for the link to come back (until the deadline).
  * - Delete. `keyDeleted` sends peerDelete to every linked peer (not waited for).
  * - Anti-entropy. On every (re)connection and every `syncIntervalMs`, ask each peer for its
- *   inventory (peerInventory: live keys with digests, deleted handles): tombstone every handle it
+ *   inventory (peerInventory: live keys with digests, deleted handles; just `same` when the
+ *   peer's summary of its handles equals this HSM's, the usual case): tombstone every handle it
  *   reports deleted (at most `tombstonesPerRoundMax` a round), and fetch (peerFetch, at most
  *   `fetchesPerRoundMax` a round, `fetchConcurrency` at a time) every key it holds that this HSM
  *   neither holds nor deleted. A round that hit a bound is followed by another one at once. So an
@@ -38,7 +39,6 @@
  * Logs go to the `hsmlab:hsm:replication` child of `logger`; each stored key is also published
  * on the diagnostics channel `hsmlab:hsm:replicated` (see peer-handlers.ts).
  */
-import PQueue from 'p-queue'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import { HsmConnection } from '@hsmlab/client'
@@ -49,6 +49,8 @@ import type { HsmContext, KeyRecord, Replicator } from './context.js'
 import { isTombstone } from './context.js'
 import { maskKey, openMasked, readMaskedKey } from './handlers/masked-object-handlers.js'
 import { applyReplicatedDeletes, insertReplicatedKey } from './handlers/peer-handlers.js'
+import { inventorySummary } from './key-digest.js'
+import { TaskQueue } from './task-queue.js'
 
 /** The part of `HsmConnection` the replicator uses (tests may supply their own). */
 export interface PeerConnection {
@@ -135,7 +137,7 @@ function errorText (err: unknown): string {
 class PeerLink {
   readonly hsmId: string
   readonly endpoint: string
-  readonly queue: PQueue
+  readonly queue: TaskQueue
   connection: PeerConnection | undefined
   lastSyncAtMs: number | undefined
   lastError: string | undefined
@@ -152,7 +154,7 @@ class PeerLink {
     this.r = r
     this.hsmId = peer.hsmId
     this.endpoint = peer.endpoint
-    this.queue = new PQueue({ concurrency: r.settings.pushConcurrency })
+    this.queue = new TaskQueue(r.settings.pushConcurrency)
   }
 
   get isClosed (): boolean { return this.closed }
@@ -424,8 +426,13 @@ class Replication implements ClusterReplicator {
     const connection = link.connection
     if (connection === undefined || link.isClosed) return false
     const { requestTimeoutMs, tombstonesPerRoundMax, fetchesPerRoundMax, fetchConcurrency } = this.settings
-    const inventory = await connection.call('peerInventory', {}, { timeoutMs: requestTimeoutMs })
     const ctx = this.ctx
+    // A peer holding the same handles as this HSM answers `same` instead of its inventory.
+    const inventory = await connection.call('peerInventory', { unlessSummary: inventorySummary(ctx.keys.values()) }, { timeoutMs: requestTimeoutMs })
+    if (inventory.same === true) {
+      link.lastSyncAtMs = Date.now()
+      return false
+    }
     let more = false
 
     const deleted = inventory.deleted.filter(handle => {

@@ -14,6 +14,7 @@ import type { HsmContext, Session } from '../src/context.js'
 import { peerHandlers, REPLICATED_CHANNEL } from '../src/handlers/peer-handlers.js'
 import type { ReplicatedMessage } from '../src/handlers/peer-handlers.js'
 import { maskKey } from '../src/handlers/masked-object-handlers.js'
+import { inventorySummary } from '../src/key-digest.js'
 import { createReplicator } from '../src/replication.js'
 import type { PeerConnection, PeerConnector } from '../src/replication.js'
 import { expectCode, storedKey, testCluster, testHsm } from './keys-context.js'
@@ -108,6 +109,28 @@ describe('peer operations', () => {
     const { blob } = await a.call(peerSession(a), 'peerFetch', { handle })
     const foreign = await testHsm()
     await expectCode(foreign.call(peerSession(foreign), 'peerPush', { blob }), 'MASKED_OBJECT_LINEAGE')
+  })
+
+  it('inventory answers `same` to a peer whose summary of its handles is its own', async () => {
+    const cluster = testCluster()
+    const a = await testHsm({ cluster, slot: 0 })
+    const b = await testHsm({ cluster, slot: 1, hsmId: 'hsm-test1bbbbbb' })
+    const alice = a.session('alice')
+    const one = (await a.call(alice, 'generateSymmetricKey', { keyType: KeyType.AES, sizeBytes: 16, label: 'one' })).handle
+    const two = (await a.call(alice, 'generateSymmetricKey', { keyType: KeyType.AES, sizeBytes: 16, label: 'two' })).handle
+    await a.call(alice, 'deleteKey', { handle: one })
+    const peer = peerSession(b, a.ctx.identity.hsmId)
+    // b learns of them in the other order: the summary does not depend on it.
+    await b.call(peer, 'peerPush', { blob: maskKey(a.ctx, storedKey(a, two)!) })
+    await b.call(peer, 'peerDelete', { handle: one })
+    const summary = inventorySummary(b.keys.values())
+    expect(summary).toBe(inventorySummary(a.keys.values()))
+    expect(await a.call(peerSession(a), 'peerInventory', { unlessSummary: summary })).toEqual({ keys: [], deleted: [], same: true })
+    // A handle more, or one live on one side and deleted on the other: the whole inventory.
+    await b.call(peer, 'peerDelete', { handle: two })
+    expect(inventorySummary(b.keys.values())).not.toBe(summary)
+    expect(await b.call(peerSession(b), 'peerInventory', { unlessSummary: summary })).toEqual({ keys: [], deleted: [two, one] })
+    expect((await a.call(peerSession(a), 'peerInventory', { unlessSummary: inventorySummary(b.keys.values()) })).keys).toEqual([[two, expect.stringMatching(/^[0-9a-f]{64}$/)]])
   })
 })
 

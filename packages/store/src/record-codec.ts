@@ -159,6 +159,39 @@ export function settle (value: unknown): unknown {
   }
   if (value instanceof Date) return value
   const object = value as Record<string, unknown>
-  for (const key of Object.keys(object)) object[key] = settle(object[key])
+  const keys = Object.keys(object)
+  if (hasSparseIndexKeys(keys)) return frozenCopy(object, keys)
+  for (const key of keys) object[key] = settle(object[key])
   return Object.freeze(object)
+}
+
+/** An index key (`'0'`, `'371'`): what V8 stores as an element rather than a named property. */
+function isIndexKey (key: string): boolean {
+  const n = Number(key)
+  return Number.isInteger(n) && n >= 0 && n < 0xffff_ffff && String(n) === key
+}
+
+/**
+ * True when an object's index keys are few and far apart (an attributes map with keys 0 to 528,
+ * say). `Object.keys` lists index keys first, in ascending order.
+ */
+function hasSparseIndexKeys (keys: string[]): boolean {
+  let count = 0
+  while (count < keys.length && isIndexKey(keys[count]!)) count++
+  return count > 0 && Number(keys[count - 1]) >= 4 * count + 16
+}
+
+/**
+ * A frozen copy of `object` whose properties are defined read-only one by one. V8 keeps the index
+ * keys of an object built by assignment in an array as long as the highest key (with growth room:
+ * about 6.5 KiB for an attributes map whose highest key is 528); properties defined read-only
+ * make it keep them in a dictionary sized by their count instead (about 1.5 KiB). The value is the
+ * same frozen object to every reader; only its memory differs.
+ */
+function frozenCopy (object: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const key of keys) {
+    Object.defineProperty(out, key, { value: settle(object[key]), enumerable: true, writable: false, configurable: false })
+  }
+  return Object.freeze(out)
 }

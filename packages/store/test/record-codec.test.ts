@@ -38,3 +38,19 @@ describe('encodeRecord', () => {
     expect(() => decodeRecord(encodeChanges([{ op: 'delete', id: 'x' }])[0]!.bytes)).toThrow(/no valid seq/)
   })
 })
+
+describe('settled values', () => {
+  // Keyed by attribute id, as an HSM's key attributes are: ids from 0 to 528, few of them.
+  const attributes = { 0: 4, 1: 1, 3: 'label', 134: 0, 256: 31, 371: new Uint8Array([1, 2, 3]), 528: 0, name: 'named too' }
+
+  it('keeps a map with sparse numeric keys equal, in key order, and frozen', () => {
+    const [encoded] = encodeChanges([{ op: 'put', id: 'k', value: { attributes } }])
+    const value = (encoded!.change as { value: { attributes: Record<string, unknown> } }).value
+    expect(value.attributes).toEqual(attributes)
+    expect(Object.keys(value.attributes)).toEqual(['0', '1', '3', '134', '256', '371', '528', 'name'])
+    expect(Object.isFrozen(value)).toBe(true)
+    expect(Object.isFrozen(value.attributes)).toBe(true)
+    expect(() => { (value.attributes as Record<string, unknown>)[1] = 0 }).toThrow(TypeError)
+    expect(value.attributes[1]).toBe(1)
+  })
+})

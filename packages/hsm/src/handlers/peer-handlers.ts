@@ -22,7 +22,7 @@ import type { HsmCertificate } from '@hsmlab/crypto'
 import { Attribute, ReturnCode, WireError } from '@hsmlab/protocol'
 import type { Handler, HandlerTable, HsmContext, KeyRecord, Session } from '../context.js'
 import { isTombstone } from '../context.js'
-import { keyDigest } from '../key-digest.js'
+import { inventorySummary, keyDigest } from '../key-digest.js'
 import { handleLock, liveTokenKey, tombstoneOf, withKeyLocks } from './key-handlers.js'
 import { maskKey, openMasked, readMaskedKey } from './masked-object-handlers.js'
 
@@ -115,8 +115,9 @@ const peerHello: Handler<'peerHello'> = async (ctx, session, args) => {
   return { hsmId: ctx.identity.hsmId }
 }
 
-const peerInventory: Handler<'peerInventory'> = async (ctx, session) => {
+const peerInventory: Handler<'peerInventory'> = async (ctx, session, { unlessSummary }) => {
   requirePeer(session)
+  if (unlessSummary !== undefined && unlessSummary === inventorySummary(ctx.keys.values())) return { keys: [], deleted: [], same: true }
   return keyInventory(ctx)
 }
 
