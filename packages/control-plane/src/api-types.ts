@@ -86,6 +86,25 @@ export interface DestinationBackup {
   SourceCluster?: string
 }
 
+/** hsmlab extension: a route to an HSM (HsmlabSetHsmRoutes). */
+export interface HsmRoute {
+  HsmId: string
+  /** `control-plane`, or the id of another HSM of the same cluster. */
+  From: string
+  /** `ws://host:port` that `From` dials instead of the HSM's own endpoint. */
+  Endpoint: string
+  /** The HSM endpoint the route leads to; the route is used only while the HSM is there. */
+  Upstream?: string
+}
+
+/** A route as HsmlabSetHsmRoutes and HsmlabDescribeHsmRoutes answer it. */
+export interface HsmRouteStatus extends HsmRoute {
+  /** The HSM runs at the route's Upstream (or it has none), so `From` uses it. */
+  InUse: boolean
+  /** `From` has it: an HSM took a peer list naming it; the control plane uses its own routes on its next call. */
+  Delivered: boolean
+}
+
 /** Every operation: its input and output. */
 export interface ApiOperations {
   CreateCluster: { input: { HsmType: string, SubnetIds: string[], SourceBackupId?: string, BackupRetentionPolicy?: BackupRetentionPolicy, TagList?: Tag[], NetworkType?: 'IPV4' | 'DUALSTACK', Mode?: 'FIPS' | 'NON_FIPS' }, output: { Cluster: Cluster } }
@@ -105,6 +124,10 @@ export interface ApiOperations {
   ListTags: { input: { ResourceId: string, NextToken?: string, MaxResults?: number }, output: { TagList: Tag[], NextToken?: string } }
   /** hsmlab extension: make a backup of an ACTIVE cluster now. */
   HsmlabCreateBackup: { input: { ClusterId: string }, output: { Backup: Backup } }
+  /** hsmlab extension: replace the region's routes to HSMs. */
+  HsmlabSetHsmRoutes: { input: { Routes: HsmRoute[] }, output: { Routes: HsmRouteStatus[] } }
+  /** hsmlab extension: the region's routes to HSMs. */
+  HsmlabDescribeHsmRoutes: { input: Record<string, never>, output: { Routes: HsmRouteStatus[] } }
 }
 
 export type ApiOperationName = keyof ApiOperations

@@ -4,7 +4,8 @@
  * through the regions file, so a fault proxy can sit in between), retrying with a capped,
  * doubling delay until the copy's retry window (from its CopyTimestamp, on the lab clock) ends.
  * Then it is READY, with its bytes checked (length, SHA-256, a readable backup header); or
- * DELETED with the reason in its `StateMessage` and in the log. A copy that a restart
+ * DELETED with the reason in its `StateMessage` and in the log — at once when the source answers
+ * that its backup is gone (404) or that its stored bytes are damaged (422). A copy that a restart
  * interrupted resumes; one whose window ended meanwhile is DELETED at once: none stays
  * CREATE_IN_PROGRESS.
  */
@@ -12,6 +13,7 @@ import { createHash } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readBackupHeader } from '@hsmlab/hsm'
+import { BACKUP_DAMAGED_STATUS } from './api/backups.js'
 import type { RegionRequest } from './api/context.js'
 import type { LabClock } from './clock.js'
 import type { Logger } from './logger.js'
@@ -110,6 +112,10 @@ export async function runCopy (deps: CopierDeps, backupId: string, signal: Abort
       try { message = (JSON.parse(text) as { message?: string }).message ?? text } catch { /* not JSON */ }
       if (response.status === 404) {
         await fail(deps, backupId, `The source backup ${sourceBackup} no longer exists in ${sourceRegion}: ${message}`)
+        return
+      }
+      if (response.status === BACKUP_DAMAGED_STATUS) {
+        await fail(deps, backupId, `The source backup ${sourceBackup} in ${sourceRegion} cannot be copied: ${message}`)
         return
       }
       lastError = `${sourceRegion} answered ${response.status}: ${message}`

@@ -5,7 +5,7 @@
  * time. It sees hsmlab's extension members (`HsmlabEndpoint`, `HsmlabTrustAnchor`, ...) that the
  * AWS SDKs drop.
  */
-import type { ApiOperationName, ApiOperations, Backup, BackupStateName, Cluster, ClusterStateName, Hsm } from './api-types.js'
+import type { ApiOperationName, ApiOperations, Backup, BackupStateName, Cluster, ClusterStateName, Hsm, HsmRoute, HsmRouteStatus } from './api-types.js'
 import { ControlPlaneError, CP_ERR_API, CP_ERR_HTTP, CP_ERR_TIMEOUT } from './errors.js'
 import type { Credentials } from './sigv4.js'
 import { signRequest } from './sigv4.js'
@@ -95,6 +95,10 @@ export class ControlPlaneClient {
   async restoreBackup (backupId: string): Promise<Backup> { return (await this.call('RestoreBackup', { BackupId: backupId })).Backup }
   async modifyBackupAttributes (backupId: string, neverExpires: boolean): Promise<Backup> { return (await this.call('ModifyBackupAttributes', { BackupId: backupId, NeverExpires: neverExpires })).Backup }
   async createBackup (clusterId: string): Promise<Backup> { return (await this.call('HsmlabCreateBackup', { ClusterId: clusterId })).Backup }
+  /** Replaces the region's routes to HSMs (HsmlabSetHsmRoutes); `[]` removes them. */
+  async setHsmRoutes (routes: HsmRoute[]): Promise<HsmRouteStatus[]> { return (await this.call('HsmlabSetHsmRoutes', { Routes: routes })).Routes }
+  /** The region's routes to HSMs, each with whether it is in use and delivered (HsmlabDescribeHsmRoutes). */
+  async describeHsmRoutes (): Promise<HsmRouteStatus[]> { return (await this.call('HsmlabDescribeHsmRoutes', {})).Routes }
 
   /** One cluster, or undefined when the region does not know it. */
   async getCluster (clusterId: string): Promise<Cluster | undefined> {

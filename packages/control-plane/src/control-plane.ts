@@ -23,6 +23,7 @@
  */
 import { copyFile, mkdir, readdir, rm, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { isIPv4 } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
 import { HSM_BIN_PATH, issueHsmIdentity, randomResourceId, readBackupHeader, signBackupRequest, signPeers, writeProvisionFile } from '@hsmlab/hsm'
@@ -30,6 +31,7 @@ import type { PeerAddress } from '@hsmlab/protocol'
 import type { LevelWithSilent } from 'pino'
 import type { ApiContext, ApiSettings, RegionRequest } from './api/context.js'
 import { hsmEndpoint, hsmsOf } from './api/render.js'
+import { CONTROL_PLANE_ROUTE_FROM } from './api/routes.js'
 import { runCopy, storeBackupBytes } from './backup-copier.js'
 import { DAY_MS, LabClock } from './clock.js'
 import { controlPlaneDefaults } from './defaults.js'
@@ -45,7 +47,7 @@ import { createApiServer } from './server.js'
 import type { Credentials } from './sigv4.js'
 import { signRequest } from './sigv4.js'
 import { StateStore, lockDataDir } from './state-store.js'
-import type { BackupReason, BackupRecord, ClusterRecord, HsmRecord } from './state-store.js'
+import type { BackupReason, BackupRecord, ClusterRecord, HsmRecord, HsmRouteRecord } from './state-store.js'
 
 type NumericDefaults = { [K in keyof typeof controlPlaneDefaults as (typeof controlPlaneDefaults)[K] extends number ? K : never]: number }
 
@@ -79,8 +81,18 @@ export interface ControlPlaneOptions {
   hsmLogLevel?: string
   /** The HSM script to run. @default HSM_BIN_PATH of @hsmlab/hsm */
   hsmBinPath?: string
-  /** `per-hsm` (each HSM on its own 127.0.x.y; the default on Linux) or `shared` (all on `host`). */
+  /**
+   * `per-hsm` (each HSM on its own 127.0.x.y; the default on Linux unless `hsmHost` is given) or
+   * `shared` (all on `hsmHost`).
+   */
   hsmAddressing?: 'per-hsm' | 'shared'
+  /**
+   * With `shared` addressing: the IPv4 address every HSM listens on and reports as its EniIp,
+   * where clients reach it. Giving it makes `shared` the default addressing. It lets the API
+   * listen on every interface (`host` 0.0.0.0) while the HSMs listen on one address clients can
+   * reach (a container's address on its region's network). @default host
+   */
+  hsmHost?: string
   /** Delays, limits and windows; see defaults.ts. */
   tuning?: Partial<ControlPlaneTuning>
 }
@@ -102,7 +114,11 @@ export interface ControlPlane {
 }
 
 const ACTIVE_HSM_MESSAGE = 'HSM created.'
-const ACTIVATION_POLL_MS = 300
+/**
+ * Least time between two activation checks of an INITIALIZED cluster (listUsers on its HSMs), in
+ * milliseconds. Checks run on every tick, and sooner while someone describes the cluster.
+ */
+const ACTIVATION_POLL_MS = 50
 const DAILY_RETRY_MS = 10_000
 
 function backoff (base: number, max: number, failures: number): number {
@@ -136,6 +152,10 @@ class Engine {
   private readonly tasks = new Map<string, Promise<void>>()
   private readonly restartAt = new Map<string, number>()
   private readonly peersPushed = new Map<string, string>()
+  /** The peer list each HSM last took (setPeers), for HsmlabDescribeHsmRoutes' `Delivered`. */
+  private readonly peersDelivered = new Map<string, PeerAddress[]>()
+  /** The routes of the state (HsmlabSetHsmRoutes) by `from->hsmId`, rebuilt when they change. */
+  private routeIndex: { of: readonly HsmRouteRecord[] | undefined, byKey: Map<string, HsmRouteRecord> } = { of: undefined, byKey: new Map() }
   private readonly lastPoll = new Map<string, number>()
   private readonly abort = new AbortController()
   private timer: NodeJS.Timeout | undefined
@@ -177,7 +197,8 @@ class Engine {
       kick: () => { this.kick() },
       regions: async () => await readRegionsFile(this.regionsFile),
       regionFetch: async (region, request) => await this.regionFetch(region, request),
-      requestBackup: async clusterId => await this.makeBackup(clusterId, 'requested').then(b => b.backupId)
+      requestBackup: async clusterId => await this.makeBackup(clusterId, 'requested').then(b => b.backupId),
+      hsmRouteStatus: route => this.routeStatus(route)
     }
   }
 
@@ -327,8 +348,7 @@ class Engine {
         })
       }
       if (active.length > 0 && cluster.anchorSecretKey !== undefined) {
-        const setKey = this.peerSetKey(active)
-        if (active.some(h => this.peersPushed.get(h.hsmId) !== setKey)) {
+        if (active.some(h => this.peersPushed.get(h.hsmId) !== this.peerSetKey(h, active))) {
           this.runTask(`peers:${cluster.clusterId}`, async () => { await this.pushPeers(cluster.clusterId) })
         }
       }
@@ -385,9 +405,32 @@ class Engine {
 
   // ---------------------------------------------------------------- HSM helpers
 
+  /**
+   * Where `from` (`control-plane` or an HSM id) reaches `hsm` through a route (HsmlabSetHsmRoutes),
+   * or undefined for its own endpoint: no route, or the HSM is no longer where the route leads.
+   */
+  private routeOf (from: string, hsm: HsmRecord): string | undefined {
+    const routes = this.store.state.hsmRoutes
+    if (routes === undefined || routes.length === 0) return undefined
+    if (this.routeIndex.of !== routes) this.routeIndex = { of: routes, byKey: new Map(routes.map(r => [`${r.from}->${r.hsmId}`, r])) }
+    const route = this.routeIndex.byKey.get(`${from}->${hsm.hsmId}`)
+    const direct = hsmEndpoint(hsm)
+    if (route === undefined || direct === undefined || (route.upstream !== undefined && route.upstream !== direct)) return undefined
+    return route.endpoint
+  }
+
+  /** HsmlabDescribeHsmRoutes: whether a route is in use, and whether its `from` has it. */
+  routeStatus (route: HsmRouteRecord): { inUse: boolean, delivered: boolean } {
+    const hsm = this.store.state.hsms[route.hsmId]
+    const inUse = hsm !== undefined && this.routeOf(route.from, hsm) === route.endpoint
+    if (route.from === CONTROL_PLANE_ROUTE_FROM) return { inUse, delivered: inUse }
+    const delivered = this.peersDelivered.get(route.from)?.some(p => p.hsmId === route.hsmId && p.endpoint === route.endpoint) ?? false
+    return { inUse, delivered: inUse && delivered }
+  }
+
   private addressOf (hsm: HsmRecord): HsmAddress | undefined {
     const cluster = this.store.state.clusters[hsm.clusterId]
-    const url = hsmEndpoint(hsm)
+    const url = this.routeOf(CONTROL_PLANE_ROUTE_FROM, hsm) ?? hsmEndpoint(hsm)
     if (cluster === undefined || url === undefined) return undefined
     return { hsmId: hsm.hsmId, clusterId: hsm.clusterId, url, anchorPublicKey: bytes(cluster.anchorPublicKey) }
   }
@@ -397,8 +440,13 @@ class Engine {
     return hsmsOf(this.store.state, clusterId).filter(h => h.state === 'ACTIVE' && h.port !== undefined && this.supervisor.pidOf(h.hsmId) !== undefined)
   }
 
-  private peerSetKey (hsms: HsmRecord[]): string {
-    return hsms.map(h => `${h.hsmId}@${hsmEndpoint(h) ?? ''}`).sort().join(',')
+  /** The peer list `target` gets: every running HSM of its cluster, each where `target` reaches it (a route, else its own endpoint). */
+  private peersFor (target: HsmRecord, hsms: HsmRecord[]): PeerAddress[] {
+    return hsms.map(h => ({ hsmId: h.hsmId, endpoint: (h.hsmId === target.hsmId ? undefined : this.routeOf(target.hsmId, h)) ?? hsmEndpoint(h) ?? '' }))
+  }
+
+  private peerSetKey (target: HsmRecord, hsms: HsmRecord[]): string {
+    return this.peersFor(target, hsms).map(p => `${p.hsmId}@${p.endpoint}`).sort().join(',')
   }
 
   private async hsmExited (hsmId: string, exit: HsmExit): Promise<void> {
@@ -433,7 +481,11 @@ class Engine {
   /** Handles a failure to start: halts the HSM (its data or backup cannot be loaded) or schedules a retry. */
   private async startFailed (hsmId: string, err: unknown, creating: boolean): Promise<void> {
     const exitCode = err instanceof HsmStartError ? err.exitCode : undefined
-    const message = (err as Error).message
+    const restoreFrom = this.store.state.hsms[hsmId]?.restoreFrom
+    // The HSM names the file it was given to restore; the API's user knows the backup.
+    const message = restoreFrom === undefined
+      ? (err as Error).message
+      : (err as Error).message.replaceAll(`the backup file ${resolve(hsmPaths(this.dataDir, hsmId).restoreFile)}`, `backup ${restoreFrom}`)
     this.log.warn({ hsmId, exitCode, err: message }, 'HSM process failed to start')
     const failures = await this.store.transact(draft => {
       const hsm = draft.hsms[hsmId]
@@ -445,6 +497,11 @@ class Engine {
         hsm.state = 'DEGRADED'
         hsm.halted = true
         hsm.stateMessage = `${creating ? 'The HSM could not be created' : 'The HSM cannot be started'}: ${message}`.slice(0, 1000)
+        // A cluster waiting for its first HSM to restore its source backup says why it stays UNINITIALIZED.
+        const cluster = draft.clusters[hsm.clusterId]
+        if (creating && cluster?.state === 'UNINITIALIZED' && cluster.sourceBackupId !== undefined && restoreFrom === cluster.sourceBackupId) {
+          cluster.stateMessage = `Backup ${restoreFrom} could not be restored: ${message}`.slice(0, 1000)
+        }
       } else if (!creating) {
         hsm.state = 'DEGRADED'
         hsm.stateMessage = `The HSM process failed to start (attempt ${hsm.failures}); retrying: ${message}`.slice(0, 1000)
@@ -625,6 +682,7 @@ class Engine {
     await this.supervisor.stop(hsmId)
     this.links.drop(hsmId)
     this.peersPushed.delete(hsmId)
+    this.peersDelivered.delete(hsmId)
     this.restartAt.delete(hsmId)
     await this.store.transact(draft => {
       const h = draft.hsms[hsmId]
@@ -664,8 +722,7 @@ class Engine {
     const cluster = this.store.state.clusters[clusterId]
     const active = this.runningHsms(clusterId)
     if (cluster?.anchorSecretKey === undefined || active.length === 0) return
-    const setKey = this.peerSetKey(active)
-    const targets = active.filter(h => this.peersPushed.get(h.hsmId) !== setKey)
+    const targets = active.filter(h => this.peersPushed.get(h.hsmId) !== this.peerSetKey(h, active))
     if (targets.length === 0) return
     // A version is recorded before any HSM sees it, so it is never used twice.
     const version = await this.store.transact(draft => {
@@ -675,13 +732,16 @@ class Engine {
       return c.peersVersion
     })
     const secret = bytes(cluster.anchorSecretKey)
-    const peers: PeerAddress[] = active.map(h => ({ hsmId: h.hsmId, endpoint: hsmEndpoint(h) ?? '' }))
     await Promise.all(targets.map(async hsm => {
       const address = this.addressOf(hsm)
       if (address === undefined) return
+      // Each HSM gets its own list: its routes (HsmlabSetHsmRoutes) decide where it reaches each peer.
+      const peers = this.peersFor(hsm, active)
+      const setKey = this.peerSetKey(hsm, active)
       try {
         await this.links.call(address, 'setPeers', { peers, version, signature: signPeers(secret, hsm.hsmId, peers, version) })
         this.peersPushed.set(hsm.hsmId, setKey)
+        this.peersDelivered.set(hsm.hsmId, peers)
       } catch (err) {
         const stored = /stored version (\d+)/.exec((err as Error).message)
         if (stored !== null) {
@@ -691,7 +751,7 @@ class Engine {
         this.log.warn({ hsmId: hsm.hsmId, err: (err as Error).message }, 'the HSM did not take its peer list; trying again')
       }
     }))
-    this.log.info({ clusterId, version, peers: peers.length }, 'peer lists sent')
+    this.log.info({ clusterId, version, peers: active.length, targets: targets.length }, 'peer lists sent')
   }
 
   // ---------------------------------------------------------------- backups
@@ -779,6 +839,11 @@ class Engine {
   }
 }
 
+/** The HSM addressing of a control plane: as given; else `shared` with `hsmHost` or off Linux, `per-hsm` otherwise. */
+function addressingOf (options: ControlPlaneOptions): 'per-hsm' | 'shared' {
+  return options.hsmAddressing ?? (options.hsmHost === undefined && process.platform === 'linux' ? 'per-hsm' : 'shared')
+}
+
 function checkOptions (options: ControlPlaneOptions): void {
   const fail = (message: string): never => { throw new ControlPlaneError(CP_ERR_INVALID_ARGUMENT, message) }
   if (!isRegionName(options.region)) fail(`'${options.region}' is not a region name (like us-east-1, us-gov-west-1)`)
@@ -786,6 +851,12 @@ function checkOptions (options: ControlPlaneOptions): void {
   if (options.manufacturerKeyFile === '') fail('manufacturerKeyFile is required')
   if (options.clockSpeed !== undefined && !(Number.isFinite(options.clockSpeed) && options.clockSpeed > 0)) fail(`clockSpeed must be a positive number, not ${options.clockSpeed}`)
   if (options.port !== undefined && !(Number.isInteger(options.port) && options.port >= 0 && options.port <= 65535)) fail(`port must be 0 to 65535, not ${options.port}`)
+  if (options.hsmHost !== undefined) {
+    if (options.hsmAddressing === 'per-hsm') fail('hsmHost applies to shared addressing only; per-hsm addressing picks each HSM\'s own loopback address')
+    if (!isIPv4(options.hsmHost) || options.hsmHost === '0.0.0.0') fail(`hsmHost must be an IPv4 address clients can reach (it is each HSM's EniIp), not '${options.hsmHost}'`)
+  } else if (addressingOf(options) === 'shared' && ['0.0.0.0', '::'].includes(options.host ?? controlPlaneDefaults.host)) {
+    fail(`with shared addressing and host ${options.host ?? ''} (every interface), give hsmHost: the address the HSMs listen on and clients reach`)
+  }
   if (options.accountId !== undefined && !/^\d{12}$/.test(options.accountId)) fail(`accountId must be 12 digits, not '${options.accountId}'`)
   if (options.logLevel !== undefined && !LOG_LEVELS.includes(options.logLevel)) fail(`logLevel must be one of ${LOG_LEVELS.join(', ')}`)
   for (const [k, v] of Object.entries(options.tuning ?? {})) {
@@ -816,7 +887,8 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
       region: options.region,
       accountId: store.state.accountId,
       host,
-      hsmAddressing: options.hsmAddressing ?? (process.platform === 'linux' ? 'per-hsm' : 'shared'),
+      hsmHost: options.hsmHost ?? host,
+      hsmAddressing: addressingOf(options),
       clustersMax: tuning.clustersMax,
       hsmsMax: tuning.hsmsMax,
       hsmsPerClusterMax: tuning.hsmsPerClusterMax,

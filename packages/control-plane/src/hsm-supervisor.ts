@@ -107,6 +107,15 @@ async function tail (file: string, offset: number, lines = 15): Promise<string> 
   }
 }
 
+/**
+ * What an HSM that failed to start says about why: the one line its bin writes on standard error
+ * (`hsmlab-hsm: [HSM_ERR_...] reason`), without the prefix; else the end of its log as it is.
+ */
+export function startFailureReason (logTail: string): string {
+  const own = logTail.split('\n').filter(l => l.startsWith('hsmlab-hsm: ')).at(-1)
+  return own === undefined ? logTail : own.slice('hsmlab-hsm: '.length)
+}
+
 function parseReady (text: string): { pid: number, host: string, port: number } | undefined {
   for (const line of text.split('\n')) {
     if (!line.startsWith('{')) continue
@@ -209,7 +218,9 @@ export class HsmSupervisor {
       if (exit !== undefined) {
         const logTail = await tail(paths.logFile, logOffset)
         const how = exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${String(exit.code)}`
-        throw new HsmStartError(`${hsmId} ${how} before it was ready${logTail === '' ? '' : `: ${logTail}`}`, exit.code ?? undefined)
+        this.opts.log.warn({ hsmId, code: exit.code, signal: exit.signal, log: logTail }, 'HSM process ended before it was ready')
+        const reason = startFailureReason(logTail)
+        throw new HsmStartError(`${hsmId} ${how} before it was ready${reason === '' ? '' : `: ${reason}`}`, exit.code ?? undefined)
       }
       if (Date.now() >= deadline) {
         child.kill('SIGKILL')

@@ -29,8 +29,9 @@ export { ControlPlaneClient } from './client.js'
 export type { ControlPlaneClientOptions, WaitOptions } from './client.js'
 export type {
   ApiOperationName, ApiOperations, Backup, BackupRetentionPolicy, BackupStateName, Certificates, Cluster, ClusterStateName,
-  DestinationBackup, Hsm, Tag
+  DestinationBackup, Hsm, HsmRoute, HsmRouteStatus, Tag
 } from './api-types.js'
+export { CONTROL_PLANE_ROUTE_FROM } from './api/routes.js'
 export { OPERATIONS, UNSUPPORTED_OPERATIONS } from './api/operations.js'
 export { signRequest, verifyRequest, parseAuthorization, SIGNING_SERVICE } from './sigv4.js'
 export type { Credentials, ParsedAuthorization } from './sigv4.js'

@@ -142,6 +142,22 @@ export interface BackupRecord {
   deletedAtMs?: number
 }
 
+/**
+ * hsmlab extension (HsmlabSetHsmRoutes): the endpoint through which `from` reaches an HSM instead
+ * of the HSM's own, such as a fault proxy's listener in front of it. The lab sets them so that the
+ * links between HSMs, and from the control plane to its HSMs, go through its fault proxy.
+ */
+export interface HsmRouteRecord {
+  /** The HSM reached. */
+  hsmId: string
+  /** Who dials it: `control-plane`, or the id of another HSM of its cluster (in that HSM's peer list). */
+  from: string
+  /** `ws://host:port` to dial instead of the HSM's own endpoint. */
+  endpoint: string
+  /** The HSM endpoint the route leads to (`ws://EniIp:port`): the route is used only while the HSM is there. */
+  upstream?: string
+}
+
 /** Everything the control plane knows. */
 export interface ControlPlaneState {
   format: 'hsmlab-control-plane/v1'
@@ -151,6 +167,8 @@ export interface ControlPlaneState {
   clusters: Record<string, ClusterRecord>
   hsms: Record<string, HsmRecord>
   backups: Record<string, BackupRecord>
+  /** hsmlab extension: routes to HSMs (HsmlabSetHsmRoutes); absent in state files written before they existed. */
+  hsmRoutes?: HsmRouteRecord[]
 }
 
 const FORMAT = 'hsmlab-control-plane/v1'

@@ -56,6 +56,15 @@ export const tagKeyList: Spec = { kind: 'list', member: shapes.tagKey, min: 1, m
 /** Filters: up to 30 fields, each a list of strings. */
 export const filters: Spec = { kind: 'map', key: str('[a-zA-Z0-9_-]+'), value: { kind: 'list', member: { kind: 'string' } }, max: 30 }
 
+/** A `ws://host:port` endpoint (hsmlab's HsmlabSetHsmRoutes). */
+const wsEndpoint = str('ws://[A-Za-z0-9.:\\[\\]-]+:[0-9]{1,5}', { max: 300 })
+/** One route of HsmlabSetHsmRoutes. */
+const hsmRoute: Spec = {
+  kind: 'structure',
+  members: { HsmId: shapes.hsmId, From: str('control-plane|hsm-[2-7a-zA-Z]{11,16}'), Endpoint: wsEndpoint, Upstream: wsEndpoint },
+  required: ['HsmId', 'From', 'Endpoint']
+}
+
 /** A request shape: its members and which are required. */
 export function request (members: Record<string, Spec>, required: readonly string[] = []): Extract<Spec, { kind: 'structure' }> {
   return { kind: 'structure', members, required }
@@ -92,7 +101,9 @@ export const requestShapes = {
   TagResource: request({ ResourceId: shapes.resourceId, TagList: tagList }, ['ResourceId', 'TagList']),
   UntagResource: request({ ResourceId: shapes.resourceId, TagKeyList: tagKeyList }, ['ResourceId', 'TagKeyList']),
   ListTags: request({ ResourceId: shapes.resourceId, NextToken: shapes.nextToken, MaxResults: { kind: 'integer', min: 1, max: 100 } }, ['ResourceId']),
-  HsmlabCreateBackup: request({ ClusterId: shapes.clusterId }, ['ClusterId'])
+  HsmlabCreateBackup: request({ ClusterId: shapes.clusterId }, ['ClusterId']),
+  HsmlabSetHsmRoutes: request({ Routes: { kind: 'list', member: hsmRoute, max: 10_000 } }, ['Routes']),
+  HsmlabDescribeHsmRoutes: request({})
 } as const
 
 const regexCache = new Map<string, RegExp>()

@@ -9,7 +9,9 @@ import {
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { tmpDir, waitFor } from '@hsmlab/testing'
-import { ControlPlaneClient } from '../src/index.js'
+import { ControlPlaneClient, startControlPlane } from '../src/index.js'
+import type { ControlPlaneOptions } from '../src/index.js'
+import { main } from '../src/bin/control-plane.js'
 import { DUMMY_CREDENTIALS, expectAwsError, sdkClient, startTestControlPlane, writeRegionsFile } from './helpers.js'
 
 const SUBNETS = ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1']
@@ -190,5 +192,38 @@ describe('cloudhsmv2 API (no HSM processes)', () => {
     const unsigned = new ControlPlaneClient({ endpoint: east.url, region: 'us-west-2' })
     expect((await unsigned.describeClusters()).Clusters).toHaveLength(1)
     await expect(unsigned.deleteCluster(UNKNOWN_CLUSTER)).rejects.toMatchObject({ code: 'CP_ERR_API', awsType: NOT_FOUND, statusCode: 400 })
+  })
+})
+
+describe('HSM addressing: --hsm-host', () => {
+  it('refuses an hsmHost that clients cannot reach, with per-hsm addressing, and shared addressing on every interface without one', async () => {
+    const base = { region: 'us-east-1', dataDir: tmpDir(), manufacturerKeyFile: join(tmpDir(), 'manufacturer.key') }
+    const refused = async (options: Partial<ControlPlaneOptions>, message: RegExp): Promise<void> => {
+      await expect(startControlPlane({ ...base, ...options })).rejects.toMatchObject({ code: 'CP_ERR_INVALID_ARGUMENT', message: expect.stringMatching(message) })
+    }
+    await refused({ hsmHost: '10.0.0.4', hsmAddressing: 'per-hsm' }, /shared addressing only/)
+    await refused({ hsmHost: '0.0.0.0' }, /IPv4 address clients can reach/)
+    await refused({ hsmHost: 'cp-us-east-1' }, /IPv4 address clients can reach/)
+    await refused({ host: '0.0.0.0', hsmAddressing: 'shared' }, /give hsmHost/)
+    // The bin passes the flag on, and reports the refusal with its code.
+    let stderr = ''
+    const code = await main(['--region', 'us-east-1', '--data-dir', base.dataDir, '--hsm-manufacturer-key-file', base.manufacturerKeyFile, '--hsm-host', '0.0.0.0'],
+      { stdout: () => {}, stderr: text => { stderr += text } })
+    expect(code).toBe(1)
+    expect(stderr).toContain('[CP_ERR_INVALID_ARGUMENT] hsmHost must be an IPv4 address')
+  })
+
+  it('with hsmHost the API listens on host, every HSM gets hsmHost as its EniIp (shared addressing), and IpAddress must be it', async () => {
+    // No HSM process here (an HSM bin that does not exist): only where the API puts the HSM matters.
+    const cp = await startTestControlPlane('us-east-1', { host: '0.0.0.0', hsmHost: '127.0.0.9', hsmBinPath: join(tmpDir(), 'no-hsm.js') })
+    expect(cp.host).toBe('0.0.0.0')
+    const api = new ControlPlaneClient({ endpoint: `http://127.0.0.1:${cp.port}`, region: 'us-east-1' })
+    const cluster = await api.createCluster({ HsmType: 'hsm1.medium', SubnetIds: SUBNETS })
+    await api.waitForCluster(cluster.ClusterId ?? '', 'UNINITIALIZED')
+    await expect(api.createHsm({ ClusterId: cluster.ClusterId ?? '', AvailabilityZone: 'us-east-1a', IpAddress: '127.0.1.4' }))
+      .rejects.toMatchObject({ awsType: INVALID, message: expect.stringContaining('every HSM of this hsmlab region listens on 127.0.0.9') })
+    // Recorded before any process exists: the address is decided by the API.
+    const hsm = await api.createHsm({ ClusterId: cluster.ClusterId ?? '', AvailabilityZone: 'us-east-1b' })
+    expect(hsm.EniIp).toBe('127.0.0.9')
   })
 })

@@ -10,6 +10,7 @@ import { LabClock } from '../src/clock.js'
 import { violations, requestShapes } from '../src/validation.js'
 import { checkSignedCertificate, createClusterCsr } from '../src/x509.js'
 import { copyRefusal } from '../src/api/backups.js'
+import { startFailureReason } from '../src/hsm-supervisor.js'
 
 describe('validation', () => {
   it('words violations the way AWS request validation does', () => {
@@ -63,6 +64,18 @@ describe('regions and copies', () => {
     expect(await cp.readRegionsFile(join(dir, 'missing.json'))).toEqual({})
     writeFileSync(file, '["x"]')
     await expect(cp.readRegionsFile(file)).rejects.toMatchObject({ code: 'CP_ERR_REGIONS_FILE' })
+  })
+})
+
+describe('HSM supervision', () => {
+  it('takes the HSM bin\'s own line as the reason it failed to start, else the end of its log', () => {
+    const tail = [
+      '{"level":60,"msg":"HSM failed to start","err":{"stack":"HsmError: ...\\n    at ..."}}',
+      'hsmlab-hsm: [HSM_ERR_BACKUP_TAMPERED] cannot restore the backup file /d/restore.backup: the backup failed authentication'
+    ].join('\n')
+    expect(startFailureReason(tail)).toBe('[HSM_ERR_BACKUP_TAMPERED] cannot restore the backup file /d/restore.backup: the backup failed authentication')
+    expect(startFailureReason('Error: something else\n    at x')).toBe('Error: something else\n    at x')
+    expect(startFailureReason('')).toBe('')
   })
 })
 

@@ -146,6 +146,34 @@ describe('masked keys', () => {
     expect(again.handle).not.toBe(handle)
     expect(b.keys.get(String(handle))).toEqual({ handle, deleted: true })
   })
+
+  it('syncKey into a clone whose copy of the handle is another key: a new handle, the same one when repeated', async () => {
+    const cluster = testCluster()
+    const source = await testHsm({ cluster, slot: 1 })
+    const dest = await testHsm({ cluster: cloneOf(cluster), slot: 1 })
+    // Both HSMs have slot 1 (a clone continues from the slots its backup knew, and the source
+    // added HSMs since): their first keys have the same handle.
+    const handle = await aliceKey(source)
+    const theirs = await aliceKey(dest)
+    expect(theirs).toBe(handle)
+    const blob = await extractKey(source, handle)
+
+    const first = await dest.call(dest.session('admin'), 'insertMaskedObject', { blob, sameHandle: true })
+    expect(first.handle).not.toBe(handle)
+    const after = snapshot(dest)
+    expect((await dest.call(dest.session('admin'), 'insertMaskedObject', { blob, sameHandle: true })).handle).toBe(first.handle)
+    expect(snapshot(dest)).toBe(after)
+    expect(dest.replicator.created.map(c => c.handle)).toEqual([theirs, first.handle])
+
+    // A change on the source (a label) reaches that copy in place when synced again.
+    await source.call(source.session('alice'), 'setAttribute', { handle, attribute: Attribute.LABEL, value: 'renamed' })
+    const changed = await extractKey(source, handle)
+    expect((await dest.call(dest.session('admin'), 'insertMaskedObject', { blob: changed, sameHandle: true })).handle).toBe(first.handle)
+    expect(storedKey(dest, first.handle!)!.attributes[Attribute.LABEL]).toBe('renamed')
+    expect(storedKey(dest, theirs)!.attributes[Attribute.LABEL]).toBe('k')
+    // KMU insertMaskedObject still makes a copy each time.
+    expect((await dest.call(dest.session('admin'), 'insertMaskedObject', { blob })).handle).not.toBe(first.handle)
+  })
 })
 
 describe('masked users', () => {

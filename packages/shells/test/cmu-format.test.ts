@@ -180,6 +180,11 @@ describe('failure reasons', () => {
     expect(describeFailure(new ClientError(CLIENT_ERR_CLOSED, 'closed'), 30000)).toEqual({ reason: 'server is not connected' })
     expect(describeFailure(new ClientError(CLIENT_ERR_TIMEOUT, 'late'), 1500).reason).toBe('server did not respond within 1500 ms')
     const { ReturnCode, WireError } = await import('@hsmlab/protocol')
-    expect(describeFailure(new WireError(ReturnCode.USER_LOGIN_FAILURE, 'wrong password'), 30000)).toEqual({ reason: 'HSM Error: RET_USER_LOGIN_FAILURE', returnCode: 0xa3 })
+    // The HSM's detail is kept apart: only syncKey and syncUser print it (reasonWithDetail).
+    const failure = describeFailure(new WireError(ReturnCode.USER_LOGIN_FAILURE, 'wrong password'), 30000)
+    expect(failure).toEqual({ reason: 'HSM Error: RET_USER_LOGIN_FAILURE', returnCode: 0xa3, detail: 'wrong password' })
+    const { reasonWithDetail } = await import('../src/cmu/failures.js')
+    expect(reasonWithDetail(failure)).toBe('HSM Error: RET_USER_LOGIN_FAILURE (wrong password)')
+    expect(reasonWithDetail(describeFailure(new WireError(ReturnCode.USER_LOGIN_FAILURE), 30000))).toBe('HSM Error: RET_USER_LOGIN_FAILURE')
   })
 })

@@ -244,6 +244,21 @@ describe('server mode and synchronisation (A.4, G.4)', () => {
     expect(r.out).toContain('server0>syncUser 1 0\nError: the destination must be another server than the source (server 0)\n')
   })
 
+  it('syncKey and syncUser failures carry what the HSM said about them', async () => {
+    const [a, b] = activated(2)
+    if (a === undefined || b === undefined) throw new Error('two HSMs')
+    a.keys.set(262151, { handle: 262151, token: true, owner: 4, sharedWith: [], mValue: 0, keyClass: 4, attributes: [] })
+    const missing = 'the owner of key 262151, bob (user 4), does not exist on this HSM; sync the user first (syncUser)'
+    b.override('insertMaskedObject', () => { throw new WireError(ReturnCode.CREDENTIALS_INCONSISTENT, missing) })
+    const r = await runSession([a, b], 'loginHSM CO admin co12345\nserver 0\nsyncKey 262151 1\nsyncUser 1 1\nquit\n')
+    expect(r.out).toContain('server0>syncKey 262151 1\n' +
+      `syncKey failed: HSM Error: The owner or shared users of the object are missing or different on this HSM (${missing})\n` +
+      'syncKey failed on server 1(10.0.0.2)\n')
+    expect(r.out).toContain('server0>syncUser 1 1\nExtractMaskedObject: 0x0 !\nInsertMaskedObject: 0x9f !\n' +
+      `syncUser failed: HSM Error: The owner or shared users of the object are missing or different on this HSM (${missing})\n` +
+      'syncUser failed on server 1(10.0.0.2)\n')
+  })
+
   it('syncKey keeps the handle, and says so when the destination gave another one', async () => {
     const [a, b] = hsms(2)
     if (a === undefined || b === undefined) throw new Error('two HSMs')

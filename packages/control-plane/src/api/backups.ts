@@ -9,7 +9,7 @@
  * `{DestinationBackup: {CreateTimestamp, SourceBackup, SourceCluster, SourceRegion}}`. The
  * destination then fetches the bytes from the source (backup-copier.ts).
  */
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomResourceId } from '@hsmlab/hsm'
@@ -261,9 +261,13 @@ export function copyRecorded (ctx: ApiContext, requestId: string): { status: num
   return backup === undefined ? { status: 404, body: { message: 'no such copy request' } } : { status: 200, body: { BackupId: backup.backupId } }
 }
 
+/** The status `GET /_hsmlab/backups/<id>` answers when the stored bytes are damaged: a copy of them fails for good. */
+export const BACKUP_DAMAGED_STATUS = 422
+
 /**
  * `GET /_hsmlab/backups/<id>`: the bytes of a backup that has them (READY or PENDING_DELETION);
- * 409 while it is being made (ask again), 404 when it is unknown or DELETED (give up).
+ * 409 while it is being made (ask again), 404 when it is unknown or DELETED, 422 when its stored
+ * bytes are not the ones it was made with (give up).
  */
 export async function backupBytes (ctx: ApiContext, dataDir: string, backupId: string): Promise<{ status: number, body: Uint8Array | unknown, sha256?: string }> {
   const backup = ctx.store.state.backups[backupId]
@@ -274,6 +278,14 @@ export async function backupBytes (ctx: ApiContext, dataDir: string, backupId: s
     return { status: 409, body: { __type: 'CloudHsmInvalidRequestException', message: `Backup ${backupId} is in state ${backup.state}; ask again later` } }
   }
   const bytes = await readFile(join(dataDir, backup.file))
+  // Bytes changed on disk since the backup was made can never be copied: say so (422, which the
+  // destination does not retry) rather than send them for the destination to find damaged.
+  if (backup.sha256 !== undefined && createHash('sha256').update(bytes).digest('hex') !== backup.sha256) {
+    return {
+      status: BACKUP_DAMAGED_STATUS,
+      body: { __type: 'CloudHsmInvalidRequestException', message: `Backup ${backupId} cannot be copied: its stored bytes (${backup.file}) no longer match the SHA-256 recorded when it was made; they were changed or damaged` }
+    }
+  }
   return { status: 200, body: new Uint8Array(bytes), ...(backup.sha256 === undefined ? {} : { sha256: backup.sha256 }) }
 }
 

@@ -141,6 +141,8 @@ export async function describeClusters (ctx: ApiContext, input: unknown): Promis
     .filter(c => filters.vpcIds === undefined || filters.vpcIds.includes(c.vpcId))
     .sort((a, b) => a.createdAtMs - b.createdAtMs || a.clusterId.localeCompare(b.clusterId))
   const result = page(matches, offset, req.MaxResults, 'clusters')
+  // Someone watches an INITIALIZED cluster for its activation: look now rather than at the next tick.
+  if (result.items.some(c => c.state === 'INITIALIZED')) ctx.kick()
   return { Clusters: result.items.map(c => renderCluster(state, c)), ...(result.nextToken === undefined ? {} : { NextToken: result.nextToken }) }
 }
 

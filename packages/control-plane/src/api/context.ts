@@ -4,15 +4,17 @@
  */
 import type { LabClock } from '../clock.js'
 import type { RegionsMap } from '../regions.js'
-import type { StateStore } from '../state-store.js'
+import type { HsmRouteRecord, StateStore } from '../state-store.js'
 
 /** Limits and settings the handlers enforce. */
 export interface ApiSettings {
   region: string
   accountId: string
-  /** Address HSMs listen on in `shared` addressing; the API's own host. */
+  /** The API's own host. */
   host: string
-  /** `per-hsm`: each HSM gets its own loopback address in its subnet; `shared`: all use `host`. */
+  /** Address HSMs listen on in `shared` addressing (their EniIp): `hsmHost`, else `host`. */
+  hsmHost: string
+  /** `per-hsm`: each HSM gets its own loopback address in its subnet; `shared`: all use `hsmHost`. */
   hsmAddressing: 'per-hsm' | 'shared'
   clustersMax: number
   hsmsMax: number
@@ -48,4 +50,10 @@ export interface ApiContext {
   regionFetch: (region: string, request: RegionRequest) => Promise<Response>
   /** Makes a backup of an active cluster now (HsmlabCreateBackup); resolves with the new backup's id once it is recorded. */
   requestBackup: (clusterId: string) => Promise<string>
+  /**
+   * Whether a route to an HSM (HsmlabSetHsmRoutes) is in use (its HSM runs at its Upstream) and
+   * delivered (the HSM it is from has taken a peer list naming it; for the control plane's own
+   * routes: in use).
+   */
+  hsmRouteStatus: (route: HsmRouteRecord) => { inUse: boolean, delivered: boolean }
 }

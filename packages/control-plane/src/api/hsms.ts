@@ -7,7 +7,7 @@
  * loopback), the subnet of availability zone `<region>a` is 127.0.1.0/24, `<region>b`
  * 127.0.2.0/24, and so on; an HSM gets the first free address from .4 (AWS reserves the first
  * four of a subnet) and listens on it, so its EniIp is where clients reach it. With `shared`
- * addressing every HSM listens on the control plane's host.
+ * addressing every HSM listens on the control plane's `hsmHost` (by default its host).
  */
 import { randomResourceId } from '@hsmlab/hsm'
 import { invalidRequest, notFound } from '../errors.js'
@@ -31,10 +31,10 @@ function addressesInUse (state: Readonly<ControlPlaneState>): Set<string> {
 /** Picks (or checks) the ENI address of a new HSM in availability zone `az`. */
 function addressFor (state: Readonly<ControlPlaneState>, settings: ApiSettings, az: string, wanted: string | undefined): string {
   if (settings.hsmAddressing === 'shared') {
-    if (wanted !== undefined && wanted !== settings.host) {
-      throw invalidRequest(`IpAddress ${wanted} is not available: every HSM of this hsmlab region listens on ${settings.host}`)
+    if (wanted !== undefined && wanted !== settings.hsmHost) {
+      throw invalidRequest(`IpAddress ${wanted} is not available: every HSM of this hsmlab region listens on ${settings.hsmHost}`)
     }
-    return settings.host
+    return settings.hsmHost
   }
   const octet = subnetOctet(az)
   const inUse = addressesInUse(state)

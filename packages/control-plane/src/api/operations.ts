@@ -3,6 +3,7 @@ import { copyBackupToRegion, deleteBackup, describeBackups, hsmlabCreateBackup, 
 import { createCluster, deleteCluster, describeClusters, initializeCluster, modifyCluster } from './clusters.js'
 import type { ApiContext } from './context.js'
 import { createHsm, deleteHsm } from './hsms.js'
+import { hsmlabDescribeHsmRoutes, hsmlabSetHsmRoutes } from './routes.js'
 import { listTags, tagResource, untagResource } from './tags.js'
 
 /** One operation: validates its input and answers its output (or throws an ApiError). */
@@ -25,7 +26,9 @@ export const OPERATIONS: Readonly<Record<string, Operation>> = {
   TagResource: tagResource,
   UntagResource: untagResource,
   ListTags: listTags,
-  HsmlabCreateBackup: hsmlabCreateBackup
+  HsmlabCreateBackup: hsmlabCreateBackup,
+  HsmlabSetHsmRoutes: hsmlabSetHsmRoutes,
+  HsmlabDescribeHsmRoutes: hsmlabDescribeHsmRoutes
 }
 
 /** Operations of the AWS model that hsmlab does not serve (backup sharing across accounts). */

@@ -5,7 +5,7 @@
  *   hsmlab-control-plane --region R --data-dir D --hsm-manufacturer-key-file F
  *                        [--host 127.0.0.1] [--port 0] [--regions-file FILE]
  *                        [--credentials ACCESS_KEY:SECRET] [--clock-speed 1] [--account-id 111122223333]
- *                        [--log-level silent] [--hsm-log-level warn] [--hsm-addressing per-hsm|shared]
+ *                        [--log-level silent] [--hsm-log-level warn] [--hsm-addressing per-hsm|shared] [--hsm-host IP]
  *                        [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60]
  *                        [--transition-delay-ms 1000]
  *
@@ -23,7 +23,7 @@ import { LOG_LEVELS, createLogger } from '../logger.js'
 
 const USAGE = 'usage: hsmlab-control-plane --region R --data-dir D --hsm-manufacturer-key-file F [--host 127.0.0.1] [--port 0] [--regions-file FILE] ' +
   '[--credentials ACCESS_KEY:SECRET] [--clock-speed 1] [--account-id 111122223333] [--log-level silent] [--hsm-log-level warn] ' +
-  '[--hsm-addressing per-hsm|shared] [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60] [--transition-delay-ms 1000]'
+  '[--hsm-addressing per-hsm|shared] [--hsm-host IP] [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60] [--transition-delay-ms 1000]'
 
 /** Where `main` writes and what stops it; the defaults are the process's. */
 export interface MainIo {
@@ -75,6 +75,7 @@ function parse (argv: string[]): ControlPlaneOptions | 'help' {
       'log-level': { type: 'string' },
       'hsm-log-level': { type: 'string' },
       'hsm-addressing': { type: 'string' },
+      'hsm-host': { type: 'string' },
       'clusters-max': { type: 'string' },
       'hsms-max': { type: 'string' },
       'copy-retry-window-seconds': { type: 'string' },
@@ -128,6 +129,7 @@ function parse (argv: string[]): ControlPlaneOptions | 'help' {
     ...(values['account-id'] === undefined ? {} : { accountId: values['account-id'] }),
     ...(hsmLogLevel === undefined ? {} : { hsmLogLevel }),
     ...(addressing === undefined ? {} : { hsmAddressing: addressing }),
+    ...(values['hsm-host'] === undefined ? {} : { hsmHost: values['hsm-host'] }),
     logLevel: logLevel as LevelWithSilent,
     tuning
   }

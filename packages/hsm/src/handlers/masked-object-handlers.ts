@@ -28,7 +28,10 @@
  *   key (same class, type and material) — then the stored copy is replaced, owner, shares and
  *   attributes taken from the source: that is how syncKey repairs a desynchronised key. When the
  *   handle is held by another key, or was deleted here (a tombstone: handles are never reused,
- *   and the peers would delete it again), the key gets a new handle, returned in the result.
+ *   and the peers would delete it again), the key gets a new handle, returned in the result —
+ *   unless an earlier such insert already gave it one: a live key of the same owner, class, type
+ *   and material under another handle is that copy, updated in place like the same handle would
+ *   be, so a repeated syncKey makes no second copy.
  *   Without `sameHandle` (KMU insertMaskedObject) the key always gets a new handle, as the
  *   reference says; inserting the same object twice then makes two copies, as on CloudHSM.
  * - a user is matched by id: same id and name → replaced (type, password, counters); the id held
@@ -252,16 +255,42 @@ function sameKey (a: KeyRecord, b: KeyRecord): boolean {
   return a.keyClass === b.keyClass && a.keyType === b.keyType && Buffer.from(a.material).equals(Buffer.from(b.material))
 }
 
+/** The source's record as stored under `handle` here. */
+function relocated (source: KeyRecord, handle: number): KeyRecord {
+  const record = copyRecord(source)
+  record.handle = handle
+  // The link to the other half of a pair holds only while the key keeps its handle.
+  if (handle !== source.handle) delete record.pairHandle
+  return record
+}
+
+/**
+ * The handle under which an earlier `sameHandle` insert put this key because its own handle was
+ * taken here: a live key of the same owner, class, type and material under another handle (the
+ * lowest, if there are several).
+ */
+function earlierCopyOf (ctx: HsmContext, source: KeyRecord): number | undefined {
+  let found: number | undefined
+  for (const record of ctx.keys.values()) {
+    if (isTombstone(record) || record.handle === source.handle || record.owner !== source.owner || !sameKey(record, source)) continue
+    if (found === undefined || record.handle < found) found = record.handle
+  }
+  return found
+}
+
 async function insertKey (ctx: HsmContext, masked: MaskedKey, sameHandle: boolean): Promise<number> {
   const source = masked.record
   if (source.attributes[Attribute.TOKEN] !== 1) throw invalid('the masked key is not a token key')
   checkCredentials(ctx, masked)
   let created: KeyRecord | undefined
-  const handle = await withKeyLocks(ctx, [handleLock(source.handle)], async () => {
+  const copyAt = sameHandle ? earlierCopyOf(ctx, source) : undefined
+  const locks = [handleLock(source.handle), ...(copyAt === undefined ? [] : [handleLock(copyAt)])]
+  const handle = await withKeyLocks(ctx, locks, async () => {
     let handle: number | undefined
     let replacing = false
     if (sameHandle) {
       const existing = ctx.keys.get(String(source.handle))
+      const copy = copyAt === undefined ? undefined : liveTokenKey(ctx, copyAt)
       if (existing !== undefined && !isTombstone(existing) && sameKey(existing, source)) {
         handle = source.handle
         replacing = true
@@ -269,15 +298,17 @@ async function insertKey (ctx: HsmContext, masked: MaskedKey, sameHandle: boolea
         if (keyDigest(existing) === keyDigest(source)) return handle
       } else if (existing === undefined && !handleInUse(ctx, source.handle, true)) {
         handle = source.handle
+      } else if (copy !== undefined && copy.owner === source.owner && sameKey(copy, source)) {
+        // Its handle is taken here, and an earlier insert gave it this one: update that copy.
+        handle = copy.handle
+        replacing = true
+        if (keyDigest(copy) === keyDigest(relocated(source, handle))) return handle
       }
     }
     const release = replacing ? () => {} : reserveKeySlots(ctx, 1)
     try {
       handle ??= allocateKeyHandle(ctx)
-      const record = copyRecord(source)
-      record.handle = handle
-      // The link to the other half of a pair holds only while the key keeps its handle.
-      if (handle !== source.handle) delete record.pairHandle
+      const record = relocated(source, handle)
       await ctx.keys.apply([{ op: 'put', id: String(handle), value: record }])
       if (!replacing) created = record
       return handle

@@ -16,9 +16,11 @@ export interface Failure {
   reason: string
   /** The HSM's return code, when the HSM answered (syncUser prints it). */
   returnCode?: number
+  /** What exactly the HSM said went wrong, when it said (the return code's text is generic). */
+  detail?: string
 }
 
-interface CodedError { code?: unknown, message?: unknown, cause?: unknown, returnCode?: ReturnCodeInfo, status?: unknown }
+interface CodedError { code?: unknown, message?: unknown, cause?: unknown, returnCode?: ReturnCodeInfo, status?: unknown, detail?: unknown }
 
 function asCoded (err: unknown): CodedError {
   return typeof err === 'object' && err !== null ? err as CodedError : { message: String(err) }
@@ -33,7 +35,7 @@ function messageOf (err: unknown): string {
 export function describeFailure (err: unknown, requestTimeoutMs: number): Failure {
   const e = asCoded(err)
   if (e.returnCode !== undefined && typeof e.status === 'number') {
-    return { reason: e.returnCode.message, returnCode: e.status }
+    return { reason: e.returnCode.message, returnCode: e.status, ...(typeof e.detail === 'string' && e.detail !== '' ? { detail: e.detail } : {}) }
   }
   switch (e.code) {
     case CLIENT_ERR_CLOSED:
@@ -47,6 +49,15 @@ export function describeFailure (err: unknown, requestTimeoutMs: number): Failur
     default:
       return { reason: messageOf(err) }
   }
+}
+
+/**
+ * The reason with the HSM's own account of it in parentheses, when it gave one. syncKey and
+ * syncUser print this (the real tool's failure output for them is not documented, reference H):
+ * across clusters, "missing or different" users and lineages need naming to be acted on.
+ */
+export function reasonWithDetail (failure: Failure): string {
+  return failure.detail === undefined ? failure.reason : `${failure.reason} (${failure.detail})`
 }
 
 const SOCKET_REASONS: Readonly<Record<string, string>> = {

@@ -11,6 +11,7 @@ import { Attribute, CMU_SETTABLE_ATTRIBUTES, attributeName } from '@hsmlab/proto
 import type { OperationName } from '@hsmlab/protocol'
 import type { CmuCommand, CmuContext, ServerOutcome } from './command.js'
 import { UsageError, expectArgCount, parseInteger } from './command.js'
+import { reasonWithDetail } from './failures.js'
 import {
   attributeSection, failureLines, findAllKeysSection, keyInfoSection, listAttributesLines, successLine
 } from './format.js'
@@ -158,12 +159,12 @@ const syncKey: CmuCommand = {
     const destination = syncDestination(ctx, source, args[1] ?? '')
     const extracted = await ctx.call(source, 'extractMaskedObject', { kind: 'key', handle })
     if (!extracted.ok) {
-      ctx.printLines(failureLines('syncKey', ctx.label(source), extracted.failure.reason))
+      ctx.printLines(failureLines('syncKey', ctx.label(source), reasonWithDetail(extracted.failure)))
       return
     }
     const inserted = await ctx.call(destination, 'insertMaskedObject', { blob: extracted.result.blob, sameHandle: true })
     if (!inserted.ok) {
-      ctx.printLines(failureLines('syncKey', ctx.label(destination), inserted.failure.reason))
+      ctx.printLines(failureLines('syncKey', ctx.label(destination), reasonWithDetail(inserted.failure)))
       return
     }
     const newHandle = inserted.result.handle

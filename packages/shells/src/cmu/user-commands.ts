@@ -7,6 +7,8 @@ import type { ServerEntry } from '@hsmlab/client'
 import type { UserType } from '@hsmlab/protocol'
 import type { CmuCommand, CmuContext, Credentials } from './command.js'
 import { UsageError, expectArgCount, notSimulated, parseCredentials, parseInteger, parseServerId, parseUserType } from './command.js'
+import { reasonWithDetail } from './failures.js'
+import type { Failure } from './failures.js'
 import {
   RETRY_IGNORE_ABORT_PROMPT, RETRY_ROLLBACK_IGNORE_PROMPT, failureLines, listUsersSection, successLine, syncStepLine
 } from './format.js'
@@ -213,9 +215,9 @@ const syncUser: CmuCommand = {
     const source = syncSource(ctx, 'syncUser')
     const userId = parseInteger(args[0] ?? '', 'the user id')
     const destination = syncDestination(ctx, source, args[1] ?? '')
-    const failed = (server: ServerEntry, step: 'ExtractMaskedObject' | 'InsertMaskedObject', failure: { reason: string, returnCode?: number }): undefined => {
+    const failed = (server: ServerEntry, step: 'ExtractMaskedObject' | 'InsertMaskedObject', failure: Failure): undefined => {
       if (failure.returnCode !== undefined) ctx.println(syncStepLine(step, failure.returnCode))
-      ctx.printLines(failureLines('syncUser', ctx.label(server), failure.reason))
+      ctx.printLines(failureLines('syncUser', ctx.label(server), reasonWithDetail(failure)))
       return undefined
     }
     const extracted = await ctx.call(source, 'extractMaskedObject', { kind: 'user', userId })
