@@ -81,7 +81,8 @@ describe('hsmlab up / status / down', () => {
 
     // The contract's shape.
     expect(status.dir).toBe(lab.dir)
-    expect(status.faults).toEqual({ endpoint: null })
+    // Every link runs through the lab's fault proxy (test/e2e/faults-*.test.ts).
+    expect(status.faults).toMatchObject({ endpoint: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/) as unknown, state: 'RUNNING' })
     expect(status.cmuConfigs).toEqual({})
     expect(status.regions.map(r => r.name)).toEqual(['us-east-1'])
     const controlPlane = status.regions[0]?.controlPlane
@@ -157,7 +158,7 @@ describe('hsmlab up / status / down', () => {
     await login(clusterOf(restarted, 'primary'), survivor, 'CU', 'alice', 'Alice1234')
 
     // `down` stops every process; a second `down` has nothing to do.
-    const pids = [...hsmsOf(restarted).map(h => h.pid as number), controlPlane?.pid as number]
+    const pids = [...hsmsOf(restarted).map(h => h.pid as number), controlPlane?.pid as number, restarted.faults.pid as number]
     const down = await lab.down()
     expect(down.stdout).toContain('stopped 1 control plane and 3 HSM processes')
     for (const pid of pids) expect(alive(pid)).toBe(false)

@@ -7,8 +7,13 @@ import { fileURLToPath } from 'node:url'
 export const labDefaults = {
   /** Lab directory, relative to the working directory. @default '.hsmlab' */
   dir: '.hsmlab',
-  /** How long a control plane may take from spawn to its ready line, in milliseconds. @default 15000 */
+  /**
+   * How long a control plane may take from spawn to its ready line, or one that runs elsewhere
+   * (`up --control-plane`) to answer, in milliseconds. @default 15000
+   */
   readyTimeoutMs: 15_000,
+  /** How often `up` asks a control plane that runs elsewhere whether it answers yet, in milliseconds. @default 100 */
+  externalPollIntervalMs: 100,
   /** How often the launcher reads a control plane's stdout file for the ready line, in milliseconds. @default 10 */
   readyPollIntervalMs: 10,
   /**
@@ -56,6 +61,8 @@ export const labDefaults = {
    * @default 'warn'
    */
   logLevel: 'warn',
+  /** Address the fault proxy's API listens on (its links listen on the HSMs' own addresses). @default '127.0.0.1' */
+  faultProxyHost: '127.0.0.1',
   /** Lines of a control plane's log quoted in an error when it fails to start. @default 20 */
   logTailLines: 20
 } as const

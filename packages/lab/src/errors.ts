@@ -34,6 +34,11 @@ export const LAB_ERR_HSM_START = 'LAB_ERR_HSM_START'
 export const LAB_ERR_ACTIVATION = 'LAB_ERR_ACTIVATION'
 /** `hsmlab backup`: the backup could not be made. */
 export const LAB_ERR_BACKUP = 'LAB_ERR_BACKUP'
+/** The fault layer: the fault proxy could not be started or does not answer, a link could not be made, or a fault could not be set. */
+export const LAB_ERR_FAULTS = 'LAB_ERR_FAULTS'
+
+/** `hsmlab scenario run`: the scenario file cannot be read, is not JSON, is not a valid scenario, or names what its topology does not have. */
+export const LAB_ERR_SCENARIO = 'LAB_ERR_SCENARIO'
 
 /** Every code of this package. */
 export const LAB_ERROR_CODES: readonly string[] = [
@@ -47,5 +52,7 @@ export const LAB_ERROR_CODES: readonly string[] = [
   LAB_ERR_CLUSTER,
   LAB_ERR_HSM_START,
   LAB_ERR_ACTIVATION,
-  LAB_ERR_BACKUP
+  LAB_ERR_BACKUP,
+  LAB_ERR_FAULTS,
+  LAB_ERR_SCENARIO
 ]

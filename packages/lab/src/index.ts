@@ -4,22 +4,29 @@
  * into running processes: one control plane per region, which spawns and supervises its HSMs,
  * and clusters built through the control planes' cloudhsmv2 API the way the AWS documentation
  * does it. `hsmlab status` reports what runs where, `hsmlab down` stops it all, `hsmlab backup`
- * makes a backup now. The same operations are functions here, for scripts and tests that run in
- * process.
+ * makes a backup now; every link runs through the lab's fault proxy, and `hsmlab fault`
+ * (`applyFault`, `healFaults`, `listFaults`) partitions, blackholes, slows or resets them. The same
+ * operations are functions here, for scripts and tests that run in process.
  *
  * @example
  * ```ts
- * import { labDown, labStatus, labUp } from '@hsmlab/lab'
+ * import { applyFault, healFaults, labDown, labStatus, labUp } from '@hsmlab/lab'
  * const { status } = await labUp({ dir: '/tmp/lab' })     // the default lab: us-east-1/primary and its clone us-west-2/dr
  * status.cmuConfigs['us-east-1/primary->us-west-2/dr']     // a CMU configuration for syncKey / syncUser across them
+ * await applyFault({ dir: '/tmp/lab', fault: { type: 'partition', group: 'us-west-2' } })
+ * await healFaults({ dir: '/tmp/lab' })
  * await labDown({ dir: '/tmp/lab', purge: true })
  * ```
  */
 export { UP_CHANNEL, crossConfigKey, labBackup, labDir, labDown, labStatus, labUp } from './lab.js'
 export type {
-  ClusterStatus, ControlPlaneStatus, HsmRunState, HsmStatus, LabBackupOptions, LabDownOptions, LabDownResult, LabLocation, LabStatus,
+  ClusterStatus, ControlPlaneStatus, FaultsStatus, HsmRunState, HsmStatus, LabBackupOptions, LabDownOptions, LabDownResult, LabLocation, LabStatus,
   LabUpOptions, LabUpResult, RegionStatus, UpProgress
 } from './lab.js'
+export { applyFault, healFaults, listFaults } from './faults.js'
+export type { AppliedFault, ApplyFaultOptions, FaultLabLocation, FaultLinks, FaultListing, HealedFaults, HealFaultsOptions, LabFault, LinkFaults } from './faults.js'
+export { CONTROL_LINK_PREFIX, PEER_LINK_PREFIX, WAN_LINK_PREFIX, groupIndex, groupsOf, hsmGroupName, linksBetween, planLinks } from './fault-links.js'
+export type { LinkKind, LinkPlanHsm, LinkPlanInput, PlannedLink } from './fault-links.js'
 export { availabilityZonesOf, subnetIdOf } from './cluster-builder.js'
 export type { BuildStep } from './cluster-builder.js'
 export { createCustomerCa, signClusterCsr } from './customer-ca.js'
@@ -27,12 +34,22 @@ export type { CustomerCa } from './customer-ca.js'
 export { clustersOf, parseTopology, readTopology } from './topology.js'
 export type { Topology, TopologyCluster, TopologyRegion, TopologyUser } from './topology.js'
 export { LAB_STATE_FORMAT, LabLayout, readLabState } from './lab-state.js'
-export type { ClusterState, ControlPlaneState, HsmSeen, LabState } from './lab-state.js'
+export type { ClusterState, ControlPlaneState, FaultLinkState, FaultProxyState, HsmSeen, LabState } from './lab-state.js'
 export { formatDown, formatStatus, formatUpSummary } from './report.js'
 export { DEFAULT_TOPOLOGY_PATH, labDefaults } from './defaults.js'
 export {
-  LabError, LAB_ERROR_CODES, LAB_ERR_ACTIVATION, LAB_ERR_BACKUP, LAB_ERR_BUSY, LAB_ERR_CLUSTER, LAB_ERR_CONTROL_PLANE, LAB_ERR_HSM_START,
-  LAB_ERR_NO_LAB, LAB_ERR_STATE, LAB_ERR_TOPOLOGY, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
+  LabError, LAB_ERROR_CODES, LAB_ERR_ACTIVATION, LAB_ERR_BACKUP, LAB_ERR_BUSY, LAB_ERR_CLUSTER, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS, LAB_ERR_HSM_START,
+  LAB_ERR_NO_LAB, LAB_ERR_SCENARIO, LAB_ERR_STATE, LAB_ERR_TOPOLOGY, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
 } from './errors.js'
+export {
+  CHECKERS, History, SCENARIO_EXIT, SCENARIO_HELP, checkAcknowledgedNotLost, checkBackupsSettled, checkClusterAgreement, checkFailuresHaveCauses,
+  checkNoDuplicates, checkNoHalfWrites, clustersOfTopology, formatViolations, parseScenario, readScenario, resolveScenario, runCheckers, runScenario,
+  scenarioDefaults, scenarioMain
+} from './scenario/index.js'
+export type {
+  CheckInput, Fault, InvariantName, Invocation, LinkSelector, Observation, ObservedBackup, ObservedHsm, ObservedKey, ObservedUser, OperationRecord,
+  Outcome, ResolvedScenario, RunScenarioOptions, Scenario, ScenarioCluster, ScenarioIo, ScenarioResult, ScheduleEntry, Verdict, Violation,
+  WorkloadOp, WorkloadOpName, WorkloadStream
+} from './scenario/index.js'
 export { main } from './bin/hsmlab.js'
 export type { MainIo } from './bin/hsmlab.js'

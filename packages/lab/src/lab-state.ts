@@ -13,7 +13,10 @@
  * lab.json                          this state
  * lab.lock                          held by a running `up` or `down` (holds its pid)
  * manufacturer.key                  the installation's manufacturer key (0600), given to every control plane
- * regions.json                      region → control-plane endpoint (every control plane's --regions-file)
+ * regions.json                      region → control-plane endpoint (direct)
+ * <region>/regions.json             that region's control plane's --regions-file: the others through its WAN links
+ * fault-proxy/proxies.json          the fault proxy's --config: every link's proxy as last made
+ * fault-proxy/fault-proxy.out, .log the fault proxy's standard output (ready line) and log
  * ca/issuing-ca.key, issuing-ca.crt the customer CA that signs each new cluster's CSR (InitializeCluster)
  * <region>-<cluster>.cfg            CMU configuration of each cluster
  * <src region>-<src>--<region>-<clone>.cfg   CMU configuration spanning a source and its clone
@@ -42,6 +45,12 @@ export interface ControlPlaneState {
   port: number
   /** Pid of the process last started, or null when the lab stopped it. */
   pid: number | null
+  /**
+   * Set when the control plane runs elsewhere (`hsmlab up --control-plane REGION=URL`, as in the
+   * Docker lab): its endpoint. The lab then neither starts nor stops it; `port` stays 0 and `pid`
+   * null (its process is not the lab's to signal).
+   */
+  endpoint?: string
   /** When the process last became ready (ISO 8601). */
   startedAt?: string
 }
@@ -69,6 +78,39 @@ export interface ClusterState {
   hsms: HsmSeen[]
 }
 
+/** One link's proxy as the lab made it (docs/lab.md "Faults"). */
+export interface FaultLinkState {
+  /** The proxy's name (`us-east-1/primary/hsm-0`, `wan/us-east-1->us-west-2`). */
+  name: string
+  kind: 'client' | 'peer' | 'control' | 'wan'
+  /** `host:port` it listens on; restarts reuse it so that configurations stay valid. */
+  listen: string
+  /** `host:port` it forwards to. */
+  upstream: string
+  /** Its explicit groups (the fault proxy adds the `/` prefixes of its name). */
+  groups: string[]
+  /** The HSM it reaches (client, peer and control links). */
+  hsmId?: string
+  /** Who dials it: `client`, `control-plane`, an HSM's id, or a region (WAN). */
+  from: string
+}
+
+/** The lab's fault proxy: one process on every link of the lab. */
+export interface FaultProxyState {
+  /** False for a lab made with `hsmlab up --no-faults`: no fault proxy, every link direct. */
+  enabled: boolean
+  /** Port of its API; 0 until it first started. Restarts reuse it. */
+  port: number
+  /** Pid of the process last started, or null when the lab stopped it. */
+  pid: number | null
+  /** The seed of its random draws (`up --seed N`, else drawn once and kept). */
+  seed: number | null
+  /** When the process last became ready (ISO 8601). */
+  startedAt?: string
+  /** Every link's proxy as last made. */
+  links: FaultLinkState[]
+}
+
 /** The content of lab.json. */
 export interface LabState {
   format: typeof LAB_STATE_FORMAT
@@ -76,6 +118,10 @@ export interface LabState {
   topology: Topology
   controlPlanes: ControlPlaneState[]
   clusters: ClusterState[]
+  /** The fault proxy; absent in a lab made before the fault layer existed (the next `up` adds it). */
+  faultProxy?: FaultProxyState
+  /** `up --copy-retry-window-seconds`: the control planes' copy retry window, given when they start. */
+  copyRetryWindowSeconds?: number
 }
 
 /** Every path of a lab directory, from its root. */
@@ -108,6 +154,13 @@ export class LabLayout {
   trustAnchorFile (region: string, cluster: string): string { return join(this.clusterDir(region, cluster), 'customerCA.crt') }
   /** An HSM's data directory, where its control plane keeps it (docs/control-plane.md). */
   hsmDataDir (region: string, hsmId: string): string { return join(this.controlPlaneDataDir(region), 'hsms', hsmId, 'data') }
+  /** The fault proxy's directory: its `--config` (proxies.json), standard output and log. */
+  get faultProxyDir (): string { return join(this.dir, 'fault-proxy') }
+  get faultProxyConfigFile (): string { return join(this.faultProxyDir, 'proxies.json') }
+  get faultProxyStdoutFile (): string { return join(this.faultProxyDir, 'fault-proxy.out') }
+  get faultProxyLogFile (): string { return join(this.faultProxyDir, 'fault-proxy.log') }
+  /** A region's control plane's `--regions-file`: the other regions through its WAN links (or direct without a fault proxy). */
+  regionRegionsFile (region: string): string { return join(this.regionDir(region), REGIONS_FILE_NAME) }
   /** An HSM's log, beside its data directory. */
   hsmLogFile (region: string, hsmId: string): string { return join(this.controlPlaneDataDir(region), 'hsms', hsmId, 'hsm.log') }
 }

@@ -31,6 +31,10 @@ import { LAB_STATE_FORMAT, LabLayout, LabStateWriter, acquireLabLock, readLabSta
 import type { ClusterState, ControlPlaneState, HsmSeen, LabState } from './lab-state.js'
 import { findLabProcesses, isLabProcess, killProcess, launchControlPlane, stopProcess, waitGone, waitUntilReaped } from './launcher.js'
 import type { LabProcess } from './launcher.js'
+import { clientEndpointsOf, ensureFaultProxy, faultEndpointOf, faultLayerActive, faultProxyAnswers, faultProxyRecord, reconcileFaultLayer, stopFaultProxy, writeRegionsFiles } from './fault-layer.js'
+import type { FaultLayerOptions } from './fault-layer.js'
+import { applyFaultAt, faultViewAt } from './faults.js'
+import type { LabFault } from './faults.js'
 import { clustersOf, readTopology } from './topology.js'
 import type { Topology } from './topology.js'
 
@@ -76,6 +80,30 @@ export interface LabUpOptions extends LabLocation {
   pollIntervalMs?: number
   /** The control-plane bin to start. @default CONTROL_PLANE_BIN_PATH of @hsmlab/control-plane */
   controlPlaneBinPath?: string
+  /**
+   * Control planes that run elsewhere, region → endpoint (`{"us-east-1": "http://cp-us-east-1:8080"}`):
+   * the lab uses them instead of starting its own (it waits up to `readyTimeoutMs` for each to
+   * answer), and remembers them in lab.json, so a later `up`, `status` or `backup` uses them too.
+   * The lab never stops them. Each must already have what the lab would give its own: a regions
+   * file naming every region, the same manufacturer key file for all, quotas the topology fits in.
+   */
+  controlPlanes?: Record<string, string>
+  /**
+   * Route every link of the lab through its fault proxy (docs/lab.md "Faults"). Given, it is
+   * recorded: `false` stops the fault proxy and makes every link direct, `true` brings them back.
+   * @default true for a new lab, else what the lab recorded
+   */
+  faults?: boolean
+  /**
+   * How long a copy of a backup to another region may keep trying to fetch it, in lab seconds
+   * (the control planes' `--copy-retry-window-seconds`); recorded, and given to the control planes
+   * when they start. @default the control plane's, 60
+   */
+  copyRetryWindowSeconds?: number
+  /** Seed of the fault proxy's random draws, when this call starts it. @default the lab's recorded seed, else a random one (printed and recorded) */
+  seed?: number
+  /** The fault proxy bin to start. @default FAULT_PROXY_BIN_PATH of @hsmlab/fault-proxy */
+  faultProxyBinPath?: string
 }
 
 /**
@@ -91,8 +119,13 @@ export interface HsmStatus {
   /** Pid of its process, or null when it does not run. */
   pid: number | null
   state: HsmRunState
-  /** `ws://<ENI IP>:<port>`, where CMU and KMU reach it. */
+  /**
+   * `ws://<ENI IP>:<port>`, where CMU and KMU reach it: its client link in the fault proxy (on the
+   * HSM's own address, another port), or, without a fault layer, the HSM itself.
+   */
   endpoint: string
+  /** `ws://<ENI IP>:<port>` where the HSM itself listens (the same as `endpoint` without a fault layer). */
+  directEndpoint: string
   /** Its server id in the cluster's CMU configuration. */
   server: number
   /** The server name CMU prints (`server 0(<name>)`): its ENI IP, as AWS's `configure` writes it. */
@@ -127,9 +160,9 @@ export interface ClusterStatus {
 
 /** A region's control plane in the status report. */
 export interface ControlPlaneStatus {
-  /** `http://127.0.0.1:<port>`: `--endpoint-url` of the AWS CLI. */
+  /** `http://127.0.0.1:<port>` (or the endpoint given to `up --control-plane`): `--endpoint-url` of the AWS CLI. */
   endpoint: string
-  /** Pid of its process, or null when it does not run. */
+  /** Pid of its process, or null when it does not run (for one that runs elsewhere: its pid there, in its own pid namespace). */
   pid: number | null
   state: 'RUNNING' | 'DOWN'
   dataDir: string
@@ -144,13 +177,27 @@ export interface RegionStatus {
   clusters: ClusterStatus[]
 }
 
+/** The fault layer in the status report. */
+export interface FaultsStatus {
+  /** `http://127.0.0.1:<port>`: the Toxiproxy-compatible API of the lab's fault proxy; null without one. */
+  endpoint: string | null
+  /** The seed of its random draws (replay a run with `hsmlab up --seed N`); null without one. */
+  seed: number | null
+  /** Pid of its process, or null when it does not run. */
+  pid: number | null
+  /** RUNNING when it answers; DOWN when it does not; NONE for a lab without a fault layer. */
+  state: 'RUNNING' | 'DOWN' | 'NONE'
+  /** Its log. */
+  log: string | null
+}
+
 /** `hsmlab status --json`: the shape of DESIGN.md's contract, with a few more fields. */
 export interface LabStatus {
   dir: string
   /** RUNNING: every control plane answers and every HSM is ACTIVE; STOPPED: nothing runs; PARTIAL: anything between. */
   state: 'RUNNING' | 'PARTIAL' | 'STOPPED'
-  /** The fault layer's endpoint; null until the fault layer exists. */
-  faults: { endpoint: string | null }
+  /** The fault layer: its fault proxy's API (Toxiproxy's), null without one (`--no-faults`) or before it first started. */
+  faults: FaultsStatus
   regions: RegionStatus[]
   /** The configuration KMU reads by default. */
   kmuConfig: string
@@ -169,6 +216,10 @@ export interface LabUpResult {
   activated: string[]
   /** HSMs this call asked for (CreateHsm). */
   hsmsCreated: number
+  /** True when this call started the fault proxy (then the topology's faults were set). */
+  faultProxyStarted: boolean
+  /** The faults of the topology this call set. */
+  faultsApplied: LabFault[]
   /** From the call to every HSM ACTIVE and the configurations written, in milliseconds. */
   elapsedMs: number
   topology: Topology
@@ -181,7 +232,9 @@ export interface LabDownResult {
   /** False when DIR held no lab. */
   found: boolean
   /** Every process that ran: `terminated` stopped on SIGTERM (an HSM: by its control plane), `killed` needed SIGKILL. */
-  stopped: Array<{ kind: 'control-plane' | 'hsm', region: string, pid: number, how: 'terminated' | 'killed' }>
+  stopped: Array<{ kind: 'control-plane' | 'hsm' | 'fault-proxy', region: string, pid: number, how: 'terminated' | 'killed' }>
+  /** Control planes that run elsewhere (`up --control-plane`), left as they are: stop them as they were started. */
+  leftRunning: Array<{ region: string, endpoint: string }>
   purged: boolean
 }
 
@@ -204,22 +257,73 @@ function sameTopology (a: Topology, b: Topology): boolean {
 }
 
 function endpointOf (cp: ControlPlaneState): string {
-  return `http://127.0.0.1:${cp.port}`
+  return cp.endpoint ?? `http://127.0.0.1:${cp.port}`
 }
 
 function apiFor (cp: ControlPlaneState): ControlPlaneClient {
   return new ControlPlaneClient({ endpoint: endpointOf(cp), region: cp.region, timeoutMs: labDefaults.apiRequestTimeoutMs })
 }
 
-/** True when the control plane at the recorded port answers as the recorded process. */
-async function answers (cp: ControlPlaneState, timeoutMs: number = labDefaults.probeTimeoutMs): Promise<boolean> {
-  if (cp.port === 0 || cp.pid === null) return false
+/**
+ * Asks a control plane's `GET /_hsmlab/health`: its pid when it answers as the control plane of
+ * `cp.region`, and, when the lab started it, as the recorded process; otherwise why not. One that
+ * runs elsewhere answers with its pid in its own pid namespace, which is not compared.
+ */
+async function healthOf (cp: ControlPlaneState, timeoutMs: number = labDefaults.probeTimeoutMs): Promise<{ pid: number } | { problem: string }> {
+  if (cp.endpoint === undefined && (cp.port === 0 || cp.pid === null)) return { problem: 'not started' }
   try {
     const response = await fetch(`${endpointOf(cp)}/_hsmlab/health`, { signal: AbortSignal.timeout(timeoutMs) })
     const body = await response.json() as { region?: unknown, pid?: unknown }
-    return response.ok && body.region === cp.region && body.pid === cp.pid
-  } catch {
-    return false
+    if (!response.ok || typeof body.pid !== 'number') return { problem: `it answered HTTP ${response.status} without a pid` }
+    if (body.region !== cp.region) return { problem: `it is the control plane of ${String(body.region)}` }
+    if (cp.endpoint === undefined && body.pid !== cp.pid) return { problem: `it is another process (pid ${body.pid})` }
+    return { pid: body.pid }
+  } catch (err) {
+    const cause = (err as { cause?: { code?: unknown } }).cause
+    return { problem: typeof cause?.code === 'string' ? cause.code : (err as Error).message }
+  }
+}
+
+/** True when the control plane answers as the region's (and, when the lab started it, as the recorded process). */
+async function answers (cp: ControlPlaneState, timeoutMs: number = labDefaults.probeTimeoutMs): Promise<boolean> {
+  return 'pid' in await healthOf(cp, timeoutMs)
+}
+
+/** Waits until a control plane that runs elsewhere answers as its region's; resolves with its pid there. */
+async function awaitExternalControlPlane (cp: ControlPlaneState, options: LabUpOptions): Promise<number> {
+  const timeoutMs = options.readyTimeoutMs ?? labDefaults.readyTimeoutMs
+  const deadline = performance.now() + timeoutMs
+  for (;;) {
+    const health = await healthOf(cp)
+    if ('pid' in health) return health.pid
+    if (performance.now() >= deadline) {
+      throw new LabError(LAB_ERR_CONTROL_PLANE, `the control plane of ${cp.region} at ${endpointOf(cp)} did not answer GET /_hsmlab/health as ${cp.region}'s within ${timeoutMs / 1000} s (${health.problem}); start it first, or give 'hsmlab up --control-plane ${cp.region}=URL' its endpoint`)
+    }
+    await new Promise(resolveWait => setTimeout(resolveWait, labDefaults.externalPollIntervalMs))
+  }
+}
+
+/**
+ * Records the control planes that run elsewhere (`labUp`'s `controlPlanes`) in the lab's state:
+ * each must be a region of the topology, an http(s) URL, and not a region whose control plane
+ * this lab started itself (its HSMs and data are the lab's).
+ */
+function recordExternalControlPlanes (lab: LabState, given: Record<string, string>, dir: string): void {
+  for (const [region, endpoint] of Object.entries(given)) {
+    const cp = lab.controlPlanes.find(c => c.region === region)
+    if (cp === undefined) {
+      throw new LabError(LAB_ERR_USAGE, `--control-plane names region ${region}, which the lab's topology does not have (its regions: ${lab.controlPlanes.map(c => c.region).join(', ')})`)
+    }
+    let url: URL | undefined
+    try { url = new URL(endpoint) } catch { url = undefined }
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '') {
+      throw new LabError(LAB_ERR_USAGE, `--control-plane ${region}=${endpoint}: the endpoint must be an http:// or https:// URL with no path (like http://cp-${region}:8080)`)
+    }
+    if (cp.endpoint === undefined && cp.port !== 0) {
+      throw new LabError(LAB_ERR_USAGE, `the lab in ${dir} runs its own control plane for ${region}; it cannot switch to one that runs elsewhere: 'hsmlab down --purge' it first, or use another --dir`)
+    }
+    cp.endpoint = url.origin
+    cp.pid = null
   }
 }
 
@@ -263,6 +367,7 @@ function recordsFor (lab: LabState): void {
  */
 async function ensureControlPlane (layout: LabLayout, lab: LabState, cp: ControlPlaneState, writer: LabStateWriter, options: LabUpOptions): Promise<boolean> {
   const root = layout.controlPlaneDir(cp.region)
+  if (cp.endpoint !== undefined) return false
   if (cp.pid !== null && await isLabProcess(cp.pid, root)) {
     if (await answers(cp)) return false
     // Its HSMs run on: the next control plane adopts them.
@@ -284,7 +389,8 @@ async function ensureControlPlane (layout: LabLayout, lab: LabState, cp: Control
       host: '127.0.0.1',
       port,
       manufacturerKeyFile: layout.manufacturerKeyFile,
-      regionsFile: layout.regionsFile,
+      // Its own regions file: the other regions through its WAN links of the fault proxy.
+      regionsFile: layout.regionRegionsFile(cp.region),
       stdoutFile: layout.controlPlaneStdoutFile(cp.region),
       logFile: layout.controlPlaneLogFile(cp.region),
       logLevel: options.logLevel,
@@ -292,6 +398,7 @@ async function ensureControlPlane (layout: LabLayout, lab: LabState, cp: Control
       clustersMax: Math.max(labDefaults.clustersPerRegionMin, region?.clusters.length ?? 0),
       hsmsMax: Math.max(labDefaults.hsmsPerRegionMin, hsms),
       readyTimeoutMs: options.readyTimeoutMs,
+      ...(lab.copyRetryWindowSeconds === undefined ? {} : { copyRetryWindowSeconds: lab.copyRetryWindowSeconds }),
       onSpawn: async pid => { cp.pid = pid; await writer.save(lab) }
     })
     cp.pid = ready.pid
@@ -309,9 +416,13 @@ async function ensureControlPlane (layout: LabLayout, lab: LabState, cp: Control
   return true
 }
 
-/** The CMU configuration entry of one HSM. */
-function serverOf (hsm: Hsm, caFile: string): ServerConfig {
-  const url = new URL(hsm.HsmlabEndpoint ?? 'ws://0.0.0.0:0')
+/**
+ * The CMU configuration entry of one HSM: where clients reach it (its client link in the fault
+ * proxy, `routed`, which listens on the HSM's own address; else the HSM itself), named by its
+ * ENI address as AWS's `configure` writes it.
+ */
+function serverOf (hsm: Hsm, caFile: string, routed: ReadonlyMap<string, string>): ServerConfig {
+  const url = new URL(routed.get(hsm.HsmId) ?? hsm.HsmlabEndpoint ?? 'ws://0.0.0.0:0')
   return { name: hsm.EniIp ?? url.hostname, hostname: url.hostname, port: Number(url.port), caFile, enabled: true }
 }
 
@@ -321,17 +432,17 @@ function liveHsms (cluster: Cluster | undefined): Hsm[] {
 }
 
 /** Writes each cluster's trust anchor and CMU configuration, the KMU configuration, and the source→clone configurations. */
-async function writeConfigurations (layout: LabLayout, lab: LabState, clusters: Map<ClusterState, Cluster>): Promise<void> {
+async function writeConfigurations (layout: LabLayout, lab: LabState, clusters: Map<ClusterState, Cluster>, routed: ReadonlyMap<string, string>): Promise<void> {
   await Promise.all([...clusters].map(async ([record, cluster]) => {
     await mkdir(layout.clusterDir(record.region, record.name), { recursive: true })
     if (cluster.HsmlabTrustAnchor !== undefined) await writeFile(layout.trustAnchorFile(record.region, record.name), cluster.HsmlabTrustAnchor)
     const caFile = layout.trustAnchorFile(record.region, record.name)
-    await writeCmuConfig(layout.cmuConfig(record.region, record.name), liveHsms(cluster).map(h => serverOf(h, caFile)))
+    await writeCmuConfig(layout.cmuConfig(record.region, record.name), liveHsms(cluster).map(h => serverOf(h, caFile, routed)))
   }))
   const first = lab.clusters[0]
   const firstCluster = first === undefined ? undefined : clusters.get(first)
   if (first !== undefined && firstCluster !== undefined) {
-    await writeCmuConfig(layout.kmuConfig, liveHsms(firstCluster).map(h => serverOf(h, layout.trustAnchorFile(first.region, first.name))))
+    await writeCmuConfig(layout.kmuConfig, liveHsms(firstCluster).map(h => serverOf(h, layout.trustAnchorFile(first.region, first.name), routed)))
   }
   // A clone's HSMs have certificates from the clone's own trust anchor (its control plane makes
   // one per cluster), so each server names its own cluster's CAfile.
@@ -340,8 +451,8 @@ async function writeConfigurations (layout: LabLayout, lab: LabState, clusters: 
     const c = liveHsms(clusters.get(clone))[0]
     if (s === undefined || c === undefined) return
     await writeCmuConfig(layout.crossConfig(source, clone), [
-      serverOf(s, layout.trustAnchorFile(source.region, source.name)),
-      serverOf(c, layout.trustAnchorFile(clone.region, clone.name))
+      serverOf(s, layout.trustAnchorFile(source.region, source.name), routed),
+      serverOf(c, layout.trustAnchorFile(clone.region, clone.name), routed)
     ])
   }))
 }
@@ -388,9 +499,16 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
   progress('locked')
   try {
     let state = await readLabState(layout)
+    // The faults a topology declares are no part of what the lab is made of: another list is recorded, and set now.
+    let faultsChanged = false
     if (state !== undefined) {
       if (topology !== undefined && !sameTopology(topology, state.topology)) {
         throw new LabError(LAB_ERR_TOPOLOGY_CHANGED, `the lab in ${layout.dir} was made from another topology; run 'hsmlab up' without --topology to start it again, or 'hsmlab down --purge' first to make a new lab from ${options.topologyFile ?? 'this topology'}`)
+      }
+      if (topology !== undefined && JSON.stringify(topology.faults ?? []) !== JSON.stringify(state.topology.faults ?? [])) {
+        if (topology.faults === undefined) delete state.topology.faults
+        else state.topology.faults = topology.faults
+        faultsChanged = true
       }
       topology = state.topology
     } else {
@@ -399,13 +517,31 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     }
     const lab: LabState = state
     recordsFor(lab)
+    recordExternalControlPlanes(lab, options.controlPlanes ?? {}, layout.dir)
     const writer = new LabStateWriter(layout)
     // lab.json exists before anything else the lab makes, so that `down --purge` can always clean up.
     await writer.save(lab)
     const [, ca] = await Promise.all([loadOrCreateManufacturerKey(layout), loadOrCreateCa(layout)])
 
-    // The control planes, all at once; then every one learns where the others are.
+    // The fault proxy, while the control planes start (they reach their HSMs through it once the
+    // lab gave them routes, at the end).
+    faultProxyRecord(lab, options.faults)
+    if (options.copyRetryWindowSeconds !== undefined) lab.copyRetryWindowSeconds = options.copyRetryWindowSeconds
+    const faultOptions: FaultLayerOptions = {
+      ...(options.seed === undefined ? {} : { seed: options.seed }),
+      ...(options.logLevel === undefined ? {} : { logLevel: options.logLevel }),
+      ...(options.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: options.readyTimeoutMs }),
+      ...(options.stepTimeoutMs === undefined ? {} : { routesTimeoutMs: options.stepTimeoutMs }),
+      ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
+      ...(options.faultProxyBinPath === undefined ? {} : { binPath: options.faultProxyBinPath })
+    }
+    const faultProxyStarting = ensureFaultProxy(layout, lab, writer, faultOptions).then(started => ({ started }), (error: unknown) => ({ error }))
+
+    // The control planes, all at once (those that run elsewhere: until they answer); then every
+    // one learns where the others are.
+    const externalPids = new Map<string, number>()
     const outcomes = await Promise.allSettled(lab.controlPlanes.map(async cp => {
+      if (cp.endpoint !== undefined) externalPids.set(cp.region, await awaitExternalControlPlane(cp, options))
       const startedNow = await ensureControlPlane(layout, lab, cp, writer, options)
       progress('control-plane', cp.region)
       return startedNow
@@ -414,8 +550,13 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     if (failed.length === 1) throw failed[0]
     if (failed.length > 1) throw new LabError(LAB_ERR_CONTROL_PLANE, `some control planes could not be started:\n${failed.map(f => `- ${f.message}`).join('\n')}`, { cause: failed[0] })
     const started = lab.controlPlanes.filter((_, i) => (outcomes[i] as PromiseFulfilledResult<boolean>).value).map(cp => cp.region)
+    const faultStart = await faultProxyStarting
+    if ('error' in faultStart) throw faultStart.error
     const regionsMap = Object.fromEntries(lab.controlPlanes.map(cp => [cp.region, endpointOf(cp)]))
     await writeFileAtomically(layout.regionsFile, JSON.stringify(regionsMap, null, 2) + '\n')
+    // Each control plane's own regions file: through its WAN links when they run (a fault proxy
+    // started just now makes them again at the end), else direct.
+    await writeRegionsFiles(layout, lab, regionsMap, faultLayerActive(lab) && !faultStart.started ? lab.faultProxy?.links ?? [] : [])
     const apis = new Map(lab.controlPlanes.map(cp => [cp.region, apiFor(cp)]))
 
     // The clusters, through the API.
@@ -434,21 +575,32 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     }))
     const built = await builder.buildAll(jobs)
 
-    // The configuration files, from the addresses the HSMs have now.
+    // Every link through the fault proxy, then the configuration files, from the addresses the HSMs
+    // have now and their client links.
     const described = new Map<ClusterState, Cluster>(built.map(b => [b.record, b.cluster]))
-    await writeConfigurations(layout, lab, described)
+    const links = await reconcileFaultLayer(layout, lab, writer, described, regionsMap, region => apis.get(region) as ControlPlaneClient, faultOptions)
+    await writeConfigurations(layout, lab, described, links.clientEndpoints)
     for (const b of built) b.record.hsms = liveHsms(b.cluster).map(seenOf)
     await writer.save(lab)
+    // The topology's faults: set by the `up` that starts the fault proxy (a running one keeps what
+    // was set or healed since), or when the topology brings other ones.
+    const faultsApplied = faultLayerActive(lab) && (faultStart.started || faultsChanged) ? lab.topology.faults ?? [] : []
+    if (faultsApplied.length > 0) {
+      const view = await faultViewAt(faultEndpointOf(lab) ?? '')
+      for (const fault of faultsApplied) await applyFaultAt(view, fault)
+    }
     const elapsedMs = performance.now() - startedAt
     progress('done')
     // Everything answered a moment ago: the report is made from what the lab just saw, not probed again.
-    const status = reportOf(layout, lab, new Map(lab.controlPlanes.map(cp => [cp.region, { running: true, clusters: described }])))
+    const status = reportOf(layout, lab, new Map(lab.controlPlanes.map(cp => [cp.region, { running: true, clusters: described, pid: externalPids.get(cp.region) }])), faultsStatusOf(layout, lab, true))
     return {
       dir: layout.dir,
       started,
       created: built.filter(b => b.created).map(b => `${b.record.region}/${b.record.name}`),
       activated: built.filter(b => b.activated).map(b => `${b.record.region}/${b.record.name}`),
       hsmsCreated: built.reduce((n, b) => n + b.hsmsCreated.length, 0),
+      faultProxyStarted: faultStart.started,
+      faultsApplied,
       elapsedMs,
       topology: lab.topology,
       status
@@ -465,18 +617,21 @@ function seenOf (hsm: Hsm): HsmSeen {
 /** What the lab knows of one region: whether its control plane answers, and its clusters as it describes them. */
 interface RegionView {
   running: boolean
+  /** The pid its control plane answered with (for one that runs elsewhere; the lab's own are recorded). */
+  pid?: number | undefined
   clusters: Map<ClusterState, Cluster>
   /** When the control plane does not answer: each HSM as probed directly. */
   probed?: Map<string, { pid: number | null, state: HsmRunState }>
 }
 
-function hsmStatusOf (layout: LabLayout, record: ClusterState, hsm: Hsm, server: number): HsmStatus {
+function hsmStatusOf (layout: LabLayout, record: ClusterState, hsm: Hsm, server: number, routed: ReadonlyMap<string, string>): HsmStatus {
   const endpoint = hsm.HsmlabEndpoint ?? ''
   const status: HsmStatus = {
     id: hsm.HsmId,
     pid: hsm.HsmlabPid ?? null,
     state: (hsm.State ?? 'DOWN') as HsmRunState,
-    endpoint,
+    endpoint: routed.get(hsm.HsmId) ?? endpoint,
+    directEndpoint: endpoint,
     server,
     name: hsm.EniIp ?? '',
     availabilityZone: hsm.AvailabilityZone ?? null,
@@ -487,17 +642,25 @@ function hsmStatusOf (layout: LabLayout, record: ClusterState, hsm: Hsm, server:
   return status
 }
 
-/** The status report from what is known of each region. */
-function reportOf (layout: LabLayout, lab: LabState, views: Map<string, RegionView>): LabStatus {
+/** The fault layer's part of the status report; `running` when its fault proxy answers. */
+function faultsStatusOf (layout: LabLayout, lab: LabState, running: boolean): FaultsStatus {
+  const fp = lab.faultProxy
+  if (fp === undefined || !faultLayerActive(lab) || fp.port === 0) return { endpoint: null, seed: null, pid: null, state: 'NONE', log: null }
+  return { endpoint: faultEndpointOf(lab) ?? null, seed: fp.seed, pid: running ? fp.pid : null, state: running ? 'RUNNING' : 'DOWN', log: layout.faultProxyLogFile }
+}
+
+/** The status report from what is known of each region and of the fault proxy. */
+function reportOf (layout: LabLayout, lab: LabState, views: Map<string, RegionView>, faults: FaultsStatus): LabStatus {
+  const routed = clientEndpointsOf(lab)
   const specOf = new Map(clustersOf(lab.topology).map(({ region, cluster }) => [`${region.name}/${cluster.name}`, cluster]))
   const regions = lab.topology.regions.map((region): RegionStatus => {
     const cp = lab.controlPlanes.find(c => c.region === region.name)
     const view = views.get(region.name)
-    const controlPlane: ControlPlaneStatus | null = cp === undefined || cp.port === 0
+    const controlPlane: ControlPlaneStatus | null = cp === undefined || (cp.port === 0 && cp.endpoint === undefined)
       ? null
       : {
           endpoint: endpointOf(cp),
-          pid: view?.running === true ? cp.pid : null,
+          pid: view?.running === true ? (view.pid ?? cp.pid) : null,
           state: view?.running === true ? 'RUNNING' : 'DOWN',
           dataDir: layout.controlPlaneDataDir(cp.region),
           log: layout.controlPlaneLogFile(cp.region)
@@ -520,7 +683,7 @@ function reportOf (layout: LabLayout, lab: LabState, views: Map<string, RegionVi
           cloneOf,
           sourceBackupId: described.SourceBackupId ?? null,
           ...files,
-          hsms: liveHsms(described).map((h, i) => hsmStatusOf(layout, record, h, i))
+          hsms: liveHsms(described).map((h, i) => hsmStatusOf(layout, record, h, i, routed))
         }
       }
       // Not described: its control plane does not answer, or does not know it (yet).
@@ -544,7 +707,8 @@ function reportOf (layout: LabLayout, lab: LabState, views: Map<string, RegionVi
             id: h.id,
             pid: probe?.pid ?? null,
             state: probe?.state ?? 'DOWN',
-            endpoint: h.endpoint,
+            endpoint: routed.get(h.id) ?? h.endpoint,
+            directEndpoint: h.endpoint,
             server: i,
             name: url?.hostname ?? '',
             availabilityZone: null,
@@ -566,29 +730,34 @@ function reportOf (layout: LabLayout, lab: LabState, views: Map<string, RegionVi
     const spec = specOf.get(`${c.region}/${c.name}`)
     return c.state !== 'UNKNOWN' && c.hsms.length >= (spec?.hsms ?? 0)
   })
-  const everything = planes.every(p => p?.state === 'RUNNING') && complete && hsms.every(h => h.state === 'ACTIVE')
-  const nothing = planes.every(p => p?.state !== 'RUNNING') && hsms.every(h => h.pid === null)
+  const everything = planes.every(p => p?.state === 'RUNNING') && complete && hsms.every(h => h.state === 'ACTIVE') && faults.state !== 'DOWN'
+  const nothing = planes.every(p => p?.state !== 'RUNNING') && hsms.every(h => h.pid === null) && faults.state !== 'RUNNING'
   return {
     dir: layout.dir,
     state: everything ? 'RUNNING' : nothing ? 'STOPPED' : 'PARTIAL',
-    faults: { endpoint: null },
+    faults,
     regions,
     kmuConfig: layout.kmuConfig,
     cmuConfigs
   }
 }
 
-/** Probes one HSM whose control plane does not answer: does it run, does it answer a handshake as itself. */
-async function probeHsm (layout: LabLayout, record: ClusterState, hsm: HsmSeen, anchor: Uint8Array | undefined): Promise<{ pid: number | null, state: HsmRunState }> {
-  if (hsm.pid === null || !await isLabProcess(hsm.pid, layout.controlPlaneDir(record.region))) return { pid: null, state: 'DOWN' }
-  if (anchor === undefined || record.id === null || hsm.endpoint === '') return { pid: hsm.pid, state: 'DEGRADED' }
+/**
+ * Probes one HSM whose control plane does not answer: does it run, does it answer a handshake as
+ * itself. An HSM of a control plane that runs elsewhere is not a process the lab can look at: it
+ * is ACTIVE when it answers as itself, DOWN otherwise.
+ */
+async function probeHsm (layout: LabLayout, record: ClusterState, hsm: HsmSeen, anchor: Uint8Array | undefined, external: boolean): Promise<{ pid: number | null, state: HsmRunState }> {
+  if (!external && (hsm.pid === null || !await isLabProcess(hsm.pid, layout.controlPlaneDir(record.region)))) return { pid: null, state: 'DOWN' }
+  const failed = { pid: external ? null : hsm.pid, state: external ? 'DOWN' : 'DEGRADED' } as const
+  if (anchor === undefined || record.id === null || hsm.endpoint === '') return failed
   try {
     const connection = await HsmConnection.connect({ url: hsm.endpoint, trustAnchor: anchor, expectedClusterId: record.id, connectTimeoutMs: labDefaults.probeTimeoutMs })
     const ok = connection.hsmId === hsm.id
     await connection.close()
-    return { pid: hsm.pid, state: ok ? 'ACTIVE' : 'DEGRADED' }
+    return ok ? { pid: hsm.pid, state: 'ACTIVE' } : failed
   } catch {
-    return { pid: hsm.pid, state: 'DEGRADED' }
+    return failed
   }
 }
 
@@ -606,7 +775,9 @@ async function describeAll (api: ControlPlaneClient): Promise<Cluster[]> {
 
 async function viewOf (layout: LabLayout, lab: LabState, cp: ControlPlaneState): Promise<RegionView> {
   const records = lab.clusters.filter(c => c.region === cp.region)
-  if (await isLabProcess(cp.pid, layout.controlPlaneDir(cp.region)) && await answers(cp)) {
+  const external = cp.endpoint !== undefined
+  const health = external || await isLabProcess(cp.pid, layout.controlPlaneDir(cp.region)) ? await healthOf(cp) : undefined
+  if (health !== undefined && 'pid' in health) {
     try {
       const all = await describeAll(apiFor(cp))
       const clusters = new Map<ClusterState, Cluster>()
@@ -614,7 +785,7 @@ async function viewOf (layout: LabLayout, lab: LabState, cp: ControlPlaneState):
         const found = all.find(c => c.ClusterId === record.id && c.State !== 'DELETED')
         if (found !== undefined) clusters.set(record, found)
       }
-      return { running: true, clusters }
+      return { running: true, clusters, pid: health.pid }
     } catch {
       // It stopped answering meanwhile: probe its HSMs as below.
     }
@@ -622,7 +793,7 @@ async function viewOf (layout: LabLayout, lab: LabState, cp: ControlPlaneState):
   const probed = new Map<string, { pid: number | null, state: HsmRunState }>()
   await Promise.all(records.map(async record => {
     const anchor = await readFile(layout.trustAnchorFile(record.region, record.name), 'utf8').then(decodeTrustAnchor).catch(() => undefined)
-    await Promise.all(record.hsms.map(async h => { probed.set(h.id, await probeHsm(layout, record, h, anchor)) }))
+    await Promise.all(record.hsms.map(async h => { probed.set(h.id, await probeHsm(layout, record, h, anchor, external)) }))
   }))
   return { running: false, clusters: new Map(), probed }
 }
@@ -632,8 +803,11 @@ export async function labStatus (location: LabLocation = {}): Promise<LabStatus>
   const layout = new LabLayout(labDir(location))
   const lab = await readLabState(layout)
   if (lab === undefined) throw new LabError(LAB_ERR_NO_LAB, `there is no lab in ${layout.dir}; start one with 'hsmlab up'${location.dir === undefined ? '' : ` --dir ${location.dir}`}`)
-  const views = new Map(await Promise.all(lab.controlPlanes.map(async cp => [cp.region, await viewOf(layout, lab, cp)] as const)))
-  return reportOf(layout, lab, views)
+  const [views, faultRunning] = await Promise.all([
+    Promise.all(lab.controlPlanes.map(async cp => [cp.region, await viewOf(layout, lab, cp)] as const)).then(entries => new Map(entries)),
+    lab.faultProxy !== undefined && faultLayerActive(lab) ? faultProxyAnswers(layout, lab.faultProxy) : Promise.resolve(false)
+  ])
+  return reportOf(layout, lab, views, faultsStatusOf(layout, lab, faultRunning))
 }
 
 /** Options of `labDown`. */
@@ -651,7 +825,7 @@ export interface LabDownOptions extends LabLocation {
  */
 export async function labDown (options: LabDownOptions = {}): Promise<LabDownResult> {
   const layout = new LabLayout(labDir(options))
-  const result: LabDownResult = { dir: layout.dir, found: false, stopped: [], purged: false }
+  const result: LabDownResult = { dir: layout.dir, found: false, stopped: [], leftRunning: [], purged: false }
   // Without lab.json there is nothing of ours to stop, and --purge does not remove a directory it did not make.
   if (!await exists(layout.stateFile)) return result
   result.found = true
@@ -670,6 +844,10 @@ export async function labDown (options: LabDownOptions = {}): Promise<LabDownRes
     if (lab !== undefined) {
       const writer = new LabStateWriter(layout)
       await Promise.all(lab.controlPlanes.map(async cp => {
+        if (cp.endpoint !== undefined) {
+          result.leftRunning.push({ region: cp.region, endpoint: cp.endpoint })
+          return
+        }
         const root = layout.controlPlaneDir(cp.region)
         const planeDataDir = layout.controlPlaneDataDir(cp.region)
         const kindOf = (p: LabProcess): 'control-plane' | 'hsm' => p.dataDir === planeDataDir ? 'control-plane' : 'hsm'
@@ -697,6 +875,10 @@ export async function labDown (options: LabDownOptions = {}): Promise<LabDownRes
         cp.pid = null
       }))
       for (const cluster of lab.clusters) for (const hsm of cluster.hsms) hsm.pid = null
+      // Last the fault proxy, once nothing sends through it any more.
+      const faultProxy = await stopFaultProxy(layout, lab)
+      if (faultProxy !== undefined) result.stopped.push({ kind: 'fault-proxy', region: '', pid: faultProxy.pid, how: faultProxy.how })
+      if (lab.faultProxy !== undefined) lab.faultProxy.pid = null
       await writer.save(lab)
     }
     // Whatever else of the lab still runs (a lab.json that cannot be read, one of an older
@@ -704,7 +886,8 @@ export async function labDown (options: LabDownOptions = {}): Promise<LabDownRes
     await Promise.all((await findLabProcesses(layout.dir)).map(async p => {
       const how = await stopProcess(p.pid, labDefaults.stopTimeoutMs)
       const region = relative(layout.dir, p.dataDir).split(sep)[0] ?? ''
-      if (how !== 'gone') result.stopped.push({ kind: p.dataDir === layout.controlPlaneDataDir(region) ? 'control-plane' : 'hsm', region, pid: p.pid, how })
+      const kind = p.dataDir === layout.faultProxyConfigFile ? 'fault-proxy' : p.dataDir === layout.controlPlaneDataDir(region) ? 'control-plane' : 'hsm'
+      if (how !== 'gone') result.stopped.push({ kind, region: kind === 'fault-proxy' ? '' : region, pid: p.pid, how })
     }))
     if (unreadable !== undefined && options.purge !== true) throw unreadable
     if (options.purge === true) {

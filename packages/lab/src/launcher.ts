@@ -12,7 +12,7 @@ import { readFile, readdir, stat } from 'node:fs/promises'
 import { sep } from 'node:path'
 import { HsmConnection } from '@hsmlab/client'
 import { labDefaults } from './defaults.js'
-import { LabError, LAB_ERR_CONTROL_PLANE } from './errors.js'
+import { LabError, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS } from './errors.js'
 
 /** Options of `launchControlPlane`. */
 export interface LaunchOptions {
@@ -39,6 +39,8 @@ export interface LaunchOptions {
   hsmsMax: number
   /** @default labDefaults.readyTimeoutMs */
   readyTimeoutMs?: number
+  /** `--copy-retry-window-seconds`. @default the control plane's (60) */
+  copyRetryWindowSeconds?: number
   /** Called with the pid as soon as the process exists, before it is ready. */
   onSpawn?: (pid: number) => void | Promise<void>
 }
@@ -83,35 +85,34 @@ function parseReady (text: string): ReadyControlPlane | undefined {
   return undefined
 }
 
+/** What `launchDetached` needs: the process, where its output goes, and how its ready line reads. */
+interface DetachedLaunch<T> {
+  /** For messages: `the control plane of us-east-1`. */
+  what: string
+  binPath: string
+  args: string[]
+  stdoutFile: string
+  logFile: string
+  readyTimeoutMs: number
+  /** What the messages say the process serves (`data DIR`). */
+  serves: string
+  parseReady: (text: string) => T | undefined
+  onSpawn?: (pid: number) => void | Promise<void>
+}
+
 /**
- * Starts one region's control plane and resolves once it printed its ready line. Throws
- * `LAB_ERR_CONTROL_PLANE` with the tail of its log when it exits first or is not ready within
- * the deadline (it is then killed).
+ * Starts `node binPath args` detached (its own process group), standard output to `stdoutFile`,
+ * standard error appended to `logFile`, and resolves once `stdoutFile` holds its ready line.
+ * Throws `LAB_ERR_CONTROL_PLANE`-style errors through `fail` with the tail of its log when it
+ * exits first or is not ready within the deadline (it is then killed).
  */
-export async function launchControlPlane (options: LaunchOptions): Promise<ReadyControlPlane> {
-  const readyTimeoutMs = options.readyTimeoutMs ?? labDefaults.readyTimeoutMs
-  const what = `the control plane of ${options.region}`
-  const logOffset = await sizeOf(options.logFile)
-  const out = openSync(options.stdoutFile, 'w', 0o644)
-  const err = openSync(options.logFile, 'a', 0o644)
-  const logLevel = options.logLevel ?? labDefaults.logLevel
-  const args = [
-    options.binPath,
-    '--region', options.region,
-    '--data-dir', options.dataDir,
-    '--hsm-manufacturer-key-file', options.manufacturerKeyFile,
-    '--host', options.host,
-    '--port', String(options.port),
-    '--regions-file', options.regionsFile,
-    '--transition-delay-ms', String(options.transitionDelayMs ?? labDefaults.transitionDelayMs),
-    '--clusters-max', String(options.clustersMax),
-    '--hsms-max', String(options.hsmsMax),
-    '--log-level', logLevel,
-    '--hsm-log-level', logLevel
-  ]
+async function launchDetached<T> (launch: DetachedLaunch<T>, fail: (message: string, cause?: unknown) => Error): Promise<T> {
+  const logOffset = await sizeOf(launch.logFile)
+  const out = openSync(launch.stdoutFile, 'w', 0o644)
+  const err = openSync(launch.logFile, 'a', 0o644)
   let child
   try {
-    child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, err] })
+    child = spawn(process.execPath, [launch.binPath, ...launch.args], { detached: true, stdio: ['ignore', out, err] })
   } finally {
     closeSync(out)
     closeSync(err)
@@ -121,30 +122,132 @@ export async function launchControlPlane (options: LaunchOptions): Promise<Ready
   const spawnError = new Promise<Error>(resolve => { child.once('error', resolve) })
   let failure: Error | undefined
   void spawnError.then(e => { failure = e })
-  if (child.pid !== undefined) await options.onSpawn?.(child.pid)
+  if (child.pid !== undefined) await launch.onSpawn?.(child.pid)
 
-  const deadline = Date.now() + readyTimeoutMs
+  const deadline = Date.now() + launch.readyTimeoutMs
   for (;;) {
-    const ready = parseReady(await readFile(options.stdoutFile, 'utf8').catch(() => ''))
+    const ready = launch.parseReady(await readFile(launch.stdoutFile, 'utf8').catch(() => ''))
     if (ready !== undefined) {
-      // From here on the control plane lives on its own; do not keep this process alive for it.
+      // From here on the process lives on its own; do not keep this process alive for it.
       child.unref()
       return ready
     }
     if (failure !== undefined) {
-      throw new LabError(LAB_ERR_CONTROL_PLANE, `${what}: cannot start ${process.execPath} ${options.binPath}: ${failure.message}`, { cause: failure })
+      throw fail(`${launch.what}: cannot start ${process.execPath} ${launch.binPath}: ${failure.message}`, failure)
     }
     if (exited !== undefined) {
-      const tail = await tailOf(options.logFile, logOffset)
-      throw new LabError(LAB_ERR_CONTROL_PLANE, `${what} ${exited} before it was ready (data ${options.dataDir}, log ${options.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
+      const tail = await tailOf(launch.logFile, logOffset)
+      throw fail(`${launch.what} ${exited} before it was ready (${launch.serves}, log ${launch.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
     }
     if (Date.now() >= deadline) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-      const tail = await tailOf(options.logFile, logOffset)
-      throw new LabError(LAB_ERR_CONTROL_PLANE, `${what} was not ready within ${readyTimeoutMs} ms and was killed (data ${options.dataDir}, log ${options.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
+      const tail = await tailOf(launch.logFile, logOffset)
+      throw fail(`${launch.what} was not ready within ${launch.readyTimeoutMs} ms and was killed (${launch.serves}, log ${launch.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
     }
     await new Promise(resolve => setTimeout(resolve, labDefaults.readyPollIntervalMs))
   }
+}
+
+/**
+ * Starts one region's control plane and resolves once it printed its ready line. Throws
+ * `LAB_ERR_CONTROL_PLANE` with the tail of its log when it exits first or is not ready within
+ * the deadline (it is then killed).
+ */
+export async function launchControlPlane (options: LaunchOptions): Promise<ReadyControlPlane> {
+  const logLevel = options.logLevel ?? labDefaults.logLevel
+  return await launchDetached({
+    what: `the control plane of ${options.region}`,
+    binPath: options.binPath,
+    args: [
+      '--region', options.region,
+      '--data-dir', options.dataDir,
+      '--hsm-manufacturer-key-file', options.manufacturerKeyFile,
+      '--host', options.host,
+      '--port', String(options.port),
+      '--regions-file', options.regionsFile,
+      '--transition-delay-ms', String(options.transitionDelayMs ?? labDefaults.transitionDelayMs),
+      '--clusters-max', String(options.clustersMax),
+      '--hsms-max', String(options.hsmsMax),
+      '--log-level', logLevel,
+      '--hsm-log-level', logLevel,
+      ...(options.copyRetryWindowSeconds === undefined ? [] : ['--copy-retry-window-seconds', String(options.copyRetryWindowSeconds)])
+    ],
+    stdoutFile: options.stdoutFile,
+    logFile: options.logFile,
+    readyTimeoutMs: options.readyTimeoutMs ?? labDefaults.readyTimeoutMs,
+    serves: `data ${options.dataDir}`,
+    parseReady,
+    ...(options.onSpawn === undefined ? {} : { onSpawn: options.onSpawn })
+  }, (message, cause) => new LabError(LAB_ERR_CONTROL_PLANE, message, cause === undefined ? undefined : { cause }))
+}
+
+/** Options of `launchFaultProxy`. */
+export interface FaultProxyLaunchOptions {
+  /** Absolute path of the fault proxy bin (`FAULT_PROXY_BIN_PATH` of @hsmlab/fault-proxy). */
+  binPath: string
+  host: string
+  /** 0 lets the system choose. */
+  port: number
+  seed: number
+  /**
+   * `--config`: the proxies to create at start (a `POST /populate` body). It also marks the
+   * process as the lab's: `down` finds it by this path, as it finds the others by `--data-dir`.
+   */
+  configFile: string
+  stdoutFile: string
+  logFile: string
+  /** `--log-level`. @default labDefaults.logLevel */
+  logLevel?: string
+  /** @default labDefaults.readyTimeoutMs */
+  readyTimeoutMs?: number
+  onSpawn?: (pid: number) => void | Promise<void>
+}
+
+/** What the fault proxy's ready line announces. */
+export interface ReadyFaultProxy {
+  pid: number
+  port: number
+  seed: number
+}
+
+function parseFaultProxyReady (text: string): ReadyFaultProxy | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue
+    try {
+      const json = JSON.parse(line) as Record<string, unknown>
+      if (json.event === 'ready' && typeof json.pid === 'number' && typeof json.port === 'number' && typeof json.seed === 'number') {
+        return { pid: json.pid, port: json.port, seed: json.seed }
+      }
+    } catch {
+      // A line still being written.
+    }
+  }
+  return undefined
+}
+
+/**
+ * Starts the lab's fault proxy (`hsmlab-fault-proxy`) detached and resolves once it printed its
+ * ready line; throws `LAB_ERR_FAULTS` with the tail of its log when it exits first (its
+ * `--config` could not be populated: a port taken) or is not ready in time.
+ */
+export async function launchFaultProxy (options: FaultProxyLaunchOptions): Promise<ReadyFaultProxy> {
+  return await launchDetached({
+    what: 'the fault proxy',
+    binPath: options.binPath,
+    args: [
+      '--host', options.host,
+      '--port', String(options.port),
+      '--seed', String(options.seed),
+      '--config', options.configFile,
+      '--log-level', options.logLevel ?? labDefaults.logLevel
+    ],
+    stdoutFile: options.stdoutFile,
+    logFile: options.logFile,
+    readyTimeoutMs: options.readyTimeoutMs ?? labDefaults.readyTimeoutMs,
+    serves: `links ${options.configFile}`,
+    parseReady: parseFaultProxyReady,
+    ...(options.onSpawn === undefined ? {} : { onSpawn: options.onSpawn })
+  }, (message, cause) => new LabError(LAB_ERR_FAULTS, message, cause === undefined ? undefined : { cause }))
 }
 
 /** True when a process with this pid exists (it may belong to someone else). */
@@ -199,10 +302,16 @@ export async function commandLineOf (pid: number): Promise<string[] | undefined>
   })
 }
 
-/** The `--data-dir` an argv names, if any. */
+/**
+ * The path that makes a process the lab's: the `--data-dir` of a control plane or an HSM, or the
+ * `--config` of the fault proxy (`DIR/fault-proxy/proxies.json`; only the fault proxy's: a KMU
+ * shell's `--config` names a file in DIR too, and is no process of the lab).
+ */
 function dataDirOf (argv: readonly string[]): string | undefined {
   const at = argv.indexOf('--data-dir')
-  return at === -1 ? undefined : argv[at + 1]
+  if (at !== -1) return argv[at + 1]
+  const config = argv.indexOf('--config')
+  return config === -1 || !argv.some(a => a.endsWith('fault-proxy.js')) ? undefined : argv[config + 1]
 }
 
 function isUnder (path: string | undefined, root: string): path is string {

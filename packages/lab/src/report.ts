@@ -6,6 +6,7 @@
 import { isAbsolute, join, relative } from 'node:path'
 import { DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD } from '@hsmlab/hsm'
 import { labDefaults } from './defaults.js'
+import type { LabFault } from './faults.js'
 import type { ClusterStatus, LabDownResult, LabStatus, LabUpResult, RegionStatus } from './lab.js'
 import type { Topology, TopologyCluster } from './topology.js'
 
@@ -70,6 +71,22 @@ function clusterLine (cluster: ClusterStatus): string {
   return `  ${cluster.name}  ${cluster.id ?? '(not created)'}  ${cluster.state}${clone}`
 }
 
+/** The fault layer in one line. */
+function faultsLine (status: LabStatus): string {
+  const f = status.faults
+  if (f.endpoint === null) return '  faults: no fault proxy (every link direct)'
+  const seed = f.seed === null ? '' : `, seed ${f.seed} (replay its draws with 'hsmlab up --seed ${f.seed}' on a new lab)`
+  return `  faults: fault proxy ${f.endpoint} ${f.state}${f.pid === null ? '' : ` pid ${f.pid}`} (Toxiproxy's API)${seed}`
+}
+
+/** A fault as a person reads it. */
+function describeFault (fault: LabFault): string {
+  const where = 'group' in fault ? fault.group : `${fault.between[0]} <-> ${fault.between[1]}`
+  if (fault.type === 'latency') return `latency ${fault.ms} ms${(fault.jitter ?? 0) > 0 ? ` ± ${fault.jitter ?? 0}` : ''} on ${where}`
+  if (fault.type === 'reset_peer') return `reset_peer on ${where}`
+  return `${fault.type} ${where}`
+}
+
 /** What `hsmlab up` prints once the lab is ready. */
 export function formatUpSummary (result: LabUpResult, cwd: string): string {
   const { status, topology } = result
@@ -82,8 +99,11 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
   if (result.created.length > 0) did.push(`created ${result.created.join(', ')}`)
   if (result.activated.length > 0) did.push(`activated ${result.activated.join(', ')}`)
   if (result.hsmsCreated > 0) did.push(`added ${plural(result.hsmsCreated, 'HSM')}`)
+  if (result.faultProxyStarted) did.push('started the fault proxy')
   lines.push(`hsmlab: lab ready in ${seconds} s (${did.length === 0 ? `nothing to start: ${plural(status.regions.length, 'control plane')} and ${plural(count, 'HSM')} running` : did.join(', ')})`)
   lines.push(`  data and logs: ${status.dir}`)
+  lines.push(faultsLine(status))
+  if (result.faultsApplied.length > 0) lines.push(`  faults of the topology set: ${result.faultsApplied.map(describeFault).join('; ')}`)
   let firstCu: { name: string, password: string } | undefined
   for (const region of status.regions) {
     lines.push('')
@@ -118,6 +138,7 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
     next.push([`aws cloudhsmv2 describe-clusters --endpoint-url ${firstPlane.endpoint} --region ${status.regions[0]?.name ?? ''}`, 'any credentials will do (AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x)'])
   }
   next.push([`npx hsmlab status${flag}`, 'what runs, where'])
+  if (status.faults.endpoint !== null) next.push([`npx hsmlab fault list${flag}`, 'every link through the fault proxy; hsmlab fault --help to cut or slow them'])
   next.push([`npx hsmlab down${flag}`, 'stop every process (data kept; --purge deletes it)'])
   lines.push(...table(next, '  '))
   return lines.join('\n') + '\n'
@@ -129,6 +150,7 @@ export function formatStatus (status: LabStatus): string {
   const up = hsms.filter(h => h.state === 'ACTIVE').length
   const planes = status.regions.filter(r => r.controlPlane?.state === 'RUNNING').length
   const lines = [`lab ${status.dir}: ${status.state} (${planes} of ${plural(status.regions.length, 'control plane')} running, ${up} of ${plural(hsms.length, 'HSM')} ACTIVE)`]
+  lines.push(faultsLine(status).trimStart())
   for (const region of status.regions) {
     lines.push('')
     lines.push(regionLine(region))
@@ -161,7 +183,11 @@ export function formatDown (result: LabDownResult): string {
   const planes = result.stopped.filter(s => s.kind === 'control-plane').length
   const hsms = result.stopped.filter(s => s.kind === 'hsm').length
   const killed = result.stopped.filter(s => s.how === 'killed').length
-  const lines = [`hsmlab: stopped ${plural(planes, 'control plane')} and ${plural(hsms, 'HSM process', 'HSM processes')} of ${result.dir}${killed > 0 ? ` (${killed} did not stop by themselves and were killed)` : ''}`]
+  const faultProxy = result.stopped.some(s => s.kind === 'fault-proxy') ? ' and the fault proxy' : ''
+  const lines = [`hsmlab: stopped ${plural(planes, 'control plane')} and ${plural(hsms, 'HSM process', 'HSM processes')}${faultProxy} of ${result.dir}${killed > 0 ? ` (${killed} did not stop by themselves and were killed)` : ''}`]
+  if (result.leftRunning.length > 0) {
+    lines.push(`  left running: ${result.leftRunning.map(c => `the control plane of ${c.region} (${c.endpoint})`).join(', ')}, which the lab did not start; stop them as they were started (the Docker lab: docker compose down)`)
+  }
   lines.push(result.purged ? '  data deleted (--purge)' : "  data kept: 'hsmlab up' starts the lab again with its clusters, users and keys; 'hsmlab down --purge' deletes it")
   return lines.join('\n') + '\n'
 }

@@ -139,7 +139,11 @@ export interface OperationMap {
 
   /** Peer (HSM↔HSM) operations: only after `peerHello` proved the caller is an HSM of the cluster. */
   peerHello: { args: { certificate: Record<string, unknown>, signature: Uint8Array }, result: { hsmId: string } }
-  peerInventory: { args: Record<string, never>, result: { keys: Array<[number, string]>, deleted: number[] } }
+  /**
+   * What the HSM holds. With `unlessSummary` equal to its own inventory summary (the peer holds
+   * the same handles, live and deleted), it answers `same: true` and empty lists instead.
+   */
+  peerInventory: { args: { unlessSummary?: string }, result: { keys: Array<[number, string]>, deleted: number[], same?: boolean } }
   peerFetch: { args: { handle: number }, result: { blob: Uint8Array } }
   peerPush: { args: { blob: Uint8Array }, result: Record<string, never> }
   peerDelete: { args: { handle: number }, result: Record<string, never> }
@@ -241,7 +245,7 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   },
 
   peerHello: { certificate: { type: 'object' }, signature: { type: 'bytes' } },
-  peerInventory: {},
+  peerInventory: { unlessSummary: { type: 'string', optional: true, max: 64 } },
   peerFetch: { handle },
   peerPush: { blob: { type: 'bytes', max: 1024 * 1024 } },
   peerDelete: { handle },

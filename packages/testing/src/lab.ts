@@ -42,7 +42,7 @@ export interface LabStatusCluster {
 /** `hsmlab status --json`: the contract's fields, typed; anything more is there untyped. */
 export interface LabStatusJson {
   dir: string
-  faults: { endpoint: string | null }
+  faults: { endpoint: string | null, seed?: number | null, [more: string]: unknown }
   regions: Array<{ name: string, controlPlane: { endpoint: string, pid: number | null, [more: string]: unknown } | null, clusters: LabStatusCluster[] }>
   cmuConfigs: Record<string, string>
   [more: string]: unknown
@@ -118,19 +118,25 @@ function pidsOf (dir: string): number[] {
     const state = JSON.parse(readFileSync(join(dir, 'lab.json'), 'utf8')) as {
       controlPlanes?: Array<{ pid?: number | null }>
       clusters?: Array<{ hsms?: Array<{ pid?: number | null }> }>
+      faultProxy?: { pid?: number | null }
     }
-    return [...(state.controlPlanes ?? []), ...(state.clusters ?? []).flatMap(c => c.hsms ?? [])]
+    return [...(state.controlPlanes ?? []), ...(state.clusters ?? []).flatMap(c => c.hsms ?? []), ...(state.faultProxy === undefined ? [] : [state.faultProxy])]
       .map(p => p.pid).filter((p): p is number => typeof p === 'number')
   } catch {
     return []
   }
 }
 
-/** True when a command line (NUL-separated) names, as `--data-dir`, a directory inside `dir`. */
+/**
+ * True when a command line (NUL-separated) names, as `--data-dir`, a directory inside `dir` (a
+ * control plane, an HSM), or is the lab's fault proxy (its `--config` is inside `dir`).
+ */
 function servesDirIn (commandLine: string, dir: string): boolean {
   const argv = commandLine.split('\0')
   const at = argv.indexOf('--data-dir')
-  return at !== -1 && (argv[at + 1] ?? '').startsWith(`${dir}/`)
+  if (at !== -1) return (argv[at + 1] ?? '').startsWith(`${dir}/`)
+  const config = argv.indexOf('--config')
+  return config !== -1 && argv.some(a => a.endsWith('fault-proxy.js')) && (argv[config + 1] ?? '').startsWith(`${dir}/`)
 }
 
 /** Every live process of the lab in `dir` (a control plane or an HSM: its data directory is inside `dir`). */
@@ -178,7 +184,7 @@ function logTails (dir: string): string {
       // An HSM's own data directory and the backups hold no logs.
       if ((name === 'data' && /\/hsm-[^/]+$/.test(d)) || name === 'backups') continue
       if (statSync(path).isDirectory()) walk(path)
-      else if (name === 'hsm.log' || name === 'control-plane.log') {
+      else if (name === 'hsm.log' || name === 'control-plane.log' || name === 'fault-proxy.log') {
         const tail = readFileSync(path, 'utf8').split('\n').filter(l => l !== '').slice(-20).join('\n')
         if (tail !== '') out.push(`--- ${path} ---\n${tail}`)
       }

@@ -1,10 +1,11 @@
 /**
  * `hsmlab`: the lab's front door (DESIGN.md "The lab's contract").
  *
- *   hsmlab up     [--topology FILE] [--dir DIR] [--log-level LEVEL] [--json]
+ *   hsmlab up     [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--seed N] [--no-faults] [--json]
  *   hsmlab status [--dir DIR] [--json]
  *   hsmlab down   [--dir DIR] [--purge]
  *   hsmlab backup [--dir DIR] [--json] REGION/CLUSTER
+ *   hsmlab fault  partition|blackhole|latency|reset-peer|heal|list ... [--dir DIR]   (fault-command.ts)
  *
  * `main(argv, io)` parses the arguments, calls labUp / labStatus / labDown / labBackup and prints; it returns
  * the exit code (0 done, 1 failed, 2 bad command line), so that it runs in process in tests and
@@ -51,6 +52,11 @@ commands:
   status  [--dir DIR] [--json]            what runs, where, in which state
   down    [--dir DIR] [--purge]           stop every process of the lab; keep its data unless --purge
   backup  [--dir DIR] REGION/CLUSTER      make a backup of a cluster now; print its id
+  fault   partition|blackhole GROUP, latency FROM TO --ms N, reset-peer GROUP, heal [GROUP], list
+                                          network faults on the lab's links (its fault proxy)
+
+  scenario run FILE [--seed N] [--dir DIR]  run a fault scenario against a lab of its own; PASS or
+                                          the invariant that broke (docs/scenarios.md)
 
   cmu     CONFIG                          the CMU shell (cloudhsm_mgmt_util CONFIG)
   kmu     [--config CFG] [singlecmd ...]  the KMU shell (key_mgmt_util); without --config it uses
@@ -61,7 +67,7 @@ DIR defaults to ${labDefaults.dir} in the working directory.
 `
 
 const HELP: Record<string, string> = {
-  up: `usage: hsmlab up [--topology FILE] [--dir DIR] [--log-level LEVEL] [--json]
+  up: `usage: hsmlab up [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--seed N] [--no-faults] [--json]
 
 Starts the lab described by FILE in DIR and returns once every region's control plane answers,
 every cluster is built through its control plane's cloudhsmv2 API (created, initialized,
@@ -75,6 +81,17 @@ control plane restarts its own HSMs) and waits until every HSM is ACTIVE.
   -d, --dir DIR         lab directory (default: ${labDefaults.dir})
       --log-level LEVEL log level of the control planes and HSMs, whose logs go to DIR/<region>/control-plane/
                         (silent, fatal, error, warn, info, debug, trace; default: ${labDefaults.logLevel})
+      --seed N          seed of the fault proxy's random draws (jitter, toxicity) when this 'up' starts it
+                        (default: the lab's recorded seed, else a random one, printed and recorded)
+      --no-faults       every link direct, no fault proxy (recorded; --faults brings the fault proxy back)
+      --copy-retry-window-seconds N
+                        how long a copy of a backup to another region keeps trying to fetch it (lab
+                        seconds; the control planes' default is 60); recorded, applied when they start
+      --control-plane REGION=URL
+                        the control plane of REGION runs elsewhere, at URL (like the Docker lab's
+                        http://cp-us-east-1:8080): use it instead of starting one; repeat per region.
+                        The lab remembers it, and never stops it. It must have been started with a
+                        regions file naming every region and the manufacturer key file the others have
       --json            print the status as 'hsmlab status --json' does, instead of the summary
 `,
   status: `usage: hsmlab status [--dir DIR] [--json]
@@ -119,6 +136,20 @@ function parse<T> (command: string, run: () => T): T {
   }
 }
 
+/** `--control-plane REGION=URL` flags as a map; undefined when none is given. */
+function controlPlanesOf (flags: string[]): Record<string, string> | undefined {
+  if (flags.length === 0) return undefined
+  const map: Record<string, string> = {}
+  for (const flag of flags) {
+    const at = flag.indexOf('=')
+    const region = flag.slice(0, at)
+    if (at <= 0 || at === flag.length - 1) throw new LabError(LAB_ERR_USAGE, `--control-plane must be REGION=URL (like us-east-1=http://cp-us-east-1:8080), not '${flag}'\n\n${HELP.up ?? ''}`)
+    if (region in map) throw new LabError(LAB_ERR_USAGE, `--control-plane names region ${region} twice`)
+    map[region] = flag.slice(at + 1)
+  }
+  return map
+}
+
 /** Runs one `hsmlab` command; resolves with the exit code. */
 export async function main (argv: string[], io: MainIo = {
   stdout: text => { process.stdout.write(text) },
@@ -129,13 +160,49 @@ export async function main (argv: string[], io: MainIo = {
   try {
     switch (command) {
       case 'up': {
-        const v = parse('up', () => parseArgs({ args: rest, strict: true, allowPositionals: false, options: { topology: { type: 'string', short: 't' }, dir: DIR_OPTION, 'log-level': { type: 'string' }, json: { type: 'boolean' }, help: HELP_OPTION } }).values)
+        const v = parse('up', () => parseArgs({
+          args: rest,
+          strict: true,
+          allowPositionals: false,
+          options: {
+            topology: { type: 'string', short: 't' },
+            dir: DIR_OPTION,
+            'log-level': { type: 'string' },
+            'control-plane': { type: 'string', multiple: true },
+            seed: { type: 'string' },
+            'copy-retry-window-seconds': { type: 'string' },
+            faults: { type: 'boolean' },
+            'no-faults': { type: 'boolean' },
+            json: { type: 'boolean' },
+            help: HELP_OPTION
+          }
+        }).values)
         if (v.help === true) { io.stdout(HELP.up ?? ''); return EXIT_OK }
         const levels = ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace']
         if (v['log-level'] !== undefined && !levels.includes(v['log-level'])) {
           throw new LabError(LAB_ERR_USAGE, `--log-level must be one of ${levels.join(', ')}, not '${v['log-level']}'`)
         }
-        const result = await labUp({ cwd, dir: v.dir, topologyFile: v.topology, logLevel: v['log-level'] })
+        const controlPlanes = controlPlanesOf(v['control-plane'] ?? [])
+        if (v.faults === true && v['no-faults'] === true) throw new LabError(LAB_ERR_USAGE, 'give --faults or --no-faults, not both')
+        const seed = v.seed === undefined ? undefined : Number(v.seed)
+        if (v.seed !== undefined && (!/^-?\d+$/.test(v.seed.trim()) || !Number.isSafeInteger(seed))) {
+          throw new LabError(LAB_ERR_USAGE, `--seed must be a whole number of at most 2^53 - 1 in absolute value, not '${v.seed}'`)
+        }
+        const faults = v['no-faults'] === true ? false : v.faults === true ? true : undefined
+        const window = v['copy-retry-window-seconds'] === undefined ? undefined : Number(v['copy-retry-window-seconds'])
+        if (window !== undefined && !(Number.isFinite(window) && window >= 0 && v['copy-retry-window-seconds']?.trim() !== '')) {
+          throw new LabError(LAB_ERR_USAGE, `--copy-retry-window-seconds must be a number of seconds ≥ 0, not '${v['copy-retry-window-seconds'] ?? ''}'`)
+        }
+        const result = await labUp({
+          cwd,
+          dir: v.dir,
+          topologyFile: v.topology,
+          logLevel: v['log-level'],
+          ...(controlPlanes === undefined ? {} : { controlPlanes }),
+          ...(seed === undefined ? {} : { seed }),
+          ...(faults === undefined ? {} : { faults }),
+          ...(window === undefined ? {} : { copyRetryWindowSeconds: window })
+        })
         io.stdout(v.json === true ? JSON.stringify(result.status, null, 2) + '\n' : formatUpSummary(result, cwd))
         return EXIT_OK
       }
@@ -170,6 +237,8 @@ export async function main (argv: string[], io: MainIo = {
           ? await runCmu(rest, { input, output }, { errorOutput: error })
           : await runKmu(rest, { input, output, error, cwd })
       }
+      case 'fault': return await (await import('../fault-command.js')).faultMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
+      case 'scenario': return await (await import('../scenario/command.js')).scenarioMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
       case 'help': case '--help': case '-h':
         io.stdout(USAGE)
         return EXIT_OK
