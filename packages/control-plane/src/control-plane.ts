@@ -221,9 +221,15 @@ class Engine {
     for (const hsm of Object.values(this.store.state.hsms)) {
       if (hsm.pid === undefined || hsm.state === 'DELETED') continue
       const paths = hsmPaths(this.dataDir, hsm.hsmId)
-      if (isProcessAlive(hsm.pid) && looksLikeHsm(hsm.pid, paths.dataDir)) {
-        this.supervisor.adopt(hsm.hsmId, hsm.pid, paths, this.tuning.tickIntervalMs)
+      if (!isProcessAlive(hsm.pid) || !looksLikeHsm(hsm.pid, paths.dataDir)) continue
+      if (hsm.state !== 'ACTIVE') {
+        // Started by a control plane that died before it handled the HSM's ready line: nothing
+        // would ever promote an adopted process, so stop it and let the restart path start it
+        // again and mark it ACTIVE once ready. Its stores survive a SIGKILL by design.
+        try { process.kill(hsm.pid, 'SIGKILL') } catch { /* already gone */ }
+        continue
       }
+      this.supervisor.adopt(hsm.hsmId, hsm.pid, paths, this.tuning.tickIntervalMs)
     }
   }
 
