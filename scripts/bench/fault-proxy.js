@@ -7,91 +7,19 @@
 //   node scripts/bench/fault-proxy.js [--rounds 20000] [--mib 128]   (after npm run build)
 //
 // Goals (the issue's): added p50 round trip < 100 µs; proxied throughput ≥ 50% of direct.
-import { spawn } from 'node:child_process'
-import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { FaultClient } from '@hsmlab/fault-proxy'
 import { percentile } from './stats.js'
+import { open, pingPong, startProcess, throughput } from './tcp.js'
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '20000' }, mib: { type: 'string', default: '128' } } })
 const ROUNDS = Number(values.rounds)
 const MIB = Number(values.mib)
 const BIN = fileURLToPath(new URL('../../packages/fault-proxy/bin/fault-proxy.js', import.meta.url))
 const PEERS = fileURLToPath(new URL('./tcp-peers.js', import.meta.url))
-const children = []
 const rows = []
-
-function startProcess (script, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
-    children.push(child)
-    let out = ''
-    child.stdout.setEncoding('utf8').on('data', chunk => {
-      out += chunk
-      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]))
-    })
-    child.on('exit', code => { reject(new Error(`${script} exited with ${code}`)) })
-  })
-}
-
-function open (port) {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, noDelay: true })
-    socket.once('connect', () => resolve(socket))
-    socket.once('error', reject)
-  })
-}
-
-/** `count` sequential round trips of `size` bytes; returns each one's time in microseconds. */
-async function pingPong (socket, count, size = 64) {
-  const payload = Buffer.alloc(size, 1)
-  const samples = new Array(count)
-  let received = 0
-  let started = 0n
-  let i = 0
-  await new Promise(resolve => {
-    const onData = chunk => {
-      received += chunk.length
-      if (received < size) return
-      received -= size
-      samples[i++] = Number(process.hrtime.bigint() - started) / 1e3
-      if (i === count) {
-        socket.off('data', onData)
-        resolve()
-        return
-      }
-      started = process.hrtime.bigint()
-      socket.write(payload)
-    }
-    socket.on('data', onData)
-    started = process.hrtime.bigint()
-    socket.write(payload)
-  })
-  return samples
-}
-
-/** Writes `mib` MiB to the sink and waits for its answer; returns MiB/s. */
-async function throughput (port, mib) {
-  const socket = await open(port)
-  const chunk = Buffer.alloc(64 * 1024, 7)
-  const total = mib * 16
-  const started = process.hrtime.bigint()
-  const answered = new Promise(resolve => {
-    let text = ''
-    socket.setEncoding('utf8').on('data', t => { text += t })
-    socket.on('end', () => resolve(text))
-  })
-  for (let i = 0; i < total; i++) {
-    if (!socket.write(chunk)) await new Promise(resolve => socket.once('drain', resolve))
-  }
-  socket.end()
-  const answer = await answered
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9
-  socket.destroy()
-  if (answer !== `done ${mib * 1024 * 1024}`) throw new Error(`sink answered '${answer}'`)
-  return mib / seconds
-}
+const children = []
 
 function row (measure, value, baseline, unit, goal) {
   rows.push({ measure, value, baseline, unit, goal })
@@ -109,8 +37,8 @@ function printTable () {
 }
 
 async function main () {
-  const peers = await startProcess(PEERS, [])
-  const ready = await startProcess(BIN, ['--host', '127.0.0.1', '--port', '0'])
+  const peers = await startProcess(PEERS, [], children)
+  const ready = await startProcess(BIN, ['--host', '127.0.0.1', '--port', '0'], children)
   const faults = new FaultClient({ url: `http://127.0.0.1:${ready.port}` })
   const portOf = proxy => Number(proxy.listen.slice(proxy.listen.lastIndexOf(':') + 1))
   const echoProxy = portOf(await faults.createProxy({ name: 'bench/echo', listen: '127.0.0.1:0', upstream: `127.0.0.1:${peers.echoPort}` }))

@@ -13,6 +13,8 @@ import WebSocket from 'ws'
 import { HsmConnection } from '@hsmlab/client'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
 import { percentile, msSince } from './stats.js'
+import { regionRows } from './regions.js'
+import { faultRows } from './faults.js'
 
 const HSMLAB = fileURLToPath(new URL('../../packages/lab/bin/hsmlab.js', import.meta.url))
 const ECHO = fileURLToPath(new URL('./echo-server.js', import.meta.url))
@@ -172,6 +174,10 @@ async function main () {
   if (scenario.status !== 0) throw new Error(`hsmlab scenario run failed (${scenario.status}):\n${scenario.stdout}\n${scenario.stderr}`)
   const durationMs = JSON.parse(readFileSync(scenarioFile, 'utf8')).durationMs
   row('fault scenario end to end (region partition, seed 1)', msSince(scenarioStarted) / 1000, durationMs / 1000, 's', '< 30 s (baseline: its workload)')
+
+  // Issue 3 (regions, copies, clones) and issue 4 (the idle fault layer): regions.js, faults.js.
+  await regionRows({ row, hsmlab, work, labs, children, bareReadyMs })
+  await faultRows({ row, hsmlab, HSMLAB, work, labs, children })
 }
 
 function printTable () {
