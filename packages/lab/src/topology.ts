@@ -352,24 +352,30 @@ function checkFaults (c: Checker, raw: unknown, regions: TopologyRegion[]): LabF
 }
 
 /**
- * Reads and checks a topology file (`LAB_ERR_TOPOLOGY` when it cannot be read or is wrong);
- * messages name it `name` (by default the path), the way the person typed it.
+ * Reads a JSON file for the lab (a topology, a scenario): a missing or unreadable file and text
+ * that is not JSON fail with `code`, naming the file `name` the way the person typed it.
  */
-export async function readTopology (file: string, name: string = file): Promise<Topology> {
+export async function readLabJsonFile (file: string, name: string, code: string, what: string): Promise<unknown> {
   let text: string
   try {
     text = await readFile(file, 'utf8')
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message
-    throw new LabError(LAB_ERR_TOPOLOGY, `cannot read the topology file ${name}: ${why}`, { cause: err })
+    throw new LabError(code, `cannot read the ${what} file ${name}: ${why}`, { cause: err })
   }
-  let json: unknown
   try {
-    json = JSON.parse(text)
+    return JSON.parse(text)
   } catch (err) {
-    throw new LabError(LAB_ERR_TOPOLOGY, `${name} is not valid JSON: ${(err as Error).message}`, { cause: err })
+    throw new LabError(code, `${name} is not valid JSON: ${(err as Error).message}`, { cause: err })
   }
-  return parseTopology(json, name)
+}
+
+/**
+ * Reads and checks a topology file (`LAB_ERR_TOPOLOGY` when it cannot be read or is wrong);
+ * messages name it `name` (by default the path), the way the person typed it.
+ */
+export async function readTopology (file: string, name: string = file): Promise<Topology> {
+  return parseTopology(await readLabJsonFile(file, name, LAB_ERR_TOPOLOGY, 'topology'), name)
 }
 
 /** Every cluster of a topology in lab order (regions in file order, then clusters). */

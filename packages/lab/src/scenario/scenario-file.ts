@@ -4,10 +4,9 @@
  * every problem with its place in the file, as `parseTopology` does; `resolveScenario` then checks
  * the names it uses (clusters, regions, HSMs) against the topology the lab will have.
  */
-import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { LabError, LAB_ERR_SCENARIO } from '../errors.js'
-import { parseTopology, readTopology } from '../topology.js'
+import { parseTopology, readLabJsonFile, readTopology } from '../topology.js'
 import type { Topology, TopologyCluster } from '../topology.js'
 import { DEFAULT_TOPOLOGY_PATH } from '../defaults.js'
 import { scenarioDefaults } from './defaults.js'
@@ -396,20 +395,7 @@ export function parseScenario (json: unknown, source = 'scenario'): Scenario {
 
 /** Reads and checks a scenario file (`LAB_ERR_SCENARIO` when it cannot be read or is wrong). */
 export async function readScenario (file: string, name: string = file): Promise<Scenario> {
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message
-    throw new LabError(LAB_ERR_SCENARIO, `cannot read the scenario file ${name}: ${why}`, { cause: err })
-  }
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch (err) {
-    throw new LabError(LAB_ERR_SCENARIO, `${name} is not valid JSON: ${(err as Error).message}`, { cause: err })
-  }
-  return parseScenario(json, name)
+  return parseScenario(await readLabJsonFile(file, name, LAB_ERR_SCENARIO, 'scenario'), name)
 }
 
 /** A cluster of the topology, with the credentials the runner uses on it. */
