@@ -10,6 +10,8 @@ import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_TOPOLOGY } from './errors.js'
 import { describeGroups, groupIndex, linksBetween, planLinks } from './fault-links.js'
 import type { FaultLinks, LabFault } from './faults.js'
+import { FileChecker, describe } from './file-checker.js'
+import type { Json } from './file-checker.js'
 
 /** A user the lab creates on every HSM of an activated cluster. */
 export interface TopologyUser {
@@ -55,41 +57,8 @@ const PASSWORD_LENGTH_MAX = 32
 // Users every HSM has from the start; a topology cannot create them again.
 const RESERVED_USER_NAMES = [DEFAULT_ADMIN_NAME, APPLIANCE_USER_NAME]
 
-type Json = Record<string, unknown>
-
-function describe (value: unknown): string {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)
-  if (typeof value === 'object') return 'an object'
-  return String(value)
-}
-
-/** Collects problems with their path in the file. */
-class Checker {
-  readonly problems: string[] = []
-
-  fail (path: string, message: string): void {
-    this.problems.push(`${path}: ${message}`)
-  }
-
-  object (path: string, value: unknown, allowed: readonly string[]): Json | undefined {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      this.fail(path, `must be an object, not ${describe(value)}`)
-      return undefined
-    }
-    for (const key of Object.keys(value)) {
-      if (!allowed.includes(key)) this.fail(path, `unknown field "${key}" (allowed: ${allowed.join(', ')})`)
-    }
-    return value as Json
-  }
-
-  string (path: string, value: unknown, pattern: RegExp, rule: string): string | undefined {
-    if (value === undefined) { this.fail(path, `is missing (${rule})`); return undefined }
-    if (typeof value !== 'string' || !pattern.test(value)) { this.fail(path, `must be ${rule}, not ${describe(value)}`); return undefined }
-    return value
-  }
-
+/** The topology's checks: the common ones, and passwords as the HSM accepts them. */
+class Checker extends FileChecker {
   password (path: string, value: unknown): string | undefined {
     if (value === undefined) { this.fail(path, `is missing (a password of ${PASSWORD_LENGTH_MIN} to ${PASSWORD_LENGTH_MAX} characters)`); return undefined }
     if (typeof value !== 'string' || value.length < PASSWORD_LENGTH_MIN || value.length > PASSWORD_LENGTH_MAX) {
@@ -97,13 +66,6 @@ class Checker {
       this.fail(path, `must be a password of ${PASSWORD_LENGTH_MIN} to ${PASSWORD_LENGTH_MAX} characters, not ${got}`)
       return undefined
     }
-    return value
-  }
-
-  array (path: string, value: unknown, minLength: number): unknown[] | undefined {
-    if (value === undefined) { this.fail(path, `is missing (an array of at least ${minLength})`); return undefined }
-    if (!Array.isArray(value)) { this.fail(path, `must be an array, not ${describe(value)}`); return undefined }
-    if (value.length < minLength) { this.fail(path, `must list at least ${minLength}`); return undefined }
     return value
   }
 }

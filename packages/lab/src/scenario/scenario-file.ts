@@ -10,6 +10,8 @@ import { parseTopology, readLabJsonFile, readTopology } from '../topology.js'
 import type { Topology, TopologyCluster } from '../topology.js'
 import { DEFAULT_TOPOLOGY_PATH } from '../defaults.js'
 import { scenarioDefaults } from './defaults.js'
+import { FileChecker, describe } from '../file-checker.js'
+import type { Json } from '../file-checker.js'
 
 /** One operation a workload stream may pick; `weight` makes it likelier. */
 export type WorkloadOp =
@@ -70,39 +72,14 @@ export interface Scenario {
   schedule: ScheduleEntry[]
 }
 
-type Json = Record<string, unknown>
 
-function describe (value: unknown): string {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)
-  if (typeof value === 'object') return 'an object'
-  return String(value)
-}
 
 const MS_MAX = 3_600_000
 const CLUSTER_REF = /^[a-z0-9-]+\/[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/
 const AES_SIZES = [16, 24, 32]
 
-/** Collects problems with their path in the file. */
-class Checker {
-  readonly problems: string[] = []
-
-  fail (path: string, message: string): void {
-    this.problems.push(`${path}: ${message}`)
-  }
-
-  object (path: string, value: unknown, allowed: readonly string[]): Json | undefined {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      this.fail(path, `must be an object, not ${describe(value)}`)
-      return undefined
-    }
-    for (const key of Object.keys(value)) {
-      if (!allowed.includes(key)) this.fail(path, `unknown field "${key}" (allowed: ${allowed.join(', ')})`)
-    }
-    return value as Json
-  }
-
+/** The scenario's checks: the common ones, and numbers, fractions and time ranges. */
+class Checker extends FileChecker {
   int (path: string, value: unknown, min: number, max: number, fallback?: number): number | undefined {
     if (value === undefined) {
       if (fallback === undefined) this.fail(path, `is missing (a whole number from ${min} to ${max})`)
@@ -140,18 +117,7 @@ class Checker {
     return [value[0] as number, value[1] as number]
   }
 
-  string (path: string, value: unknown, pattern: RegExp, rule: string): string | undefined {
-    if (value === undefined) { this.fail(path, `is missing (${rule})`); return undefined }
-    if (typeof value !== 'string' || !pattern.test(value)) { this.fail(path, `must be ${rule}, not ${describe(value)}`); return undefined }
-    return value
-  }
 
-  array (path: string, value: unknown, minLength: number): unknown[] | undefined {
-    if (value === undefined) { this.fail(path, `is missing (an array of at least ${minLength})`); return undefined }
-    if (!Array.isArray(value)) { this.fail(path, `must be an array, not ${describe(value)}`); return undefined }
-    if (value.length < minLength) { this.fail(path, `must list at least ${minLength}`); return undefined }
-    return value
-  }
 }
 
 const OP_FIELDS: Record<WorkloadOpName, readonly string[]> = {
