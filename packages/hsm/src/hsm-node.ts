@@ -24,7 +24,7 @@ import { PeerBook } from './peers.js'
 import { createReplicator } from './replication.js'
 import type { ReplicatorOptions } from './replication.js'
 import { HsmServer } from './server.js'
-import { TaskQueue } from './task-queue.js'
+import PQueue from 'p-queue'
 
 /** Options of `startHsm`. */
 export interface StartHsmOptions {
@@ -133,7 +133,7 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
     const peerBook = new PeerBook(stores.meta, identity.hsmId)
     const sessions = new Set<Session>()
     // User changes run one at a time per HSM (see HsmContext.runExclusive).
-    const exclusive = new TaskQueue(1)
+    const exclusive = new PQueue({ concurrency: 1 })
     let late: Replicator | undefined
     const ctx: HsmContext = {
       identity,

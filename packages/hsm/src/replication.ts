@@ -50,7 +50,7 @@ import { isTombstone } from './context.js'
 import { maskKey, openMasked, readMaskedKey } from './handlers/masked-object-handlers.js'
 import { applyReplicatedDeletes, insertReplicatedKey } from './handlers/peer-handlers.js'
 import { inventorySummary } from './key-digest.js'
-import { TaskQueue } from './task-queue.js'
+import PQueue from 'p-queue'
 
 /** The part of `HsmConnection` the replicator uses (tests may supply their own). */
 export interface PeerConnection {
@@ -137,7 +137,7 @@ function errorText (err: unknown): string {
 class PeerLink {
   readonly hsmId: string
   readonly endpoint: string
-  readonly queue: TaskQueue
+  readonly queue: PQueue
   connection: PeerConnection | undefined
   lastSyncAtMs: number | undefined
   lastError: string | undefined
@@ -154,7 +154,7 @@ class PeerLink {
     this.r = r
     this.hsmId = peer.hsmId
     this.endpoint = peer.endpoint
-    this.queue = new TaskQueue(r.settings.pushConcurrency)
+    this.queue = new PQueue({ concurrency: r.settings.pushConcurrency })
   }
 
   get isClosed (): boolean { return this.closed }
