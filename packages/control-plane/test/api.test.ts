@@ -134,7 +134,7 @@ describe('cloudhsmv2 API (no HSM processes)', () => {
     // DeleteHsm
     await expectAwsError(slowSend(new DeleteHsmCommand({ ClusterId: id })), INVALID, /exactly one of HsmId, EniId and EniIp/)
     await expectAwsError(slowSend(new DeleteHsmCommand({ ClusterId: id, HsmId: 'hsm-aaaaaaaaaaa' })), NOT_FOUND, /HSM hsm-aaaaaaaaaaa not found/)
-    await expectAwsError(send(new DeleteHsmCommand({ ClusterId: UNKNOWN_CLUSTER, EniIp: '127.0.1.4' })), NOT_FOUND)
+    await expectAwsError(send(new DeleteHsmCommand({ ClusterId: UNKNOWN_CLUSTER, EniIp: '127.1.1.4' })), NOT_FOUND)
     await expectAwsError(send(new DeleteHsmCommand({ ClusterId: UNKNOWN_CLUSTER, EniId: 'eni-zz' })), INVALID, /eniId/)
     // Backups
     await expectAwsError(send(new DescribeBackupsCommand({ Filters: { states: ['GONE'] } })), INVALID, /filter states/)
@@ -220,10 +220,23 @@ describe('HSM addressing: --hsm-host', () => {
     const api = new ControlPlaneClient({ endpoint: `http://127.0.0.1:${cp.port}`, region: 'us-east-1' })
     const cluster = await api.createCluster({ HsmType: 'hsm1.medium', SubnetIds: SUBNETS })
     await api.waitForCluster(cluster.ClusterId ?? '', 'UNINITIALIZED')
-    await expect(api.createHsm({ ClusterId: cluster.ClusterId ?? '', AvailabilityZone: 'us-east-1a', IpAddress: '127.0.1.4' }))
+    await expect(api.createHsm({ ClusterId: cluster.ClusterId ?? '', AvailabilityZone: 'us-east-1a', IpAddress: '127.1.1.4' }))
       .rejects.toMatchObject({ awsType: INVALID, message: expect.stringContaining('every HSM of this hsmlab region listens on 127.0.0.9') })
     // Recorded before any process exists: the address is decided by the API.
     const hsm = await api.createHsm({ ClusterId: cluster.ClusterId ?? '', AvailabilityZone: 'us-east-1b' })
     expect(hsm.EniIp).toBe('127.0.0.9')
+  })
+
+  it('with per-hsm addressing an HSM gets an address of its region and availability zone: 127.<region>.<zone>.<host>', async () => {
+    const cp = await startTestControlPlane('us-west-2', { hsmAddressing: 'per-hsm', hsmBinPath: join(tmpDir(), 'no-hsm.js') })
+    const api = new ControlPlaneClient({ endpoint: `http://127.0.0.1:${cp.port}`, region: 'us-west-2' })
+    const cluster = await api.createCluster({ HsmType: 'hsm1.medium', SubnetIds: SUBNETS })
+    await api.waitForCluster(cluster.ClusterId ?? '', 'UNINITIALIZED')
+    const zone = Object.keys(cluster.SubnetMapping ?? {}).sort()[0] ?? ''
+    expect(zone).toBe('us-west-2a')
+    await expect(api.createHsm({ ClusterId: cluster.ClusterId ?? '', AvailabilityZone: zone, IpAddress: '127.0.1.4' }))
+      .rejects.toMatchObject({ awsType: INVALID, message: expect.stringContaining('is not in the subnet of us-west-2a (127.4.1.0/24, hosts .4 to .254)') })
+    const hsm = await api.createHsm({ ClusterId: cluster.ClusterId ?? '', AvailabilityZone: zone })
+    expect(hsm.EniIp).toBe('127.4.1.4')
   })
 })

@@ -11,6 +11,7 @@ import { violations, requestShapes } from '../src/validation.js'
 import { checkSignedCertificate, createClusterCsr } from '../src/x509.js'
 import { copyRefusal } from '../src/api/backups.js'
 import { startFailureReason } from '../src/hsm-supervisor.js'
+import { REGION_OCTETS, regionOctet } from '../src/api/hsms.js'
 
 describe('validation', () => {
   it('words violations the way AWS request validation does', () => {
@@ -64,6 +65,19 @@ describe('regions and copies', () => {
     expect(await cp.readRegionsFile(join(dir, 'missing.json'))).toEqual({})
     writeFileSync(file, '["x"]')
     await expect(cp.readRegionsFile(file)).rejects.toMatchObject({ code: 'CP_ERR_REGIONS_FILE' })
+  })
+})
+
+describe('HSM addresses', () => {
+  it('gives every region its own second octet: the table first, a stable hash onto the rest otherwise', () => {
+    expect(['us-east-1', 'us-east-2', 'us-west-1', 'us-west-2'].map(regionOctet)).toEqual([1, 2, 3, 4])
+    expect(new Set(REGION_OCTETS.map(regionOctet)).size).toBe(REGION_OCTETS.length)
+    for (const region of ['xx-test-1', 'lab-1', '', 'us-east-99']) {
+      const octet = regionOctet(region)
+      expect(octet).toBe(regionOctet(region))
+      expect(octet).toBeGreaterThan(REGION_OCTETS.length)
+      expect(octet).toBeLessThanOrEqual(254)
+    }
   })
 })
 

@@ -154,7 +154,7 @@ export async function ensureFaultProxy (layout: LabLayout, lab: LabState, writer
   return true
 }
 
-/** The address (`host:port`) of an HSM's own endpoint, `ws://127.0.1.4:38211` → `127.0.1.4:38211`; '' without one. */
+/** The address (`host:port`) of an HSM's own endpoint, `ws://127.1.1.4:38211` → `127.1.1.4:38211`; '' without one. */
 function addressOf (hsm: Hsm): string {
   return hsm.HsmlabEndpoint === undefined ? '' : hsm.HsmlabEndpoint.replace(/^ws:\/\//, '')
 }

@@ -11,8 +11,8 @@ import { LAB_ERR_TOPOLOGY, groupIndex, linksBetween, main, parseTopology, planLi
 /** The default lab's shape: us-east-1/primary and us-west-2/dr, 2 HSMs each. */
 const input = {
   regions: [
-    { name: 'us-east-1', controlPlane: '127.0.0.1:4001', clusters: [{ name: 'primary', hsms: [{ id: 'hsm-aaaaaaaaaaa', address: '127.0.1.4:5001' }, { id: 'hsm-bbbbbbbbbbb', address: '127.0.2.4:5002' }] }] },
-    { name: 'us-west-2', controlPlane: '127.0.0.1:4002', clusters: [{ name: 'dr', hsms: [{ id: 'hsm-ccccccccccc', address: '127.0.1.4:5003' }, { id: 'hsm-ddddddddddd', address: '127.0.2.4:5004' }] }] }
+    { name: 'us-east-1', controlPlane: '127.0.0.1:4001', clusters: [{ name: 'primary', hsms: [{ id: 'hsm-aaaaaaaaaaa', address: '127.1.1.4:5001' }, { id: 'hsm-bbbbbbbbbbb', address: '127.1.2.4:5002' }] }] },
+    { name: 'us-west-2', controlPlane: '127.0.0.1:4002', clusters: [{ name: 'dr', hsms: [{ id: 'hsm-ccccccccccc', address: '127.4.1.4:5003' }, { id: 'hsm-ddddddddddd', address: '127.4.2.4:5004' }] }] }
   ]
 }
 
@@ -27,18 +27,18 @@ describe('the links of a lab', () => {
   it('names every link so a person can tell which it is, with the upstream it leads to', () => {
     const links = planLinks(input)
     expect(links.map(l => [l.name, l.kind, l.listenHost, l.upstream])).toEqual([
-      ['us-east-1/primary/hsm-0', 'client', '127.0.1.4', '127.0.1.4:5001'],
-      ['us-east-1/primary/hsm-1', 'client', '127.0.2.4', '127.0.2.4:5002'],
-      ['peer/us-east-1/primary/hsm-0->hsm-1', 'peer', '127.0.2.4', '127.0.2.4:5002'],
-      ['peer/us-east-1/primary/hsm-1->hsm-0', 'peer', '127.0.1.4', '127.0.1.4:5001'],
-      ['control/us-east-1/primary/hsm-0', 'control', '127.0.1.4', '127.0.1.4:5001'],
-      ['control/us-east-1/primary/hsm-1', 'control', '127.0.2.4', '127.0.2.4:5002'],
-      ['us-west-2/dr/hsm-0', 'client', '127.0.1.4', '127.0.1.4:5003'],
-      ['us-west-2/dr/hsm-1', 'client', '127.0.2.4', '127.0.2.4:5004'],
-      ['peer/us-west-2/dr/hsm-0->hsm-1', 'peer', '127.0.2.4', '127.0.2.4:5004'],
-      ['peer/us-west-2/dr/hsm-1->hsm-0', 'peer', '127.0.1.4', '127.0.1.4:5003'],
-      ['control/us-west-2/dr/hsm-0', 'control', '127.0.1.4', '127.0.1.4:5003'],
-      ['control/us-west-2/dr/hsm-1', 'control', '127.0.2.4', '127.0.2.4:5004'],
+      ['us-east-1/primary/hsm-0', 'client', '127.1.1.4', '127.1.1.4:5001'],
+      ['us-east-1/primary/hsm-1', 'client', '127.1.2.4', '127.1.2.4:5002'],
+      ['peer/us-east-1/primary/hsm-0->hsm-1', 'peer', '127.1.2.4', '127.1.2.4:5002'],
+      ['peer/us-east-1/primary/hsm-1->hsm-0', 'peer', '127.1.1.4', '127.1.1.4:5001'],
+      ['control/us-east-1/primary/hsm-0', 'control', '127.1.1.4', '127.1.1.4:5001'],
+      ['control/us-east-1/primary/hsm-1', 'control', '127.1.2.4', '127.1.2.4:5002'],
+      ['us-west-2/dr/hsm-0', 'client', '127.4.1.4', '127.4.1.4:5003'],
+      ['us-west-2/dr/hsm-1', 'client', '127.4.2.4', '127.4.2.4:5004'],
+      ['peer/us-west-2/dr/hsm-0->hsm-1', 'peer', '127.4.2.4', '127.4.2.4:5004'],
+      ['peer/us-west-2/dr/hsm-1->hsm-0', 'peer', '127.4.1.4', '127.4.1.4:5003'],
+      ['control/us-west-2/dr/hsm-0', 'control', '127.4.1.4', '127.4.1.4:5003'],
+      ['control/us-west-2/dr/hsm-1', 'control', '127.4.2.4', '127.4.2.4:5004'],
       ['wan/us-east-1->us-west-2', 'wan', '127.0.0.1', '127.0.0.1:4002'],
       ['wan/us-west-2->us-east-1', 'wan', '127.0.0.1', '127.0.0.1:4001']
     ])

@@ -4,10 +4,13 @@
  * stopping it) and moves the states on.
  *
  * Addresses: with `per-hsm` addressing (the default on Linux, where all of 127.0.0.0/8 is
- * loopback), the subnet of availability zone `<region>a` is 127.0.1.0/24, `<region>b`
- * 127.0.2.0/24, and so on; an HSM gets the first free address from .4 (AWS reserves the first
- * four of a subnet) and listens on it, so its EniIp is where clients reach it. With `shared`
- * addressing every HSM listens on the control plane's `hsmHost` (by default its host).
+ * loopback), the subnet of availability zone `<region>a` is 127.R.1.0/24, `<region>b`
+ * 127.R.2.0/24, and so on, where R is the region's own number (`regionOctet`: us-east-1 1,
+ * us-east-2 2, us-west-1 3, us-west-2 4, then the other AWS regions from a fixed table), so the
+ * HSMs of two regions never share an address (us-east-1a's first HSM is 127.1.1.4, us-west-2a's
+ * 127.4.1.4); an HSM gets the first free address from .4 (AWS reserves the first four of a
+ * subnet) and listens on it, so its EniIp is where clients reach it. With `shared` addressing
+ * every HSM listens on the control plane's `hsmHost` (by default its host).
  */
 import { randomResourceId } from '@hsmlab/hsm'
 import { invalidRequest, notFound } from '../errors.js'
@@ -19,6 +22,38 @@ import { hsmsOf, renderHsm } from './render.js'
 
 const FIRST_HOST = 4
 const LAST_HOST = 254
+
+/**
+ * The AWS regions in a fixed order: a region's second address octet is its position + 1. Append
+ * only (never reorder), or the addresses of existing labs' HSMs would move.
+ */
+export const REGION_OCTETS: readonly string[] = [
+  'us-east-1', 'us-east-2', 'us-west-1', 'us-west-2',
+  'ca-central-1', 'ca-west-1', 'mx-central-1', 'sa-east-1',
+  'eu-west-1', 'eu-west-2', 'eu-west-3', 'eu-central-1', 'eu-central-2', 'eu-north-1', 'eu-south-1', 'eu-south-2',
+  'ap-northeast-1', 'ap-northeast-2', 'ap-northeast-3', 'ap-southeast-1', 'ap-southeast-2', 'ap-southeast-3',
+  'ap-southeast-4', 'ap-southeast-5', 'ap-southeast-7', 'ap-south-1', 'ap-south-2', 'ap-east-1',
+  'me-south-1', 'me-central-1', 'il-central-1', 'af-south-1',
+  'us-gov-east-1', 'us-gov-west-1', 'cn-north-1', 'cn-northwest-1'
+]
+
+/**
+ * The second address octet of a region's HSMs, 1 to 254: its place in `REGION_OCTETS`, else
+ * (a region not in the table) a hash (FNV-1a) of its name onto the octets after the table's.
+ * A fallback octet never equals a table region's, but two regions outside the table can hash to
+ * the same octet (and then their HSMs can share addresses, as all regions did before).
+ */
+export function regionOctet (region: string): number {
+  const known = REGION_OCTETS.indexOf(region)
+  if (known >= 0) return known + 1
+  let hash = 0x811c9dc5
+  for (let i = 0; i < region.length; i++) {
+    hash ^= region.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193) >>> 0
+  }
+  const first = REGION_OCTETS.length + 1
+  return first + (hash % (254 - first + 1))
+}
 
 function subnetOctet (az: string): number {
   return az.charCodeAt(az.length - 1) - 96
@@ -36,18 +71,19 @@ function addressFor (state: Readonly<ControlPlaneState>, settings: ApiSettings, 
     }
     return settings.hsmHost
   }
+  const region = regionOctet(settings.region)
   const octet = subnetOctet(az)
   const inUse = addressesInUse(state)
   if (wanted !== undefined) {
     const parts = wanted.split('.').map(Number)
-    if (parts[0] !== 127 || parts[1] !== 0 || parts[2] !== octet || (parts[3] ?? 0) < FIRST_HOST || (parts[3] ?? 0) > LAST_HOST) {
-      throw invalidRequest(`IpAddress ${wanted} is not in the subnet of ${az} (127.0.${octet}.0/24, hosts .${FIRST_HOST} to .${LAST_HOST})`)
+    if (parts[0] !== 127 || parts[1] !== region || parts[2] !== octet || (parts[3] ?? 0) < FIRST_HOST || (parts[3] ?? 0) > LAST_HOST) {
+      throw invalidRequest(`IpAddress ${wanted} is not in the subnet of ${az} (127.${region}.${octet}.0/24, hosts .${FIRST_HOST} to .${LAST_HOST})`)
     }
     if (inUse.has(wanted)) throw invalidRequest(`IpAddress ${wanted} is already in use by another HSM`)
     return wanted
   }
   for (let host = FIRST_HOST; host <= LAST_HOST; host++) {
-    const candidate = `127.0.${octet}.${host}`
+    const candidate = `127.${region}.${octet}.${host}`
     if (!inUse.has(candidate)) return candidate
   }
   throw invalidRequest(`The subnet of ${az} has no free IP address left`)
