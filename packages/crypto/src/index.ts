@@ -21,5 +21,6 @@ export { decodeTrustAnchor, encodeTrustAnchor, generateSigningKeyPair, issueCert
 export type { CertificateSubject, HsmCertificate, SigningKeyPair } from './identity.js'
 export { ClientHandshake, SecureChannel, acceptHandshake } from './channel.js'
 export type { ClientHello, IdentityProof, ServerWelcome } from './channel.js'
+export { derOid, derPrintableString, derSequence, derSet, derTlv, derUtf8String, toPem } from './der.js'
 export { hashPassword, verifyPassword } from './password.js'
 export type { PasswordHash } from './password.js'

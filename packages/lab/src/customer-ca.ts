@@ -9,6 +9,7 @@
  * (`HsmlabTrustAnchor`), see docs/lab.md.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto'
+import { derOid, derPrintableString, derSequence, derSet, derTlv, derUtf8String, toPem } from '@hsmlab/crypto'
 
 /** A CA: its private key (PKCS#8 PEM) and its self-signed certificate (PEM). */
 export interface CustomerCa {
@@ -18,59 +19,30 @@ export interface CustomerCa {
 
 // ---------------------------------------------------------------- DER writing
 
-function derLength (n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n])
-  const bytes: number[] = []
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff)
-  return Buffer.from([0x80 | bytes.length, ...bytes])
-}
 
-function tlv (tag: number, content: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([tag]), derLength(content.length), content])
-}
 
-const seq = (...items: Buffer[]): Buffer => tlv(0x30, Buffer.concat(items))
-const set = (...items: Buffer[]): Buffer => tlv(0x31, Buffer.concat(items))
-const utf8String = (text: string): Buffer => tlv(0x0c, Buffer.from(text, 'utf8'))
-const printable = (text: string): Buffer => tlv(0x13, Buffer.from(text, 'ascii'))
-const bool = (value: boolean): Buffer => tlv(0x01, Buffer.from([value ? 0xff : 0]))
-const octets = (content: Buffer): Buffer => tlv(0x04, content)
-const bits = (content: Buffer): Buffer => tlv(0x03, Buffer.concat([Buffer.from([0]), content]))
-const explicit = (n: number, content: Buffer): Buffer => tlv(0xa0 + n, content)
+const bool = (value: boolean): Buffer => derTlv(0x01, Buffer.from([value ? 0xff : 0]))
+const octets = (content: Buffer): Buffer => derTlv(0x04, content)
+const bits = (content: Buffer): Buffer => derTlv(0x03, Buffer.concat([Buffer.from([0]), content]))
+const explicit = (n: number, content: Buffer): Buffer => derTlv(0xa0 + n, content)
 
-function oid (dotted: string): Buffer {
-  const parts = dotted.split('.').map(Number)
-  const bytes: number[] = [(parts[0] ?? 0) * 40 + (parts[1] ?? 0)]
-  for (const part of parts.slice(2)) {
-    const chunk: number[] = []
-    let v = part
-    do { chunk.unshift(v & 0x7f); v = Math.floor(v / 128) } while (v > 0)
-    for (let i = 0; i < chunk.length - 1; i++) chunk[i] = (chunk[i] ?? 0) | 0x80
-    bytes.push(...chunk)
-  }
-  return tlv(0x06, Buffer.from(bytes))
-}
 
 /** A positive INTEGER from unsigned big-endian bytes. */
 function unsignedInteger (bytes: Buffer): Buffer {
   let start = 0
   while (start < bytes.length - 1 && bytes[start] === 0) start++
   const trimmed = bytes.subarray(start)
-  return tlv(0x02, (trimmed[0] ?? 0) & 0x80 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed)
+  return derTlv(0x02, (trimmed[0] ?? 0) & 0x80 ? Buffer.concat([Buffer.from([0]), trimmed]) : trimmed)
 }
 
 /** UTCTime up to 2049, GeneralizedTime after (RFC 5280 4.1.2.5). */
 function time (date: Date): Buffer {
   const iso = date.toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z'
-  return date.getUTCFullYear() < 2050 ? tlv(0x17, Buffer.from(iso.slice(2), 'ascii')) : tlv(0x18, Buffer.from(iso, 'ascii'))
+  return date.getUTCFullYear() < 2050 ? derTlv(0x17, Buffer.from(iso.slice(2), 'ascii')) : derTlv(0x18, Buffer.from(iso, 'ascii'))
 }
 
-const ECDSA_WITH_SHA256 = seq(oid('1.2.840.10045.4.3.2'))
+const ECDSA_WITH_SHA256 = derSequence(derOid('1.2.840.10045.4.3.2'))
 
-function pem (label: string, der: Buffer): string {
-  const body = der.toString('base64').replace(/.{1,64}/g, line => `${line}\n`)
-  return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`
-}
 
 function unpem (text: string, label: string): Buffer {
   const match = new RegExp(`-----BEGIN ${label}-----([\\s\\S]*?)-----END ${label}-----`).exec(text)
@@ -150,33 +122,33 @@ function certificate (options: { issuer: Buffer, subject: Buffer, spki: Buffer, 
   serial[0] = (serial[0] ?? 0) & 0x7f
   const extensions = options.ca
     ? [
-        seq(oid('2.5.29.19'), bool(true), octets(seq(bool(true)))),
+        derSequence(derOid('2.5.29.19'), bool(true), octets(derSequence(bool(true)))),
         // keyUsage: keyCertSign, cRLSign.
-        seq(oid('2.5.29.15'), bool(true), octets(tlv(0x03, Buffer.from([0x01, 0x06]))))
+        derSequence(derOid('2.5.29.15'), bool(true), octets(derTlv(0x03, Buffer.from([0x01, 0x06]))))
       ]
-    : [seq(oid('2.5.29.19'), octets(seq()))]
-  const tbs = seq(
-    explicit(0, tlv(0x02, Buffer.from([2]))),
+    : [derSequence(derOid('2.5.29.19'), octets(derSequence()))]
+  const tbs = derSequence(
+    explicit(0, derTlv(0x02, Buffer.from([2]))),
     unsignedInteger(serial),
     ECDSA_WITH_SHA256,
     options.issuer,
-    seq(time(notBefore), time(notAfter)),
+    derSequence(time(notBefore), time(notAfter)),
     options.subject,
     options.spki,
-    explicit(3, seq(...extensions))
+    explicit(3, derSequence(...extensions))
   )
   const signature = sign('sha256', tbs, { key: createPrivateKey(options.signingKeyPem), dsaEncoding: 'der' })
-  return pem('CERTIFICATE', seq(tbs, ECDSA_WITH_SHA256, bits(signature)))
+  return toPem('CERTIFICATE', derSequence(tbs, ECDSA_WITH_SHA256, bits(signature)))
 }
 
 /** A new CA: an EC P-256 key and a self-signed certificate for it, valid `days` days. */
 export function createCustomerCa (days = 3650): CustomerCa {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
-  const name = seq(
-    set(seq(oid('2.5.4.6'), printable('US'))),
-    set(seq(oid('2.5.4.10'), utf8String('hsmlab'))),
-    set(seq(oid('2.5.4.3'), utf8String('hsmlab lab customer CA')))
+  const name = derSequence(
+    derSet(derSequence(derOid('2.5.4.6'), derPrintableString('US'))),
+    derSet(derSequence(derOid('2.5.4.10'), derUtf8String('hsmlab'))),
+    derSet(derSequence(derOid('2.5.4.3'), derUtf8String('hsmlab lab customer CA')))
   )
   const spki = publicKey.export({ type: 'spki', format: 'der' })
   return { keyPem, certPem: certificate({ issuer: name, subject: name, spki, days, ca: true, signingKeyPem: keyPem }) }
