@@ -12,12 +12,7 @@ import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync
 import { invalidRequest } from './errors.js'
 import { derOid, derPrintableString, derSequence, derSet, derTlv, derUtf8String, toPem } from '@hsmlab/crypto'
 
-
-
-
-
 const rdn = (type: string, value: Buffer): Buffer => derSet(derSequence(derOid(type), value))
-
 
 /** A fresh EC P-256 key and a PKCS#10 CSR for it, subject `CN=<clusterId>`. */
 export function createClusterCsr (clusterId: string): { keyPem: string, csrPem: string } {
