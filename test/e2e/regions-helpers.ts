@@ -1,13 +1,16 @@
 /**
- * Helpers of the regions end-to-end tests (`regions-*.test.ts`): CMU configurations naming chosen
- * HSMs of a lab (each with its own cluster's trust anchor, as `writeCmuConfig` writes them), the
- * real CMU and KMU bins run to their end, and readers of what they print (findAllKeys counts and
- * hashes, listUsers names, KMU key handles). Every process is killed when the test ends.
+ * Helpers of the end-to-end tests on a lab (`regions-*.test.ts`, `faults-*.test.ts`): CMU
+ * configurations naming chosen HSMs of a lab (each with its own cluster's trust anchor, as
+ * `writeCmuConfig` writes them), the real CMU and KMU bins run to their end, readers of what they
+ * print (findAllKeys counts and hashes, listUsers names, KMU key handles), `hsmlab fault`, and
+ * client-library sessions on one HSM. Every process and connection is closed when the test ends.
  */
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { expect } from 'vitest'
-import { writeCmuConfig } from '@hsmlab/client'
-import type { LabStatusCluster, LabStatusHsm, LabStatusJson } from '@hsmlab/testing'
+import { expect, onTestFinished } from 'vitest'
+import { HsmConnection, writeCmuConfig } from '@hsmlab/client'
+import { decodeTrustAnchor } from '@hsmlab/crypto'
+import type { LabStatusCluster, LabStatusHsm, LabStatusJson, StartedLab } from '@hsmlab/testing'
 import { runCmuBin } from './cmu-helpers.js'
 import { kmuOnce, numberAfter } from './kmu-driver.js'
 
@@ -27,6 +30,25 @@ export function hostOf (hsm: Pick<LabStatusHsm, 'endpoint'>): string {
 export function anchorOf (cluster: LabStatusCluster): string {
   if (typeof cluster.trustAnchor !== 'string') throw new Error(`cluster ${cluster.name} has no trust anchor file in the status`)
   return cluster.trustAnchor
+}
+
+/** Runs `hsmlab fault ARGS` on the lab, which must succeed; resolves with what it printed. */
+export async function fault (lab: StartedLab, args: string[]): Promise<string> {
+  const run = await lab.hsmlab(['fault', ...args])
+  expect(run.code, run.stderr).toBe(0)
+  return run.stdout
+}
+
+/**
+ * A client-library session on the HSM at `url` (an HSM of `cluster`: its client link, or its
+ * `directEndpoint`), logged in as `user`; closed when the test ends.
+ */
+export async function sessionOn (cluster: LabStatusCluster, url: string, user: { type: 'CO' | 'CU', name: string, password: string }): Promise<{ connection: HsmConnection, userId: number }> {
+  const trustAnchor = decodeTrustAnchor(readFileSync(anchorOf(cluster), 'utf8'))
+  const connection = await HsmConnection.connect({ url, trustAnchor, expectedClusterId: cluster.id })
+  onTestFinished(async () => { await connection.close() })
+  const { userId } = await connection.call('login', { userType: user.type, userName: user.name, password: user.password })
+  return { connection, userId }
 }
 
 /**
