@@ -22,7 +22,9 @@
  * - Push. `keyCreated` masks the key once and sends it (peerPush) to every linked peer through
  *   that peer's queue (`pushConcurrency` at a time, at most `pushQueueMax` waiting; a push that
  *   does not fit is dropped and left to anti-entropy). It resolves once the key is on
- *   `minServers` HSMs counting this one; with minServers 1 at once. Otherwise, if that has not
+ *   `minServers` HSMs counting this one; with minServers 1 at once, and the masking and sending
+ *   wait for the end of the current turn of the event loop, so that the reply to the request
+ *   that made the key does not wait for them. Otherwise, if that has not
  *   happened within `timeoutMs`, it rejects with RET_MIN_SERVERS_NOT_MET (right away when the
  *   cluster has too few HSMs to ever get there). While waiting, a push to a peer whose link is
  *   down waits for the link to come back (until the deadline).
@@ -316,19 +318,23 @@ class Replication implements ClusterReplicator {
 
   async keyCreated (record: KeyRecord, minServers: number, timeoutMs: number): Promise<void> {
     const links = [...this.peers.values()]
-    if (links.length === 0 && minServers <= 1) return
-    let blob: Uint8Array
-    try {
-      blob = maskKey(this.ctx, record)
-    } catch (err) {
-      this.log.error({ handle: record.handle, err: errorText(err) }, 'cannot mask a key for replication')
-      if (minServers <= 1) return
-      throw new WireError(ReturnCode.MIN_SERVERS_NOT_MET, `key ${record.handle} could not be prepared for replication`, { cause: err })
-    }
     if (minServers <= 1) {
-      for (const link of links) void this.push(link, record.handle, blob)
+      if (links.length === 0) return
+      // Nobody waits for the peers: mask and send once this turn of the event loop is over, so
+      // that the reply to the request that made the key leaves first. A push that arrives after
+      // a delete of the key finds its tombstone and is ignored.
+      setImmediate(() => {
+        let blob: Uint8Array
+        try {
+          blob = this.maskForPeers(record)
+        } catch {
+          return // logged; anti-entropy carries the key
+        }
+        for (const link of links) void this.push(link, record.handle, blob)
+      })
       return
     }
+    const blob = this.maskForPeers(record)
     const deadlineMs = Date.now() + timeoutMs
     const outcomes = links.map(async link => await this.push(link, record.handle, blob, deadlineMs))
     if (1 + links.length < minServers) {
@@ -360,6 +366,16 @@ class Replication implements ClusterReplicator {
         })
       }
     })
+  }
+
+  /** The key masked for peerPush; logs and throws RET_MIN_SERVERS_NOT_MET when it cannot be. */
+  private maskForPeers (record: KeyRecord): Uint8Array {
+    try {
+      return maskKey(this.ctx, record)
+    } catch (err) {
+      this.log.error({ handle: record.handle, err: errorText(err) }, 'cannot mask a key for replication')
+      throw new WireError(ReturnCode.MIN_SERVERS_NOT_MET, `key ${record.handle} could not be prepared for replication`, { cause: err })
+    }
   }
 
   keyDeleted (handle: number): void {

@@ -174,6 +174,24 @@ describe('masked keys', () => {
     // KMU insertMaskedObject still makes a copy each time.
     expect((await dest.call(dest.session('admin'), 'insertMaskedObject', { blob })).handle).not.toBe(first.handle)
   })
+
+  it('concurrent syncKeys of a key whose handle is taken make one copy between them', async () => {
+    const cluster = testCluster()
+    const source = await testHsm({ cluster, slot: 1 })
+    const dest = await testHsm({ cluster: cloneOf(cluster), slot: 1 })
+    const handle = await aliceKey(source)
+    const theirs = await aliceKey(dest)
+    const blob = await extractKey(source, handle)
+
+    // Each insert looks for an earlier copy under the key's handle lock, so the ones queued
+    // behind the first find the copy it made.
+    const results = await Promise.all(Array.from({ length: 8 }, async () => await dest.call(dest.session('admin'), 'insertMaskedObject', { blob, sameHandle: true })))
+    const handles = new Set(results.map(r => r.handle))
+    expect(handles.size).toBe(1)
+    expect(handles.has(handle)).toBe(false)
+    expect(dest.replicator.created.map(c => c.handle)).toEqual([theirs, results[0]!.handle])
+    expect([...dest.keys.values()].length).toBe(2)
+  })
 })
 
 describe('masked users', () => {

@@ -16,7 +16,7 @@ import type { ReplicatedMessage } from '../src/handlers/peer-handlers.js'
 import { maskKey } from '../src/handlers/masked-object-handlers.js'
 import { inventorySummary } from '../src/key-digest.js'
 import { createReplicator } from '../src/replication.js'
-import type { PeerConnection, PeerConnector } from '../src/replication.js'
+import type { ClusterReplicator, PeerConnection, PeerConnector } from '../src/replication.js'
 import { expectCode, storedKey, testCluster, testHsm } from './keys-context.js'
 import type { TestCluster, TestHsm } from './keys-context.js'
 
@@ -134,9 +134,13 @@ describe('peer operations', () => {
   })
 })
 
-/** In-memory links: a call on a link runs the other HSM's peer handler as a peer session. */
-function memoryNetwork (hsms: Map<string, TestHsm>): { connect: PeerConnector, down: Set<string> } {
+/**
+ * In-memory links: a call on a link runs the other HSM's peer handler as a peer session. `calls`
+ * lists the operations called, in order.
+ */
+function memoryNetwork (hsms: Map<string, TestHsm>): { connect: PeerConnector, down: Set<string>, calls: OperationName[] } {
   const down = new Set<string>()
+  const calls: OperationName[] = []
   const open = new Map<string, Set<() => void>>()
   const connect: PeerConnector = async (options) => {
     const target = [...hsms.values()].find(h => `mem://${h.ctx.identity.hsmId}` === options.url)
@@ -154,6 +158,7 @@ function memoryNetwork (hsms: Map<string, TestHsm>): { connect: PeerConnector, d
     open.get(id)!.add(drop)
     const conn: PeerConnection = {
       call: async <O extends OperationName>(op: O, args: OperationArgs<O>): Promise<OperationResult<O>> => {
+        calls.push(op)
         if (closed || down.has(id)) throw new Error('link closed')
         const handler = peerHandlers[op] as ((c: HsmContext, s: Session, a: OperationArgs<O>) => Promise<OperationResult<O>>) | undefined
         if (handler === undefined) throw new WireError(ReturnCode.UNKNOWN_OPERATION)
@@ -164,7 +169,7 @@ function memoryNetwork (hsms: Map<string, TestHsm>): { connect: PeerConnector, d
     }
     return conn
   }
-  const network = { connect, down }
+  const network = { connect, down, calls }
   // Taking an HSM down drops its open links.
   const originalAdd = down.add.bind(down)
   down.add = (id: string) => {
@@ -202,6 +207,18 @@ describe('replicator', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(140)
     expect(err.message).toContain('1 of the 2')
     expect((await a.call(alice, 'findKey', {})).handles).toEqual([handle])
+  })
+
+  it('with minServers 1, answers before masking and pushing the key, then pushes it', async () => {
+    const { a, b, net, startA } = await replicatedPair()
+    await startA()
+    await waitFor(() => (a.ctx.replicator as ClusterReplicator).links().every(link => link.connected), { timeoutMs: 2000 })
+    const pushes = (): number => net.calls.filter(op => op === 'peerPush').length
+    const before = pushes()
+    const { handle } = await a.call(a.session('alice'), 'generateSymmetricKey', { keyType: KeyType.AES, sizeBytes: 16, label: 'k' })
+    expect(pushes()).toBe(before)
+    await waitFor(() => storedKey(b, handle) !== undefined, { timeoutMs: 2000 })
+    expect(pushes()).toBe(before + 1)
   })
 
   it('catches up by anti-entropy, in bounded rounds, deletes included', async () => {

@@ -51,7 +51,7 @@ import { isTombstone } from '../context.js'
 import { keyDigest } from '../key-digest.js'
 import { requireUser } from '../permissions.js'
 import {
-  KEY_SYNC_TIMEOUT_MS, allocateKeyHandle, copyRecord, findUserById, handleInUse, handleLock, liveTokenKey, releaseHandles, reserveKeySlots, withKeyLocks
+  KEY_SYNC_TIMEOUT_MS, allocateKeyHandle, findUserById, handleInUse, handleLock, liveTokenKey, releaseHandles, reserveKeySlots, withKeyLocks
 } from './key-handlers.js'
 
 const KEY_FORMAT = 'hsmlab/masked-key/v1'
@@ -74,8 +74,21 @@ function invalid (detail: string, cause?: unknown): WireError {
 }
 
 function plainRecord (record: KeyRecord): KeyRecord {
-  // A fresh object without undefined fields: MessagePack would write them as nil.
-  return copyRecord(record)
+  // A fresh object without undefined fields: MessagePack would write them as nil. The attributes
+  // map is the record's own, not a copy: encoding only reads it, and copying a map whose ids are
+  // sparse indexes (0 to 528) costs about 6 KiB a key.
+  const plain: KeyRecord = {
+    handle: record.handle,
+    keyClass: record.keyClass,
+    keyType: record.keyType,
+    owner: record.owner,
+    sharedWith: record.sharedWith,
+    mValue: record.mValue,
+    attributes: record.attributes,
+    material: record.material
+  }
+  if (record.pairHandle !== undefined) plain.pairHandle = record.pairHandle
+  return plain
 }
 
 /**
@@ -148,8 +161,10 @@ export type RecordFault = (detail: string) => Error
 const maskedFault = (what: string): RecordFault => detail => invalid(`the masked ${what} ${detail}`)
 
 /**
- * A key record from decoded MessagePack, shape checked, byte arrays copied to plain Uint8Arrays.
- * Masked objects and backups both carry records.
+ * A key record from freshly decoded MessagePack (masked objects and backups both carry records),
+ * shape checked, byte arrays copied to plain Uint8Arrays. The decoded attributes map becomes the
+ * record's, its byte values replaced by their copies: a second map would cost about 6 KiB a key
+ * (attribute ids are sparse indexes, 0 to 528), and decoding left it to no one else.
  */
 export function readKeyRecord (value: unknown, fault: RecordFault = maskedFault('key')): KeyRecord {
   if (typeof value !== 'object' || value === null) throw fault('holds no key record')
@@ -157,19 +172,19 @@ export function readKeyRecord (value: unknown, fault: RecordFault = maskedFault(
   const material = bytes(v.material)
   if (!isInt(v.handle) || v.handle < 0 || !isInt(v.keyClass) || !isInt(v.keyType) || !isInt(v.owner) || !isInt(v.mValue) ||
       !Array.isArray(v.sharedWith) || !v.sharedWith.every(isInt) || material === undefined ||
-      typeof v.attributes !== 'object' || v.attributes === null || (v.pairHandle !== undefined && v.pairHandle !== null && !isInt(v.pairHandle))) {
+      typeof v.attributes !== 'object' || v.attributes === null || Array.isArray(v.attributes) || v.attributes instanceof Uint8Array ||
+      (v.pairHandle !== undefined && v.pairHandle !== null && !isInt(v.pairHandle))) {
     throw fault('holds a malformed key record')
   }
   if (v.keyClass !== KeyClass.PUBLIC && v.keyClass !== KeyClass.PRIVATE && v.keyClass !== KeyClass.SECRET) {
     throw fault(`has a key of an unknown class ${v.keyClass}`)
   }
-  const attributes: Record<number, AttributeValue> = {}
-  for (const [id, raw] of Object.entries(v.attributes as Record<string, unknown>)) {
-    const n = Number(id)
-    if (!Number.isSafeInteger(n)) throw fault(`has a key with a malformed attribute id ${id}`)
-    if (typeof raw === 'number' || typeof raw === 'string') attributes[n] = raw
-    else if (raw instanceof Uint8Array) attributes[n] = new Uint8Array(raw)
-    else throw fault(`has a key whose attribute ${id} has a malformed value`)
+  const attributes = v.attributes as Record<string, unknown>
+  for (const id of Object.keys(attributes)) {
+    if (!Number.isSafeInteger(Number(id))) throw fault(`has a key with a malformed attribute id ${id}`)
+    const raw = attributes[id]
+    if (raw instanceof Uint8Array) attributes[id] = new Uint8Array(raw)
+    else if (typeof raw !== 'number' && typeof raw !== 'string') throw fault(`has a key whose attribute ${id} has a malformed value`)
   }
   const record: KeyRecord = {
     handle: v.handle,
@@ -178,7 +193,7 @@ export function readKeyRecord (value: unknown, fault: RecordFault = maskedFault(
     owner: v.owner,
     sharedWith: [...(v.sharedWith as number[])],
     mValue: v.mValue,
-    attributes,
+    attributes: attributes as Record<number, AttributeValue>,
     material
   }
   if (isInt(v.pairHandle)) record.pairHandle = v.pairHandle
@@ -252,73 +267,93 @@ function checkCredentials (ctx: HsmContext, { record, users }: MaskedKey): void 
 }
 
 function sameKey (a: KeyRecord, b: KeyRecord): boolean {
-  return a.keyClass === b.keyClass && a.keyType === b.keyType && Buffer.from(a.material).equals(Buffer.from(b.material))
+  // Buffer.compare reads both arrays in place (Buffer.from would copy them first).
+  return a.keyClass === b.keyClass && a.keyType === b.keyType && Buffer.compare(a.material, b.material) === 0
 }
 
-/** The source's record as stored under `handle` here. */
+/**
+ * The source's record (from `readMaskedKey`, this insert's own) as stored under `handle` here:
+ * the record itself under its own handle; else a copy that shares its attributes and material
+ * (nothing writes to them).
+ */
 function relocated (source: KeyRecord, handle: number): KeyRecord {
-  const record = copyRecord(source)
-  record.handle = handle
+  if (handle === source.handle) return source
+  const record: KeyRecord = { ...source, handle }
   // The link to the other half of a pair holds only while the key keeps its handle.
-  if (handle !== source.handle) delete record.pairHandle
+  delete record.pairHandle
   return record
 }
 
 /**
- * The handle under which an earlier `sameHandle` insert put this key because its own handle was
- * taken here: a live key of the same owner, class, type and material under another handle (the
- * lowest, if there are several).
+ * The copy an earlier `sameHandle` insert made of this key because its own handle was taken
+ * here: a live key of the same owner, class, type and material under another handle (the
+ * lowest, if there are several). A scan of every key: ask only when the handle is taken.
  */
-function earlierCopyOf (ctx: HsmContext, source: KeyRecord): number | undefined {
-  let found: number | undefined
+function earlierCopyOf (ctx: HsmContext, source: KeyRecord): KeyRecord | undefined {
+  let found: KeyRecord | undefined
   for (const record of ctx.keys.values()) {
     if (isTombstone(record) || record.handle === source.handle || record.owner !== source.owner || !sameKey(record, source)) continue
-    if (found === undefined || record.handle < found) found = record.handle
+    if (found === undefined || record.handle < found.handle) found = record
   }
   return found
 }
+
+/** What one pass of an insert under its locks came to: the key's handle here, or a lock it lacks. */
+type InsertPass = { handle: number } | { lockAlso: number }
 
 async function insertKey (ctx: HsmContext, masked: MaskedKey, sameHandle: boolean): Promise<number> {
   const source = masked.record
   if (source.attributes[Attribute.TOKEN] !== 1) throw invalid('the masked key is not a token key')
   checkCredentials(ctx, masked)
   let created: KeyRecord | undefined
-  const copyAt = sameHandle ? earlierCopyOf(ctx, source) : undefined
-  const locks = [handleLock(source.handle), ...(copyAt === undefined ? [] : [handleLock(copyAt)])]
-  const handle = await withKeyLocks(ctx, locks, async () => {
-    let handle: number | undefined
-    let replacing = false
-    if (sameHandle) {
-      const existing = ctx.keys.get(String(source.handle))
-      const copy = copyAt === undefined ? undefined : liveTokenKey(ctx, copyAt)
-      if (existing !== undefined && !isTombstone(existing) && sameKey(existing, source)) {
-        handle = source.handle
-        replacing = true
-        // The same key with the same owner, shares and attributes: nothing to write (a repeat).
-        if (keyDigest(existing) === keyDigest(source)) return handle
-      } else if (existing === undefined && !handleInUse(ctx, source.handle, true)) {
-        handle = source.handle
-      } else if (copy !== undefined && copy.owner === source.owner && sameKey(copy, source)) {
-        // Its handle is taken here, and an earlier insert gave it this one: update that copy.
-        handle = copy.handle
-        replacing = true
-        if (keyDigest(copy) === keyDigest(relocated(source, handle))) return handle
+  // The handle of an earlier copy is locked too, but it is looked for only once the key's own
+  // handle turns out to be taken (rare, and a scan of every key): then the pass starts again
+  // holding both locks, and looks again.
+  let copyAt: number | undefined
+  for (;;) {
+    const locks = [handleLock(source.handle), ...(copyAt === undefined ? [] : [handleLock(copyAt)])]
+    const pass = await withKeyLocks(ctx, locks, async (): Promise<InsertPass> => {
+      let handle: number | undefined
+      let replacing = false
+      if (sameHandle) {
+        const existing = ctx.keys.get(String(source.handle))
+        if (existing !== undefined && !isTombstone(existing) && sameKey(existing, source)) {
+          handle = source.handle
+          replacing = true
+          // The same key with the same owner, shares and attributes: nothing to write (a repeat).
+          if (keyDigest(existing) === keyDigest(source)) return { handle }
+        } else if (existing === undefined && !handleInUse(ctx, source.handle, true)) {
+          handle = source.handle
+        } else {
+          const copy = earlierCopyOf(ctx, source)
+          if (copy !== undefined) {
+            if (copy.handle !== copyAt) return { lockAlso: copy.handle }
+            // Its handle is taken here, and an earlier insert gave it this one: update that copy.
+            handle = copy.handle
+            replacing = true
+            if (keyDigest(copy) === keyDigest(relocated(source, handle))) return { handle }
+          }
+        }
       }
+      const release = replacing ? () => {} : reserveKeySlots(ctx, 1)
+      try {
+        handle ??= allocateKeyHandle(ctx)
+        const record = relocated(source, handle)
+        await ctx.keys.apply([{ op: 'put', id: String(handle), value: record }])
+        if (!replacing) created = record
+        return { handle }
+      } finally {
+        release()
+        if (handle !== undefined) releaseHandles(ctx, [handle])
+      }
+    })
+    if ('lockAlso' in pass) {
+      copyAt = pass.lockAlso
+      continue
     }
-    const release = replacing ? () => {} : reserveKeySlots(ctx, 1)
-    try {
-      handle ??= allocateKeyHandle(ctx)
-      const record = relocated(source, handle)
-      await ctx.keys.apply([{ op: 'put', id: String(handle), value: record }])
-      if (!replacing) created = record
-      return handle
-    } finally {
-      release()
-      if (handle !== undefined) releaseHandles(ctx, [handle])
-    }
-  })
-  if (created !== undefined) ctx.replicator.keyCreated(created, 1, KEY_SYNC_TIMEOUT_MS).catch(() => { /* the replicator logs */ })
-  return handle
+    if (created !== undefined) ctx.replicator.keyCreated(created, 1, KEY_SYNC_TIMEOUT_MS).catch(() => { /* the replicator logs */ })
+    return pass.handle
+  }
 }
 
 async function insertUser (ctx: HsmContext, user: UserRecord): Promise<number> {
