@@ -4,7 +4,9 @@
 //   `hsmlab status --json`) against the same command on the HSM's own address (`directEndpoint`),
 //   alternating batches so a noisy machine moves both;
 // - bytes per second through an idle proxy of the lab's fault proxy against direct (the logic of
-//   fault-proxy.js, tcp.js: 64 MiB one way to a sink in its own process, median of 5);
+//   fault-proxy.js, tcp.js: 64 MiB one way to a sink in its own process, median of 5, direct and
+//   proxied in turns), and the fault proxy process's CPU time per MiB it moved beside the sink's
+//   per MiB received directly (steadier than throughput on a busy machine);
 // - one shipped scenario run end to end (the one with the shortest workload) against the default
 //   lab's up + down.
 import { readdirSync, readFileSync } from 'node:fs'
@@ -15,7 +17,7 @@ import { HsmConnection } from '@hsmlab/client'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
 import { FaultClient } from '@hsmlab/fault-proxy'
 import { percentile, msSince } from './stats.js'
-import { pingPong, open, startProcess, throughput } from './tcp.js'
+import { compareThroughput, pingPong, open, startProcess, throughput } from './tcp.js'
 
 const PEERS = fileURLToPath(new URL('./tcp-peers.js', import.meta.url))
 const SCENARIOS = fileURLToPath(new URL('../scenarios/', import.meta.url))
@@ -76,13 +78,9 @@ export async function faultRows ({ row, hsmlab, HSMLAB, work, labs, children }) 
     const mib = 64
     await throughput(peers.sinkPort, 16)
     await throughput(sinkProxy, 16)
-    const directMiBs = []
-    const proxiedMiBs = []
-    for (let i = 0; i < 5; i++) {
-      directMiBs.push(await throughput(peers.sinkPort, mib))
-      proxiedMiBs.push(await throughput(sinkProxy, mib))
-    }
-    row(`idle proxy: throughput, ${mib} MiB one way (median of 5)`, percentile(proxiedMiBs, 50), percentile(directMiBs, 50), 'MiB/s', '>= 0.50x (baseline: direct)')
+    const t = await compareThroughput({ port: peers.sinkPort, pid: peers.pid }, { port: sinkProxy, pid: status.faults.pid }, mib, 5)
+    row(`idle proxy: throughput, ${mib} MiB one way (median of 5)`, percentile(t.proxiedMiBs, 50), percentile(t.directMiBs, 50), 'MiB/s', `>= 0.50x (baseline: direct; median of the pairs: ${percentile(t.pairs, 50).toFixed(2)}x)`)
+    row('idle proxy: CPU per MiB moved (fault proxy process)', percentile(t.proxyMsPerMiB, 50), percentile(t.sinkMsPerMiB, 50), 'ms/MiB', '(baseline: the sink, per MiB received directly)')
     // Keep the raw TCP round trip too: it isolates the proxy from the HSM.
     const tcpDirect = await open(peers.echoPort)
     const tcpProxied = await open(Number((await faults.createProxy({ name: 'bench/echo', listen: '127.0.0.1:0', upstream: `127.0.0.1:${peers.echoPort}` })).listen.split(':').pop()))

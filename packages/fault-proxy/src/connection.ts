@@ -7,11 +7,11 @@
  * is blackholed is held: no upstream is dialled and what the client sends is dropped, as if its
  * packets were lost; on heal it dials the upstream if nothing was lost, else it is closed.
  */
-import { connect } from 'node:net'
 import type { Socket } from 'node:net'
 import { Link } from './link.js'
 import type { LinkOwner } from './link.js'
 import type { Logger } from './logger.js'
+import { SocketReader } from './socket-reader.js'
 import type { Toxic } from './toxic.js'
 
 /** What a connection needs from its proxy. */
@@ -19,6 +19,7 @@ export interface ConnectionHost {
   readonly name: string
   readonly logger: Logger
   readonly bufferBytesMax: number
+  readonly readBufferBytes: number
   /** `host:port` of the upstream, parsed; undefined when it cannot be parsed. */
   upstreamAddress: () => { host: string, port: number } | undefined
   toxics: (direction: 'upstream' | 'downstream') => readonly Toxic[]
@@ -52,15 +53,21 @@ export class Connection implements LinkOwner {
   readonly client: Socket
   upstream: Socket | undefined
   #host: ConnectionHost
+  readonly #clientReader: SocketReader
+  readonly #upstreamReader: SocketReader
   #state: State = 'connecting'
   #links: Link[] = []
   #heldDroppedBytes = 0
   #clientClosed = false
   #upstreamClosed = true
 
-  constructor (host: ConnectionHost, id: number, client: Socket) {
+  /** `accepted`: the socket as the proxy's listener (with `pauseOnConnect`) accepted it. */
+  constructor (host: ConnectionHost, id: number, accepted: Socket) {
     this.#host = host
     this.id = id
+    this.#clientReader = new SocketReader(host.readBufferBytes)
+    this.#upstreamReader = new SocketReader(host.readBufferBytes)
+    const client = this.#clientReader.adopt(accepted, { allowHalfOpen: true })
     this.client = client
     client.setNoDelay(true)
     client.on('error', this.#onError)
@@ -75,8 +82,9 @@ export class Connection implements LinkOwner {
 
   #hold (): void {
     this.#state = 'held'
-    this.client.on('data', this.#dropHeld)
+    this.#clientReader.consumer = this.#dropHeld
     this.client.once('end', this.#heldEnd)
+    this.client.resume()
   }
 
   // A held client that hangs up has nobody to tell: there is no upstream yet.
@@ -84,8 +92,9 @@ export class Connection implements LinkOwner {
     if (this.#state === 'held') this.destroy()
   }
 
-  #dropHeld = (chunk: Buffer): void => {
+  #dropHeld = (chunk: Buffer): boolean => {
     this.#heldDroppedBytes += chunk.length
+    return false
   }
 
   #dial (): void {
@@ -98,7 +107,7 @@ export class Connection implements LinkOwner {
     }
     this.#state = 'connecting'
     this.#upstreamClosed = false
-    const upstream = connect({ host: address.host, port: address.port, allowHalfOpen: true, noDelay: true })
+    const upstream = this.#upstreamReader.connect({ host: address.host, port: address.port, allowHalfOpen: true, noDelay: true })
     this.upstream = upstream
     upstream.on('error', this.#onUpstreamError)
     upstream.on('close', this.#onUpstreamClose)
@@ -106,8 +115,8 @@ export class Connection implements LinkOwner {
       if (this.#state !== 'connecting') return
       this.#state = 'open'
       const options = { bufferBytesMax: this.#host.bufferBytesMax, blackholed: this.#host.isBlackholed() }
-      const up = new Link(this, 'upstream', this.client, upstream, this.#host.toxics('upstream'), options)
-      const down = new Link(this, 'downstream', upstream, this.client, this.#host.toxics('downstream'), options)
+      const up = new Link(this, 'upstream', this.client, this.#clientReader, upstream, this.#host.toxics('upstream'), options)
+      const down = new Link(this, 'downstream', upstream, this.#upstreamReader, this.client, this.#host.toxics('downstream'), options)
       this.#links = [up, down]
       up.start()
       down.start()
@@ -171,12 +180,12 @@ export class Connection implements LinkOwner {
   setBlackholed (on: boolean): void {
     if (this.#state === 'held') {
       if (on) return
-      this.client.off('data', this.#dropHeld)
       this.client.off('end', this.#heldEnd)
       if (this.#heldDroppedBytes > 0) {
         this.close()
         return
       }
+      // Nothing is read until the upstream link starts.
       this.client.pause()
       this.#dial()
       return

@@ -28,6 +28,8 @@ export interface FaultProxyOptions {
   config?: string
   /** See `faultProxyDefaults.linkBufferBytesMax`. @default 4194304 */
   linkBufferBytesMax?: number
+  /** See `faultProxyDefaults.linkReadBufferBytes`. @default 262144 */
+  linkReadBufferBytes?: number
   /** See `faultProxyDefaults.apiBodyBytesMax`. @default 1048576 */
   apiBodyBytesMax?: number
 }
@@ -72,7 +74,8 @@ export async function startFaultProxy (options: FaultProxyOptions = {}): Promise
   const collection = new ProxyCollection({
     seed,
     logger: forComponent(root, 'proxy'),
-    bufferBytesMax: positiveInteger('linkBufferBytesMax', options.linkBufferBytesMax, faultProxyDefaults.linkBufferBytesMax)
+    bufferBytesMax: positiveInteger('linkBufferBytesMax', options.linkBufferBytesMax, faultProxyDefaults.linkBufferBytesMax),
+    readBufferBytes: positiveInteger('linkReadBufferBytes', options.linkReadBufferBytes, faultProxyDefaults.linkReadBufferBytes)
   })
   const server = createApiServer({
     collection,

@@ -2,13 +2,16 @@
  * One direction of one proxied connection (Toxiproxy's ToxicLink): bytes read from `source` go
  * through the chain of toxic stages of that direction and are written to `dest`.
  *
- * With no toxic in effect (none, or none whose toxicity draw applied) the link is a bare pipe:
- * each chunk Node reads is written to the destination as is, with the usual pause/drain
- * backpressure, and nothing else is allocated or checked but one flag. Otherwise chunks go
- * through the stages; the source is paused while the stages and the destination's write buffer
- * hold more than `bufferBytesMax`, so that a slow toxic pushes back on the sender.
+ * The source reads into a buffer of its `SocketReader`. With no toxic in effect (none, or none
+ * whose toxicity draw applied) the link is a bare pipe: the bytes of each read are written to
+ * the destination from that buffer, with the usual pause/drain backpressure, and nothing is
+ * allocated or checked but one flag and the destination's write queue. Otherwise a copy of each
+ * read goes through the stages (which may hold it for a while); the source is paused while the
+ * stages and the destination's write buffer hold more than `bufferBytesMax`, so that a slow
+ * toxic pushes back on the sender.
  */
 import type { Socket } from 'node:net'
+import type { SocketReader } from './socket-reader.js'
 import { createStage } from './toxic-stage.js'
 import type { ChunkSink, StageContext, ToxicStage } from './toxic-stage.js'
 import type { Direction, Toxic } from './toxic.js'
@@ -33,6 +36,7 @@ export class Link implements StageContext {
   readonly direction: Direction
   readonly #owner: LinkOwner
   readonly #source: Socket
+  readonly #reader: SocketReader
   readonly #dest: Socket
   readonly #bufferBytesMax: number
   #chain: ChainEntry[] = []
@@ -66,10 +70,12 @@ export class Link implements StageContext {
     }
   }
 
-  constructor (owner: LinkOwner, direction: Direction, source: Socket, dest: Socket, toxics: readonly Toxic[], options: { bufferBytesMax: number, blackholed: boolean }) {
+  /** `reader`: the one `source` reads into. */
+  constructor (owner: LinkOwner, direction: Direction, source: Socket, reader: SocketReader, dest: Socket, toxics: readonly Toxic[], options: { bufferBytesMax: number, blackholed: boolean }) {
     this.#owner = owner
     this.direction = direction
     this.#source = source
+    this.#reader = reader
     this.#dest = dest
     this.#bufferBytesMax = options.bufferBytesMax
     this.#blackholed = options.blackholed
@@ -77,29 +83,39 @@ export class Link implements StageContext {
     this.#refresh()
   }
 
-  /** Starts reading from the source. */
+  /** Starts reading from the source (made paused, see SocketReader). */
   start (): void {
     this.#dest.on('drain', this.#maybeResume)
     this.#source.on('end', this.#onEnd)
-    this.#source.on('data', this.#onData)
-    // A held connection's client was paused explicitly, and a 'data' listener does not undo that.
+    this.#reader.consumer = this.#onRead
     this.#source.resume()
   }
 
-  #onData = (chunk: Buffer): void => {
+  // `chunk` is a view of the reader's buffer; returns true when it is kept (see SocketReader).
+  #onRead = (chunk: Buffer): boolean => {
     if (this.#direct) {
+      // A write queued behind others would keep the read buffer for a while: it gets a copy, so
+      // that a link never keeps more than one read buffer.
+      if (this.#dest.writableLength > 0) {
+        if (!this.#dest.write(Buffer.from(chunk))) this.#pause()
+        return false
+      }
       if (!this.#dest.write(chunk)) this.#pause()
-      return
+      // Whatever the socket could not write at once still references the buffer.
+      return this.#dest.writableLength > 0
     }
-    if (this.#closed) return
+    if (this.#closed) return false
     if (this.#blackholed) {
       this.droppedBytes += chunk.length
-      return
+      return false
     }
+    // Stages hold chunks for as long as their toxic says: they get a copy of the bytes.
+    const copy = Buffer.from(chunk)
     const head = this.#chain[0]
-    if (head === undefined) this.#writer.push(chunk)
-    else head.stage.push(chunk)
+    if (head === undefined) this.#writer.push(copy)
+    else head.stage.push(copy)
     if (this.#held > this.#bufferBytesMax || this.#dest.writableNeedDrain) this.#pause()
+    return false
   }
 
   #onEnd = (): void => {

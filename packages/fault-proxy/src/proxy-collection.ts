@@ -64,12 +64,13 @@ export class ProxyCollection {
   /** The API URL, for diagnostics messages; set once the API listens. */
   serverUrl = ''
 
-  constructor (options: { seed: number, logger: Logger, bufferBytesMax: number }) {
+  constructor (options: { seed: number, logger: Logger, bufferBytesMax: number, readBufferBytes: number }) {
     this.prng = new Prng(options.seed)
     this.#logger = options.logger
     this.#proxyHost = {
       logger: options.logger,
       bufferBytesMax: options.bufferBytesMax,
+      readBufferBytes: options.readBufferBytes,
       drawApplied: (proxy, connection, toxic) => this.#drawApplied(proxy, connection, toxic),
       drawInt: (proxy, connection, toxic, kind, n) => this.#drawInt(proxy, connection, toxic, kind, n),
       onConnectionEvent: (proxy, connection, event) => {

@@ -31,6 +31,7 @@ export interface ProxyJson {
 export interface ProxyHost {
   readonly logger: Logger
   readonly bufferBytesMax: number
+  readonly readBufferBytes: number
   drawApplied: (proxy: string, connection: number, toxic: Toxic) => boolean
   drawInt: (proxy: string, connection: number, toxic: Toxic, kind: 'jitter' | 'slice', n: number) => number
   onConnectionEvent: (proxy: string, connection: number, event: 'open' | 'close' | 'refused' | 'upstream-failed') => void
@@ -59,6 +60,8 @@ export class Proxy {
   readonly #connections = new Set<Connection>()
   #server: Server | undefined
   #nextConnection = 1
+  /** Resolves `stop`'s wait once the last connection closed. */
+  #onDrained: (() => void) | undefined
   readonly #connectionHost: ConnectionHost
 
   constructor (host: ProxyHost, init: { name: string, listen: string, upstream: string, groups?: readonly string[] }) {
@@ -72,6 +75,7 @@ export class Proxy {
       name: this.name,
       logger: host.logger,
       bufferBytesMax: host.bufferBytesMax,
+      readBufferBytes: host.readBufferBytes,
       upstreamAddress: () => {
         const parsed = splitHostPort(proxy.upstream)
         if ('error' in parsed) return undefined
@@ -82,7 +86,10 @@ export class Proxy {
       drawApplied: (connection, toxic) => host.drawApplied(proxy.name, connection, toxic),
       drawInt: (connection, toxic, kind, n) => host.drawInt(proxy.name, connection, toxic, kind, n),
       onEvent: (connection, event) => {
-        if (event === 'close') proxy.#connections.delete(connection)
+        if (event === 'close') {
+          proxy.#connections.delete(connection)
+          if (proxy.#connections.size === 0) proxy.#onDrained?.()
+        }
         host.onConnectionEvent(proxy.name, connection.id, event)
       }
     }
@@ -112,7 +119,9 @@ export class Proxy {
         throw new ApiError(listenErrorMessage(this.listen, parsed.host, err as NodeJS.ErrnoException), 500)
       }
     }
-    const server = createServer({ allowHalfOpen: true, noDelay: true }, this.#onConnection)
+    // Paused on connect: a connection takes the accepted socket's handle before anything is read
+    // (SocketReader.adopt).
+    const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, this.#onConnection)
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new ApiError(listenErrorMessage(this.listen, parsed.host, err), 500))
@@ -137,17 +146,23 @@ export class Proxy {
     this.enabled = false
     const server = this.#server
     this.#server = undefined
-    // The listener closes at once; the callback waits for the connections, destroyed here. The
-    // wait is bounded so that an API call can never hang on a socket (Toxiproxy #159, #412).
-    const closed = new Promise<void>(resolve => {
+    // The listener closes at once; then the wait is for the connections, destroyed here (the
+    // server does not count them: they took over its sockets' handles). The wait is bounded so
+    // that an API call can never hang on a socket (Toxiproxy #159, #412).
+    const listenerClosed = new Promise<void>(resolve => {
       if (server === undefined) resolve()
       else server.close(() => { resolve() })
+    })
+    const drained = new Promise<void>(resolve => {
+      if (this.#connections.size === 0) resolve()
+      else this.#onDrained = resolve
     })
     for (const connection of this.#connections) connection.destroy()
     let timer: NodeJS.Timeout | undefined
     const bounded = new Promise<void>(resolve => { timer = setTimeout(resolve, STOP_WAIT_MS) })
-    await Promise.race([closed, bounded])
+    await Promise.race([Promise.all([listenerClosed, drained]), bounded])
     clearTimeout(timer)
+    this.#onDrained = undefined
     this.#host.logger.info({ name: this.name, proxy: this.listen, upstream: this.upstream }, 'terminated proxy')
   }
 
@@ -160,7 +175,9 @@ export class Proxy {
       this.#host.onConnectionEvent(this.name, id, 'refused')
       return
     }
-    this.#host.logger.debug({ name: this.name, client: `${client.remoteAddress ?? ''}:${client.remotePort ?? ''}`, proxy: this.listen, upstream: this.upstream }, 'accepted client')
+    if (this.#host.logger.isLevelEnabled('debug')) {
+      this.#host.logger.debug({ name: this.name, client: `${client.remoteAddress ?? ''}:${client.remotePort ?? ''}`, proxy: this.listen, upstream: this.upstream }, 'accepted client')
+    }
     const connection = new Connection(this.#connectionHost, id, client)
     this.#connections.add(connection)
     connection.start()

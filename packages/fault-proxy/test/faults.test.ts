@@ -127,13 +127,18 @@ describe('blackhole', () => {
     await waitFor(async () => (await client.faults()).proxies['us-east-1/primary/hsm-0']?.droppedBytes === 13, { what: '13 bytes dropped' })
     expect(talker.data().length).toBe(1)
     expect(talker.closed || talker.ended).toBe(false)
-    // A connection opened during the blackhole is accepted and hears nothing.
+    // A connection opened during the blackhole is accepted and hears nothing; what it sends is dropped.
     const during = await connectTo(port)
     expect(during.error).toBeUndefined()
+    const heldTalker = await connectTo(port)
+    heldTalker.socket.write('lost')
+    await waitFor(async () => (await client.faults()).proxies['us-east-1/primary/hsm-0']?.droppedBytes === 17, { what: '17 bytes dropped' })
 
     await client.heal('us-east-1')
     await talker.waitForClose()
+    await heldTalker.waitForClose()
     expect(talker.data().length).toBe(1)
+    expect(heldTalker.data().length).toBe(0)
     // Connections that lost nothing carry on, the one held during the blackhole too.
     await roundTrip(quiet, 'still open')
     await roundTrip(during, 'late but whole')

@@ -274,6 +274,39 @@ describe('the pipe', () => {
     expect(events.map(e => e.event)).toEqual(['upstream-failed', 'close'])
   })
 
+  it('keeps bytes whole and in order while they wait for a client that does not read', async () => {
+    // Each link reads into a buffer it reuses (SocketReader): bytes that wait in the write queue
+    // to a client that does not read must not be overwritten by the next read. Small writes, so
+    // that the proxy reads them one by one and its writes queue a few bytes at a time.
+    const { client } = await startServer()
+    const upstream = await startUpstream('record')
+    const port = await proxyTo(client, 'svc', upstream)
+    const peer = await connectTo(port)
+    peer.socket.pause()
+    const server = (await upstream.waitForPeer()).socket
+    const total = 8 * 1024 * 1024
+    const sent = Buffer.alloc(total)
+    for (let offset = 0; offset < total; offset += 4) sent.writeUInt32LE(offset / 4, offset)
+    let offset = 0
+    let size = 1
+    const writeNext = (): boolean => {
+      const end = Math.min(total, offset + size)
+      const more = server.write(sent.subarray(offset, end))
+      offset = end
+      size = (size * 7 + 13) % 6_000 + 1
+      return more
+    }
+    // Until the bytes back up all the way to the server (or all are written), one write per turn
+    // of the event loop; long before that, the proxy's writes to the client queue.
+    while (offset < total && writeNext()) await new Promise(resolve => { setImmediate(resolve) })
+    peer.socket.resume()
+    while (offset < total) {
+      if (!writeNext()) await new Promise(resolve => { server.once('drain', resolve) })
+    }
+    await peer.waitForBytes(total, 30_000)
+    expect(peer.data().equals(sent)).toBe(true)
+  })
+
   it('stops reading from a sender that a slow toxic holds back, instead of buffering without bound', async () => {
     const { client } = await startServer({ linkBufferBytesMax: 64 * 1024 })
     const upstream = await startUpstream('record')
