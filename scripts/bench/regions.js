@@ -5,9 +5,9 @@
 //   HSM 0 against the same from primary's HSM 0 to its HSM 1, alternating, p50;
 // - a source cluster holding 3,300 keys and 1,024 users (built through the client library), its
 //   backup copied to us-west-2 (request to READY there) against the same bytes sent over a bare
-//   WebSocket between two processes; a clone from the copy to ACTIVE against one HSM process
-//   (a copy of the clone's loaded data directory) started to ready; the 3,300 keys synced to a
-//   clone (keys/s) against the in-cluster extract + insert rate.
+//   WebSocket between two processes (p50 of 5 each); a clone from the copy to ACTIVE against one
+//   HSM process (a copy of the clone's loaded data directory) started to ready; the 3,300 keys
+//   synced to a clone (keys/s) against the in-cluster extract + insert rate.
 import { spawn } from 'node:child_process'
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -157,18 +157,24 @@ export async function regionRows ({ row, hsmlab, work, labs, children, bareReady
   const backupFile = join(east.controlPlane.dataDir, 'backups', `${backup.BackupId}.backup`)
   const bytes = readFileSync(backupFile).length
 
-  started = process.hrtime.bigint()
-  await eastApi.copyBackupToRegion({ BackupId: backup.BackupId, DestinationRegion: 'us-west-2' })
+  // p50 of 5 copies, as the baseline is the p50 of 5 sends; each copy is told from the earlier
+  // ones by its id.
+  const copySamples = []
   let copy
-  for (;;) {
-    copy = (await westApi.copiesOf(backup.BackupId))[0]
-    if (copy?.BackupState === 'READY') break
-    if (copy?.BackupState === 'DELETED') throw new Error(`copy failed: ${copy.StateMessage}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
+  for (let i = 0; i < 5; i++) {
+    const earlier = new Set((await westApi.copiesOf(backup.BackupId)).map(b => b.BackupId))
+    started = process.hrtime.bigint()
+    await eastApi.copyBackupToRegion({ BackupId: backup.BackupId, DestinationRegion: 'us-west-2' })
+    for (;;) {
+      copy = (await westApi.copiesOf(backup.BackupId)).find(b => !earlier.has(b.BackupId))
+      if (copy?.BackupState === 'READY') break
+      if (copy?.BackupState === 'DELETED') throw new Error(`copy failed: ${copy.StateMessage}`)
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
+    copySamples.push(msSince(started))
   }
-  const copyMs = msSince(started)
   const bareMs = await bareWebSocketCopy(backupFile, children)
-  row(`copy-backup-to-region, ${KEYS} keys + ${USERS} users (${(bytes / 1024 / 1024).toFixed(2)} MiB; 1-HSM source), to READY`, copyMs, bareMs, 'ms', 'within 3x (baseline: same bytes, bare WebSocket)')
+  row(`copy-backup-to-region p50, ${KEYS} keys + ${USERS} users (${(bytes / 1024 / 1024).toFixed(2)} MiB; 1-HSM source), to READY`, percentile(copySamples, 50), bareMs, 'ms', 'within 3x (baseline: same bytes, bare WebSocket)')
 
   // A clone from the copy, to ACTIVE.
   const dstCluster = await westApi.getCluster(dst.id)

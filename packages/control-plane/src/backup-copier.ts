@@ -1,8 +1,9 @@
 /**
  * The destination side of CopyBackupToRegion: a copy recorded CREATE_IN_PROGRESS fetches the
  * source backup's bytes from the source region's control plane (`GET /_hsmlab/backups/<id>`,
- * through the regions file, so a fault proxy can sit in between), retrying with a capped,
- * doubling delay until the copy's retry window (from its CopyTimestamp, on the lab clock) ends.
+ * through the regions file, so a fault proxy can sit in between; the first request is made by
+ * receiveCopy as the copy is recorded), retrying with a capped, doubling delay until the copy's
+ * retry window (from its CopyTimestamp, on the lab clock) ends.
  * Then it is READY, with its bytes checked (length, SHA-256, a readable backup header); or
  * DELETED with the reason in its `StateMessage` and in the log — at once when the source answers
  * that its backup is gone (404) or that its stored bytes are damaged (422). A copy that a restart
@@ -10,22 +11,24 @@
  * CREATE_IN_PROGRESS.
  */
 import { createHash } from 'node:crypto'
-import { mkdir } from 'node:fs/promises'
-import { join } from 'node:path'
+import { mkdir, open } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { readBackupHeader } from '@hsmlab/hsm'
-import { BACKUP_DAMAGED_STATUS } from './api/backups.js'
+import { BACKUP_DAMAGED_STATUS, backupBytesPath } from './api/backups.js'
 import type { RegionRequest } from './api/context.js'
 import type { LabClock } from './clock.js'
 import type { Logger } from './logger.js'
+import type { RegionResponse } from './regions.js'
 import type { StateStore } from './state-store.js'
-import { writeFileAtomic } from './state-store.js'
+import { fsyncDir } from './state-store.js'
 
 /** What a copy needs. */
 export interface CopierDeps {
   store: StateStore
   clock: LabClock
   dataDir: string
-  regionFetch: (region: string, request: RegionRequest) => Promise<Response>
+  regionFetch: (region: string, request: RegionRequest) => Promise<RegionResponse>
   log: Logger
   retryDelayMs: number
   retryDelayMaxMs: number
@@ -36,12 +39,32 @@ export function backupFileOf (backupId: string): string {
   return join('backups', `${backupId}.backup`)
 }
 
-/** Stores backup bytes durably; resolves with the relative path and their SHA-256 (hex). */
-export async function storeBackupBytes (dataDir: string, backupId: string, bytes: Uint8Array): Promise<{ file: string, sha256: string }> {
-  await mkdir(join(dataDir, 'backups'), { recursive: true, mode: 0o700 })
+/**
+ * Stores backup bytes durably at `backups/<id>.backup`; resolves with that relative path and their
+ * SHA-256 (hex), which a caller that already computed it passes in. The file is written in place,
+ * not renamed into place: nothing reads it before the state records the backup READY, which is
+ * made durable only after this resolves, and a copy or export interrupted midway writes it again.
+ */
+export async function storeBackupBytes (dataDir: string, backupId: string, bytes: Uint8Array, sha256 = createHash('sha256').update(bytes).digest('hex')): Promise<{ file: string, sha256: string }> {
   const file = backupFileOf(backupId)
-  await writeFileAtomic(join(dataDir, file), bytes)
-  return { file, sha256: createHash('sha256').update(bytes).digest('hex') }
+  const path = join(dataDir, file)
+  let handle: FileHandle
+  try {
+    handle = await open(path, 'w', 0o600)
+  } catch (err) {
+    // The first backup of a data directory makes `backups/`.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 })
+    handle = await open(path, 'w', 0o600)
+  }
+  try {
+    await handle.writeFile(bytes)
+    // The bytes and the file's name, made durable at the same time.
+    await Promise.all([handle.sync(), fsyncDir(dirname(path))])
+  } finally {
+    await handle.close()
+  }
+  return { file, sha256 }
 }
 
 async function sleep (ms: number, signal: AbortSignal): Promise<void> {
@@ -69,8 +92,12 @@ async function fail (deps: CopierDeps, backupId: string, reason: string): Promis
   })
 }
 
-/** Runs one copy to its end (READY or DELETED), or until `signal` aborts (the control plane stops). */
-export async function runCopy (deps: CopierDeps, backupId: string, signal: AbortSignal): Promise<void> {
+/**
+ * Runs one copy to its end (READY or DELETED), or until `signal` aborts (the control plane stops).
+ * `firstAnswer` is the source's answer to a request for the bytes made before the copy was
+ * recorded (receiveCopy asks while the record is written); the first attempt uses it.
+ */
+export async function runCopy (deps: CopierDeps, backupId: string, signal: AbortSignal, firstAnswer?: Promise<RegionResponse>): Promise<void> {
   let attempt = 0
   let lastError = 'no attempt was made'
   while (!signal.aborted) {
@@ -84,30 +111,47 @@ export async function runCopy (deps: CopierDeps, backupId: string, signal: Abort
     }
     attempt += 1
     try {
-      const response = await deps.regionFetch(sourceRegion, { method: 'GET', path: `/_hsmlab/backups/${sourceBackup}` })
+      const answer = firstAnswer ?? deps.regionFetch(sourceRegion, { method: 'GET', path: backupBytesPath(sourceBackup) })
+      firstAnswer = undefined
+      const askedAt = performance.now()
+      const response = await answer
       if (response.status === 200) {
-        const bytes = new Uint8Array(await response.arrayBuffer())
+        const answeredAt = performance.now()
+        const bytes = response.body
         const sha256 = createHash('sha256').update(bytes).digest('hex')
-        const claimed = response.headers.get('x-hsmlab-sha256')
-        if (claimed !== null && claimed !== sha256) throw new Error(`the bytes received do not match their SHA-256 (${bytes.length} bytes); they were damaged on the way`)
+        const claimed = response.headers['x-hsmlab-sha256']
+        if (claimed !== undefined && claimed !== sha256) throw new Error(`the bytes received do not match their SHA-256 (${bytes.length} bytes); they were damaged on the way`)
         const header = readBackupHeader(bytes)
-        const stored = await storeBackupBytes(deps.dataDir, backupId, bytes)
-        await deps.store.transact(draft => {
-          const b = draft.backups[backupId]
-          if (b === undefined || b.state !== 'CREATE_IN_PROGRESS') return
-          b.state = 'READY'
-          b.file = stored.file
-          b.sha256 = stored.sha256
-          b.sizeBytes = bytes.length
-          b.lineage = header.lineage
-          b.keyCount = header.keyCount
-          b.userCount = header.userCount
-          if (b.copy !== undefined) b.copy.attempts = attempt
-        })
-        deps.log.info({ backupId, sourceRegion, sourceBackup, attempts: attempt, bytes: bytes.length }, 'backup copied')
+        const checkedAt = performance.now()
+        // The bytes and the state that records them READY are written at the same time; the
+        // state becomes durable, and READY visible, only once the bytes are durable.
+        const storing = storeBackupBytes(deps.dataDir, backupId, bytes, sha256)
+        try {
+          await deps.store.transact(draft => {
+            const b = draft.backups[backupId]
+            if (b === undefined || b.state !== 'CREATE_IN_PROGRESS') return
+            b.state = 'READY'
+            b.file = backupFileOf(backupId)
+            b.sha256 = sha256
+            b.sizeBytes = bytes.length
+            b.lineage = header.lineage
+            b.keyCount = header.keyCount
+            b.userCount = header.userCount
+            if (b.copy !== undefined) b.copy.attempts = attempt
+          }, { after: storing })
+        } finally {
+          // The write ends before another attempt may write the file again, also when the state's write failed first.
+          await storing.catch(() => {})
+        }
+        // Where the copy's time went: waiting for the source's answer, checking the bytes, storing them and recording READY.
+        const ms = (from: number, to: number): number => Math.round((to - from) * 10) / 10
+        deps.log.info({
+          backupId, sourceRegion, sourceBackup, attempts: attempt, bytes: bytes.length,
+          sourceMs: ms(askedAt, answeredAt), checkMs: ms(answeredAt, checkedAt), storeMs: ms(checkedAt, performance.now())
+        }, 'backup copied')
         return
       }
-      const text = await response.text()
+      const text = response.body.toString('utf8')
       let message = text
       try { message = (JSON.parse(text) as { message?: string }).message ?? text } catch { /* not JSON */ }
       if (response.status === 404) {

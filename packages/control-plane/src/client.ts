@@ -7,6 +7,8 @@
  */
 import type { ApiOperationName, ApiOperations, Backup, BackupStateName, Cluster, ClusterStateName, Hsm, HsmRoute, HsmRouteStatus } from './api-types.js'
 import { ControlPlaneError, CP_ERR_API, CP_ERR_HTTP, CP_ERR_TIMEOUT } from './errors.js'
+import { sendRegionRequest } from './regions.js'
+import type { RegionResponse } from './regions.js'
 import type { Credentials } from './sigv4.js'
 import { signRequest } from './sigv4.js'
 
@@ -26,9 +28,16 @@ export interface ControlPlaneClientOptions {
 export interface WaitOptions {
   /** @default 60000 */
   timeoutMs?: number
-  /** @default 100 */
+  /**
+   * Longest time between two looks, in milliseconds. The first look again comes after 2 ms, each
+   * next one twice as late up to this: a state reached within milliseconds is seen at once, a
+   * long wait costs no more requests. @default 100
+   */
   intervalMs?: number
 }
+
+/** The first delay of a waiter, in milliseconds (see `WaitOptions.intervalMs`). */
+const WAIT_FIRST_INTERVAL_MS = 2
 
 /** A typed client of the API. */
 export class ControlPlaneClient {
@@ -56,25 +65,25 @@ export class ControlPlaneClient {
     let headers: Record<string, string> = { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': `BaldrApiService.${operation}` }
     if (this.credentials !== undefined) {
       headers = signRequest({ method: 'POST', url, headers, body, region: this.region, credentials: this.credentials })
-      delete headers.host
     } else {
       headers['x-amz-region'] = this.region
     }
-    let response: Response
-    let text: string
+    // node:http rather than fetch: a process's first fetch loads and compiles undici, tens of
+    // milliseconds that `hsmlab up` would wait for at its first call.
+    let response: RegionResponse
     try {
-      response = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.timeoutMs) })
-      text = await response.text()
+      response = await sendRegionRequest(url, { method: 'POST', headers, body, timeoutMs: this.timeoutMs })
     } catch (err) {
       throw new ControlPlaneError(CP_ERR_HTTP, `${operation} to ${this.endpoint} (${this.region}) failed: ${(err as Error).message}`, { cause: err })
     }
+    const text = response.body.toString('utf8')
     let json: Record<string, unknown>
     try {
       json = JSON.parse(text) as Record<string, unknown>
     } catch (err) {
       throw new ControlPlaneError(CP_ERR_HTTP, `${this.endpoint} answered ${operation} with ${response.status} and a body that is not JSON: ${text.slice(0, 200)}`, { cause: err })
     }
-    if (!response.ok) {
+    if (response.status < 200 || response.status > 299) {
       const awsType = typeof json.__type === 'string' ? json.__type.replace(/^.*#/, '') : 'UnknownError'
       const message = typeof json.message === 'string' ? json.message : typeof json.Message === 'string' ? json.Message : text
       throw new ControlPlaneError(CP_ERR_API, `${operation} (${this.region}): ${awsType}: ${message}`, { awsType, statusCode: response.status })
@@ -112,7 +121,9 @@ export class ControlPlaneClient {
 
   private async waitFor<T> (what: string, probe: () => Promise<T | undefined>, options: WaitOptions): Promise<T> {
     const timeoutMs = options.timeoutMs ?? 60_000
+    const intervalMs = options.intervalMs ?? 100
     const deadline = Date.now() + timeoutMs
+    let delayMs = Math.min(WAIT_FIRST_INTERVAL_MS, intervalMs)
     let last = ''
     for (;;) {
       try {
@@ -122,7 +133,8 @@ export class ControlPlaneClient {
         last = (err as Error).message
       }
       if (Date.now() >= deadline) throw new ControlPlaneError(CP_ERR_TIMEOUT, `timed out after ${timeoutMs} ms waiting for ${what}${last === '' ? '' : ` (${last})`}`)
-      await new Promise(resolve => setTimeout(resolve, options.intervalMs ?? 100))
+      await new Promise(resolve => setTimeout(resolve, delayMs))
+      delayMs = Math.min(delayMs * 2, intervalMs)
     }
   }
 

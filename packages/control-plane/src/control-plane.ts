@@ -38,11 +38,14 @@ import { controlPlaneDefaults } from './defaults.js'
 import { ControlPlaneError, CP_ERR_BACKUP, CP_ERR_HSM, CP_ERR_INVALID_ARGUMENT, CP_ERR_LISTEN } from './errors.js'
 import { HsmLinks } from './hsm-links.js'
 import type { HsmAddress } from './hsm-links.js'
-import { HsmStartError, HsmSupervisor, hsmPaths, isProcessAlive, looksLikeHsm } from './hsm-supervisor.js'
-import type { HsmExit } from './hsm-supervisor.js'
+import { HsmStartError, HsmSupervisor, hsmPaths } from './hsm-supervisor.js'
+import type { HsmExit, HsmProcesses } from './hsm-supervisor.js'
 import { LOG_LEVELS, createLogger, forComponent } from './logger.js'
 import type { Logger } from './logger.js'
-import { isRegionName, readRegionsFile } from './regions.js'
+import { isRegionName, readRegionsFile, sendRegionRequest } from './regions.js'
+import type { RegionResponse } from './regions.js'
+import { RemoteHsmSupervisor, readHsmHostsFile } from './remote-hsm-supervisor.js'
+import type { HsmHostEntry } from './remote-hsm-supervisor.js'
 import { createApiServer } from './server.js'
 import type { Credentials } from './sigv4.js'
 import { signRequest } from './sigv4.js'
@@ -93,6 +96,13 @@ export interface ControlPlaneOptions {
    * reach (a container's address on its region's network). @default host
    */
   hsmHost?: string
+  /**
+   * A JSON list of HSM hosts (`[{"address", "availabilityZone", "url"}]`, remote-hsm-supervisor.ts):
+   * each HSM is placed on a free host of its availability zone (its address is the HSM's EniIp)
+   * and runs there, started and watched through the host's API, not as a child of the control
+   * plane. Excludes `hsmAddressing` and `hsmHost`.
+   */
+  hsmHostsFile?: string
   /** Delays, limits and windows; see defaults.ts. */
   tuning?: Partial<ControlPlaneTuning>
 }
@@ -144,7 +154,7 @@ class Engine {
   readonly tuning: ControlPlaneTuning
   readonly dataDir: string
   readonly log: Logger
-  readonly supervisor: HsmSupervisor
+  readonly supervisor: HsmProcesses
   readonly links: HsmLinks
   readonly regionsFile: string | undefined
   readonly copierLog: Logger
@@ -165,7 +175,7 @@ class Engine {
 
   constructor (init: {
     store: StateStore, clock: LabClock, settings: ApiSettings, tuning: ControlPlaneTuning, dataDir: string, log: Logger, root: Logger,
-    binPath: string, manufacturerKeyFile: string, hsmLogLevel: string, regionsFile?: string, credentials?: Credentials
+    binPath: string, manufacturerKeyFile: string, hsmLogLevel: string, regionsFile?: string, credentials?: Credentials, hsmHosts?: HsmHostEntry[]
   }) {
     this.store = init.store
     this.clock = init.clock
@@ -177,15 +187,24 @@ class Engine {
     this.copierLog = forComponent(init.root, 'copier').child({ region: init.settings.region })
     this.credentials = init.credentials
     this.links = new HsmLinks(init.tuning.hsmRequestTimeoutMs)
-    this.supervisor = new HsmSupervisor({
-      binPath: init.binPath,
-      manufacturerKeyFile: init.manufacturerKeyFile,
-      logLevel: init.hsmLogLevel,
+    const supervision = {
       readyTimeoutMs: init.tuning.hsmReadyTimeoutMs,
       stopTimeoutMs: init.tuning.hsmStopTimeoutMs,
       log: forComponent(init.root, 'supervisor').child({ region: init.settings.region }),
-      onExit: (hsmId, exit) => { void this.hsmExited(hsmId, exit) }
-    })
+      onExit: (hsmId: string, exit: HsmExit) => { void this.hsmExited(hsmId, exit) }
+    }
+    // Its own children, or (--hsm-hosts) each HSM on the host whose address it was given.
+    this.supervisor = init.hsmHosts === undefined
+      ? new HsmSupervisor({ ...supervision, binPath: init.binPath, manufacturerKeyFile: init.manufacturerKeyFile, logLevel: init.hsmLogLevel })
+      : new RemoteHsmSupervisor({
+        ...supervision,
+        hosts: init.hsmHosts,
+        addressOf: hsmId => this.store.state.hsms[hsmId]?.eniIp,
+        requestTimeoutMs: init.tuning.hsmHostRequestTimeoutMs,
+        waitMs: init.tuning.hsmHostWaitMs,
+        unreachableMs: init.tuning.hsmHostUnreachableMs,
+        retryMs: init.tuning.tickIntervalMs
+      })
   }
 
   /** What the API handlers use. */
@@ -197,12 +216,13 @@ class Engine {
       kick: () => { this.kick() },
       regions: async () => await readRegionsFile(this.regionsFile),
       regionFetch: async (region, request) => await this.regionFetch(region, request),
+      startCopy: (backupId, firstAnswer) => { this.startCopy(backupId, firstAnswer) },
       requestBackup: async clusterId => await this.makeBackup(clusterId, 'requested').then(b => b.backupId),
       hsmRouteStatus: route => this.routeStatus(route)
     }
   }
 
-  async regionFetch (region: string, request: RegionRequest): Promise<Response> {
+  async regionFetch (region: string, request: RegionRequest): Promise<RegionResponse> {
     const regions = await readRegionsFile(this.regionsFile)
     const endpoint = regions[region]
     if (endpoint === undefined) throw new Error(`region ${region} is not in the regions file${this.regionsFile === undefined ? ' (none was given: --regions-file)' : ` ${this.regionsFile}`}`)
@@ -211,26 +231,37 @@ class Engine {
     let headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' }
     if (this.credentials !== undefined) {
       headers = signRequest({ method: request.method, url, headers, body: body ?? '', region, credentials: this.credentials })
-      delete headers.host
     }
-    return await fetch(url, { method: request.method, headers, body, signal: AbortSignal.timeout(request.timeoutMs ?? this.settings.regionRequestTimeoutMs) })
+    return await sendRegionRequest(url, { method: request.method, headers, ...(body === undefined ? {} : { body }), timeoutMs: request.timeoutMs ?? this.settings.regionRequestTimeoutMs })
+  }
+
+  /** Runs the copy recorded as `backupId` (once at a time); `firstAnswer` is its first attempt's answer, when already asked for. */
+  startCopy (backupId: string, firstAnswer?: Promise<RegionResponse>): void {
+    this.runTask(`copy:${backupId}`, async () => {
+      await runCopy({
+        store: this.store,
+        clock: this.clock,
+        dataDir: this.dataDir,
+        regionFetch: async (region, request) => await this.regionFetch(region, request),
+        log: this.copierLog,
+        retryDelayMs: this.tuning.copyRetryDelayMs,
+        retryDelayMaxMs: this.tuning.copyRetryDelayMaxMs
+      }, backupId, this.abort.signal, firstAnswer)
+    })
   }
 
   /** Adopts the HSM processes a previous control plane left running. */
-  adoptProcesses (): void {
-    for (const hsm of Object.values(this.store.state.hsms)) {
-      if (hsm.pid === undefined || hsm.state === 'DELETED') continue
-      const paths = hsmPaths(this.dataDir, hsm.hsmId)
-      if (!isProcessAlive(hsm.pid) || !looksLikeHsm(hsm.pid, paths.dataDir)) continue
+  async adoptProcesses (): Promise<void> {
+    await Promise.all(Object.values(this.store.state.hsms).map(async hsm => {
+      if (hsm.pid === undefined || hsm.state === 'DELETED') return
+      if (!await this.supervisor.adopt(hsm.hsmId, hsm.pid, hsmPaths(this.dataDir, hsm.hsmId), this.tuning.tickIntervalMs)) return
       if (hsm.state !== 'ACTIVE') {
         // Started by a control plane that died before it handled the HSM's ready line: nothing
         // would ever promote an adopted process, so stop it and let the restart path start it
         // again and mark it ACTIVE once ready. Its stores survive a SIGKILL by design.
-        try { process.kill(hsm.pid, 'SIGKILL') } catch { /* already gone */ }
-        continue
+        await this.supervisor.kill(hsm.hsmId)
       }
-      this.supervisor.adopt(hsm.hsmId, hsm.pid, paths, this.tuning.tickIntervalMs)
-    }
+    }))
   }
 
   start (): void {
@@ -362,17 +393,7 @@ class Engine {
     for (const backup of Object.values(now.backups)) {
       if (backup.state !== 'CREATE_IN_PROGRESS') continue
       if (backup.copy !== undefined) {
-        this.runTask(`copy:${backup.backupId}`, async () => {
-          await runCopy({
-            store: this.store,
-            clock: this.clock,
-            dataDir: this.dataDir,
-            regionFetch: async (region, request) => await this.regionFetch(region, request),
-            log: this.copierLog,
-            retryDelayMs: this.tuning.copyRetryDelayMs,
-            retryDelayMaxMs: this.tuning.copyRetryDelayMaxMs
-          }, backup.backupId, this.abort.signal)
-        })
+        this.startCopy(backup.backupId)
       } else {
         // A local backup left CREATE_IN_PROGRESS by a restart: export it again.
         this.runTask(`backup:${backup.backupId}`, async () => { await this.exportInto(backup.backupId) })
@@ -402,7 +423,9 @@ class Engine {
 
   private dailyBackupDue (cluster: ClusterRecord, labNow: number, realNow: number): boolean {
     if ((this.lastPoll.get(`daily:${cluster.clusterId}`) ?? 0) + DAILY_RETRY_MS > realNow) return false
-    let latest = -Infinity
+    // The first one a day after the cluster was created, as the service's: a clone, which has no
+    // backup of its own yet, is not backed up the moment it is ACTIVE (while its HSMs are added).
+    let latest = cluster.createdAtMs
     for (const b of Object.values(this.store.state.backups)) {
       if (b.clusterId === cluster.clusterId && b.state !== 'DELETED' && b.createdAtMs > latest) latest = b.createdAtMs
     }
@@ -517,35 +540,55 @@ class Engine {
     this.restartAt.set(hsmId, Date.now() + backoff(this.tuning.hsmRestartDelayMs, this.tuning.hsmRestartDelayMaxMs, failures))
   }
 
-  /** After a ready line: what the HSM says about itself, and its certificates for the cluster. */
+  /**
+   * After a ready line: the HSM ACTIVE, once it told what only it can: its lineage (getHsmInfo)
+   * and, for a cluster that has none yet, its certificates. A new HSM of a cluster whose lineage
+   * is known, restored from the cluster's backup, has that lineage: it is ACTIVE at once, and the
+   * link to it opens with its peer list, right after. A restarted one is asked, through its
+   * route if it has one, so that the link is open again for what comes next.
+   */
   private async afterReady (hsmId: string, ran: { pid: number, port: number }, provisioned: boolean): Promise<void> {
-    const first = await this.store.transact(draft => {
-      const h = draft.hsms[hsmId]
-      if (h === undefined) return undefined
-      h.pid = ran.pid
-      h.port = ran.port
-      return { ...h }
-    })
-    if (first === undefined) return
-    const address = this.addressOf(first)
+    const known = this.store.state.hsms[hsmId]
+    if (known === undefined) return
+    const cluster = this.store.state.clusters[known.clusterId]
+    const askCertificates = cluster !== undefined && cluster.certificates.HsmCertificate === undefined
+    const askInfo = askCertificates || (cluster !== undefined && (cluster.lineage === undefined || known.state !== 'CREATE_IN_PROGRESS'))
     let lineage: string | undefined
     const certificates: Record<string, string> = {}
-    if (address !== undefined) {
-      try {
-        lineage = (await this.links.call(address, 'getHsmInfo', {})).lineage
-        const cluster = this.store.state.clusters[first.clusterId]
-        if (cluster !== undefined && cluster.certificates.HsmCertificate === undefined) {
-          certificates.ManufacturerHardwareCertificate = (await this.links.call(address, 'getCertificate', { certType: 2 })).pem
-          certificates.HsmCertificate = (await this.links.call(address, 'getCertificate', { certType: 8 })).pem
-          certificates.AwsHardwareCertificate = (await this.links.call(address, 'getCertificate', { certType: 16 })).pem
+    if (askInfo) {
+      // Its port is recorded before it is asked, so a control plane that dies meanwhile adopts it where it listens.
+      const first = await this.store.transact(draft => {
+        const h = draft.hsms[hsmId]
+        if (h === undefined) return undefined
+        h.pid = ran.pid
+        h.port = ran.port
+        return { ...h }
+      })
+      if (first === undefined) return
+      const address = this.addressOf(first)
+      if (address !== undefined) {
+        try {
+          const certificate = async (certType: number): Promise<string> => (await this.links.call(address, 'getCertificate', { certType })).pem
+          const [info, manufacturer, hsmCertificate, aws] = await Promise.all([
+            this.links.call(address, 'getHsmInfo', {}),
+            ...(askCertificates ? [certificate(2), certificate(8), certificate(16)] : [])
+          ])
+          lineage = info.lineage
+          if (manufacturer !== undefined && hsmCertificate !== undefined && aws !== undefined) {
+            certificates.ManufacturerHardwareCertificate = manufacturer
+            certificates.HsmCertificate = hsmCertificate
+            certificates.AwsHardwareCertificate = aws
+          }
+        } catch (err) {
+          this.log.warn({ hsmId, err: (err as Error).message }, 'the HSM is ready but did not answer getHsmInfo/getCertificate')
         }
-      } catch (err) {
-        this.log.warn({ hsmId, err: (err as Error).message }, 'the HSM is ready but did not answer getHsmInfo/getCertificate')
       }
     }
     await this.store.transact(draft => {
       const h = draft.hsms[hsmId]
       if (h === undefined) return
+      h.pid = ran.pid
+      h.port = ran.port
       if (h.state === 'CREATE_IN_PROGRESS' || h.state === 'DEGRADED') {
         h.state = 'ACTIVE'
         h.stateMessage = ACTIVE_HSM_MESSAGE
@@ -682,10 +725,11 @@ class Engine {
         this.log.warn({ hsmId, err: (err as Error).message }, 'no backup could be made before the HSM was deleted')
       }
     }
-    if (this.supervisor.pidOf(hsmId) === undefined && hsm.pid !== undefined && isProcessAlive(hsm.pid) && looksLikeHsm(hsm.pid, hsmPaths(this.dataDir, hsmId).dataDir)) {
-      this.supervisor.adopt(hsmId, hsm.pid, hsmPaths(this.dataDir, hsmId), 50)
-    }
+    const paths = hsmPaths(this.dataDir, hsmId)
+    if (this.supervisor.pidOf(hsmId) === undefined && hsm.pid !== undefined) await this.supervisor.adopt(hsmId, hsm.pid, paths, 50)
     await this.supervisor.stop(hsmId)
+    // Before it is DELETED, so that a failure (its host does not answer) is tried again.
+    await this.supervisor.removeData(hsmId, paths)
     this.links.drop(hsmId)
     this.peersPushed.delete(hsmId)
     this.peersDelivered.delete(hsmId)
@@ -698,7 +742,6 @@ class Engine {
       h.deletedAtMs = this.clock.now()
       delete h.pid
     })
-    await rm(hsmPaths(this.dataDir, hsmId).dataDir, { recursive: true, force: true })
     this.log.info({ hsmId }, 'HSM DELETED')
   }
 
@@ -846,7 +889,8 @@ class Engine {
 }
 
 /** The HSM addressing of a control plane: as given; else `shared` with `hsmHost` or off Linux, `per-hsm` otherwise. */
-function addressingOf (options: ControlPlaneOptions): 'per-hsm' | 'shared' {
+function addressingOf (options: ControlPlaneOptions): 'per-hsm' | 'shared' | 'hosts' {
+  if (options.hsmHostsFile !== undefined) return 'hosts'
   return options.hsmAddressing ?? (options.hsmHost === undefined && process.platform === 'linux' ? 'per-hsm' : 'shared')
 }
 
@@ -857,7 +901,9 @@ function checkOptions (options: ControlPlaneOptions): void {
   if (options.manufacturerKeyFile === '') fail('manufacturerKeyFile is required')
   if (options.clockSpeed !== undefined && !(Number.isFinite(options.clockSpeed) && options.clockSpeed > 0)) fail(`clockSpeed must be a positive number, not ${options.clockSpeed}`)
   if (options.port !== undefined && !(Number.isInteger(options.port) && options.port >= 0 && options.port <= 65535)) fail(`port must be 0 to 65535, not ${options.port}`)
-  if (options.hsmHost !== undefined) {
+  if (options.hsmHostsFile !== undefined) {
+    if (options.hsmHost !== undefined || options.hsmAddressing !== undefined) fail('hsmHostsFile places each HSM at its host\'s address: give neither hsmHost nor hsmAddressing with it')
+  } else if (options.hsmHost !== undefined) {
     if (options.hsmAddressing === 'per-hsm') fail('hsmHost applies to shared addressing only; per-hsm addressing picks each HSM\'s own loopback address')
     if (!isIPv4(options.hsmHost) || options.hsmHost === '0.0.0.0') fail(`hsmHost must be an IPv4 address clients can reach (it is each HSM's EniIp), not '${options.hsmHost}'`)
   } else if (addressingOf(options) === 'shared' && ['0.0.0.0', '::'].includes(options.host ?? controlPlaneDefaults.host)) {
@@ -884,6 +930,7 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
   let engine: Engine | undefined
   let server: Server | undefined
   try {
+    const hsmHosts = options.hsmHostsFile === undefined ? undefined : await readHsmHostsFile(resolve(options.hsmHostsFile), options.region)
     await mkdir(join(dataDir, 'hsms'), { recursive: true, mode: 0o700 })
     await mkdir(join(dataDir, 'backups'), { recursive: true, mode: 0o700 })
     const store = await StateStore.open(dataDir, options.region, accountId)
@@ -895,6 +942,7 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
       host,
       hsmHost: options.hsmHost ?? host,
       hsmAddressing: addressingOf(options),
+      hsmHosts: hsmHosts ?? [],
       clustersMax: tuning.clustersMax,
       hsmsMax: tuning.hsmsMax,
       hsmsPerClusterMax: tuning.hsmsPerClusterMax,
@@ -919,9 +967,10 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
       manufacturerKeyFile: resolve(options.manufacturerKeyFile),
       hsmLogLevel: options.hsmLogLevel ?? controlPlaneDefaults.hsmLogLevel,
       ...(options.regionsFile === undefined ? {} : { regionsFile: resolve(options.regionsFile) }),
-      ...(options.credentials === undefined ? {} : { credentials: options.credentials })
+      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+      ...(hsmHosts === undefined ? {} : { hsmHosts })
     })
-    engine.adoptProcesses()
+    await engine.adoptProcesses()
     const apiServer = createApiServer({
       ctx: engine.apiContext(),
       dataDir,

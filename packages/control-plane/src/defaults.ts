@@ -59,6 +59,12 @@ export const controlPlaneDefaults = {
   hsmRestartDelayMaxMs: 30_000,
   /** Deadline of one request to an HSM (exportBackup, setPeers, listUsers), in milliseconds. @default 30000 */
   hsmRequestTimeoutMs: 30_000,
+  /** With HSM hosts: deadline of a request to a host, beyond the time its HSM may take to start or stop, in milliseconds. @default 10000 */
+  hsmHostRequestTimeoutMs: 10_000,
+  /** With HSM hosts: how long one request that watches an HSM's process waits on its host, in milliseconds. @default 10000 */
+  hsmHostWaitMs: 10_000,
+  /** With HSM hosts: how long a host may go unanswered before its HSM counts as gone (then restarted), in milliseconds. @default 5000 */
+  hsmHostUnreachableMs: 5_000,
   /** Largest request body the API reads, in bytes. @default 1048576 */
   requestBodyBytesMax: 1_048_576,
   /** Allowed difference between a SigV4 request's X-Amz-Date and the real clock, in milliseconds. @default 900000 */
@@ -69,3 +75,28 @@ export const controlPlaneDefaults = {
 export const STATE_FILE_NAME = 'state.json'
 /** Name of the lock file inside the data directory. */
 export const LOCK_FILE_NAME = 'control-plane.pid'
+
+/**
+ * The defaults of an HSM host (`hsmlab-hsm-host`, hsm-host.ts): the agent that runs one HSM at
+ * one address for a control plane started with `--hsm-hosts`.
+ */
+export const hsmHostDefaults = {
+  /** Address its API binds. @default '127.0.0.1' */
+  host: '127.0.0.1',
+  /** Port its API binds; 0 lets the system choose (read it from the ready line). @default 0 */
+  port: 0,
+  /** Log level of its HSM process (its stderr goes to a log file beside its data). @default 'warn' */
+  hsmLogLevel: 'warn',
+  /** How long its HSM may take from spawn to its ready line, in milliseconds. @default 30000 */
+  hsmReadyTimeoutMs: controlPlaneDefaults.hsmReadyTimeoutMs,
+  /** How long its HSM may take to stop after SIGTERM before it gets SIGKILL, in milliseconds. @default 7000 */
+  hsmStopTimeoutMs: controlPlaneDefaults.hsmStopTimeoutMs,
+  /** How often it looks whether an HSM it adopted (left running by a previous host) still runs, in milliseconds. @default 250 */
+  adoptedPollMs: 250,
+  /** Longest wait of one `GET /hsm?pid=…&waitMs=…`, in milliseconds. @default 30000 */
+  waitMsMax: 30_000,
+  /** Largest request body it reads (a start carries the backup to restore, in base64), in bytes. @default 67108864 */
+  requestBodyBytesMax: 67_108_864
+} as const
+/** Name of the lock file inside an HSM host's data directory. */
+export const HSM_HOST_LOCK_FILE_NAME = 'hsm-host.pid'

@@ -43,6 +43,10 @@ export const CP_ERR_TIMEOUT = 'CP_ERR_TIMEOUT'
 export const CP_ERR_HSM = 'CP_ERR_HSM'
 /** A backup could not be made, stored, read or copied. */
 export const CP_ERR_BACKUP = 'CP_ERR_BACKUP'
+/** An HSM host could not be reached, failed, or runs another HSM than the one asked for. */
+export const CP_ERR_HSM_HOST = 'CP_ERR_HSM_HOST'
+/** The HSM hosts file (`--hsm-hosts`) cannot be read or is not a list of hosts of this region. */
+export const CP_ERR_HSM_HOSTS_FILE = 'CP_ERR_HSM_HOSTS_FILE'
 
 /** Every code of this package. */
 export const CONTROL_PLANE_ERROR_CODES: readonly string[] = [
@@ -55,7 +59,9 @@ export const CONTROL_PLANE_ERROR_CODES: readonly string[] = [
   CP_ERR_HTTP,
   CP_ERR_TIMEOUT,
   CP_ERR_HSM,
-  CP_ERR_BACKUP
+  CP_ERR_BACKUP,
+  CP_ERR_HSM_HOST,
+  CP_ERR_HSM_HOSTS_FILE
 ]
 
 /** The AWS error shapes of cloudhsmv2 (reference F.1), and the generic ones of the JSON protocol. */

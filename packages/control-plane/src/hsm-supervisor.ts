@@ -9,10 +9,11 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'
-import { mkdir, readFile, stat } from 'node:fs/promises'
+import { mkdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HSM_NODE_ARGS, HSM_PROCESS_ENV } from '@hsmlab/hsm'
 import { ControlPlaneError, CP_ERR_HSM } from './errors.js'
+import { FileWatch } from './file-watch.js'
 import type { Logger } from './logger.js'
 
 /** Files of one HSM inside `<data dir>/hsms/<hsm id>/`. */
@@ -77,6 +78,13 @@ interface Tracked {
   poll?: NodeJS.Timeout
 }
 
+/**
+ * How long the supervisor waits for a change of a starting HSM's stdout file before it reads the
+ * file anyway, in milliseconds: the ready line is read on the change itself; this only matters on
+ * a file system that reports no changes.
+ */
+const READY_FALLBACK_READ_MS = 50
+
 /** True when a process with this pid exists. */
 export function isProcessAlive (pid: number): boolean {
   try {
@@ -131,8 +139,31 @@ function parseReady (text: string): { pid: number, host: string, port: number } 
   return undefined
 }
 
+/**
+ * What the control plane asks of whatever runs its HSM processes: `HsmSupervisor` as its own
+ * children, or `RemoteHsmSupervisor` on HSM hosts (remote-hsm-supervisor.ts).
+ */
+export interface HsmProcesses {
+  /** The pid of HSM `hsmId`'s process while it is known to run. */
+  pidOf: (hsmId: string) => number | undefined
+  /** Starts it; resolves with its pid and port once ready; throws HsmStartError otherwise. */
+  start: (hsmId: string, paths: HsmPaths, net: { host: string, port: number }, provision: boolean, onSpawn?: (pid: number) => Promise<void>) => Promise<{ pid: number, port: number }>
+  /** Watches a process started earlier (recorded as `pid`) if it still runs as HSM `hsmId`; false when it does not. */
+  adopt: (hsmId: string, pid: number, paths: HsmPaths, pollMs: number) => Promise<boolean>
+  /** SIGTERM, then SIGKILL after the deadline; resolves once it is gone. */
+  stop: (hsmId: string) => Promise<void>
+  /** SIGKILL; resolves once it is gone. */
+  kill: (hsmId: string) => Promise<void>
+  /** Deletes the data of a stopped HSM. */
+  removeData: (hsmId: string, paths: HsmPaths) => Promise<void>
+  /** The control plane is stopping: stops every process it runs itself (HSMs on hosts run on, theirs to stop). */
+  stopAll: () => Promise<void>
+  /** Forgets every process without stopping it (they run on, to be adopted again). */
+  detachAll: () => void
+}
+
 /** Runs and watches HSM processes. */
-export class HsmSupervisor {
+export class HsmSupervisor implements HsmProcesses {
   private readonly opts: SupervisorOptions
   private readonly tracked = new Map<string, Tracked>()
 
@@ -189,51 +220,63 @@ export class HsmSupervisor {
       closeSync(out)
       closeSync(err)
     }
+    // The ready line is read the moment it is written; an exit or a spawn failure wakes the wait too.
+    const stdoutChanges = new FileWatch(paths.stdoutFile)
     const spawnFailure = new Promise<Error>(resolve => { child.once('error', resolve) })
     let failure: Error | undefined
-    void spawnFailure.then(e => { failure = e })
-    if (child.pid === undefined) {
-      const e = await spawnFailure
-      throw new HsmStartError(`cannot start ${process.execPath} ${this.opts.binPath}: ${e.message}`)
-    }
-    const entry = this.track(hsmId, child.pid, paths.logFile, child)
-    let exit: { code: number | null, signal: string | null } | undefined
-    child.once('exit', (code, signal) => {
-      exit = { code, signal }
-      this.ended(hsmId, entry, code, signal, logOffset)
-    })
-    this.opts.log.info({ hsmId, pid: child.pid, port: net.port, provision }, 'HSM process started')
-    await onSpawn?.(child.pid)
-    const deadline = Date.now() + this.opts.readyTimeoutMs
-    // Until it is ready, an exit is a failure to start, not something to report through onExit.
-    entry.stopping = true
-    for (;;) {
-      const ready = parseReady(await readFile(paths.stdoutFile, 'utf8').catch(() => ''))
-      if (ready !== undefined && exit === undefined) {
-        entry.stopping = false
-        child.unref()
-        return { pid: child.pid, port: ready.port }
+    void spawnFailure.then(e => { failure = e; stdoutChanges.notify() })
+    try {
+      if (child.pid === undefined) {
+        const e = await spawnFailure
+        throw new HsmStartError(`cannot start ${process.execPath} ${this.opts.binPath}: ${e.message}`)
       }
-      if (failure !== undefined) throw new HsmStartError(`${hsmId}: cannot start the HSM process: ${failure.message}`)
-      if (exit !== undefined) {
-        const logTail = await tail(paths.logFile, logOffset)
-        const how = exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${String(exit.code)}`
-        this.opts.log.warn({ hsmId, code: exit.code, signal: exit.signal, log: logTail }, 'HSM process ended before it was ready')
-        const reason = startFailureReason(logTail)
-        throw new HsmStartError(`${hsmId} ${how} before it was ready${reason === '' ? '' : `: ${reason}`}`, exit.code ?? undefined)
+      const entry = this.track(hsmId, child.pid, paths.logFile, child)
+      let exit: { code: number | null, signal: string | null } | undefined
+      child.once('exit', (code, signal) => {
+        exit = { code, signal }
+        stdoutChanges.notify()
+        this.ended(hsmId, entry, code, signal, logOffset)
+      })
+      this.opts.log.info({ hsmId, pid: child.pid, port: net.port, provision }, 'HSM process started')
+      await onSpawn?.(child.pid)
+      const deadline = Date.now() + this.opts.readyTimeoutMs
+      // Until it is ready, an exit is a failure to start, not something to report through onExit.
+      entry.stopping = true
+      for (;;) {
+        const ready = parseReady(await readFile(paths.stdoutFile, 'utf8').catch(() => ''))
+        if (ready !== undefined && exit === undefined) {
+          entry.stopping = false
+          child.unref()
+          return { pid: child.pid, port: ready.port }
+        }
+        if (failure !== undefined) throw new HsmStartError(`${hsmId}: cannot start the HSM process: ${failure.message}`)
+        if (exit !== undefined) {
+          const logTail = await tail(paths.logFile, logOffset)
+          const how = exit.signal !== null ? `was killed by ${exit.signal}` : `exited with code ${String(exit.code)}`
+          this.opts.log.warn({ hsmId, code: exit.code, signal: exit.signal, log: logTail }, 'HSM process ended before it was ready')
+          const reason = startFailureReason(logTail)
+          throw new HsmStartError(`${hsmId} ${how} before it was ready${reason === '' ? '' : `: ${reason}`}`, exit.code ?? undefined)
+        }
+        const left = deadline - Date.now()
+        if (left <= 0) {
+          child.kill('SIGKILL')
+          await entry.gone
+          throw new HsmStartError(`${hsmId} was not ready within ${this.opts.readyTimeoutMs} ms and was killed (log ${paths.logFile})`)
+        }
+        await stdoutChanges.next(Math.min(left, READY_FALLBACK_READ_MS))
       }
-      if (Date.now() >= deadline) {
-        child.kill('SIGKILL')
-        await entry.gone
-        throw new HsmStartError(`${hsmId} was not ready within ${this.opts.readyTimeoutMs} ms and was killed (log ${paths.logFile})`)
-      }
-      await new Promise(resolve => setTimeout(resolve, 15))
+    } finally {
+      stdoutChanges.close()
     }
   }
 
-  /** Watches a process that a previous control plane started (its exit is noticed by polling). */
-  adopt (hsmId: string, pid: number, paths: HsmPaths, pollMs: number): void {
-    if (this.tracked.has(hsmId)) return
+  /**
+   * Watches a process that a previous control plane started (its exit is noticed by polling), if
+   * `pid` still runs and is (by its command line) the HSM of `paths`; false when it is not.
+   */
+  async adopt (hsmId: string, pid: number, paths: HsmPaths, pollMs: number): Promise<boolean> {
+    if (this.tracked.has(hsmId)) return this.tracked.get(hsmId)?.pid === pid
+    if (!isProcessAlive(pid) || !looksLikeHsm(pid, paths.dataDir)) return false
     const entry = this.track(hsmId, pid, paths.logFile)
     void stat(paths.logFile).then(s => s.size, () => 0).then(offset => {
       entry.poll = setInterval(() => {
@@ -242,6 +285,12 @@ export class HsmSupervisor {
       entry.poll.unref()
     })
     this.opts.log.info({ hsmId, pid }, 'HSM process adopted')
+    return true
+  }
+
+  /** Deletes the data directory of a stopped HSM. */
+  async removeData (hsmId: string, paths: HsmPaths): Promise<void> {
+    await rm(paths.dataDir, { recursive: true, force: true })
   }
 
   /** Stops HSM `hsmId`: SIGTERM, then SIGKILL after the deadline; resolves once it is gone. */

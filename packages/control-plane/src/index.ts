@@ -6,7 +6,8 @@
  * provisioned, restored from backups, supervised), backups (made, retained, deleted, restored)
  * and CopyBackupToRegion between regions' control planes. `hsmlab-control-plane`
  * (`CONTROL_PLANE_BIN_PATH`) runs one as a process; `startControlPlane` runs one in process;
- * `ControlPlaneClient` drives the API.
+ * `ControlPlaneClient` drives the API. `hsmlab-hsm-host` (`HSM_HOST_BIN_PATH`, `startHsmHost`)
+ * runs one HSM at one address for a control plane started with a hosts file (`hsmHostsFile`).
  *
  * @example
  * ```ts
@@ -23,10 +24,14 @@ import { fileURLToPath } from 'node:url'
 /** Absolute path of the built `hsmlab-control-plane` script (`dist/bin/control-plane.js`), for `node CONTROL_PLANE_BIN_PATH ...`. */
 export const CONTROL_PLANE_BIN_PATH: string = fileURLToPath(new URL('../dist/bin/control-plane.js', import.meta.url))
 
+/** Absolute path of the built `hsmlab-hsm-host` script (`dist/bin/hsm-host.js`), for `node HSM_HOST_BIN_PATH ...`. */
+export const HSM_HOST_BIN_PATH: string = fileURLToPath(new URL('../dist/bin/hsm-host.js', import.meta.url))
+
 export { startControlPlane } from './control-plane.js'
 export type { ControlPlane, ControlPlaneOptions, ControlPlaneTuning } from './control-plane.js'
 export { ControlPlaneClient } from './client.js'
 export type { ControlPlaneClientOptions, WaitOptions } from './client.js'
+export { FileWatch } from './file-watch.js'
 export type {
   ApiOperationName, ApiOperations, Backup, BackupRetentionPolicy, BackupStateName, Certificates, Cluster, ClusterStateName,
   DestinationBackup, Hsm, HsmRoute, HsmRouteStatus, Tag
@@ -37,10 +42,14 @@ export { signRequest, verifyRequest, parseAuthorization, SIGNING_SERVICE } from 
 export type { Credentials, ParsedAuthorization } from './sigv4.js'
 export { readRegionsFile, partitionOf, isRestricted } from './regions.js'
 export type { RegionsMap } from './regions.js'
-export { controlPlaneDefaults, STATE_FILE_NAME } from './defaults.js'
+export { startHsmHost } from './hsm-host.js'
+export type { HsmHost, HsmHostOptions, HsmHostReport, HsmHostState, HsmHostTuning } from './hsm-host.js'
+export { readHsmHostsFile } from './remote-hsm-supervisor.js'
+export type { HsmHostEntry } from './remote-hsm-supervisor.js'
+export { controlPlaneDefaults, hsmHostDefaults, STATE_FILE_NAME } from './defaults.js'
 export {
   ApiError, ControlPlaneError, CONTROL_PLANE_ERROR_CODES, CP_ERR_API, CP_ERR_BACKUP, CP_ERR_DATA_DIR_LOCKED, CP_ERR_HSM, CP_ERR_HTTP,
-  CP_ERR_INVALID_ARGUMENT, CP_ERR_LISTEN, CP_ERR_REGIONS_FILE, CP_ERR_STATE, CP_ERR_TIMEOUT
+  CP_ERR_HSM_HOST, CP_ERR_HSM_HOSTS_FILE, CP_ERR_INVALID_ARGUMENT, CP_ERR_LISTEN, CP_ERR_REGIONS_FILE, CP_ERR_STATE, CP_ERR_TIMEOUT
 } from './errors.js'
 export type { ApiErrorType } from './errors.js'
 export { violations } from './validation.js'

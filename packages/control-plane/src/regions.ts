@@ -1,10 +1,13 @@
 /**
  * Regions: the regions file (a JSON map of region → control-plane endpoint, re-read on each use
- * so that a lab can add a region or reroute one through a fault proxy while it runs), and the
- * partitions that decide which copies are allowed (reference F.7: no copy between restricted
- * regions — GovCloud, ISO — and standard ones; GovCloud East ↔ West is allowed).
+ * so that a lab can add a region or reroute one through a fault proxy while it runs), the HTTP
+ * requests to other regions' control planes, and the partitions that decide which copies are
+ * allowed (reference F.7: no copy between restricted regions — GovCloud, ISO — and standard
+ * ones; GovCloud East ↔ West is allowed).
  */
 import { readFile } from 'node:fs/promises'
+import { request as httpRequest } from 'node:http'
+import type { IncomingHttpHeaders } from 'node:http'
 import { ControlPlaneError, CP_ERR_REGIONS_FILE } from './errors.js'
 
 /** Region → endpoint (`http://127.0.0.1:PORT`). */
@@ -37,6 +40,43 @@ export async function readRegionsFile (file: string | undefined): Promise<Region
     out[region] = endpoint.replace(/\/+$/, '')
   }
   return out
+}
+
+/** The whole answer of another region's control plane. */
+export interface RegionResponse {
+  status: number
+  /** Header names in lower case. */
+  headers: IncomingHttpHeaders
+  body: Buffer
+}
+
+/**
+ * Sends one request to another region's control plane and reads its whole answer, or rejects
+ * when no whole answer came within `timeoutMs`. It uses node:http, whose global agent keeps
+ * connections alive, rather than fetch, whose web streams take a few milliseconds more to read
+ * a backup of a megabyte.
+ */
+export async function sendRegionRequest (url: URL, init: { method: string, headers: Record<string, string>, body?: string, timeoutMs: number }): Promise<RegionResponse> {
+  return await new Promise<RegionResponse>((resolve, reject) => {
+    const headers = init.body === undefined ? init.headers : { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) }
+    const request = httpRequest(url, { method: init.method, headers }, response => {
+      const chunks: Buffer[] = []
+      response.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+      response.on('end', () => {
+        clearTimeout(timer)
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) })
+      })
+      response.on('error', fail)
+      response.on('close', () => { if (!response.complete) fail(new Error('the connection closed before the whole answer arrived')) })
+    })
+    const timer = setTimeout(() => { request.destroy(new Error(`no answer within ${init.timeoutMs} ms`)) }, init.timeoutMs)
+    function fail (err: Error): void {
+      clearTimeout(timer)
+      reject(err)
+    }
+    request.on('error', fail)
+    request.end(init.body)
+  })
 }
 
 /** The AWS partition of a region: `aws`, `aws-us-gov`, `aws-iso`, `aws-iso-b`. */

@@ -9,7 +9,6 @@
  * customer's CA), so it is written with mode 0600. Backup bytes live beside it in `backups/`,
  * HSM data directories in `hsms/`.
  */
-import { closeSync, fsyncSync, openSync } from 'node:fs'
 import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { ClockAnchor } from './clock.js'
@@ -173,17 +172,22 @@ export interface ControlPlaneState {
 
 const FORMAT = 'hsmlab-control-plane/v1'
 
-function fsyncDir (dir: string): void {
+/** Makes the names just made in `dir` durable; asynchronous, so that the API answers other requests meanwhile. */
+export async function fsyncDir (dir: string): Promise<void> {
   try {
-    const fd = openSync(dir, 'r')
-    try { fsyncSync(fd) } finally { closeSync(fd) }
+    const handle = await open(dir, 'r')
+    try { await handle.sync() } finally { await handle.close() }
   } catch {
     // Some file systems do not let a directory be fsynced; the rename is still atomic there.
   }
 }
 
-/** Writes `data` to `file` atomically and durably (tmp + fsync + rename + fsync of the directory). */
-export async function writeFileAtomic (file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+/**
+ * Writes `data` to `file` atomically and durably (tmp + fsync + rename + fsync of the directory).
+ * The rename waits for `renameAfter` (a write the new content refers to, made meanwhile): if it
+ * rejects, `file` keeps its old content and its error is passed on.
+ */
+export async function writeFileAtomic (file: string, data: string | Uint8Array, mode = 0o600, renameAfter?: Promise<unknown>): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}`
   const handle = await open(tmp, 'w', mode)
   try {
@@ -192,8 +196,14 @@ export async function writeFileAtomic (file: string, data: string | Uint8Array, 
   } finally {
     await handle.close()
   }
+  try {
+    await renameAfter
+  } catch (err) {
+    await rm(tmp, { force: true })
+    throw err
+  }
   await rename(tmp, file)
-  fsyncDir(dirname(file))
+  await fsyncDir(dirname(file))
 }
 
 /** The state file of one data directory. */
@@ -247,12 +257,18 @@ export class StateStore {
   /**
    * Applies `change` to a copy of the state and writes it; the copy becomes current once it is
    * durable. If `change` throws, nothing is written and the error is passed on.
+   *
+   * `after` is a write that the change refers to (the bytes of a backup it records READY), made
+   * at the same time: the copy is written meanwhile, but becomes durable and current only once
+   * `after` resolved; if `after` rejects, the transaction fails with its error.
    */
-  async transact<T> (change: (draft: ControlPlaneState) => T): Promise<T> {
+  async transact<T> (change: (draft: ControlPlaneState) => T, options: { after?: Promise<unknown> } = {}): Promise<T> {
+    // Awaited below, maybe after it settled: it must not count as an unhandled rejection meanwhile.
+    options.after?.catch(() => {})
     const run = async (): Promise<T> => {
       const draft = structuredClone(this.current)
       const result = change(draft)
-      await writeFileAtomic(this.file, JSON.stringify(draft))
+      await writeFileAtomic(this.file, JSON.stringify(draft), undefined, options.after)
       this.current = draft
       return result
     }
@@ -272,13 +288,13 @@ function isAlive (pid: number): boolean {
 }
 
 /**
- * Takes the data directory for this process (`control-plane.pid`); throws CP_ERR_DATA_DIR_LOCKED
- * when another live process holds it. A lock left by a dead process is taken over. Resolves with
- * the function that releases it.
+ * Takes the data directory for this process (`control-plane.pid`, or `holder.file`); throws
+ * CP_ERR_DATA_DIR_LOCKED when another live process holds it. A lock left by a dead process is
+ * taken over. Resolves with the function that releases it.
  */
-export async function lockDataDir (dataDir: string): Promise<() => Promise<void>> {
+export async function lockDataDir (dataDir: string, holder: { what: string, file: string } = { what: 'control plane', file: LOCK_FILE_NAME }): Promise<() => Promise<void>> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
-  const file = join(dataDir, LOCK_FILE_NAME)
+  const file = join(dataDir, holder.file)
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       await writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o644 })
@@ -288,7 +304,7 @@ export async function lockDataDir (dataDir: string): Promise<() => Promise<void>
     }
     const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
     if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-      throw new ControlPlaneError(CP_ERR_DATA_DIR_LOCKED, `another control plane (pid ${pid}) serves ${dataDir}; stop it first, or use another data directory`)
+      throw new ControlPlaneError(CP_ERR_DATA_DIR_LOCKED, `another ${holder.what} (pid ${pid}) serves ${dataDir}; stop it first, or use another data directory`)
     }
     await rm(file, { force: true })
   }

@@ -1,15 +1,22 @@
-// Unit tests of the parts without processes: request validation, SigV4, regions, the lab clock,
-// the X.509 checks of InitializeCluster, and the error codes kept in step with docs/errors.md.
+// Unit tests of the parts without processes: request validation, SigV4, regions and requests to
+// them, the state store, the lab clock, the X.509 checks of InitializeCluster, and the error codes
+// kept in step with docs/errors.md.
 import { execFileSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { appendFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
-import { tmpDir } from '@hsmlab/testing'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { tmpDir, waitFor } from '@hsmlab/testing'
 import * as cp from '../src/index.js'
 import { LabClock } from '../src/clock.js'
 import { violations, requestShapes } from '../src/validation.js'
 import { checkSignedCertificate, createClusterCsr } from '../src/x509.js'
 import { copyRefusal } from '../src/api/backups.js'
+import { sendRegionRequest } from '../src/regions.js'
+import { StateStore } from '../src/state-store.js'
+import type { ClusterRecord, ControlPlaneState } from '../src/state-store.js'
 import { startFailureReason } from '../src/hsm-supervisor.js'
 import { REGION_OCTETS, regionOctet } from '../src/api/hsms.js'
 
@@ -66,6 +73,58 @@ describe('regions and copies', () => {
     writeFileSync(file, '["x"]')
     await expect(cp.readRegionsFile(file)).rejects.toMatchObject({ code: 'CP_ERR_REGIONS_FILE' })
   })
+
+  it('reads a whole answer of another region, and rejects one cut short or too late', async () => {
+    const bytes = randomBytes(1 << 20)
+    const server = createServer((req, res) => {
+      if (req.url === '/whole') {
+        res.writeHead(200, { 'content-length': bytes.length, 'x-hsmlab-sha256': 'abc' })
+        res.end(bytes)
+      } else if (req.url === '/cut') {
+        res.writeHead(200, { 'content-length': bytes.length })
+        res.write(bytes.subarray(0, 1000), () => { res.destroy() })
+      } else if (req.url === '/echo') {
+        req.pipe(res)
+      }
+      // Any other path is never answered.
+    })
+    onTestFinished(() => { server.closeAllConnections(); server.close() })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const whole = await sendRegionRequest(new URL('/whole', base), { method: 'GET', headers: {}, timeoutMs: 5_000 })
+    expect(whole.status).toBe(200)
+    expect(whole.headers['x-hsmlab-sha256']).toBe('abc')
+    expect(whole.body.equals(bytes)).toBe(true)
+    const echo = await sendRegionRequest(new URL('/echo', base), { method: 'POST', headers: {}, body: '{"é":1}', timeoutMs: 5_000 })
+    expect(echo.body.toString('utf8')).toBe('{"é":1}')
+    await expect(sendRegionRequest(new URL('/cut', base), { method: 'GET', headers: {}, timeoutMs: 5_000 })).rejects.toThrow()
+    await expect(sendRegionRequest(new URL('/never', base), { method: 'GET', headers: {}, timeoutMs: 100 })).rejects.toThrow(/no answer within 100 ms/)
+  })
+})
+
+describe('state store', () => {
+  it('makes a change that waits for another write durable and current only after it, and not at all when it fails', async () => {
+    const dir = tmpDir()
+    const store = await StateStore.open(dir, 'us-east-1', '111122223333')
+    const onDisk = (): unknown => Object.keys((JSON.parse(readFileSync(store.file, 'utf8')) as ControlPlaneState).clusters)
+    let release = (): void => {}
+    const written = new Promise<void>(resolve => { release = resolve })
+    const change = store.transact(draft => { draft.clusters.a = {} as ClusterRecord }, { after: written })
+    // The new state is written beside the file, and waits there.
+    await waitFor(() => readdirSync(dir).some(f => f.includes('.tmp-')))
+    expect(onDisk()).toEqual([])
+    expect(Object.keys(store.state.clusters)).toEqual([])
+    release()
+    await change
+    expect(onDisk()).toEqual(['a'])
+    expect(Object.keys(store.state.clusters)).toEqual(['a'])
+
+    const failed = Promise.reject(new Error('disk full'))
+    await expect(store.transact(draft => { draft.clusters.b = {} as ClusterRecord }, { after: failed })).rejects.toThrow('disk full')
+    expect(onDisk()).toEqual(['a'])
+    expect(Object.keys(store.state.clusters)).toEqual(['a'])
+    expect(readdirSync(dir).filter(f => f.includes('.tmp-'))).toEqual([])
+  })
 })
 
 describe('HSM addresses', () => {
@@ -90,6 +149,32 @@ describe('HSM supervision', () => {
     expect(startFailureReason(tail)).toBe('[HSM_ERR_BACKUP_TAMPERED] cannot restore the backup file /d/restore.backup: the backup failed authentication')
     expect(startFailureReason('Error: something else\n    at x')).toBe('Error: something else\n    at x')
     expect(startFailureReason('')).toBe('')
+  })
+
+  it('wakes the wait for a ready line when its file changes, else after the fallback', async () => {
+    const file = join(tmpDir('hsmlab-file-watch-'), 'stdout.log')
+    writeFileSync(file, '')
+    const changes = new cp.FileWatch(file)
+    onTestFinished(() => { changes.close() })
+    // A write wakes a wait whose fallback is far beyond the test's deadline.
+    const woken = changes.next(600_000)
+    appendFileSync(file, '{"event":"ready"}\n')
+    await woken
+    // A file nobody writes: only the fallback ends the wait.
+    const quietFile = join(tmpDir('hsmlab-file-watch-'), 'stdout.log')
+    writeFileSync(quietFile, '')
+    const quiet = new cp.FileWatch(quietFile)
+    onTestFinished(() => { quiet.close() })
+    const started = Date.now()
+    await quiet.next(100)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(90)
+    // notify (the process exited) and close wake a wait too.
+    const notified = changes.next(600_000)
+    changes.notify()
+    await notified
+    const closed = changes.next(600_000)
+    changes.close()
+    await closed
   })
 })
 

@@ -4,6 +4,7 @@
  * Names are percent-encoded, so `us-east-1/primary/hsm-0` and `wan/us-east-1->us-west-2` work.
  * Updates use PATCH (Toxiproxy deprecated POST for them in 2.6.0).
  */
+import { request as httpRequest } from 'node:http'
 import { faultProxyDefaults } from './defaults.js'
 import { FAULT_ERR_API, FAULT_ERR_HTTP, FAULT_ERR_TIMEOUT, FaultError } from './errors.js'
 import type { FaultsJson } from './proxy-collection.js'
@@ -69,21 +70,42 @@ export class FaultClient {
     this.#timeoutMs = options.requestTimeoutMs ?? faultProxyDefaults.requestTimeoutMs
   }
 
-  async #request<T> (method: string, path: string, body?: unknown): Promise<T> {
-    let res: Response
-    try {
-      res = await fetch(`${this.url}${path}`, {
-        method,
-        signal: AbortSignal.timeout(this.#timeoutMs),
-        ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } })
+  /**
+   * One request and its whole answer. node:http rather than fetch: a process's first fetch loads
+   * and compiles undici, tens of milliseconds that `hsmlab up` and each `hsmlab fault` would wait.
+   */
+  async #send (method: string, path: string, body: string | undefined): Promise<{ status: number, text: string }> {
+    return await new Promise((resolve, reject) => {
+      const headers = body === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }
+      const req = httpRequest(`${this.url}${path}`, { method, headers }, res => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => { text += chunk })
+        res.on('end', () => { clearTimeout(timer); resolve({ status: res.statusCode ?? 0, text }) })
+        res.on('error', fail)
+        res.on('close', () => { if (!res.complete) fail(new Error('the connection closed before the whole answer arrived')) })
       })
+      const timer = setTimeout(() => { req.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })) }, this.#timeoutMs)
+      function fail (err: Error): void {
+        clearTimeout(timer)
+        reject(err)
+      }
+      req.on('error', fail)
+      req.end(body)
+    })
+  }
+
+  async #request<T> (method: string, path: string, body?: unknown): Promise<T> {
+    let res: { status: number, text: string }
+    try {
+      res = await this.#send(method, path, body === undefined ? undefined : JSON.stringify(body))
     } catch (err) {
       if ((err as Error).name === 'TimeoutError') {
         throw new FaultError(FAULT_ERR_TIMEOUT, `${method} ${path}: no answer from the fault proxy at ${this.url} within ${this.#timeoutMs} ms`, { cause: err })
       }
       throw new FaultError(FAULT_ERR_HTTP, `${method} ${path}: cannot reach the fault proxy at ${this.url}: ${(err as Error).message}; is it running?`, { cause: err })
     }
-    const text = await res.text()
+    const { text } = res
     let data: unknown
     if (text.trim() !== '') {
       try {
@@ -92,7 +114,7 @@ export class FaultClient {
         throw new FaultError(FAULT_ERR_HTTP, `${method} ${path}: the fault proxy answered ${res.status} with something that is not JSON: ${text.slice(0, 200)}`, { cause: err })
       }
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const apiMessage = typeof (data as { error?: unknown } | undefined)?.error === 'string' ? (data as { error: string }).error : text.trim()
       throw new FaultError(FAULT_ERR_API, `${method} ${path}: ${res.status} ${apiMessage}`, { statusCode: res.status, apiMessage })
     }

@@ -37,9 +37,14 @@ export type BuildStep = 'cluster-created' | 'hsm-active' | 'initialized' | 'acti
 export interface BuildContext {
   lab: LabState
   writer: LabStateWriter
-  ca: CustomerCa
-  /** The API client of a region. */
+  /** The customer CA that signs each new cluster's CSR. */
+  ca: Promise<CustomerCa>
+  /** The API client of a region (once `regionReady` resolved for it). */
   apiOf: (region: string) => ControlPlaneClient
+  /** Resolves once the control plane of `region` answers; rejects when it could not be started. @default at once */
+  regionReady?: (region: string) => Promise<void>
+  /** Resolves once every region's control plane knows where the others are, as a copy to another region needs. @default at once */
+  regionsLinked?: () => Promise<void>
   /** @default labDefaults.stepTimeoutMs */
   stepTimeoutMs?: number
   /** @default labDefaults.apiPollIntervalMs */
@@ -186,10 +191,15 @@ export class ClusterBuilder {
     }
   }
 
-  /** Polls `probe` until it gives a value; a GiveUp ends the wait at once. */
+  /**
+   * Polls `probe` until it gives a value; a GiveUp ends the wait at once. The first polls come
+   * quickly (most steps end within milliseconds of the call that started them), then every
+   * `pollIntervalMs`.
+   */
   private async until<T> (record: ClusterState, what: string, probe: () => Promise<T | undefined>, explain: () => string = () => '', code = LAB_ERR_CLUSTER): Promise<T> {
     const deadline = Date.now() + this.stepTimeoutMs
     let last = ''
+    let delayMs = Math.min(labDefaults.apiPollFirstIntervalMs, this.pollIntervalMs)
     for (;;) {
       try {
         const value = await probe()
@@ -202,7 +212,8 @@ export class ClusterBuilder {
         const why = [explain(), last].filter(s => s !== '').join('; ')
         throw new LabError(code, `${this.where(record)}: ${what} did not happen within ${this.stepTimeoutMs} ms${why === '' ? '' : ` (${why})`}`)
       }
-      await new Promise(resolve => setTimeout(resolve, this.pollIntervalMs))
+      await new Promise(resolve => setTimeout(resolve, delayMs))
+      delayMs = Math.min(delayMs * 2, this.pollIntervalMs)
     }
   }
 
@@ -286,12 +297,15 @@ export class ClusterBuilder {
 
   /** Builds one cluster; `onActive` is called once it is ACTIVE (its clones may start). */
   private async build (record: ClusterState, spec: TopologyCluster, onActive: (source: ActiveSource) => void): Promise<BuiltCluster> {
+    await this.ctx.regionReady?.(record.region)
     let cluster = await this.api(record, 'DescribeClusters', async () => await this.describe(record))
     let created = false
     // A cluster its control plane no longer knows (its data was removed) is made again.
     if (cluster === undefined || cluster.State === 'DELETED' || cluster.State === 'DELETE_IN_PROGRESS') cluster = undefined
     const hsmsCreated: string[] = []
     let activation: ActiveSource['activation']
+    // The HSMs that an activated cluster lacks, asked for as soon as it is activated (see below).
+    let adding: Promise<{ ids: string[] } | { error: unknown }> | undefined
     if (spec.cloneOf === undefined) {
       if (cluster === undefined) {
         cluster = await this.createCluster(record, spec)
@@ -306,14 +320,15 @@ export class ClusterBuilder {
         this.progress('hsm-active', record)
         const csr = cluster.Certificates?.ClusterCsr
         if (cluster.State === 'UNINITIALIZED' && csr !== undefined) {
+          const ca = await this.ctx.ca
           let signed: string
           try {
-            signed = signClusterCsr(this.ctx.ca, csr)
+            signed = signClusterCsr(ca, csr)
           } catch (err) {
             throw new LabError(LAB_ERR_CLUSTER, `${this.where(record)}: cannot sign its ClusterCsr: ${(err as Error).message}`, { cause: err })
           }
           const id = record.id as string
-          await this.api(record, 'InitializeCluster', async () => await this.ctx.apiOf(record.region).initializeCluster({ ClusterId: id, SignedCert: signed, TrustAnchor: this.ctx.ca.certPem }))
+          await this.api(record, 'InitializeCluster', async () => await this.ctx.apiOf(record.region).initializeCluster({ ClusterId: id, SignedCert: signed, TrustAnchor: ca.certPem }))
         }
       }
       cluster = await this.waitCluster(record, ['INITIALIZED', 'ACTIVE', 'DEGRADED'])
@@ -325,6 +340,9 @@ export class ClusterBuilder {
         this.progress('activated', record)
       }
       if (spec.activate !== undefined) {
+        // The other HSMs now, while its control plane notices the activation: it restores each
+        // from a fresh backup of a running HSM, which has the users already.
+        adding = this.addHsms(record, spec, cluster, spec.hsms).then(ids => ({ ids }), (error: unknown) => ({ error }))
         cluster = await this.waitCluster(record, ['ACTIVE', 'DEGRADED'])
         this.progress('cluster-active', record)
         onActive({ record, cluster, ...(activation === undefined ? {} : { activation }) })
@@ -353,10 +371,10 @@ export class ClusterBuilder {
       onActive({ record, cluster })
     }
     // The other HSMs: the control plane restores each from a backup of an HSM of the cluster.
-    if (hsmsOf(cluster).length < spec.hsms) {
-      // Only an ACTIVE cluster's HSMs are restored with its users; an unactivated one's have its PRECO.
-      hsmsCreated.push(...await this.addHsms(record, spec, cluster, spec.hsms))
-    }
+    // Only an activated cluster's HSMs are restored with its users; an unactivated one's have its PRECO.
+    const added = await (adding ?? this.addHsms(record, spec, cluster, spec.hsms).then(ids => ({ ids })))
+    if ('error' in added) throw added.error
+    hsmsCreated.push(...added.ids)
     cluster = await this.waitHsmsActive(record, spec.hsms)
     record.lineage = cluster.HsmlabLineage ?? record.lineage
     await this.save()
@@ -404,6 +422,7 @@ export class ClusterBuilder {
     const dstApi = this.ctx.apiOf(record.region)
     let copy = (await this.api(record, 'DescribeBackups', async () => await dstApi.copiesOf(backup.BackupId))).find(b => b.BackupState !== 'DELETED')
     if (copy === undefined) {
+      await this.ctx.regionsLinked?.()
       await this.api(record, `CopyBackupToRegion of ${backup.BackupId} to ${record.region}`, async () => await srcApi.copyBackupToRegion({ DestinationRegion: record.region, BackupId: backup.BackupId }))
       copy = await this.until(record, `the copy of ${backup.BackupId} appearing in ${record.region}`, async () => {
         return (await dstApi.copiesOf(backup.BackupId)).find(b => b.BackupState !== 'DELETED')

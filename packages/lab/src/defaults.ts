@@ -14,8 +14,12 @@ export const labDefaults = {
   readyTimeoutMs: 15_000,
   /** How often `up` asks a control plane that runs elsewhere whether it answers yet, in milliseconds. @default 100 */
   externalPollIntervalMs: 100,
-  /** How often the launcher reads a control plane's stdout file for the ready line, in milliseconds. @default 10 */
-  readyPollIntervalMs: 10,
+  /**
+   * How long the launcher waits for a change of a starting control plane's (or fault proxy's)
+   * stdout file before it reads the file anyway, in milliseconds: the ready line is read on the
+   * change itself; this only matters on a file system that reports no changes. @default 50
+   */
+  readyFallbackReadMs: 50,
   /**
    * How long one step of building a cluster may take (a state to reach, a backup to be READY, an
    * HSM to be ACTIVE, also after its control plane restarted it), in milliseconds. @default 60000
@@ -23,6 +27,12 @@ export const labDefaults = {
   stepTimeoutMs: 60_000,
   /** How often `up` asks a control plane whether a state was reached, in milliseconds. @default 20 */
   apiPollIntervalMs: 20,
+  /**
+   * How soon `up` asks the first time whether a state was reached, in milliseconds; each next wait
+   * is twice as long, up to `apiPollIntervalMs`: a step that ends within milliseconds of its call
+   * is seen at once, a long one costs no more requests. @default 2
+   */
+  apiPollFirstIntervalMs: 2,
   /** Deadline of one request to a control plane, in milliseconds. @default 15000 */
   apiRequestTimeoutMs: 15_000,
   /**

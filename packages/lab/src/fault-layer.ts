@@ -198,9 +198,9 @@ export interface FaultLinks {
  * Makes the fault proxy hold exactly the lab's links (plan): creates those missing (on their
  * recorded port when it is free), points those whose HSM moved at its new address, deletes the
  * lab's links that are no longer planned (proxies someone else made are left alone); records
- * them in lab.json and the proxy's `--config`.
+ * them in the lab's state (`recordLinks` writes them to disk).
  */
-async function reconcileProxies (layout: LabLayout, lab: LabState, writer: LabStateWriter, plan: PlannedLink[]): Promise<FaultLinkState[]> {
+async function reconcileProxies (layout: LabLayout, lab: LabState, plan: PlannedLink[]): Promise<FaultLinkState[]> {
   const fp = faultProxyRecord(lab, undefined)
   const url = faultEndpointOf(lab)
   if (url === undefined) throw new LabError(LAB_ERR_FAULTS, 'the fault proxy has not been started')
@@ -213,6 +213,26 @@ async function reconcileProxies (layout: LabLayout, lab: LabState, writer: LabSt
     throw fail(`the fault proxy at ${url} does not answer; its log: ${layout.faultProxyLogFile}`, err)
   }
   const recorded = new Map(fp.links.map(l => [l.name, l]))
+  const listenOf = (link: PlannedLink): string => {
+    const before = recorded.get(link.name)
+    return before !== undefined && hostOf(before.listen) === link.listenHost ? before.listen : `${link.listenHost}:0`
+  }
+  // The missing links in one request (all of them, for a fault proxy started just now); when that
+  // fails (a recorded port taken meanwhile), what it made is kept and the rest made one by one.
+  const missing = plan.filter(link => existing[link.name] === undefined)
+  if (missing.length > 1) {
+    try {
+      for (const proxy of await faults.populate(missing.map(link => ({ name: link.name, listen: listenOf(link), upstream: link.upstream, groups: link.groups })))) {
+        existing[proxy.name] = proxy
+      }
+    } catch {
+      try {
+        existing = await faults.list()
+      } catch (err) {
+        throw fail(`the fault proxy at ${url} does not answer; its log: ${layout.faultProxyLogFile}`, err)
+      }
+    }
+  }
   const made = await Promise.all(plan.map(async (link): Promise<FaultLinkState> => {
     const current = existing[link.name]
     let proxy: ProxyJson
@@ -225,8 +245,7 @@ async function reconcileProxies (layout: LabLayout, lab: LabState, writer: LabSt
           proxy = current
         }
       } else {
-        const before = recorded.get(link.name)
-        const listen = before !== undefined && hostOf(before.listen) === link.listenHost ? before.listen : `${link.listenHost}:0`
+        const listen = listenOf(link)
         try {
           proxy = await faults.createProxy({ name: link.name, listen, upstream: link.upstream, groups: link.groups })
         } catch (err) {
@@ -253,9 +272,19 @@ async function reconcileProxies (layout: LabLayout, lab: LabState, writer: LabSt
     await faults.deleteProxy(l.name).catch(() => undefined)
   }))
   fp.links = made
-  await writer.save(lab)
-  await writeFileAtomically(layout.faultProxyConfigFile, configOf(made))
   return made
+}
+
+/** Writes the links to lab.json and to the fault proxy's `--config` (its links when it is started again). */
+async function recordLinks (layout: LabLayout, lab: LabState, writer: LabStateWriter, links: FaultLinkState[]): Promise<void> {
+  await writer.save(lab)
+  await writeFileAtomically(layout.faultProxyConfigFile, configOf(links))
+}
+
+/** Runs every task to its end, then throws the first failure. */
+async function settleAll (tasks: Array<Promise<unknown>>): Promise<void> {
+  const failed = (await Promise.allSettled(tasks)).find((o): o is PromiseRejectedResult => o.status === 'rejected')
+  if (failed !== undefined) throw failed.reason
 }
 
 /** Writes each region's regions file: its own region direct, the others through its WAN links when `links` has them. */
@@ -299,6 +328,8 @@ async function routeControlPlanes (lab: LabState, links: FaultLinkState[], apiOf
       throw new LabError(LAB_ERR_FAULTS, `the control plane of ${cp.region} did not take its routes through the fault proxy: ${(err as Error).message}`, { cause: err })
     }
     const deadline = Date.now() + timeoutMs
+    const intervalMs = options.pollIntervalMs ?? labDefaults.apiPollIntervalMs
+    let delayMs = Math.min(labDefaults.apiPollFirstIntervalMs, intervalMs)
     for (;;) {
       const waiting = answer.filter(r => r.InUse && !r.Delivered)
       if (waiting.length === 0) return
@@ -306,7 +337,8 @@ async function routeControlPlanes (lab: LabState, links: FaultLinkState[], apiOf
         const who = [...new Set(waiting.map(r => r.From))].join(', ')
         throw new LabError(LAB_ERR_FAULTS, `the control plane of ${cp.region} could not hand ${who} its peer list through the fault proxy within ${timeoutMs / 1000} s (is a fault set on the links 'control/${cp.region}/...'? 'hsmlab fault list' tells)`)
       }
-      await new Promise(resolve => setTimeout(resolve, options.pollIntervalMs ?? labDefaults.apiPollIntervalMs))
+      await new Promise(resolve => setTimeout(resolve, delayMs))
+      delayMs = Math.min(delayMs * 2, intervalMs)
       answer = await api.describeHsmRoutes()
     }
   }))
@@ -316,24 +348,39 @@ async function routeControlPlanes (lab: LabState, links: FaultLinkState[], apiOf
  * The fault layer's part of `hsmlab up`, once every cluster is built: every link made in the
  * fault proxy, the regions files through the WAN links, the control planes given their routes
  * (each HSM has its routed peer list). Without a fault layer: the routes removed and the regions
- * files direct. Resolves with where clients reach each HSM (the configurations' addresses).
+ * files direct. Resolves with where clients reach each HSM (the configurations' addresses), once
+ * `whileRouting` (given those addresses as soon as the links are made) is done too.
  */
 export async function reconcileFaultLayer (layout: LabLayout, lab: LabState, writer: LabStateWriter, described: Map<ClusterState, Cluster>,
-  controlPlaneEndpoints: Record<string, string>, apiOf: (region: string) => ControlPlaneClient, options: FaultLayerOptions = {}): Promise<FaultLinks> {
+  controlPlaneEndpoints: Record<string, string>, apiOf: (region: string) => ControlPlaneClient, options: FaultLayerOptions = {},
+  whileRouting: (links: FaultLinks) => Promise<void> = async () => {}): Promise<FaultLinks> {
   if (!faultLayerActive(lab)) {
-    // The links stay recorded (not in use): `up --faults` makes them again on their ports.
-    await writeRegionsFiles(layout, lab, controlPlaneEndpoints)
-    // Routes a fault layer left behind would lead to a proxy that no longer runs.
-    await Promise.all(lab.controlPlanes.filter(cp => cp.endpoint === undefined).map(async cp => {
-      if ((await apiOf(cp.region).describeHsmRoutes()).length > 0) await apiOf(cp.region).setHsmRoutes([])
-    }))
-    return { clientEndpoints: new Map() }
+    const direct: FaultLinks = { clientEndpoints: new Map() }
+    await settleAll([
+      whileRouting(direct),
+      // The links stay recorded (not in use): `up --faults` makes them again on their ports.
+      writeRegionsFiles(layout, lab, controlPlaneEndpoints),
+      // Routes a fault layer left behind would lead to a proxy that no longer runs.
+      ...lab.controlPlanes.filter(cp => cp.endpoint === undefined).map(async cp => {
+        if ((await apiOf(cp.region).describeHsmRoutes()).length > 0) await apiOf(cp.region).setHsmRoutes([])
+      })
+    ])
+    return direct
   }
   const plan = planOf(lab, described, region => (controlPlaneEndpoints[region] ?? '').replace(/^https?:\/\//, ''))
-  const links = await reconcileProxies(layout, lab, writer, plan)
-  await writeRegionsFiles(layout, lab, controlPlaneEndpoints, links)
-  await routeControlPlanes(lab, links, apiOf, options)
-  return { clientEndpoints: clientEndpointsOf(lab) }
+  const links = await reconcileProxies(layout, lab, plan)
+  const routed: FaultLinks = { clientEndpoints: clientEndpointsOf(lab) }
+  // The control planes take their routes (the longest part: each HSM gets its peer list through
+  // the links) while the links and the configurations are written.
+  await settleAll([
+    recordLinks(layout, lab, writer, links),
+    whileRouting(routed),
+    (async () => {
+      await writeRegionsFiles(layout, lab, controlPlaneEndpoints, links)
+      await routeControlPlanes(lab, links, apiOf, options)
+    })()
+  ])
+  return routed
 }
 
 /** HSM id → `ws://host:port` of its client link, as lab.json records them (empty without a fault layer). */

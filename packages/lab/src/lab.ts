@@ -521,11 +521,13 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     const writer = new LabStateWriter(layout)
     // lab.json exists before anything else the lab makes, so that `down --purge` can always clean up.
     await writer.save(lab)
-    const [, ca] = await Promise.all([loadOrCreateManufacturerKey(layout), loadOrCreateCa(layout)])
+    // The manufacturer key and the customer CA, while the control planes start: the first to need
+    // them are a cluster's first HSM and its CSR, whose builds wait for them.
+    const secrets = Promise.all([loadOrCreateManufacturerKey(layout), loadOrCreateCa(layout)]).then(([, ca]) => ca)
+    // Reported once the clusters' builds have settled, below.
+    secrets.catch(() => {})
 
-    // The fault proxy, while the control planes start (they reach their HSMs through it once the
-    // lab gave them routes, at the end).
-    faultProxyRecord(lab, options.faults)
+    const faultProxy = faultProxyRecord(lab, options.faults)
     if (options.copyRetryWindowSeconds !== undefined) lab.copyRetryWindowSeconds = options.copyRetryWindowSeconds
     const faultOptions: FaultLayerOptions = {
       ...(options.seed === undefined ? {} : { seed: options.seed }),
@@ -535,36 +537,53 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
       ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
       ...(options.faultProxyBinPath === undefined ? {} : { binPath: options.faultProxyBinPath })
     }
-    const faultProxyStarting = ensureFaultProxy(layout, lab, writer, faultOptions).then(started => ({ started }), (error: unknown) => ({ error }))
 
-    // The control planes, all at once (those that run elsewhere: until they answer); then every
-    // one learns where the others are.
+    // The control planes, all at once (those that run elsewhere: until they answer). A region's
+    // clusters are built as soon as its own control plane answers; once every one answers (and
+    // the fault proxy said whether its links run), each learns where the others are, which only a
+    // copy to another region needs.
     const externalPids = new Map<string, number>()
-    const outcomes = await Promise.allSettled(lab.controlPlanes.map(async cp => {
+    const apis = new Map<string, ControlPlaneClient>()
+    const planes = new Map(lab.controlPlanes.map(cp => [cp.region, (async () => {
       if (cp.endpoint !== undefined) externalPids.set(cp.region, await awaitExternalControlPlane(cp, options))
       const startedNow = await ensureControlPlane(layout, lab, cp, writer, options)
+      apis.set(cp.region, apiFor(cp))
       progress('control-plane', cp.region)
       return startedNow
-    }))
-    const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map(o => o.reason as Error)
-    if (failed.length === 1) throw failed[0]
-    if (failed.length > 1) throw new LabError(LAB_ERR_CONTROL_PLANE, `some control planes could not be started:\n${failed.map(f => `- ${f.message}`).join('\n')}`, { cause: failed[0] })
-    const started = lab.controlPlanes.filter((_, i) => (outcomes[i] as PromiseFulfilledResult<boolean>).value).map(cp => cp.region)
-    const faultStart = await faultProxyStarting
-    if ('error' in faultStart) throw faultStart.error
-    const regionsMap = Object.fromEntries(lab.controlPlanes.map(cp => [cp.region, endpointOf(cp)]))
-    await writeFileAtomically(layout.regionsFile, JSON.stringify(regionsMap, null, 2) + '\n')
-    // Each control plane's own regions file: through its WAN links when they run (a fault proxy
-    // started just now makes them again at the end), else direct.
-    await writeRegionsFiles(layout, lab, regionsMap, faultLayerActive(lab) && !faultStart.started ? lab.faultProxy?.links ?? [] : [])
-    const apis = new Map(lab.controlPlanes.map(cp => [cp.region, apiFor(cp)]))
+    })()]))
+    // The fault proxy (the control planes reach their HSMs through it once the lab gave them
+    // routes, at the end). One with links to make again starts with the control planes: the HSMs
+    // they restart reach their peers through it. A new lab's is first needed at the end: it starts
+    // once the control planes answer, which they do sooner without it on a small machine.
+    const faultProxyStarting = (faultProxy.links.length > 0 ? Promise.resolve() : Promise.allSettled(planes.values()))
+      .then(async () => await ensureFaultProxy(layout, lab, writer, faultOptions))
+      .then(started => ({ started }), (error: unknown) => ({ error }))
+    const linking = (async () => {
+      const outcomes = await Promise.allSettled(planes.values())
+      const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map(o => o.reason as Error)
+      if (failed.length === 1) throw failed[0]
+      if (failed.length > 1) throw new LabError(LAB_ERR_CONTROL_PLANE, `some control planes could not be started:\n${failed.map(f => `- ${f.message}`).join('\n')}`, { cause: failed[0] })
+      const started = lab.controlPlanes.filter((_, i) => (outcomes[i] as PromiseFulfilledResult<boolean>).value).map(cp => cp.region)
+      const faultStart = await faultProxyStarting
+      if ('error' in faultStart) throw faultStart.error
+      const regionsMap = Object.fromEntries(lab.controlPlanes.map(cp => [cp.region, endpointOf(cp)]))
+      await writeFileAtomically(layout.regionsFile, JSON.stringify(regionsMap, null, 2) + '\n')
+      // Each control plane's own regions file: through its WAN links when they run (a fault proxy
+      // started just now makes them again at the end), else direct.
+      await writeRegionsFiles(layout, lab, regionsMap, faultLayerActive(lab) && !faultStart.started ? lab.faultProxy?.links ?? [] : [])
+      return { started, faultProxyStarted: faultStart.started, regionsMap }
+    })()
+    // Reported once the clusters' builds have settled, below.
+    linking.catch(() => {})
 
     // The clusters, through the API.
     const builder = new ClusterBuilder({
       lab,
       writer,
-      ca,
+      ca: secrets,
       apiOf: region => apis.get(region) as ControlPlaneClient,
+      regionReady: async region => { await Promise.all([planes.get(region), secrets]) },
+      regionsLinked: async () => { await linking },
       ...(options.stepTimeoutMs === undefined ? {} : { stepTimeoutMs: options.stepTimeoutMs }),
       ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
       progress: (step, what, detail) => { progress(step, what, detail) }
@@ -573,18 +592,26 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
       record: lab.clusters.find(c => c.region === region.name && c.name === spec.name) as ClusterState,
       spec
     }))
-    const built = await builder.buildAll(jobs)
+    const building = await builder.buildAll(jobs).then(built => ({ built }), (error: unknown) => ({ error }))
+    // The key or CA that could not be made, or a control plane or fault proxy that could not be
+    // started, is the cause: the clusters' failures only follow from it.
+    await secrets
+    const { started, faultProxyStarted, regionsMap } = await linking
+    if ('error' in building) throw building.error
+    const { built } = building
 
-    // Every link through the fault proxy, then the configuration files, from the addresses the HSMs
-    // have now and their client links.
+    // Every link through the fault proxy; meanwhile the configuration files, from the addresses
+    // the HSMs have now and their client links.
     const described = new Map<ClusterState, Cluster>(built.map(b => [b.record, b.cluster]))
-    const links = await reconcileFaultLayer(layout, lab, writer, described, regionsMap, region => apis.get(region) as ControlPlaneClient, faultOptions)
-    await writeConfigurations(layout, lab, described, links.clientEndpoints)
     for (const b of built) b.record.hsms = liveHsms(b.cluster).map(seenOf)
+    await reconcileFaultLayer(layout, lab, writer, described, regionsMap, region => apis.get(region) as ControlPlaneClient, faultOptions, async links => {
+      await writeConfigurations(layout, lab, described, links.clientEndpoints)
+    })
+    // The topology's faults, once every HSM took its routed peer list: set by the `up` that starts
+    // the fault proxy (a running one keeps what was set or healed since), or when the topology
+    // brings other ones.
+    const faultsApplied = faultLayerActive(lab) && (faultProxyStarted || faultsChanged) ? lab.topology.faults ?? [] : []
     await writer.save(lab)
-    // The topology's faults: set by the `up` that starts the fault proxy (a running one keeps what
-    // was set or healed since), or when the topology brings other ones.
-    const faultsApplied = faultLayerActive(lab) && (faultStart.started || faultsChanged) ? lab.topology.faults ?? [] : []
     if (faultsApplied.length > 0) {
       const view = await faultViewAt(faultEndpointOf(lab) ?? '')
       for (const fault of faultsApplied) await applyFaultAt(view, fault)
@@ -599,7 +626,7 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
       created: built.filter(b => b.created).map(b => `${b.record.region}/${b.record.name}`),
       activated: built.filter(b => b.activated).map(b => `${b.record.region}/${b.record.name}`),
       hsmsCreated: built.reduce((n, b) => n + b.hsmsCreated.length, 0),
-      faultProxyStarted: faultStart.started,
+      faultProxyStarted,
       faultsApplied,
       elapsedMs,
       topology: lab.topology,

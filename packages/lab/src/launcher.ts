@@ -11,6 +11,7 @@ import { closeSync, openSync } from 'node:fs'
 import { readFile, readdir, stat } from 'node:fs/promises'
 import { sep } from 'node:path'
 import { HsmConnection } from '@hsmlab/client'
+import { FileWatch } from '@hsmlab/control-plane'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS } from './errors.js'
 
@@ -117,34 +118,43 @@ async function launchDetached<T> (launch: DetachedLaunch<T>, fail: (message: str
     closeSync(out)
     closeSync(err)
   }
+  // The ready line is read the moment it is written; an exit or a spawn failure wakes the wait too.
+  const stdoutChanges = new FileWatch(launch.stdoutFile)
   let exited: string | undefined
-  child.on('exit', (code, signal) => { exited = signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}` })
+  child.on('exit', (code, signal) => {
+    exited = signal !== null ? `was killed by ${signal}` : `exited with code ${String(code)}`
+    stdoutChanges.notify()
+  })
   const spawnError = new Promise<Error>(resolve => { child.once('error', resolve) })
   let failure: Error | undefined
-  void spawnError.then(e => { failure = e })
-  if (child.pid !== undefined) await launch.onSpawn?.(child.pid)
-
-  const deadline = Date.now() + launch.readyTimeoutMs
-  for (;;) {
-    const ready = launch.parseReady(await readFile(launch.stdoutFile, 'utf8').catch(() => ''))
-    if (ready !== undefined) {
-      // From here on the process lives on its own; do not keep this process alive for it.
-      child.unref()
-      return ready
+  void spawnError.then(e => { failure = e; stdoutChanges.notify() })
+  try {
+    if (child.pid !== undefined) await launch.onSpawn?.(child.pid)
+    const deadline = Date.now() + launch.readyTimeoutMs
+    for (;;) {
+      const ready = launch.parseReady(await readFile(launch.stdoutFile, 'utf8').catch(() => ''))
+      if (ready !== undefined) {
+        // From here on the process lives on its own; do not keep this process alive for it.
+        child.unref()
+        return ready
+      }
+      if (failure !== undefined) {
+        throw fail(`${launch.what}: cannot start ${process.execPath} ${launch.binPath}: ${failure.message}`, failure)
+      }
+      if (exited !== undefined) {
+        const tail = await tailOf(launch.logFile, logOffset)
+        throw fail(`${launch.what} ${exited} before it was ready (${launch.serves}, log ${launch.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
+      }
+      const left = deadline - Date.now()
+      if (left <= 0) {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+        const tail = await tailOf(launch.logFile, logOffset)
+        throw fail(`${launch.what} was not ready within ${launch.readyTimeoutMs} ms and was killed (${launch.serves}, log ${launch.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
+      }
+      await stdoutChanges.next(Math.min(left, labDefaults.readyFallbackReadMs))
     }
-    if (failure !== undefined) {
-      throw fail(`${launch.what}: cannot start ${process.execPath} ${launch.binPath}: ${failure.message}`, failure)
-    }
-    if (exited !== undefined) {
-      const tail = await tailOf(launch.logFile, logOffset)
-      throw fail(`${launch.what} ${exited} before it was ready (${launch.serves}, log ${launch.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
-    }
-    if (Date.now() >= deadline) {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-      const tail = await tailOf(launch.logFile, logOffset)
-      throw fail(`${launch.what} was not ready within ${launch.readyTimeoutMs} ms and was killed (${launch.serves}, log ${launch.logFile})${tail === '' ? '' : `; the end of its log:\n${tail}`}`)
-    }
-    await new Promise(resolve => setTimeout(resolve, labDefaults.readyPollIntervalMs))
+  } finally {
+    stdoutChanges.close()
   }
 }
 

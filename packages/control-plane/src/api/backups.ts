@@ -7,7 +7,8 @@
  * record a new backup (CREATE_IN_PROGRESS, no cluster, no retention, CopyTimestamp and Source*),
  * which it does durably before it answers, and only then answers the caller with
  * `{DestinationBackup: {CreateTimestamp, SourceBackup, SourceCluster, SourceRegion}}`. The
- * destination then fetches the bytes from the source (backup-copier.ts).
+ * destination asks the source for the bytes as soon as the record request arrives, and stores
+ * them once the record is durable (backup-copier.ts).
  */
 import { createHash, randomUUID } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
@@ -17,6 +18,7 @@ import { DAY_MS } from '../clock.js'
 import { ApiError, internalFailure, invalidRequest, notFound } from '../errors.js'
 import type { ApiErrorType } from '../errors.js'
 import { isRestricted, partitionOf } from '../regions.js'
+import type { RegionResponse } from '../regions.js'
 import type { BackupRecord, BackupState, ControlPlaneState, Tag } from '../state-store.js'
 import { fits, requestShapes, shapes, validate } from '../validation.js'
 import { clusterOf } from './clusters.js'
@@ -172,7 +174,7 @@ export async function copyBackupToRegion (ctx: ApiContext, input: unknown): Prom
   let done = false
   for (let attempt = 0; attempt < 3 && !done; attempt++) {
     if (attempt > 0) await new Promise(resolve => setTimeout(resolve, 200 * 2 ** attempt))
-    let response: Response
+    let response: RegionResponse
     try {
       response = await ctx.regionFetch(req.DestinationRegion, { method: 'POST', path: '/_hsmlab/copies', body: copy })
     } catch (err) {
@@ -181,8 +183,8 @@ export async function copyBackupToRegion (ctx: ApiContext, input: unknown): Prom
       done = await recorded(ctx, req.DestinationRegion, copy.requestId)
       continue
     }
-    const text = await response.text()
-    if (response.ok) { done = true; break }
+    if (response.status === 200) { done = true; break }
+    const text = response.body.toString('utf8')
     let type: ApiErrorType = 'CloudHsmInternalFailureException'
     let message = text
     try {
@@ -208,8 +210,7 @@ export async function copyBackupToRegion (ctx: ApiContext, input: unknown): Prom
 async function recorded (ctx: ApiContext, region: string, requestId: string): Promise<boolean> {
   try {
     const response = await ctx.regionFetch(region, { method: 'GET', path: `/_hsmlab/copies/${encodeURIComponent(requestId)}` })
-    await response.text()
-    return response.ok
+    return response.status === 200
   } catch {
     return false
   }
@@ -228,6 +229,13 @@ export async function receiveCopy (ctx: ApiContext, body: unknown): Promise<{ Ba
   if (!isCopyRequest(body)) throw invalidRequest('not a copy request')
   const refusal = copyRefusal(body.sourceRegion, ctx.settings.region)
   if (refusal !== undefined) throw invalidRequest(refusal)
+  // Ask the source for the bytes now, while the record is written: the copy's first attempt
+  // takes this answer (the bytes are stored only once the record is durable). A repeated request
+  // for a copy already recorded asks nothing.
+  const recordedBefore = Object.values(ctx.store.state.backups).some(b => b.copy?.requestId === body.requestId)
+  const firstAnswer = recordedBefore ? undefined : ctx.regionFetch(body.sourceRegion, { method: 'GET', path: backupBytesPath(body.sourceBackup) })
+  // Read by the copy; when the record fails there is no copy, and nothing to report.
+  firstAnswer?.catch(() => {})
   const backupId = await ctx.store.transact(draft => {
     const existing = Object.values(draft.backups).find(b => b.copy?.requestId === body.requestId)
     if (existing !== undefined) return existing.backupId
@@ -251,7 +259,7 @@ export async function receiveCopy (ctx: ApiContext, body: unknown): Promise<{ Ba
     draft.backups[record.backupId] = record
     return record.backupId
   })
-  ctx.kick()
+  ctx.startCopy(backupId, firstAnswer)
   return { BackupId: backupId }
 }
 
@@ -259,6 +267,11 @@ export async function receiveCopy (ctx: ApiContext, body: unknown): Promise<{ Ba
 export function copyRecorded (ctx: ApiContext, requestId: string): { status: number, body: unknown } {
   const backup = Object.values(ctx.store.state.backups).find(b => b.copy?.requestId === requestId)
   return backup === undefined ? { status: 404, body: { message: 'no such copy request' } } : { status: 200, body: { BackupId: backup.backupId } }
+}
+
+/** The path of `GET /_hsmlab/backups/<id>`, which another region's copy asks for a backup's bytes. */
+export function backupBytesPath (backupId: string): string {
+  return `/_hsmlab/backups/${backupId}`
 }
 
 /** The status `GET /_hsmlab/backups/<id>` answers when the stored bytes are damaged: a copy of them fails for good. */
@@ -286,7 +299,7 @@ export async function backupBytes (ctx: ApiContext, dataDir: string, backupId: s
       body: { __type: 'CloudHsmInvalidRequestException', message: `Backup ${backupId} cannot be copied: its stored bytes (${backup.file}) no longer match the SHA-256 recorded when it was made; they were changed or damaged` }
     }
   }
-  return { status: 200, body: new Uint8Array(bytes), ...(backup.sha256 === undefined ? {} : { sha256: backup.sha256 }) }
+  return { status: 200, body: bytes, ...(backup.sha256 === undefined ? {} : { sha256: backup.sha256 }) }
 }
 
 export async function hsmlabCreateBackup (ctx: ApiContext, input: unknown): Promise<unknown> {

@@ -81,7 +81,8 @@ export async function createCluster (ctx: ApiContext, input: unknown): Promise<u
   const sourceBackupId = req.SourceBackupId === undefined ? undefined : backupIdOf(req.SourceBackupId, region, accountId)
   const clusterId = randomResourceId('cluster')
   const anchor = generateSigningKeyPair()
-  const csr = createClusterCsr(clusterId)
+  // A cluster made from a backup is never initialized: it has no CSR.
+  const csr = sourceBackupId === undefined ? createClusterCsr(clusterId) : undefined
   const cluster = await ctx.store.transact(draft => {
     const live = Object.values(draft.clusters).filter(c => c.state !== 'DELETED').length
     if (live >= ctx.settings.clustersMax) {
@@ -109,7 +110,7 @@ export async function createCluster (ctx: ApiContext, input: unknown): Promise<u
       tags,
       anchorPublicKey: Buffer.from(anchor.publicKey).toString('base64'),
       anchorSecretKey: Buffer.from(anchor.secretKey).toString('base64'),
-      ...(sourceBackupId === undefined ? { csrKeyPem: csr.keyPem, csrPem: csr.csrPem } : {}),
+      ...(csr === undefined ? {} : { csrKeyPem: csr.keyPem, csrPem: csr.csrPem }),
       certificates: {},
       nextSlot,
       peersVersion: 0,

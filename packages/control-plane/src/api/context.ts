@@ -3,7 +3,7 @@
  * few services of the control plane (waking its background loop, reaching other regions).
  */
 import type { LabClock } from '../clock.js'
-import type { RegionsMap } from '../regions.js'
+import type { RegionResponse, RegionsMap } from '../regions.js'
 import type { HsmRouteRecord, StateStore } from '../state-store.js'
 
 /** Limits and settings the handlers enforce. */
@@ -14,8 +14,13 @@ export interface ApiSettings {
   host: string
   /** Address HSMs listen on in `shared` addressing (their EniIp): `hsmHost`, else `host`. */
   hsmHost: string
-  /** `per-hsm`: each HSM gets its own loopback address in its subnet; `shared`: all use `hsmHost`. */
-  hsmAddressing: 'per-hsm' | 'shared'
+  /**
+   * `per-hsm`: each HSM gets its own loopback address in its subnet; `shared`: all use `hsmHost`;
+   * `hosts`: each HSM gets the address of a free HSM host of its availability zone (`hsmHosts`).
+   */
+  hsmAddressing: 'per-hsm' | 'shared' | 'hosts'
+  /** With `hosts` addressing: the HSM hosts' addresses and availability zones (`--hsm-hosts`). */
+  hsmHosts: ReadonlyArray<{ address: string, availabilityZone: string }>
   clustersMax: number
   hsmsMax: number
   hsmsPerClusterMax: number
@@ -47,7 +52,9 @@ export interface ApiContext {
   /** The regions file, read now. */
   regions: () => Promise<RegionsMap>
   /** Sends a (signed, when credentials are set) request to the control plane of `region`. */
-  regionFetch: (region: string, request: RegionRequest) => Promise<Response>
+  regionFetch: (region: string, request: RegionRequest) => Promise<RegionResponse>
+  /** Runs the copy recorded as `backupId` now; `firstAnswer`, the source's answer already asked for, is its first attempt. */
+  startCopy: (backupId: string, firstAnswer?: Promise<RegionResponse>) => void
   /** Makes a backup of an active cluster now (HsmlabCreateBackup); resolves with the new backup's id once it is recorded. */
   requestBackup: (clusterId: string) => Promise<string>
   /**

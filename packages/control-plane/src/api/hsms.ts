@@ -10,10 +10,12 @@
  * HSMs of two regions never share an address (us-east-1a's first HSM is 127.1.1.4, us-west-2a's
  * 127.4.1.4); an HSM gets the first free address from .4 (AWS reserves the first four of a
  * subnet) and listens on it, so its EniIp is where clients reach it. With `shared` addressing
- * every HSM listens on the control plane's `hsmHost` (by default its host).
+ * every HSM listens on the control plane's `hsmHost` (by default its host). With HSM hosts
+ * (`--hsm-hosts`), an HSM is placed on a free host of its availability zone and gets its address;
+ * when none is free, CreateHsm answers CloudHsmResourceLimitExceededException and changes nothing.
  */
 import { randomResourceId } from '@hsmlab/hsm'
-import { invalidRequest, notFound } from '../errors.js'
+import { ApiError, invalidRequest, notFound } from '../errors.js'
 import type { ControlPlaneState, HsmRecord } from '../state-store.js'
 import { requestShapes, validate } from '../validation.js'
 import { clusterOf, randomHex } from './clusters.js'
@@ -63,8 +65,25 @@ function addressesInUse (state: Readonly<ControlPlaneState>): Set<string> {
   return new Set(Object.values(state.hsms).filter(h => h.state !== 'DELETED').map(h => h.eniIp))
 }
 
+/** Picks (or checks) the address of a free HSM host of availability zone `az`. */
+function hostAddressFor (state: Readonly<ControlPlaneState>, settings: ApiSettings, az: string, wanted: string | undefined): string {
+  const zone = settings.hsmHosts.filter(h => h.availabilityZone === az).map(h => h.address)
+  const inUse = addressesInUse(state)
+  if (wanted !== undefined) {
+    if (!zone.includes(wanted)) throw invalidRequest(`IpAddress ${wanted} is not available in ${az}: its HSM hosts are at ${zone.join(', ') || 'no address'}`)
+    if (inUse.has(wanted)) throw invalidRequest(`IpAddress ${wanted} is already in use by another HSM`)
+    return wanted
+  }
+  const free = zone.find(address => !inUse.has(address))
+  if (free === undefined) {
+    throw new ApiError('CloudHsmResourceLimitExceededException', `Insufficient capacity in availability zone ${az}: every HSM host of its subnet holds an HSM (${zone.length} hosts); delete an HSM or use another availability zone of the cluster`)
+  }
+  return free
+}
+
 /** Picks (or checks) the ENI address of a new HSM in availability zone `az`. */
 function addressFor (state: Readonly<ControlPlaneState>, settings: ApiSettings, az: string, wanted: string | undefined): string {
+  if (settings.hsmAddressing === 'hosts') return hostAddressFor(state, settings, az, wanted)
   if (settings.hsmAddressing === 'shared') {
     if (wanted !== undefined && wanted !== settings.hsmHost) {
       throw invalidRequest(`IpAddress ${wanted} is not available: every HSM of this hsmlab region listens on ${settings.hsmHost}`)

@@ -6,6 +6,7 @@
  *                        [--host 127.0.0.1] [--port 0] [--regions-file FILE]
  *                        [--credentials ACCESS_KEY:SECRET] [--clock-speed 1] [--account-id 111122223333]
  *                        [--log-level silent] [--hsm-log-level warn] [--hsm-addressing per-hsm|shared] [--hsm-host IP]
+ *                        [--hsm-hosts FILE]
  *                        [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60]
  *                        [--transition-delay-ms 1000]
  *
@@ -23,7 +24,7 @@ import { LOG_LEVELS, createLogger } from '../logger.js'
 
 const USAGE = 'usage: hsmlab-control-plane --region R --data-dir D --hsm-manufacturer-key-file F [--host 127.0.0.1] [--port 0] [--regions-file FILE] ' +
   '[--credentials ACCESS_KEY:SECRET] [--clock-speed 1] [--account-id 111122223333] [--log-level silent] [--hsm-log-level warn] ' +
-  '[--hsm-addressing per-hsm|shared] [--hsm-host IP] [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60] [--transition-delay-ms 1000]'
+  '[--hsm-addressing per-hsm|shared] [--hsm-host IP] [--hsm-hosts FILE] [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60] [--transition-delay-ms 1000]'
 
 /** Where `main` writes and what stops it; the defaults are the process's. */
 export interface MainIo {
@@ -76,6 +77,7 @@ function parse (argv: string[]): ControlPlaneOptions | 'help' {
       'hsm-log-level': { type: 'string' },
       'hsm-addressing': { type: 'string' },
       'hsm-host': { type: 'string' },
+      'hsm-hosts': { type: 'string' },
       'clusters-max': { type: 'string' },
       'hsms-max': { type: 'string' },
       'copy-retry-window-seconds': { type: 'string' },
@@ -130,6 +132,7 @@ function parse (argv: string[]): ControlPlaneOptions | 'help' {
     ...(hsmLogLevel === undefined ? {} : { hsmLogLevel }),
     ...(addressing === undefined ? {} : { hsmAddressing: addressing }),
     ...(values['hsm-host'] === undefined ? {} : { hsmHost: values['hsm-host'] }),
+    ...(values['hsm-hosts'] === undefined ? {} : { hsmHostsFile: values['hsm-hosts'] }),
     logLevel: logLevel as LevelWithSilent,
     tuning
   }
