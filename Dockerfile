@@ -17,5 +17,6 @@ COPY --from=build /app/docker ./docker
 # the AWS SDK of the tests) are left out.
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 ENV PATH=/app/node_modules/.bin:$PATH
-# Data lives in the volumes docker-compose.yml mounts: /keys, /lab and each region's /lab/<region>/control-plane.
+# Data lives in the volumes docker-compose.yml mounts: /keys, /lab, each region's
+# /lab/<region>/control-plane and each HSM container's /hsm.
 CMD ["node", "packages/lab/bin/hsmlab.js", "--help"]

@@ -1,10 +1,12 @@
 /**
  * Goal: docker-compose.yml runs the default lab as containers, one per process, and cannot drift
  * from packages/lab/topologies/default.json: a control-plane service per region, on its region's
- * network and the WAN; the HSM counts, the clone and the users the lab creates (x-hsmlab); the
- * ports, the regions file and the fault proxy's links agreeing with each other; the `lab` service
- * building exactly those clusters against exactly those control planes; the shells on the lab's
- * configuration files. And the services, run as the file says, really make that lab.
+ * network and the WAN; an HSM host service per HSM (the HSM's container), in the availability
+ * zones the lab puts the HSMs in, at a fixed address of its region's network that its control
+ * plane's hosts file names; the HSM counts, the clone and the users the lab creates (x-hsmlab);
+ * the ports, the regions file and the fault proxy's links agreeing with each other; the `lab`
+ * service building exactly those clusters against exactly those control planes; the shells on the
+ * lab's configuration files. And the services, run as the file says, really make that lab.
  *
  * Method: the file is parsed (yaml) and compared with the topology; `docker-compose config -q`
  * checks it as Compose does, when docker-compose is on PATH (skipped with a note otherwise; CI
@@ -12,11 +14,12 @@
  * in the order its depends_on says, with the file's own arguments: each container gets a loopback
  * address of its own (127.77.0.x, standing for its service name and its fixed network addresses),
  * each named volume a temporary directory, and docker/*.json files are rewritten with those
- * addresses. Health checks are the file's. Then the real CMU and KMU bins, as the `cmu` and `kmu`
- * services run them, log in as the topology's users; a partition of the fault proxy's `wan` group
- * makes a copy across the regions fail until it is healed; the long-running services are stopped as
- * `docker compose down` stops them (SIGTERM) and started again on their volumes, and the lab is
- * whole again. Not covered without an engine: the Dockerfile's build, network isolation between
+ * addresses. Health checks are the file's. Every HSM runs as the child of its host's process, at
+ * its host's address, not of a control plane. Then the real CMU and KMU bins, as the `cmu` and
+ * `kmu` services run them, log in as the topology's users; a partition of the fault proxy's `wan`
+ * group makes a copy across the regions fail until it is healed; the long-running services are
+ * stopped as `docker compose down` stops them (SIGTERM, dependents first) and started again on
+ * their volumes, and the lab is whole again. Not covered without an engine: the Dockerfile's build, network isolation between
  * the regions, port publishing, init (tini) and restart policies.
  */
 import { execFile } from 'node:child_process'
@@ -27,7 +30,7 @@ import { describe, expect, it, onTestFinished } from 'vitest'
 import { parse } from 'yaml'
 import { ControlPlaneClient } from '@hsmlab/control-plane'
 import { DEFAULT_ADMIN_NAME } from '@hsmlab/hsm'
-import { DEFAULT_TOPOLOGY_PATH, LabLayout, readTopology } from '@hsmlab/lab'
+import { DEFAULT_TOPOLOGY_PATH, LabLayout, availabilityZonesOf, readTopology } from '@hsmlab/lab'
 import type { Topology } from '@hsmlab/lab'
 import { spawnProcess, tmpDir, waitFor } from '@hsmlab/testing'
 import type { SpawnedProcess } from '@hsmlab/testing'
@@ -106,6 +109,11 @@ function ipInSubnet (ip: string, subnet: string): boolean {
   return ((toInt(ip) & mask) >>> 0) === ((toInt(base) & mask) >>> 0)
 }
 
+/** The HSM hosts of a region: its control plane's hosts file (`--hsm-hosts`). */
+function hostsOf (region: string): Array<{ address: string, availabilityZone: string, url: string }> {
+  return JSON.parse(readFileSync(join(root, argAfter(argvOf(service(`cp-${region}`)), '--hsm-hosts')), 'utf8')) as Array<{ address: string, availabilityZone: string, url: string }>
+}
+
 /** The x-hsmlab block the topology calls for. */
 function summaryOf (topology: Topology): ComposeFile['x-hsmlab'] {
   return {
@@ -148,14 +156,13 @@ describe('docker-compose.yml against the default topology', async () => {
       expect(argv.slice(0, 2)).toEqual(['node', 'packages/control-plane/bin/control-plane.js'])
       expect(argAfter(argv, '--region')).toBe(region.name)
       expect(cp.environment?.HSMLAB_REGION).toBe(region.name)
-      // Its HSMs listen on its fixed address in its region's network (shared addressing), the API on every interface.
+      // The API on every interface, on its region's network (where its HSM hosts are) and the WAN.
       expect(argAfter(argv, '--host')).toBe('0.0.0.0')
-      const networks = networksOf(cp)
-      expect(Object.keys(networks).sort()).toEqual([region.name, 'wan'])
-      const address = networks[region.name]?.ipv4_address ?? ''
-      expect(argAfter(argv, '--hsm-host')).toBe(address)
+      expect(Object.keys(networksOf(cp)).sort()).toEqual([region.name, 'wan'])
       expect(compose.networks[region.name]?.internal).toBe(true)
-      expect(ipInSubnet(address, compose.networks[region.name]?.ipam?.config[0]?.subnet ?? '')).toBe(true)
+      // Its HSMs on its region's HSM hosts, each of which it waits for.
+      expect(argv).not.toContain('--hsm-host')
+      for (const host of hostsOf(region.name)) expect(cp.depends_on?.[new URL(host.url).hostname]?.condition, host.url).toBe('service_healthy')
       // The quotas fit the region's part of the topology, as `hsmlab up` raises them for its own control planes.
       expect(Number(argAfter(argv, '--clusters-max'))).toBeGreaterThanOrEqual(region.clusters.length)
       expect(Number(argAfter(argv, '--hsms-max'))).toBeGreaterThanOrEqual(region.clusters.reduce((n, c) => n + c.hsms, 0))
@@ -177,6 +184,56 @@ describe('docker-compose.yml against the default topology', async () => {
     expect(mountsOf(service('manufacturer-key'))[0]?.volume).toBe([...keyVolumes][0])
     // Every network is a region's or the WAN.
     expect(Object.keys(compose.networks).sort()).toEqual([...regionNames, 'wan'].sort())
+  })
+
+  it('has one HSM host per HSM of the topology, in the availability zones the lab uses, at a fixed address its control plane\'s hosts file names', () => {
+    const hostServices = Object.keys(services).filter(name => name.startsWith('hsm-'))
+    const listed: string[] = []
+    for (const region of topology.regions) {
+      // As many hosts in each zone as the lab puts HSMs there (CreateHsm spreads a cluster's HSMs over its zones).
+      const wanted = new Map<string, number>()
+      for (const cluster of region.clusters) {
+        const zones = availabilityZonesOf(region.name, cluster.hsms)
+        for (let i = 0; i < cluster.hsms; i++) wanted.set(zones[i % zones.length] ?? '', (wanted.get(zones[i % zones.length] ?? '') ?? 0) + 1)
+      }
+      const hosts = hostsOf(region.name)
+      const perZone = new Map<string, number>()
+      for (const h of hosts) perZone.set(h.availabilityZone, (perZone.get(h.availabilityZone) ?? 0) + 1)
+      expect(Object.fromEntries(perZone)).toEqual(Object.fromEntries(wanted))
+      for (const h of hosts) {
+        const url = new URL(h.url)
+        const name = url.hostname
+        listed.push(name)
+        expect(name.startsWith(`hsm-${h.availabilityZone.slice(0, -1)}-${h.availabilityZone.slice(-1)}`), `${name} is named after its zone ${h.availabilityZone}`).toBe(true)
+        const host = service(name)
+        const argv = argvOf(host)
+        expect(argv.slice(0, 2)).toEqual(['node', 'packages/control-plane/bin/hsm-host.js'])
+        // Its HSM listens on the host's fixed address in the zone's region network: the address the hosts file gives.
+        const networks = networksOf(host)
+        expect(Object.keys(networks)).toEqual([region.name])
+        expect(networks[region.name]?.ipv4_address).toBe(h.address)
+        expect(argAfter(argv, '--address')).toBe(h.address)
+        expect(host.environment?.HSMLAB_HSM_ADDRESS).toBe(h.address)
+        expect(ipInSubnet(h.address, compose.networks[region.name]?.ipam?.config[0]?.subnet ?? '')).toBe(true)
+        expect(argAfter(argv, '--host')).toBe('0.0.0.0')
+        expect(url.port).toBe(argAfter(argv, '--port'))
+        expect(host.healthcheck?.test.join(' ')).toContain(`http://127.0.0.1:${argAfter(argv, '--port')}/hsm`)
+        // The HSM's data on a volume of its own; the manufacturer key read-only, as the control planes have it.
+        const mounts = mountsOf(host)
+        const data = mounts.find(m => argAfter(argv, '--data-dir').startsWith(`${m.target}/`))
+        expect(data?.readOnly).toBe(false)
+        const others = Object.entries(services).filter(([n]) => n !== name).flatMap(([, s]) => mountsOf(s).map(m => m.volume))
+        expect(others, `the volume of ${name}`).not.toContain(data?.volume)
+        const key = mounts.find(m => argAfter(argv, '--hsm-manufacturer-key-file').startsWith(`${m.target}/`))
+        expect(key).toEqual({ volume: mountsOf(service('manufacturer-key'))[0]?.volume, target: key?.target, readOnly: true })
+        expect(host.depends_on?.['manufacturer-key']?.condition).toBe('service_completed_successfully')
+        expect(host.restart).toBe('unless-stopped')
+        // Time for its HSM's graceful stop (7 s) before Compose kills the container.
+        expect(durationMs(host.stop_grace_period, 10_000)).toBeGreaterThan(7_000)
+      }
+      expect(new Set(hosts.map(h => h.address)).size).toBe(hosts.length)
+    }
+    expect(hostServices.sort()).toEqual(listed.sort())
   })
 
   it('routes region to region through the fault proxy on the WAN (links wan/<from>-><to>), to each control plane\'s port', () => {
@@ -278,6 +335,12 @@ function processesIn (dir: string): number[] {
   return pids
 }
 
+/** The parent pid of a process (/proc/PID/stat, field 4). */
+function parentOf (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+}
+
 /** Milliseconds of a Compose duration (`20s`, `500ms`, `1m`). */
 function durationMs (text: string | undefined, fallbackMs: number): number {
   const m = /^(\d+)(ms|s|m)$/.exec(text ?? '')
@@ -337,7 +400,7 @@ class LocalCompose {
   }
 
   env (name: string): NodeJS.ProcessEnv {
-    return { ...service(name).environment }
+    return Object.fromEntries(Object.entries(service(name).environment ?? {}).map(([k, v]) => [k, this.hosts(v, name)]))
   }
 
   /** Starts service `name` (its own argv, or `argv` as `docker compose run SERVICE ARGS` gives it). */
@@ -390,7 +453,7 @@ class LocalCompose {
 
 interface StatusJson {
   state: string
-  regions: Array<{ name: string, controlPlane: { endpoint: string, pid: number | null } | null, clusters: Array<{ name: string, state: string, cloneOf: string | null, hsms: Array<{ state: string, endpoint: string, name: string }> }> }>
+  regions: Array<{ name: string, controlPlane: { endpoint: string, pid: number | null } | null, clusters: Array<{ name: string, state: string, cloneOf: string | null, hsms: Array<{ state: string, endpoint: string, name: string, pid: number | null }> }> }>
   cmuConfigs: Record<string, string>
 }
 
@@ -409,11 +472,22 @@ describe('docker-compose.yml services as local processes (no Docker engine)', ()
     const entry = [...(service('lab').entrypoint ?? [])]
     const labDir = argAfter(labArgv, '--dir')
 
+    // As Compose starts them: each once what it depends on is healthy (the HSM hosts before their control planes).
     const up = async (): Promise<Map<string, SpawnedProcess>> => {
       await local.oneShot('manufacturer-key')
-      const running = new Map(servers.map(name => [name, local.start(name)]))
-      await Promise.all(servers.map(async name => { await local.healthy(name) }))
+      const running = new Map<string, SpawnedProcess>()
+      while (running.size < servers.length) {
+        const ready = servers.filter(name => !running.has(name) &&
+          Object.keys(service(name).depends_on ?? {}).every(d => !servers.includes(d) || running.has(d)))
+        expect(ready, 'services whose dependencies are up').not.toEqual([])
+        for (const name of ready) running.set(name, local.start(name))
+        await Promise.all(ready.map(async name => { await local.healthy(name) }))
+      }
       return running
+    }
+    // As `docker compose down` stops them: dependents first.
+    const down = async (running: Map<string, SpawnedProcess>): Promise<void> => {
+      for (const [name, proc] of [...running].reverse()) expect(await local.stop(name, proc), name).toBe(0)
     }
     const status = async (): Promise<StatusJson> => JSON.parse(await local.oneShot('lab', [...entry, 'status', '--dir', labDir, '--json'])) as StatusJson
 
@@ -436,12 +510,17 @@ describe('docker-compose.yml services as local processes (no Docker engine)', ()
           expect(c?.state).toBe('ACTIVE')
           expect(c?.cloneOf).toBe(cluster.cloneOf === undefined ? null : `${cluster.cloneOf.region}/${cluster.cloneOf.cluster}`)
           expect(c?.hsms).toHaveLength(cluster.hsms)
-          // Every HSM on its control plane's fixed address in the region's network (here: that container's stand-in).
+          // Every HSM at the fixed address of an HSM host of its region (here: that container's stand-in),
+          // a child of that host's process, not of its control plane.
+          const hosts = hostsOf(region.name).map(h => new URL(h.url).hostname)
           for (const h of c?.hsms ?? []) {
             expect(h.state).toBe('ACTIVE')
-            expect(h.name).toBe(local.arg(cp, argAfter(argvOf(service(cp)), '--hsm-host')))
+            const host = hosts.find(name => local.address(name) === h.name)
+            expect(host, `the HSM host at ${h.name}`).toBeDefined()
             expect(h.endpoint).toMatch(new RegExp(`^ws://${h.name.replaceAll('.', '\\.')}:\\d+$`))
+            expect(parentOf(h.pid ?? 0), `the parent of HSM ${h.name}`).toBe(running.get(host ?? '')?.child.pid)
           }
+          expect(new Set(c?.hsms.map(h => h.name)).size).toBe(cluster.hsms)
         }
       }
       return report
@@ -482,8 +561,8 @@ describe('docker-compose.yml services as local processes (no Docker engine)', ()
     const copied = await eastApi.copyBackupToRegion({ BackupId: backupId, DestinationRegion: west?.name ?? '' })
     expect(copied.DestinationBackup?.SourceBackup).toBe(backupId)
 
-    // `docker compose down`: SIGTERM to every server; a control plane stops its HSMs and exits 0.
-    for (const [name, proc] of running) expect(await local.stop(name, proc), name).toBe(0)
+    // `docker compose down`: SIGTERM to every server; an HSM host stops its HSM and exits 0.
+    await down(running)
     expect(processesIn(dir)).toEqual([])
 
     // `docker compose up` again: the same volumes, the same clusters; `up` finds nothing to do.
@@ -492,7 +571,7 @@ describe('docker-compose.yml services as local processes (no Docker engine)', ()
     expect(again).toContain('nothing to start')
     await checkStatus()
     await checkShells()
-    for (const [name, proc] of running) expect(await local.stop(name, proc), name).toBe(0)
+    await down(running)
     expect(existsSync(join(dir, 'volumes', 'lab', 'lab.json'))).toBe(true)
   })
 })
