@@ -14,27 +14,20 @@
  * and nothing else there; logs are pino JSON lines on stderr. SIGTERM or SIGINT: it stops its HSM
  * processes gracefully, its state is on disk, exit 0. Exit 1: bad arguments or a failure to start.
  */
-import { realpathSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { UsageError, exitWhenDone, isEntryPoint, runServer } from '@hsmlab/process'
+import type { MainIo, ServerProgram } from '@hsmlab/process'
 import type { LevelWithSilent } from 'pino'
 import { startControlPlane } from '../control-plane.js'
-import type { ControlPlaneOptions } from '../control-plane.js'
+import type { ControlPlane, ControlPlaneOptions } from '../control-plane.js'
 import { LOG_LEVELS, createLogger } from '../logger.js'
+import type { Logger } from '../logger.js'
+
+export type { MainIo }
 
 const USAGE = 'usage: hsmlab-control-plane --region R --data-dir D --hsm-manufacturer-key-file F [--host 127.0.0.1] [--port 0] [--regions-file FILE] ' +
   '[--credentials ACCESS_KEY:SECRET] [--clock-speed 1] [--account-id 111122223333] [--log-level silent] [--hsm-log-level warn] ' +
   '[--hsm-addressing per-hsm|shared] [--hsm-host IP] [--hsm-hosts FILE] [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60] [--transition-delay-ms 1000]'
-
-/** Where `main` writes and what stops it; the defaults are the process's. */
-export interface MainIo {
-  stdout: (text: string) => void
-  stderr: (text: string) => void
-  /** Resolves when the control plane should stop. @default the first SIGTERM or SIGINT */
-  stopRequested?: Promise<unknown>
-}
-
-class UsageError extends Error {}
 
 function number (flag: string, text: string | undefined, opts: { integer?: boolean, min?: number, max?: number } = {}): number | undefined {
   if (text === undefined) return undefined
@@ -44,18 +37,6 @@ function number (flag: string, text: string | undefined, opts: { integer?: boole
     throw new UsageError(`--${flag} must be ${opts.integer === true ? 'an integer' : 'a number'}${opts.min !== undefined ? ` ≥ ${opts.min}` : ''}${opts.max !== undefined ? ` ≤ ${opts.max}` : ''}, not '${text}'`)
   }
   return value
-}
-
-function processSignals (): Promise<string> {
-  return new Promise(resolve => {
-    const onSignal = (signal: string): void => {
-      process.off('SIGTERM', onSignal)
-      process.off('SIGINT', onSignal)
-      resolve(signal)
-    }
-    process.on('SIGTERM', onSignal)
-    process.on('SIGINT', onSignal)
-  })
 }
 
 function parse (argv: string[]): ControlPlaneOptions | 'help' {
@@ -138,64 +119,21 @@ function parse (argv: string[]): ControlPlaneOptions | 'help' {
   }
 }
 
+const program: ServerProgram<ControlPlaneOptions, ControlPlane, Logger> = {
+  name: 'hsmlab-control-plane',
+  what: 'control plane',
+  usage: USAGE,
+  parse,
+  createLogger: options => createLogger(options.logLevel),
+  start: async (options, logger) => await startControlPlane({ ...options, logger }),
+  ready: cp => ({ region: cp.region, port: cp.port })
+}
+
 /** Runs one control plane until it is asked to stop; resolves with the process's exit code. */
-export async function main (argv: string[], io: MainIo = {
-  stdout: text => { process.stdout.write(text) },
-  stderr: text => { process.stderr.write(text) }
-}): Promise<number> {
-  let options
-  try {
-    options = parse(argv)
-  } catch (err) {
-    io.stderr(`hsmlab-control-plane: ${(err as Error).message}\n${USAGE}\n`)
-    return 1
-  }
-  if (options === 'help') {
-    io.stdout(`${USAGE}\n`)
-    return 0
-  }
-  const logger = createLogger(options.logLevel)
-  let cp
-  try {
-    cp = await startControlPlane({ ...options, logger })
-  } catch (err) {
-    const code = (err as { code?: unknown }).code
-    logger.fatal({ err }, 'control plane failed to start')
-    io.stderr(`hsmlab-control-plane: ${typeof code === 'string' ? `[${code}] ` : ''}${(err as Error).message}\n`)
-    return 1
-  }
-  const stopRequested = io.stopRequested ?? processSignals()
-  io.stdout(`${JSON.stringify({ event: 'ready', pid: process.pid, region: cp.region, port: cp.port })}\n`)
-  const reason = await stopRequested
-  logger.info({ reason }, 'stop requested')
-  try {
-    await cp.stop()
-  } catch (err) {
-    io.stderr(`hsmlab-control-plane: stopping failed: ${(err as Error).message}\n`)
-    return 1
-  }
-  return 0
+export async function main (argv: string[], io?: MainIo): Promise<number> {
+  return await runServer(program, argv, io)
 }
 
 // The committed launcher bin/control-plane.js imports this file: started directly, through the
 // launcher, or through a symlink to either, it runs.
-function isEntryPoint (): boolean {
-  const script = process.argv[1]
-  if (script === undefined) return false
-  try {
-    const path = realpathSync(script)
-    return path === realpathSync(fileURLToPath(import.meta.url)) || path === fileURLToPath(new URL('../../bin/control-plane.js', import.meta.url))
-  } catch {
-    return false
-  }
-}
-
-if (isEntryPoint()) {
-  main(process.argv.slice(2)).then(code => {
-    process.exitCode = code
-    setTimeout(() => { process.exit(code) }, 1_000).unref()
-  }, (err: unknown) => {
-    process.stderr.write(`hsmlab-control-plane: ${(err as Error).stack ?? String(err)}\n`)
-    process.exit(1)
-  })
-}
+if (isEntryPoint(import.meta.url, new URL('../../bin/control-plane.js', import.meta.url))) exitWhenDone(program.name, main(process.argv.slice(2)))

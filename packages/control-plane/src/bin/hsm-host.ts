@@ -11,37 +11,18 @@
  * gracefully, exit 0. SIGKILL: its HSM runs on, and the next host on the same data directory
  * adopts it. Exit 1: bad arguments or a failure to start.
  */
-import { realpathSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { UsageError, exitWhenDone, isEntryPoint, runServer } from '@hsmlab/process'
+import type { MainIo, ServerProgram } from '@hsmlab/process'
 import type { LevelWithSilent } from 'pino'
 import { startHsmHost } from '../hsm-host.js'
-import type { HsmHostOptions } from '../hsm-host.js'
+import type { HsmHost, HsmHostOptions } from '../hsm-host.js'
 import { LOG_LEVELS, createLogger } from '../logger.js'
+import type { Logger } from '../logger.js'
+
+export type { MainIo }
 
 const USAGE = 'usage: hsmlab-hsm-host --address IP --data-dir D --hsm-manufacturer-key-file F [--host 127.0.0.1] [--port 0] [--log-level silent] [--hsm-log-level warn]'
-
-/** Where `main` writes and what stops it; the defaults are the process's. */
-export interface MainIo {
-  stdout: (text: string) => void
-  stderr: (text: string) => void
-  /** Resolves when the host should stop. @default the first SIGTERM or SIGINT */
-  stopRequested?: Promise<unknown>
-}
-
-class UsageError extends Error {}
-
-function processSignals (): Promise<string> {
-  return new Promise(resolve => {
-    const onSignal = (signal: string): void => {
-      process.off('SIGTERM', onSignal)
-      process.off('SIGINT', onSignal)
-      resolve(signal)
-    }
-    process.on('SIGTERM', onSignal)
-    process.on('SIGINT', onSignal)
-  })
-}
 
 function parse (argv: string[]): HsmHostOptions | 'help' {
   const { values } = parseArgs({
@@ -86,64 +67,21 @@ function parse (argv: string[]): HsmHostOptions | 'help' {
   }
 }
 
+const program: ServerProgram<HsmHostOptions, HsmHost, Logger> = {
+  name: 'hsmlab-hsm-host',
+  what: 'HSM host',
+  usage: USAGE,
+  parse,
+  createLogger: options => createLogger(options.logLevel),
+  start: async (options, logger) => await startHsmHost({ ...options, logger }),
+  ready: host => ({ address: host.address, port: host.port })
+}
+
 /** Runs one HSM host until it is asked to stop; resolves with the process's exit code. */
-export async function main (argv: string[], io: MainIo = {
-  stdout: text => { process.stdout.write(text) },
-  stderr: text => { process.stderr.write(text) }
-}): Promise<number> {
-  let options
-  try {
-    options = parse(argv)
-  } catch (err) {
-    io.stderr(`hsmlab-hsm-host: ${(err as Error).message}\n${USAGE}\n`)
-    return 1
-  }
-  if (options === 'help') {
-    io.stdout(`${USAGE}\n`)
-    return 0
-  }
-  const logger = createLogger(options.logLevel)
-  let host
-  try {
-    host = await startHsmHost({ ...options, logger })
-  } catch (err) {
-    const code = (err as { code?: unknown }).code
-    logger.fatal({ err }, 'HSM host failed to start')
-    io.stderr(`hsmlab-hsm-host: ${typeof code === 'string' ? `[${code}] ` : ''}${(err as Error).message}\n`)
-    return 1
-  }
-  const stopRequested = io.stopRequested ?? processSignals()
-  io.stdout(`${JSON.stringify({ event: 'ready', pid: process.pid, address: host.address, port: host.port })}\n`)
-  const reason = await stopRequested
-  logger.info({ reason }, 'stop requested')
-  try {
-    await host.stop()
-  } catch (err) {
-    io.stderr(`hsmlab-hsm-host: stopping failed: ${(err as Error).message}\n`)
-    return 1
-  }
-  return 0
+export async function main (argv: string[], io?: MainIo): Promise<number> {
+  return await runServer(program, argv, io)
 }
 
 // The committed launcher bin/hsm-host.js imports this file: started directly, through the
 // launcher, or through a symlink to either, it runs.
-function isEntryPoint (): boolean {
-  const script = process.argv[1]
-  if (script === undefined) return false
-  try {
-    const path = realpathSync(script)
-    return path === realpathSync(fileURLToPath(import.meta.url)) || path === fileURLToPath(new URL('../../bin/hsm-host.js', import.meta.url))
-  } catch {
-    return false
-  }
-}
-
-if (isEntryPoint()) {
-  main(process.argv.slice(2)).then(code => {
-    process.exitCode = code
-    setTimeout(() => { process.exit(code) }, 1_000).unref()
-  }, (err: unknown) => {
-    process.stderr.write(`hsmlab-hsm-host: ${(err as Error).stack ?? String(err)}\n`)
-    process.exit(1)
-  })
-}
+if (isEntryPoint(import.meta.url, new URL('../../bin/hsm-host.js', import.meta.url))) exitWhenDone(program.name, main(process.argv.slice(2)))

@@ -10,39 +10,21 @@
  * lines on stderr. SIGTERM or SIGINT: it closes every proxy and exits 0. Exit 1: bad arguments
  * or a failure to start (the message says which, with its FAULT_ERR_* code).
  */
-import { realpathSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { UsageError, exitWhenDone, isEntryPoint, runServer } from '@hsmlab/process'
+import type { MainIo, ServerProgram } from '@hsmlab/process'
 import type { LevelWithSilent } from 'pino'
 import { faultProxyDefaults } from '../defaults.js'
 import { startFaultProxy } from '../fault-proxy.js'
+import type { FaultProxy } from '../fault-proxy.js'
 import { LOG_LEVELS, createLogger } from '../logger.js'
+import type { Logger } from '../logger.js'
+
+export type { MainIo }
 
 const USAGE = 'usage: hsmlab-fault-proxy [--host 127.0.0.1] [--port 8474] [--seed N] [--config FILE] [--log-level silent]'
 
-/** Where `main` writes and what stops it; the defaults are the process's. */
-export interface MainIo {
-  stdout: (text: string) => void
-  stderr: (text: string) => void
-  /** Resolves when the server should stop. @default the first SIGTERM or SIGINT */
-  stopRequested?: Promise<unknown>
-}
-
-class UsageError extends Error {}
-
 const LONG_FLAGS = ['host', 'port', 'seed', 'config', 'log-level', 'help']
-
-function processSignals (): Promise<string> {
-  return new Promise(resolve => {
-    const onSignal = (signal: string): void => {
-      process.off('SIGTERM', onSignal)
-      process.off('SIGINT', onSignal)
-      resolve(signal)
-    }
-    process.on('SIGTERM', onSignal)
-    process.on('SIGINT', onSignal)
-  })
-}
 
 function integer (flag: string, text: string | undefined, min: number, max: number): number | undefined {
   if (text === undefined) return undefined
@@ -92,70 +74,27 @@ function parse (argv: string[]): Parsed | 'help' {
   }
 }
 
+const program: ServerProgram<Parsed, FaultProxy, Logger> = {
+  name: 'hsmlab-fault-proxy',
+  what: 'fault proxy',
+  usage: USAGE,
+  parse,
+  createLogger: options => createLogger(options.logLevel),
+  start: async (options, logger) => await startFaultProxy({
+    host: options.host,
+    port: options.port,
+    logger,
+    ...(options.seed === undefined ? {} : { seed: options.seed }),
+    ...(options.config === undefined ? {} : { config: options.config })
+  }),
+  ready: server => ({ port: server.port, seed: server.seed })
+}
+
 /** Runs one fault proxy server until it is asked to stop; resolves with the process's exit code. */
-export async function main (argv: string[], io: MainIo = {
-  stdout: text => { process.stdout.write(text) },
-  stderr: text => { process.stderr.write(text) }
-}): Promise<number> {
-  let options
-  try {
-    options = parse(argv)
-  } catch (err) {
-    io.stderr(`hsmlab-fault-proxy: ${(err as Error).message}\n${USAGE}\n`)
-    return 1
-  }
-  if (options === 'help') {
-    io.stdout(`${USAGE}\n`)
-    return 0
-  }
-  const logger = createLogger(options.logLevel)
-  let server
-  try {
-    server = await startFaultProxy({
-      host: options.host,
-      port: options.port,
-      logger,
-      ...(options.seed === undefined ? {} : { seed: options.seed }),
-      ...(options.config === undefined ? {} : { config: options.config })
-    })
-  } catch (err) {
-    const code = (err as { code?: unknown }).code
-    logger.fatal({ err }, 'fault proxy failed to start')
-    io.stderr(`hsmlab-fault-proxy: ${typeof code === 'string' ? `[${code}] ` : ''}${(err as Error).message}\n`)
-    return 1
-  }
-  const stopRequested = io.stopRequested ?? processSignals()
-  io.stdout(`${JSON.stringify({ event: 'ready', pid: process.pid, port: server.port, seed: server.seed })}\n`)
-  const reason = await stopRequested
-  logger.info({ reason, seed: server.seed }, 'stop requested')
-  try {
-    await server.stop()
-  } catch (err) {
-    io.stderr(`hsmlab-fault-proxy: stopping failed: ${(err as Error).message}\n`)
-    return 1
-  }
-  return 0
+export async function main (argv: string[], io?: MainIo): Promise<number> {
+  return await runServer(program, argv, io)
 }
 
 // The committed launcher bin/fault-proxy.js imports this file: started directly, through the
 // launcher, or through a symlink to either, it runs.
-function isEntryPoint (): boolean {
-  const script = process.argv[1]
-  if (script === undefined) return false
-  try {
-    const path = realpathSync(script)
-    return path === realpathSync(fileURLToPath(import.meta.url)) || path === fileURLToPath(new URL('../../bin/fault-proxy.js', import.meta.url))
-  } catch {
-    return false
-  }
-}
-
-if (isEntryPoint()) {
-  main(process.argv.slice(2)).then(code => {
-    process.exitCode = code
-    setTimeout(() => { process.exit(code) }, 1_000).unref()
-  }, (err: unknown) => {
-    process.stderr.write(`hsmlab-fault-proxy: ${(err as Error).stack ?? String(err)}\n`)
-    process.exit(1)
-  })
-}
+if (isEntryPoint(import.meta.url, new URL('../../bin/fault-proxy.js', import.meta.url))) exitWhenDone(program.name, main(process.argv.slice(2)))
