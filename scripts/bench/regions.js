@@ -158,7 +158,8 @@ export async function regionRows ({ row, hsmlab, work, labs, children, bareReady
   const bytes = readFileSync(backupFile).length
 
   // p50 of 5 copies, as the baseline is the p50 of 5 sends; each copy is told from the earlier
-  // ones by its id.
+  // ones by its id. DescribeBackups is asked every 1 ms (a poll every 5 ms added 2.5 ms on
+  // average of its own; the polls, ~0.6 ms each on us-west-2, did not slow the copy itself).
   const copySamples = []
   let copy
   for (let i = 0; i < 5; i++) {
@@ -169,7 +170,7 @@ export async function regionRows ({ row, hsmlab, work, labs, children, bareReady
       copy = (await westApi.copiesOf(backup.BackupId)).find(b => !earlier.has(b.BackupId))
       if (copy?.BackupState === 'READY') break
       if (copy?.BackupState === 'DELETED') throw new Error(`copy failed: ${copy.StateMessage}`)
-      await new Promise(resolve => setTimeout(resolve, 5))
+      await new Promise(resolve => setTimeout(resolve, 1))
     }
     copySamples.push(msSince(started))
   }

@@ -11,14 +11,15 @@
  * CREATE_IN_PROGRESS.
  */
 import { createHash } from 'node:crypto'
-import { mkdir, open } from 'node:fs/promises'
+import { mkdir, open, rm } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { readBackupHeader } from '@hsmlab/hsm'
-import { BACKUP_DAMAGED_STATUS, backupBytesPath } from './api/backups.js'
+import { BACKUP_DAMAGED_STATUS, backupBytesPath, rememberVerifiedFile } from './api/backups.js'
 import type { RegionRequest } from './api/context.js'
 import type { LabClock } from './clock.js'
 import type { Logger } from './logger.js'
+import { BODY_SHA256_HEADER } from './regions.js'
 import type { RegionResponse } from './regions.js'
 import type { StateStore } from './state-store.js'
 import { fsyncDir } from './state-store.js'
@@ -46,25 +47,78 @@ export function backupFileOf (backupId: string): string {
  * made durable only after this resolves, and a copy or export interrupted midway writes it again.
  */
 export async function storeBackupBytes (dataDir: string, backupId: string, bytes: Uint8Array, sha256 = createHash('sha256').update(bytes).digest('hex')): Promise<{ file: string, sha256: string }> {
-  const file = backupFileOf(backupId)
-  const path = join(dataDir, file)
-  let handle: FileHandle
-  try {
-    handle = await open(path, 'w', 0o600)
-  } catch (err) {
-    // The first backup of a data directory makes `backups/`.
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 })
-    handle = await open(path, 'w', 0o600)
+  return await startStoringBackupBytes(dataDir, backupId, bytes, sha256).done
+}
+
+/** A backup's file, opened (created, or emptied) for its bytes, and the durability of its name. */
+interface OpenedBackupFile {
+  handle: Promise<FileHandle>
+  /** Resolves once the file's name is durable (the directory fsynced). */
+  named: Promise<void>
+}
+
+/** Opens `backups/<id>.backup` for writing (created, or emptied) and makes its name durable meanwhile. */
+function openBackupFile (dataDir: string, backupId: string): OpenedBackupFile {
+  const path = join(dataDir, backupFileOf(backupId))
+  const handle = (async () => {
+    try {
+      return await open(path, 'w', 0o600)
+    } catch (err) {
+      // The first backup of a data directory makes `backups/`.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 })
+      return await open(path, 'w', 0o600)
+    }
+  })()
+  const named = handle.then(async () => { await fsyncDir(dirname(path)) })
+  // Both are awaited by whoever stores or closes the file; neither counts as unhandled meanwhile.
+  named.catch(() => {})
+  return { handle, named }
+}
+
+/** Closes a file opened with openBackupFile that no bytes were written to (it stays, empty, until written or its copy fails). */
+async function closeBackupFile (opened: OpenedBackupFile): Promise<void> {
+  await opened.named.catch(() => {})
+  await opened.handle.then(async h => { await h.close() }, () => {})
+}
+
+/**
+ * storeBackupBytes in two steps: `writing` resolves once the bytes are on their way to the file
+ * (opened, and the write of all of them handed to the thread pool; or the store failed), `done`
+ * as storeBackupBytes. A caller that has other work for the event loop (the state that records
+ * the bytes) starts it after `writing`, so that the write runs meanwhile rather than after it.
+ * `opened`: the file, when the caller opened it already (while it waited for the bytes).
+ */
+function startStoringBackupBytes (dataDir: string, backupId: string, bytes: Uint8Array, sha256: string, opened = openBackupFile(dataDir, backupId)): { writing: Promise<void>, done: Promise<{ file: string, sha256: string }> } {
+  let issued = (): void => {}
+  const writing = new Promise<void>(resolve => { issued = resolve })
+  const done = (async () => {
+    const file = backupFileOf(backupId)
+    const handle = await opened.handle
+    try {
+      const written = writeAll(handle, bytes)
+      issued()
+      await written
+      // The bytes and the file's name durable; the file as written, whose bytes were just
+      // hashed, need not be hashed again to be served to another region.
+      const [, , stat] = await Promise.all([handle.sync(), opened.named, handle.stat()])
+      rememberVerifiedFile(resolve(dataDir, file), stat, sha256)
+    } finally {
+      await handle.close()
+    }
+    return { file, sha256 }
+  })()
+  done.then(issued, issued)
+  return { writing, done }
+}
+
+/** Writes all of `bytes` at the start of the file, in one write (FileHandle.writeFile writes 512 KiB at a time, each after a turn of the event loop). */
+async function writeAll (handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  let at = 0
+  while (at < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, at, bytes.length - at, at)
+    at += bytesWritten
   }
-  try {
-    await handle.writeFile(bytes)
-    // The bytes and the file's name, made durable at the same time.
-    await Promise.all([handle.sync(), fsyncDir(dirname(path))])
-  } finally {
-    await handle.close()
-  }
-  return { file, sha256 }
 }
 
 async function sleep (ms: number, signal: AbortSignal): Promise<void> {
@@ -83,13 +137,16 @@ async function sleep (ms: number, signal: AbortSignal): Promise<void> {
 /** Ends a copy as DELETED with `reason`. */
 async function fail (deps: CopierDeps, backupId: string, reason: string): Promise<void> {
   deps.log.warn({ backupId, reason }, 'copy of a backup failed; it is DELETED')
-  await deps.store.transact(draft => {
+  const deleted = await deps.store.transact(draft => {
     const backup = draft.backups[backupId]
-    if (backup === undefined || backup.state !== 'CREATE_IN_PROGRESS') return
+    if (backup === undefined || backup.state !== 'CREATE_IN_PROGRESS') return false
     backup.state = 'DELETED'
     backup.stateMessage = reason
     backup.deletedAtMs = deps.clock.now()
+    return true
   })
+  // The file an attempt opened for the bytes, if any: no backup has it.
+  if (deleted) await rm(join(deps.dataDir, backupFileOf(backupId)), { force: true }).catch(() => {})
 }
 
 /**
@@ -110,22 +167,38 @@ export async function runCopy (deps: CopierDeps, backupId: string, signal: Abort
       return
     }
     attempt += 1
+    // The file for the bytes, opened (and its name made durable) while they come; closed unless
+    // this attempt stores them.
+    let opened: OpenedBackupFile | undefined
+    const release = async (): Promise<void> => {
+      if (opened === undefined) return
+      const file = opened
+      opened = undefined
+      await closeBackupFile(file)
+    }
     try {
       const answer = firstAnswer ?? deps.regionFetch(sourceRegion, { method: 'GET', path: backupBytesPath(sourceBackup) })
       firstAnswer = undefined
       const askedAt = performance.now()
+      opened = openBackupFile(deps.dataDir, backupId)
       const response = await answer
       if (response.status === 200) {
         const answeredAt = performance.now()
         const bytes = response.body
-        const sha256 = createHash('sha256').update(bytes).digest('hex')
-        const claimed = response.headers['x-hsmlab-sha256']
+        // Hashed as the bytes arrived when the source named their SHA-256 (it does).
+        const sha256 = response.bodySha256 ?? createHash('sha256').update(bytes).digest('hex')
+        const claimed = response.headers[BODY_SHA256_HEADER]
         if (claimed !== undefined && claimed !== sha256) throw new Error(`the bytes received do not match their SHA-256 (${bytes.length} bytes); they were damaged on the way`)
         const header = readBackupHeader(bytes)
         const checkedAt = performance.now()
         // The bytes and the state that records them READY are written at the same time; the
-        // state becomes durable, and READY visible, only once the bytes are durable.
-        const storing = storeBackupBytes(deps.dataDir, backupId, bytes, sha256)
+        // state becomes durable, and READY visible, only once the bytes are durable. The state's
+        // transaction (a copy and serialization of the whole state, on the event loop) starts once
+        // the write of the bytes is under way.
+        const store = startStoringBackupBytes(deps.dataDir, backupId, bytes, sha256, opened)
+        opened = undefined
+        const storing = store.done
+        await store.writing
         try {
           await deps.store.transact(draft => {
             const b = draft.backups[backupId]
@@ -154,6 +227,7 @@ export async function runCopy (deps: CopierDeps, backupId: string, signal: Abort
       const text = response.body.toString('utf8')
       let message = text
       try { message = (JSON.parse(text) as { message?: string }).message ?? text } catch { /* not JSON */ }
+      await release()
       if (response.status === 404) {
         await fail(deps, backupId, `The source backup ${sourceBackup} no longer exists in ${sourceRegion}: ${message}`)
         return
@@ -165,6 +239,8 @@ export async function runCopy (deps: CopierDeps, backupId: string, signal: Abort
       lastError = `${sourceRegion} answered ${response.status}: ${message}`
     } catch (err) {
       lastError = `${sourceRegion} cannot be reached: ${(err as Error).message}`
+    } finally {
+      await release()
     }
     deps.log.debug({ backupId, attempt, lastError }, 'copy attempt failed; retrying')
     const latest = deps.store.state.backups[backupId]

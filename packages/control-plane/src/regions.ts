@@ -5,7 +5,8 @@
  * allowed (reference F.7: no copy between restricted regions — GovCloud, ISO — and standard
  * ones; GovCloud East ↔ West is allowed).
  */
-import { readFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import type { IncomingHttpHeaders } from 'node:http'
 import { ControlPlaneError, CP_ERR_REGIONS_FILE } from './errors.js'
@@ -13,12 +14,17 @@ import { ControlPlaneError, CP_ERR_REGIONS_FILE } from './errors.js'
 /** Region → endpoint (`http://127.0.0.1:PORT`). */
 export type RegionsMap = Record<string, string>
 
-/** Reads a regions file; a missing file is an empty map. Throws CP_ERR_REGIONS_FILE when it is malformed. */
+/**
+ * Reads a regions file; a missing file is an empty map. Throws CP_ERR_REGIONS_FILE when it is
+ * malformed. The file (a few lines) is read synchronously: a read through the thread pool takes
+ * several turns of the event loop, each behind whatever else runs then (a copy's request for the
+ * bytes of a backup waited for it behind the writes of the state), for a read of microseconds.
+ */
 export async function readRegionsFile (file: string | undefined): Promise<RegionsMap> {
   if (file === undefined) return {}
   let text: string
   try {
-    text = await readFile(file, 'utf8')
+    text = readFileSync(file, 'utf8')
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
     throw new ControlPlaneError(CP_ERR_REGIONS_FILE, `cannot read the regions file ${file}: ${(err as Error).message}`, { cause: err })
@@ -48,23 +54,50 @@ export interface RegionResponse {
   /** Header names in lower case. */
   headers: IncomingHttpHeaders
   body: Buffer
+  /**
+   * The SHA-256 (hex) of `body`, computed chunk by chunk as it arrived, when the answer names the
+   * SHA-256 of its body (`x-hsmlab-sha256`: the bytes of a backup): only the last chunk is left
+   * to hash once the last byte is in. Compare it with that header to check the bytes.
+   */
+  bodySha256?: string
 }
+
+/** The header with which an answer names the SHA-256 (hex) of its body. */
+export const BODY_SHA256_HEADER = 'x-hsmlab-sha256'
 
 /**
  * Sends one request to another region's control plane and reads its whole answer, or rejects
  * when no whole answer came within `timeoutMs`. It uses node:http, whose global agent keeps
  * connections alive, rather than fetch, whose web streams take a few milliseconds more to read
- * a backup of a megabyte.
+ * a backup of a megabyte. A body of a known length is copied, chunk by chunk as it arrives, into
+ * one buffer of that length (nothing is left to join at the end); a body that names its SHA-256
+ * is hashed as it arrives too (`bodySha256`).
  */
 export async function sendRegionRequest (url: URL, init: { method: string, headers: Record<string, string>, body?: string, timeoutMs: number }): Promise<RegionResponse> {
   return await new Promise<RegionResponse>((resolve, reject) => {
     const headers = init.body === undefined ? init.headers : { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) }
     const request = httpRequest(url, { method: init.method, headers }, response => {
+      const hash = response.headers[BODY_SHA256_HEADER] === undefined ? undefined : createHash('sha256')
+      const length = Number(response.headers['content-length'] ?? NaN)
+      // Known length: each chunk goes straight to its place; else (or past it, which node:http
+      // refuses anyway) the chunks are joined at the end.
+      let whole = Number.isSafeInteger(length) && length >= 0 && length <= WHOLE_BODY_MAX ? Buffer.allocUnsafe(length) : undefined
+      let filled = 0
       const chunks: Buffer[] = []
-      response.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+      response.on('data', (chunk: Buffer) => {
+        hash?.update(chunk)
+        if (whole !== undefined && filled + chunk.length <= whole.length) {
+          chunk.copy(whole, filled)
+        } else {
+          if (whole !== undefined) { chunks.push(whole.subarray(0, filled)); whole = undefined }
+          chunks.push(chunk)
+        }
+        filled += chunk.length
+      })
       response.on('end', () => {
         clearTimeout(timer)
-        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) })
+        const body = whole !== undefined ? whole.subarray(0, filled) : Buffer.concat(chunks)
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body, ...(hash === undefined ? {} : { bodySha256: hash.digest('hex') }) })
       })
       response.on('error', fail)
       response.on('close', () => { if (!response.complete) fail(new Error('the connection closed before the whole answer arrived')) })
@@ -78,6 +111,9 @@ export async function sendRegionRequest (url: URL, init: { method: string, heade
     request.end(init.body)
   })
 }
+
+/** The largest body sendRegionRequest takes in one buffer allocated up front from its content-length. */
+const WHOLE_BODY_MAX = 256 * 1024 * 1024
 
 /** The AWS partition of a region: `aws`, `aws-us-gov`, `aws-iso`, `aws-iso-b`. */
 export function partitionOf (region: string): string {

@@ -2,7 +2,7 @@
 // them, the state store, the lab clock, the X.509 checks of InitializeCluster, and the error codes
 // kept in step with docs/errors.md.
 import { execFileSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { appendFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -13,7 +13,9 @@ import * as cp from '../src/index.js'
 import { LabClock } from '../src/clock.js'
 import { violations, requestShapes } from '../src/validation.js'
 import { checkSignedCertificate, createClusterCsr } from '../src/x509.js'
-import { copyRefusal } from '../src/api/backups.js'
+import { backupBytes, copyRefusal } from '../src/api/backups.js'
+import type { ApiContext } from '../src/api/context.js'
+import { storeBackupBytes } from '../src/backup-copier.js'
 import { sendRegionRequest } from '../src/regions.js'
 import { StateStore } from '../src/state-store.js'
 import type { ClusterRecord, ControlPlaneState } from '../src/state-store.js'
@@ -95,10 +97,40 @@ describe('regions and copies', () => {
     expect(whole.status).toBe(200)
     expect(whole.headers['x-hsmlab-sha256']).toBe('abc')
     expect(whole.body.equals(bytes)).toBe(true)
+    // A body that names its SHA-256 is hashed as it arrives, for the caller to compare.
+    expect(whole.bodySha256).toBe(createHash('sha256').update(bytes).digest('hex'))
     const echo = await sendRegionRequest(new URL('/echo', base), { method: 'POST', headers: {}, body: '{"é":1}', timeoutMs: 5_000 })
     expect(echo.body.toString('utf8')).toBe('{"é":1}')
+    expect(echo.bodySha256).toBeUndefined()
     await expect(sendRegionRequest(new URL('/cut', base), { method: 'GET', headers: {}, timeoutMs: 5_000 })).rejects.toThrow()
     await expect(sendRegionRequest(new URL('/never', base), { method: 'GET', headers: {}, timeoutMs: 100 })).rejects.toThrow(/no answer within 100 ms/)
+  })
+
+  it('serves the bytes of a backup, hashed again only when its file changed, and 422 once they no longer match', async () => {
+    const dir = tmpDir()
+    const store = await StateStore.open(dir, 'us-east-1', '111122223333')
+    const bytes = randomBytes(64 * 1024)
+    const { file, sha256 } = await storeBackupBytes(dir, 'backup-abcdefghijk', bytes)
+    await store.transact(draft => {
+      draft.backups['backup-abcdefghijk'] = { backupId: 'backup-abcdefghijk', state: 'READY', createdAtMs: 0, neverExpires: false, tags: [], hsmType: 'hsm2m.medium', reason: 'requested', nextSlot: 1, file, sha256 }
+    })
+    const ctx = { store } as unknown as ApiContext
+    const get = async (): Promise<{ status: number, body: unknown, sha256?: string }> => await backupBytes(ctx, dir, 'backup-abcdefghijk')
+    const answer = await get()
+    expect(answer.status).toBe(200)
+    expect(Buffer.from(answer.body as Uint8Array).equals(bytes)).toBe(true)
+    expect(answer.sha256).toBe(sha256)
+    // One byte changed by an ordinary write (its mtime and ctime change): hashed again, refused.
+    const changed = Buffer.from(bytes)
+    changed[100] = (changed[100] ?? 0) ^ 1
+    await new Promise(resolve => setTimeout(resolve, 20))
+    writeFileSync(join(dir, file), changed)
+    expect((await get()).status).toBe(422)
+    expect((await get()).status).toBe(422)
+    // Put back as it was made: served again.
+    writeFileSync(join(dir, file), bytes)
+    expect((await get()).status).toBe(200)
+    expect((await get()).status).toBe(200)
   })
 })
 
