@@ -22,7 +22,7 @@ import type { Logger } from './logger.js'
 import { BODY_SHA256_HEADER } from './regions.js'
 import type { RegionResponse } from './regions.js'
 import type { StateStore } from './state-store.js'
-import { fsyncDir } from './state-store.js'
+import { fsyncDir } from '@hsmlab/process'
 
 /** What a copy needs. */
 export interface CopierDeps {

@@ -37,7 +37,8 @@ import { HsmStartError, HsmSupervisor, hsmPaths } from './hsm-supervisor.js'
 import type { HsmExit } from './hsm-supervisor.js'
 import { LOG_LEVELS, createLogger, forComponent } from './logger.js'
 import type { Logger } from './logger.js'
-import { lockDataDir, writeFileAtomic } from './state-store.js'
+import { writeFileAtomic } from '@hsmlab/process'
+import { lockDataDir } from './state-store.js'
 
 /** Where the host's HSM is: `none` (the host is free), or the life of its one HSM. */
 export type HsmHostState = 'none' | 'starting' | 'running' | 'stopped' | 'exited'

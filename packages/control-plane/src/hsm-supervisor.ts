@@ -12,6 +12,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HSM_NODE_ARGS, HSM_PROCESS_ENV } from '@hsmlab/hsm'
+import { isProcessAlive } from '@hsmlab/process'
 import { ControlPlaneError, CP_ERR_HSM } from './errors.js'
 import { FileWatch } from './file-watch.js'
 import type { Logger } from './logger.js'
@@ -84,16 +85,6 @@ interface Tracked {
  * a file system that reports no changes.
  */
 const READY_FALLBACK_READ_MS = 50
-
-/** True when a process with this pid exists. */
-export function isProcessAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 /** True when `pid` is (by its command line, where the system shows it) an HSM serving `dataDir`. */
 export function looksLikeHsm (pid: number, dataDir: string): boolean {

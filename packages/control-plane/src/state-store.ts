@@ -9,8 +9,9 @@
  * customer's CA), so it is written with mode 0600. Backup bytes live beside it in `backups/`,
  * HSM data directories in `hsms/`.
  */
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { isProcessAlive, writeFileAtomic } from '@hsmlab/process'
 import type { ClockAnchor } from './clock.js'
 import { LOCK_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
 import { ControlPlaneError, CP_ERR_DATA_DIR_LOCKED, CP_ERR_STATE } from './errors.js'
@@ -172,40 +173,6 @@ export interface ControlPlaneState {
 
 const FORMAT = 'hsmlab-control-plane/v1'
 
-/** Makes the names just made in `dir` durable; asynchronous, so that the API answers other requests meanwhile. */
-export async function fsyncDir (dir: string): Promise<void> {
-  try {
-    const handle = await open(dir, 'r')
-    try { await handle.sync() } finally { await handle.close() }
-  } catch {
-    // Some file systems do not let a directory be fsynced; the rename is still atomic there.
-  }
-}
-
-/**
- * Writes `data` to `file` atomically and durably (tmp + fsync + rename + fsync of the directory).
- * The rename waits for `renameAfter` (a write the new content refers to, made meanwhile): if it
- * rejects, `file` keeps its old content and its error is passed on.
- */
-export async function writeFileAtomic (file: string, data: string | Uint8Array, mode = 0o600, renameAfter?: Promise<unknown>): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`
-  const handle = await open(tmp, 'w', mode)
-  try {
-    await handle.writeFile(data)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  try {
-    await renameAfter
-  } catch (err) {
-    await rm(tmp, { force: true })
-    throw err
-  }
-  await rename(tmp, file)
-  await fsyncDir(dirname(file))
-}
-
 /** The state file of one data directory. */
 export class StateStore {
   readonly file: string
@@ -268,22 +235,13 @@ export class StateStore {
     const run = async (): Promise<T> => {
       const draft = structuredClone(this.current)
       const result = change(draft)
-      await writeFileAtomic(this.file, JSON.stringify(draft), undefined, options.after)
+      await writeFileAtomic(this.file, JSON.stringify(draft), { renameAfter: options.after })
       this.current = draft
       return result
     }
     const next = this.queue.then(run, run)
     this.queue = next.catch(() => {})
     return await next
-  }
-}
-
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 
@@ -303,7 +261,7 @@ export async function lockDataDir (dataDir: string, holder: { what: string, file
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new ControlPlaneError(CP_ERR_STATE, `cannot write ${file}: ${(err as Error).message}`, { cause: err })
     }
     const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
-    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isProcessAlive(pid)) {
       throw new ControlPlaneError(CP_ERR_DATA_DIR_LOCKED, `another ${holder.what} (pid ${pid}) serves ${dataDir}; stop it first, or use another data directory`)
     }
     await rm(file, { force: true })

@@ -8,6 +8,7 @@
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
+import { isProcessAlive } from '@hsmlab/process'
 import { spawnNode, tmpDir, waitFor } from '@hsmlab/testing'
 import type { SpawnedProcess } from '@hsmlab/testing'
 import { ControlPlaneClient, CP_ERR_HSM_HOSTS_FILE, HSM_HOST_BIN_PATH, startControlPlane } from '../src/index.js'
@@ -35,15 +36,6 @@ function reapProcessesIn (dir: string): void {
 function parentOf (pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-}
-
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 interface RunningHost { proc: SpawnedProcess, pid: number, port: number, url: string }
@@ -108,7 +100,7 @@ describe('HSM hosts', () => {
 
     // The host dies (SIGKILL) and starts again on its directory: it adopts the HSM, which ran on.
     await host.proc.kill()
-    expect(isAlive(again)).toBe(true)
+    expect(isProcessAlive(again)).toBe(true)
     host = await startHost(address, join(dir, 'host-a'), keyFile, host.port)
     expect(await report(host)).toMatchObject({ state: 'running', hsmId: created.HsmId, pid: again })
     // Still the same process for the control plane (the host was back well within hsmHostUnreachableMs)...
@@ -133,7 +125,7 @@ describe('HSM hosts', () => {
     expect(await report(host)).toMatchObject({ state: 'running', pid: last })
     host.proc.child.kill('SIGTERM')
     expect(await host.proc.exited).toBe(0)
-    expect(isAlive(last)).toBe(false)
+    expect(isProcessAlive(last)).toBe(false)
   })
 
   it('refuses a hosts file that is not a list of hosts of its region, or given with hsmHost', async () => {

@@ -15,6 +15,7 @@
 import { open as fsOpen, mkdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CryptoError, deriveKey, open, seal } from '@hsmlab/crypto'
+import { isProcessAlive } from '@hsmlab/process'
 import type { PeerAddress } from '@hsmlab/protocol'
 import { openStore } from '@hsmlab/store'
 import type { Store } from '@hsmlab/store'
@@ -173,15 +174,6 @@ export function readPeerList (meta: Store<MetaRecord>): PeerList | undefined {
   return { peers: record.peers, version: record.version, signature: record.signature }
 }
 
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 /**
  * Marks `dir` as served by this process (`hsm.pid`, created exclusively). A lock left by a
  * process that is gone (killed with SIGKILL, say) is taken over; one held by a live process
@@ -202,7 +194,7 @@ export async function lockDataDir (dir: string): Promise<() => Promise<void>> {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     }
     const pid = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10)
-    if (attempt > 0 || (Number.isSafeInteger(pid) && pid > 0 && isAlive(pid))) {
+    if (attempt > 0 || (Number.isSafeInteger(pid) && pid > 0 && isProcessAlive(pid))) {
       throw new HsmError(HSM_ERR_DATA_DIR_LOCKED, `${dir} is already served by process ${Number.isNaN(pid) ? '(unknown)' : pid} (see ${path}); stop that process first`)
     }
     // Left by a process that is gone.

@@ -19,12 +19,12 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import type { Cluster, ControlPlaneClient, Hsm, HsmRoute } from '@hsmlab/control-plane'
 import { FAULT_PROXY_BIN_PATH, FaultClient, randomSeed } from '@hsmlab/fault-proxy'
 import type { ProxyJson } from '@hsmlab/fault-proxy'
+import { writeFileAtomic } from '@hsmlab/process'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_FAULTS, LAB_ERR_USAGE } from './errors.js'
 import { planLinks } from './fault-links.js'
 import type { LinkPlanInput, PlannedLink } from './fault-links.js'
 import type { ClusterState, FaultLinkState, FaultProxyState, LabLayout, LabState, LabStateWriter } from './lab-state.js'
-import { writeFileAtomically } from './lab-state.js'
 import { isLabProcess, launchFaultProxy, stopProcess, waitGone, waitUntilReaped } from './launcher.js'
 
 /** Options of the fault layer in `labUp`. */
@@ -278,7 +278,7 @@ async function reconcileProxies (layout: LabLayout, lab: LabState, plan: Planned
 /** Writes the links to lab.json and to the fault proxy's `--config` (its links when it is started again). */
 async function recordLinks (layout: LabLayout, lab: LabState, writer: LabStateWriter, links: FaultLinkState[]): Promise<void> {
   await writer.save(lab)
-  await writeFileAtomically(layout.faultProxyConfigFile, configOf(links))
+  await writeFileAtomic(layout.faultProxyConfigFile, configOf(links), { mode: 0o644 })
 }
 
 /** Runs every task to its end, then throws the first failure. */
@@ -296,7 +296,7 @@ export async function writeRegionsFiles (layout: LabLayout, lab: LabState, direc
       map[region] = region === cp.region || wan === undefined ? endpoint : `http://${wan.listen}`
     }
     await mkdir(layout.regionDir(cp.region), { recursive: true })
-    await writeFileAtomically(layout.regionRegionsFile(cp.region), JSON.stringify(map, null, 2) + '\n')
+    await writeFileAtomic(layout.regionRegionsFile(cp.region), JSON.stringify(map, null, 2) + '\n', { mode: 0o644 })
   }))
 }
 

@@ -29,8 +29,9 @@
  *
  * Region names always hold a `-` and a digit (`us-east-1`), so they never clash with `ca`.
  */
-import { open as fsOpen, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { isProcessAlive, writeFileAtomic } from '@hsmlab/process'
 import { KMU_CONFIG_FILE_NAME, MANUFACTURER_KEY_FILE_NAME, REGIONS_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
 import { LabError, LAB_ERR_BUSY, LAB_ERR_STATE } from './errors.js'
 import type { Topology } from './topology.js'
@@ -165,19 +166,6 @@ export class LabLayout {
   hsmLogFile (region: string, hsmId: string): string { return join(this.controlPlaneDataDir(region), 'hsms', hsmId, 'hsm.log') }
 }
 
-/** Writes a file atomically: temporary file, fsync, rename. */
-export async function writeFileAtomically (file: string, data: string, mode = 0o644): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`
-  const handle = await fsOpen(tmp, 'w', mode)
-  try {
-    await handle.writeFile(data)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  await rename(tmp, file)
-}
-
 /** Reads lab.json; undefined when the directory holds no lab. */
 export async function readLabState (layout: LabLayout): Promise<LabState | undefined> {
   let text: string
@@ -215,18 +203,9 @@ export class LabStateWriter {
   /** Queues a save of the state as it is now. */
   async save (state: LabState): Promise<void> {
     const text = JSON.stringify(state, null, 2) + '\n'
-    const next = this.chain.then(async () => { await writeFileAtomically(this.layout.stateFile, text) })
+    const next = this.chain.then(async () => { await writeFileAtomic(this.layout.stateFile, text, { mode: 0o644 }) })
     this.chain = next.catch(() => {})
     await next
-  }
-}
-
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 
@@ -245,7 +224,7 @@ export async function acquireLabLock (layout: LabLayout): Promise<() => Promise<
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     }
     const holder = Number.parseInt(await readFile(layout.lockFile, 'utf8').catch(() => ''), 10)
-    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isAlive(holder)) {
+    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isProcessAlive(holder)) {
       throw new LabError(LAB_ERR_BUSY, `another hsmlab (pid ${holder}) is working on ${layout.dir}; wait for it to finish (or, if it hangs, stop it and remove ${layout.lockFile})`)
     }
     // A stale lock (its holder is gone): remove it and try again.

@@ -19,6 +19,7 @@ import { CONTROL_PLANE_BIN_PATH, ControlPlaneClient } from '@hsmlab/control-plan
 import type { Backup, Cluster, Hsm } from '@hsmlab/control-plane'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
 import { createManufacturerKey, writeManufacturerKey } from '@hsmlab/hsm'
+import { writeFileAtomic } from '@hsmlab/process'
 import { ClusterBuilder } from './cluster-builder.js'
 import type { BuildStep, BuiltCluster } from './cluster-builder.js'
 import { createCustomerCa } from './customer-ca.js'
@@ -27,7 +28,7 @@ import { DEFAULT_TOPOLOGY_PATH, labDefaults } from './defaults.js'
 import {
   LabError, LAB_ERR_BACKUP, LAB_ERR_CONTROL_PLANE, LAB_ERR_NO_LAB, LAB_ERR_STATE, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
 } from './errors.js'
-import { LAB_STATE_FORMAT, LabLayout, LabStateWriter, acquireLabLock, readLabState, writeFileAtomically } from './lab-state.js'
+import { LAB_STATE_FORMAT, LabLayout, LabStateWriter, acquireLabLock, readLabState } from './lab-state.js'
 import type { ClusterState, ControlPlaneState, HsmSeen, LabState } from './lab-state.js'
 import { findLabProcesses, isLabProcess, killProcess, launchControlPlane, stopProcess, waitGone, waitUntilReaped } from './launcher.js'
 import type { LabProcess } from './launcher.js'
@@ -342,9 +343,9 @@ async function loadOrCreateCa (layout: LabLayout): Promise<CustomerCa> {
   }
   const ca = createCustomerCa()
   await mkdir(layout.caDir, { recursive: true })
-  await writeFileAtomically(layout.caKeyFile, ca.keyPem, 0o600)
+  await writeFileAtomic(layout.caKeyFile, ca.keyPem)
   await chmod(layout.caKeyFile, 0o600)
-  await writeFileAtomically(layout.caCertFile, ca.certPem)
+  await writeFileAtomic(layout.caCertFile, ca.certPem, { mode: 0o644 })
   return ca
 }
 
@@ -567,7 +568,7 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
       const faultStart = await faultProxyStarting
       if ('error' in faultStart) throw faultStart.error
       const regionsMap = Object.fromEntries(lab.controlPlanes.map(cp => [cp.region, endpointOf(cp)]))
-      await writeFileAtomically(layout.regionsFile, JSON.stringify(regionsMap, null, 2) + '\n')
+      await writeFileAtomic(layout.regionsFile, JSON.stringify(regionsMap, null, 2) + '\n', { mode: 0o644 })
       // Each control plane's own regions file: through its WAN links when they run (a fault proxy
       // started just now makes them again at the end), else direct.
       await writeRegionsFiles(layout, lab, regionsMap, faultLayerActive(lab) && !faultStart.started ? lab.faultProxy?.links ?? [] : [])

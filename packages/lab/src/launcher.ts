@@ -12,6 +12,7 @@ import { readFile, readdir, stat } from 'node:fs/promises'
 import { sep } from 'node:path'
 import { HsmConnection } from '@hsmlab/client'
 import { FileWatch } from '@hsmlab/control-plane'
+import { isProcessAlive } from '@hsmlab/process'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS } from './errors.js'
 
@@ -258,16 +259,6 @@ export async function launchFaultProxy (options: FaultProxyLaunchOptions): Promi
     parseReady: parseFaultProxyReady,
     ...(options.onSpawn === undefined ? {} : { onSpawn: options.onSpawn })
   }, (message, cause) => new LabError(LAB_ERR_FAULTS, message, cause === undefined ? undefined : { cause }))
-}
-
-/** True when a process with this pid exists (it may belong to someone else). */
-export function isProcessAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 /**
