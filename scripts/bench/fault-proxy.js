@@ -13,7 +13,7 @@
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { FaultClient } from '@hsmlab/fault-proxy'
-import { percentile } from './stats.js'
+import { percentile, printTable } from './stats.js'
 import { compareThroughput, open, pingPong, startProcess, throughput } from './tcp.js'
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '20000' }, mib: { type: 'string', default: '128' } } })
@@ -26,17 +26,6 @@ const children = []
 
 function row (measure, value, baseline, unit, goal) {
   rows.push({ measure, value, baseline, unit, goal })
-}
-
-function printTable () {
-  const fmt = v => (Number.isFinite(v) ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : 'n/a')
-  const lines = [['measure', 'proxied', 'direct', 'ratio', 'unit', 'goal']]
-  for (const r of rows) lines.push([r.measure, fmt(r.value), fmt(r.baseline), (r.value / r.baseline).toFixed(2) + 'x', r.unit, r.goal])
-  const widths = lines[0].map((_, i) => Math.max(...lines.map(l => l[i].length)))
-  const render = l => '| ' + l.map((c, i) => c.padEnd(widths[i])).join(' | ') + ' |'
-  console.log(render(lines[0]))
-  console.log('| ' + widths.map(w => '-'.repeat(w)).join(' | ') + ' |')
-  for (const l of lines.slice(1)) console.log(render(l))
 }
 
 async function main () {
@@ -76,9 +65,9 @@ async function main () {
 
 try {
   await main()
-  printTable()
+  printTable(rows, 'proxied', 'direct')
 } catch (err) {
-  printTable()
+  printTable(rows, 'proxied', 'direct')
   console.error(err)
   process.exitCode = 1
 } finally {

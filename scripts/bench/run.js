@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { HsmConnection } from '@hsmlab/client'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
-import { percentile, msSince } from './stats.js'
+import { percentile, msSince, printTable } from './stats.js'
 import { regionRows } from './regions.js'
 import { faultRows } from './faults.js'
 
@@ -198,22 +198,11 @@ async function main () {
   await faultRows({ row, hsmlab, HSMLAB, work, labs, children })
 }
 
-function printTable () {
-  const fmt = v => (Number.isFinite(v) ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : 'n/a')
-  const lines = [['measure', 'hsmlab', 'baseline', 'ratio', 'unit', 'goal']]
-  for (const r of rows) lines.push([r.measure, fmt(r.value), fmt(r.baseline), (r.value / r.baseline).toFixed(2) + 'x', r.unit, r.goal])
-  const widths = lines[0].map((_, i) => Math.max(...lines.map(l => l[i].length)))
-  const render = l => '| ' + l.map((c, i) => c.padEnd(widths[i])).join(' | ') + ' |'
-  console.log(render(lines[0]))
-  console.log('| ' + widths.map(w => '-'.repeat(w)).join(' | ') + ' |')
-  for (const l of lines.slice(1)) console.log(render(l))
-}
-
 try {
   await main()
-  printTable()
+  printTable(rows)
 } catch (err) {
-  printTable()
+  printTable(rows)
   console.error(err)
   process.exitCode = 1
 } finally {
