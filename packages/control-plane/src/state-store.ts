@@ -9,9 +9,9 @@
  * customer's CA), so it is written with mode 0600. Backup bytes live beside it in `backups/`,
  * HSM data directories in `hsms/`.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { isProcessAlive, writeFileAtomic } from '@hsmlab/process'
+import { takePidLock, writeFileAtomic } from '@hsmlab/process'
 import type { ClockAnchor } from './clock.js'
 import { LOCK_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
 import { ControlPlaneError, CP_ERR_DATA_DIR_LOCKED, CP_ERR_STATE } from './errors.js'
@@ -253,18 +253,13 @@ export class StateStore {
 export async function lockDataDir (dataDir: string, holder: { what: string, file: string } = { what: 'control plane', file: LOCK_FILE_NAME }): Promise<() => Promise<void>> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
   const file = join(dataDir, holder.file)
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      await writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o644 })
-      return async () => { await rm(file, { force: true }) }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new ControlPlaneError(CP_ERR_STATE, `cannot write ${file}: ${(err as Error).message}`, { cause: err })
-    }
-    const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
-    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && isProcessAlive(pid)) {
-      throw new ControlPlaneError(CP_ERR_DATA_DIR_LOCKED, `another ${holder.what} (pid ${pid}) serves ${dataDir}; stop it first, or use another data directory`)
-    }
-    await rm(file, { force: true })
+  let lock
+  try {
+    lock = await takePidLock(file)
+  } catch (err) {
+    throw new ControlPlaneError(CP_ERR_STATE, `cannot write ${file}: ${(err as Error).message}`, { cause: err })
   }
-  throw new ControlPlaneError(CP_ERR_DATA_DIR_LOCKED, `cannot take the lock ${file}`)
+  if ('release' in lock) return lock.release
+  if (lock.heldBy === undefined) throw new ControlPlaneError(CP_ERR_DATA_DIR_LOCKED, `cannot take the lock ${file}`)
+  throw new ControlPlaneError(CP_ERR_DATA_DIR_LOCKED, `another ${holder.what} (pid ${lock.heldBy}) serves ${dataDir}; stop it first, or use another data directory`)
 }

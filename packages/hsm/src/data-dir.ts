@@ -12,10 +12,10 @@
  * Each store is sealed under its own key derived from the storage key, so that one store's file
  * put in the place of another's fails authentication instead of loading.
  */
-import { open as fsOpen, mkdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { open as fsOpen, mkdir, readFile, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CryptoError, deriveKey, open, seal } from '@hsmlab/crypto'
-import { isProcessAlive } from '@hsmlab/process'
+import { takePidLock } from '@hsmlab/process'
 import type { PeerAddress } from '@hsmlab/protocol'
 import { openStore } from '@hsmlab/store'
 import type { Store } from '@hsmlab/store'
@@ -181,23 +181,9 @@ export function readPeerList (meta: Store<MetaRecord>): PeerList | undefined {
  */
 export async function lockDataDir (dir: string): Promise<() => Promise<void>> {
   const path = join(dir, LOCK_FILE)
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const file = await fsOpen(path, 'wx', 0o600)
-      try {
-        await file.writeFile(`${process.pid}\n`)
-      } finally {
-        await file.close()
-      }
-      return async () => { await rm(path, { force: true }) }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    }
-    const pid = Number.parseInt(await readFile(path, 'utf8').catch(() => ''), 10)
-    if (attempt > 0 || (Number.isSafeInteger(pid) && pid > 0 && isProcessAlive(pid))) {
-      throw new HsmError(HSM_ERR_DATA_DIR_LOCKED, `${dir} is already served by process ${Number.isNaN(pid) ? '(unknown)' : pid} (see ${path}); stop that process first`)
-    }
-    // Left by a process that is gone.
-    await rm(path, { force: true })
+  const lock = await takePidLock(path, 0o600)
+  if ('heldBy' in lock) {
+    throw new HsmError(HSM_ERR_DATA_DIR_LOCKED, `${dir} is already served by process ${lock.heldBy ?? '(unknown)'} (see ${path}); stop that process first`)
   }
+  return lock.release
 }

@@ -29,9 +29,9 @@
  *
  * Region names always hold a `-` and a digit (`us-east-1`), so they never clash with `ca`.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { isProcessAlive, writeFileAtomic } from '@hsmlab/process'
+import { takePidLock, writeFileAtomic } from '@hsmlab/process'
 import { KMU_CONFIG_FILE_NAME, MANUFACTURER_KEY_FILE_NAME, REGIONS_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
 import { LabError, LAB_ERR_BUSY, LAB_ERR_STATE } from './errors.js'
 import type { Topology } from './topology.js'
@@ -216,19 +216,8 @@ export class LabStateWriter {
  */
 export async function acquireLabLock (layout: LabLayout): Promise<() => Promise<void>> {
   await mkdir(layout.dir, { recursive: true })
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      await writeFile(layout.lockFile, `${process.pid}\n`, { flag: 'wx' })
-      return async () => { await rm(layout.lockFile, { force: true }) }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    }
-    const holder = Number.parseInt(await readFile(layout.lockFile, 'utf8').catch(() => ''), 10)
-    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && isProcessAlive(holder)) {
-      throw new LabError(LAB_ERR_BUSY, `another hsmlab (pid ${holder}) is working on ${layout.dir}; wait for it to finish (or, if it hangs, stop it and remove ${layout.lockFile})`)
-    }
-    // A stale lock (its holder is gone): remove it and try again.
-    await rm(layout.lockFile, { force: true })
-  }
-  throw new LabError(LAB_ERR_BUSY, `cannot take the lock ${layout.lockFile}; remove it if no hsmlab is running`)
+  const lock = await takePidLock(layout.lockFile)
+  if ('release' in lock) return lock.release
+  if (lock.heldBy === undefined) throw new LabError(LAB_ERR_BUSY, `cannot take the lock ${layout.lockFile}; remove it if no hsmlab is running`)
+  throw new LabError(LAB_ERR_BUSY, `another hsmlab (pid ${lock.heldBy}) is working on ${layout.dir}; wait for it to finish (or, if it hangs, stop it and remove ${layout.lockFile})`)
 }
