@@ -2,7 +2,8 @@
  * @packageDocumentation
  * Running hsmlab's server processes: entry point, ready line, stop on signals, and files written
  * atomically for their state (`writeFileAtomic`), whether a pid is alive, and the lock file that
- * keeps a directory to one process (`takePidLock`). Each server bin
+ * keeps a directory to one process (`takePidLock`), and the structured logger every process uses.
+ * Each server bin
  * (`hsmlab-hsm`, `hsmlab-control-plane`, `hsmlab-hsm-host`, `hsmlab-fault-proxy`) describes how to
  * parse its command line, start, and what its ready line says; `runServer` does the rest the same
  * way for all of them, and `main(argv, io)` stays callable in process.
@@ -27,6 +28,8 @@ export { fsyncDir, writeFileAtomic } from './atomic-file.js'
 export type { AtomicWriteOptions } from './atomic-file.js'
 export { PROCESS_ERR_USAGE, ProcessError, UsageError } from './errors.js'
 export { EXIT_GRACE_MS, exitWhenDone, isEntryPoint } from './entry-point.js'
+export { LOG_LEVELS, componentLoggers, createLogger, silentLogger } from './logger.js'
+export type { LevelWithSilent, Logger } from './logger.js'
 export { takePidLock } from './pid-lock.js'
 export type { PidLock } from './pid-lock.js'
 export { isProcessAlive } from './process-alive.js'
