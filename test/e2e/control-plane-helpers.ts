@@ -14,7 +14,7 @@ import { HsmConnection } from '@hsmlab/client'
 import { CONTROL_PLANE_BIN_PATH, ControlPlaneClient } from '@hsmlab/control-plane'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
 import { createManufacturerKey, writeManufacturerKey } from '@hsmlab/hsm'
-import { spawnNode, waitFor } from '@hsmlab/testing'
+import { isRunning, spawnNode, waitFor } from '@hsmlab/testing'
 import type { SpawnedProcess } from '@hsmlab/testing'
 
 export const CREDENTIALS = { accessKeyId: 'AKIDHSMLABE2E', secretAccessKey: 'hsmlab-e2e-secret' }
@@ -30,10 +30,6 @@ export interface CpProcess {
   dataDir: string
 }
 
-function alive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch { return false }
-}
-
 /** Kills every HSM process a control plane recorded in its state file (they outlive a SIGKILLed control plane). */
 export function killHsmsOf (dataDir: string): void {
   let state: { hsms?: Record<string, { pid?: number }> }
@@ -43,7 +39,7 @@ export function killHsmsOf (dataDir: string): void {
     return
   }
   for (const hsm of Object.values(state.hsms ?? {})) {
-    if (hsm.pid === undefined || !alive(hsm.pid)) continue
+    if (hsm.pid === undefined || !isRunning(hsm.pid)) continue
     try {
       if (readFileSync(`/proc/${hsm.pid}/cmdline`, 'utf8').includes(dataDir)) process.kill(hsm.pid, 'SIGKILL')
     } catch { /* gone */ }
@@ -114,7 +110,7 @@ export async function activeCluster (url: string, region: string, dir: string): 
   const hsmId = hsm?.HsmId ?? ''
   const ready = await api.waitForHsm(clusterId, hsmId, 'ACTIVE', { timeoutMs: 30_000 })
   expect(ready.HsmlabPid).toBeTypeOf('number')
-  expect(alive(ready.HsmlabPid ?? 0)).toBe(true)
+  expect(isRunning(ready.HsmlabPid ?? 0)).toBe(true)
   const described = (await client.send(new DescribeClustersCommand({ Filters: { clusterIds: [clusterId] } }))).Clusters?.[0]
   expect(described?.State).toBe('UNINITIALIZED')
   const csr = described?.Certificates?.ClusterCsr ?? ''
@@ -134,4 +130,3 @@ export async function activeCluster (url: string, region: string, dir: string): 
   return { clusterId, hsmId, password }
 }
 
-export { alive }

@@ -21,8 +21,8 @@ import {
 import { describe, expect, it } from 'vitest'
 import { ControlPlaneClient } from '@hsmlab/control-plane'
 import { KeyType } from '@hsmlab/protocol'
-import { tmpDir, waitFor } from '@hsmlab/testing'
-import { activeCluster, alive, connectHsm, manufacturerKey, sdk, startCp, SUBNETS } from './control-plane-helpers.js'
+import { isRunning, tmpDir, waitFor } from '@hsmlab/testing'
+import { activeCluster, connectHsm, manufacturerKey, sdk, startCp, SUBNETS } from './control-plane-helpers.js'
 
 async function expectAws (promise: Promise<unknown>, type: string, message?: RegExp): Promise<void> {
   const err = await promise.then(() => undefined, (e: unknown) => e as { name?: string, message?: string })
@@ -131,7 +131,7 @@ describe('control plane lifecycle', () => {
     expect((await eastSdk.send(new DeleteHsmCommand({ ClusterId: clusterId, EniIp: secondReady.EniIp }))).HsmId).toBe(secondId)
     await expectAws(eastSdk.send(new DeleteHsmCommand({ ClusterId: clusterId, HsmId: secondId })), 'CloudHsmInvalidRequestException', /DELETE_IN_PROGRESS/)
     await eastApi.waitForHsm(clusterId, secondId, 'DELETED', { timeoutMs: 30_000 })
-    expect(alive(pid)).toBe(false)
+    expect(isRunning(pid)).toBe(false)
 
     // Delete a backup, restore it; wrong states answer CloudHsmInvalidRequestException.
     const deleted = (await eastSdk.send(new DeleteBackupCommand({ BackupId: backup.BackupId }))).Backup
@@ -154,6 +154,6 @@ describe('control plane lifecycle', () => {
     west.proc.child.kill('SIGTERM')
     expect(await east.proc.exited).toBe(0)
     expect(await west.proc.exited).toBe(0)
-    expect(alive(hsmPid)).toBe(false)
+    expect(isRunning(hsmPid)).toBe(false)
   })
 })

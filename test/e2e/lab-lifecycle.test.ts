@@ -14,7 +14,7 @@ import { isAbsolute } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { HsmConnection, readCmuConfig } from '@hsmlab/client'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
-import { HSMLAB_BIN, spawnNode, startLab, waitFor } from '@hsmlab/testing'
+import { HSMLAB_BIN, isRunning, spawnNode, startLab, waitFor } from '@hsmlab/testing'
 import type { LabStatusCluster, LabStatusHsm, LabStatusJson } from '@hsmlab/testing'
 
 const topology = {
@@ -40,21 +40,6 @@ function clusterOf (status: LabStatusJson, name: string): LabStatusCluster {
 
 function hsmsOf (status: LabStatusJson): LabStatusHsm[] {
   return status.regions.flatMap(r => r.clusters).flatMap(c => c.hsms)
-}
-
-/** True when the process runs: it exists and is not a zombie (exited, not yet collected by its parent). */
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
-  } catch {
-    return true
-  }
 }
 
 async function connect (cluster: LabStatusCluster, hsm: LabStatusHsm): Promise<HsmConnection> {
@@ -87,7 +72,7 @@ describe('hsmlab up / status / down', () => {
     expect(status.regions.map(r => r.name)).toEqual(['us-east-1'])
     const controlPlane = status.regions[0]?.controlPlane
     expect(controlPlane?.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-    expect(alive(controlPlane?.pid as number)).toBe(true)
+    expect(isRunning(controlPlane?.pid as number)).toBe(true)
     expect(status.regions[0]?.clusters.map(c => c.name)).toEqual(['primary', 'spare'])
     for (const cluster of status.regions[0]?.clusters ?? []) {
       expect(cluster.id).toMatch(/^cluster-[2-7a-z]{11}$/)
@@ -161,7 +146,7 @@ describe('hsmlab up / status / down', () => {
     const pids = [...hsmsOf(restarted).map(h => h.pid as number), controlPlane?.pid as number, restarted.faults.pid as number]
     const down = await lab.down()
     expect(down.stdout).toContain('stopped 1 control plane and 3 HSM processes')
-    for (const pid of pids) expect(alive(pid)).toBe(false)
+    for (const pid of pids) expect(isRunning(pid)).toBe(false)
     const stopped = await lab.statusJson()
     expect(hsmsOf(stopped).every(h => h.state === 'DOWN' && h.pid === null)).toBe(true)
     expect(stopped.regions[0]?.controlPlane?.pid).toBeNull()

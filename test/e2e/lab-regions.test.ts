@@ -17,7 +17,7 @@ import { describe, expect, it } from 'vitest'
 import { HsmConnection, readCmuConfig } from '@hsmlab/client'
 import { ControlPlaneClient } from '@hsmlab/control-plane'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
-import { spawnProcess, startLab, waitFor } from '@hsmlab/testing'
+import { isRunning, spawnProcess, startLab, waitFor } from '@hsmlab/testing'
 import type { LabStatusCluster, LabStatusHsm, LabStatusJson } from '@hsmlab/testing'
 import { runCmuBin } from './cmu-helpers.js'
 import { kmuOnce, numberAfter } from './kmu-driver.js'
@@ -26,21 +26,6 @@ function clusterOf (status: LabStatusJson, region: string, name: string): LabSta
   const cluster = status.regions.find(r => r.name === region)?.clusters.find(c => c.name === name)
   if (cluster === undefined) throw new Error(`no cluster ${region}/${name} in the status`)
   return cluster
-}
-
-/** True when the process runs: it exists and is not a zombie (exited, not yet collected by its parent). */
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
-  } catch {
-    return true
-  }
 }
 
 /** Per server of a CMU output's findAllKeys: how many keys, and their hash (none without keys). */
@@ -104,7 +89,7 @@ describe('the default lab: two regions, a cluster and its clone', () => {
     expect(status.regions.map(r => r.name)).toEqual(['us-east-1', 'us-west-2'])
     for (const region of status.regions) {
       expect(region.controlPlane?.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-      expect(alive(region.controlPlane?.pid as number)).toBe(true)
+      expect(isRunning(region.controlPlane?.pid as number)).toBe(true)
     }
     const primary = clusterOf(status, 'us-east-1', 'primary')
     const dr = clusterOf(status, 'us-west-2', 'dr')

@@ -13,6 +13,7 @@
 export { waitFor } from './wait-for.js'
 export type { WaitForOptions } from './wait-for.js'
 export { tmpDir } from './tmp-dir.js'
+export { isRunning } from './process-state.js'
 export { spawnNode, spawnProcess } from './spawn.js'
 export type { SpawnOptions, SpawnedProcess } from './spawn.js'
 export { HSMLAB_BIN, runHsmlab, startLab } from './lab.js'
