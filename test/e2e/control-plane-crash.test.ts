@@ -15,8 +15,8 @@ import { join } from 'node:path'
 import { writeFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { ControlPlaneClient } from '@hsmlab/control-plane'
-import { tmpDir, waitFor } from '@hsmlab/testing'
-import { activeCluster, alive, manufacturerKey, startCp } from './control-plane-helpers.js'
+import { isRunning, tmpDir, waitFor } from '@hsmlab/testing'
+import { activeCluster, manufacturerKey, startCp } from './control-plane-helpers.js'
 
 async function closedPort (): Promise<number> {
   const server = createServer()
@@ -72,7 +72,7 @@ describe('control plane crashes', () => {
     expect(before?.HsmlabPid).toBeTypeOf('number')
     east.proc.child.kill('SIGKILL')
     await east.proc.exited
-    expect(alive(before?.HsmlabPid ?? 0)).toBe(true)
+    expect(isRunning(before?.HsmlabPid ?? 0)).toBe(true)
     const eastAgain = await startCp({ region: 'us-east-1', dataDir: join(dir, 'east'), keyFile, regionsFile: eastRegions })
     const api = new ControlPlaneClient({ endpoint: eastAgain.url, region: 'us-east-1' })
     const adopted = (await api.getCluster(clusterId))?.Hsms?.[0]
@@ -85,9 +85,9 @@ describe('control plane crashes', () => {
       return hsm?.State === 'ACTIVE' && hsm.HsmlabPid !== before?.HsmlabPid ? hsm : undefined
     }, { what: 'the HSM to be restarted', timeoutMs: 30_000 })
     expect(restarted.HsmlabEndpoint).toBe(before?.HsmlabEndpoint)
-    expect(alive(restarted.HsmlabPid ?? 0)).toBe(true)
+    expect(isRunning(restarted.HsmlabPid ?? 0)).toBe(true)
     eastAgain.proc.child.kill('SIGTERM')
     expect(await eastAgain.proc.exited).toBe(0)
-    expect(alive(restarted.HsmlabPid ?? 0)).toBe(false)
+    expect(isRunning(restarted.HsmlabPid ?? 0)).toBe(false)
   })
 })
