@@ -82,7 +82,7 @@ export function describeConnectFailure (err: unknown): string {
   for (let c: unknown = err; c !== undefined && c !== null && chain.length < 5; c = asCoded(c).cause) chain.push(c)
   for (const c of chain) {
     const code = asCoded(c).code
-    if (typeof code === 'string' && SOCKET_REASONS[code] !== undefined) return SOCKET_REASONS[code]
+    if (typeof code === 'string' && Object.hasOwn(SOCKET_REASONS, code)) return SOCKET_REASONS[code] as string
   }
   if (chain.some(c => /timed out|did not complete the handshake/i.test(messageOf(c)))) return 'Connection timed out'
   const message = messageOf(err)

@@ -6,9 +6,9 @@
  * be printed go to the file (overwritten without warning, as the AWS pages say), and the screen
  * shows one `<cmd> success on server N(name)` line per server (or its failure lines).
  */
-import { writeFile } from 'node:fs/promises'
 import { Attribute, CMU_SETTABLE_ATTRIBUTES, attributeName } from '@hsmlab/protocol'
 import type { OperationName } from '@hsmlab/protocol'
+import { writePrivateFile } from '../private-file.js'
 import type { CmuCommand, CmuContext, ServerOutcome } from './command.js'
 import { UsageError, expectArgCount, parseInteger } from './command.js'
 import { reasonWithDetail } from './failures.js'
@@ -29,7 +29,8 @@ async function emitSections<O extends OperationName> (
     for (const lines of sections) ctx.printLines(lines)
     return
   }
-  await writeFile(file, sections.flat().map(line => `${line}\n`).join(''))
+  // Key attributes and owners are nobody else's business: the file is the owner's only (0600).
+  await writePrivateFile(file, sections.flat().map(line => `${line}\n`).join(''))
   for (const { label, outcome } of outcomes) {
     if (outcome.ok) ctx.println(successLine(command, label))
     else ctx.printLines(failureLines(command, label, outcome.failure.reason))

@@ -3,9 +3,9 @@
  * getHSMInfo, getCert, enable_e2e, help, quit, and the quorum (M of N) commands, which hsmlab
  * names but does not simulate.
  */
-import { writeFile } from 'node:fs/promises'
 import type { CmuCommand, CmuContext } from './command.js'
 import { UsageError, expectArgCount, notSimulated, parseInteger, parseServerId } from './command.js'
+import { writePrivateFile } from '../private-file.js'
 import {
   DISCONNECTING_LINE, INFO_SERVER_HEADER, SERVER_MODE_LINE, failureLines, gettingHsmInfoLine, hsmInfoBlock,
   infoServerRow, loginStateText
@@ -103,7 +103,7 @@ const getCert: CmuCommand = {
       ctx.printLines(failureLines('getCert', ctx.label(entry), answer.failure.reason))
       return
     }
-    await writeFile(args[0] ?? '', answer.result.pem)
+    await writePrivateFile(args[0] ?? '', answer.result.pem)
     ctx.println('getCert Success')
   }
 }

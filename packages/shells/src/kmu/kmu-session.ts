@@ -4,7 +4,7 @@
  * first reachable one in configuration order (replicating token keys is the HSM's job);
  * loginHSM, logoutHSM and listUsers go to every HSM.
  */
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { CLIENT_ERR_TIMEOUT } from '@hsmlab/client'
 import type { ClusterClient, ServerEntry } from '@hsmlab/client'
@@ -14,6 +14,7 @@ import { LOCAL_FAILURE, errorLine, parseFlags } from './kmu-args.js'
 import { COMMANDS } from './kmu-commands.js'
 import type { NodeStatus } from './kmu-format.js'
 import { HELP_TEXT, UNSIMULATED_COMMANDS, USAGE } from './kmu-usage.js'
+import { writePrivateFile } from '../private-file.js'
 
 /** What KMU needs of a cluster client (tests pass a fake of this shape). */
 export type KmuCluster = Pick<ClusterClient, 'servers' | 'connected' | 'call' | 'fanOut'>
@@ -122,10 +123,13 @@ export class KmuContext {
     return undefined
   }
 
-  /** Writes an output file, overwriting it; on failure prints why and returns false. */
+  /**
+   * Writes an output file, overwriting it, readable by its owner only (0600: it may hold a
+   * plaintext private key, a wrapped key or a masked object); on failure prints why and returns false.
+   */
   async writeOutput (file: string, data: Uint8Array | string): Promise<boolean> {
     try {
-      await writeFile(this.path(file), data)
+      await writePrivateFile(this.path(file), data)
       return true
     } catch (err) {
       this.write(errorLine(`Failed to write to the file "${file}": ${(err as Error).message}`))
