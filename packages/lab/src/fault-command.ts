@@ -142,11 +142,13 @@ export async function faultMain (argv: string[], io: FaultCommandIo): Promise<nu
     const { values: v, positionals: args } = parsed
     if (v.help === true || sub === 'help' || sub === '--help' || sub === '-h') { io.stdout(FAULT_HELP); return EXIT_OK }
     const location = { cwd, ...(v.dir === undefined ? {} : { dir: v.dir }) }
-    const allowed: Record<string, string[]> = {
-      partition: [], blackhole: [], latency: ['ms', 'jitter'], 'reset-peer': ['timeout-ms'], heal: [], list: ['json']
-    }
+    // A Map: the subcommand comes from the command line, and a plain object would answer
+    // `constructor` or `toString` with what it inherits.
+    const allowed = new Map<string, readonly string[]>([
+      ['partition', []], ['blackhole', []], ['latency', ['ms', 'jitter']], ['reset-peer', ['timeout-ms']], ['heal', []], ['list', ['json']]
+    ])
     if (sub === undefined) throw usage('name a fault command')
-    const flags = allowed[sub]
+    const flags = allowed.get(sub)
     if (flags === undefined) throw usage(`unknown fault command '${sub}'`)
     for (const flag of ['ms', 'jitter', 'timeout-ms', 'json'] as const) {
       if (v[flag] !== undefined && !flags.includes(flag)) throw usage(`--${flag} does not apply to 'hsmlab fault ${sub}'`)

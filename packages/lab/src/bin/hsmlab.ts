@@ -66,7 +66,7 @@ DIR defaults to ${labDefaults.dir} in the working directory.
 'hsmlab <command> --help' tells more about one command.
 `
 
-const HELP: Record<string, string> = {
+const HELP: Readonly<Record<'up' | 'status' | 'down' | 'backup', string>> = {
   up: `usage: hsmlab up [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--seed N] [--no-faults] [--json]
 
 Starts the lab described by FILE in DIR and returns once every region's control plane answers,
@@ -128,26 +128,28 @@ const DIR_OPTION = { type: 'string', short: 'd' } as const
 const HELP_OPTION = { type: 'boolean', short: 'h' } as const
 
 /** Runs `parseArgs`; what it refuses becomes LAB_ERR_USAGE with the command's help. */
-function parse<T> (command: string, run: () => T): T {
+function parse<T> (command: keyof typeof HELP, run: () => T): T {
   try {
     return run()
   } catch (err) {
-    throw new LabError(LAB_ERR_USAGE, `${(err as Error).message}\n\n${HELP[command] ?? USAGE}`)
+    throw new LabError(LAB_ERR_USAGE, `${(err as Error).message}\n\n${HELP[command]}`)
   }
 }
 
 /** `--control-plane REGION=URL` flags as a map; undefined when none is given. */
 function controlPlanesOf (flags: string[]): Record<string, string> | undefined {
   if (flags.length === 0) return undefined
-  const map: Record<string, string> = {}
+  // A Map, then an object of own entries: a region typed as `constructor` or `__proto__` must be
+  // refused as a region the topology does not have, not taken for an inherited member.
+  const map = new Map<string, string>()
   for (const flag of flags) {
     const at = flag.indexOf('=')
     const region = flag.slice(0, at)
     if (at <= 0 || at === flag.length - 1) throw new LabError(LAB_ERR_USAGE, `--control-plane must be REGION=URL (like us-east-1=http://cp-us-east-1:8080), not '${flag}'\n\n${HELP.up ?? ''}`)
-    if (region in map) throw new LabError(LAB_ERR_USAGE, `--control-plane names region ${region} twice`)
-    map[region] = flag.slice(at + 1)
+    if (map.has(region)) throw new LabError(LAB_ERR_USAGE, `--control-plane names region ${region} twice`)
+    map.set(region, flag.slice(at + 1))
   }
-  return map
+  return Object.fromEntries(map)
 }
 
 /** Runs one `hsmlab` command; resolves with the exit code. */

@@ -133,7 +133,8 @@ const CLUSTER_RULE = 'a cluster of the topology as "<region>/<cluster>"'
 
 function checkOp (c: Checker, path: string, raw: unknown): WorkloadOp | undefined {
   const name = (raw as Json | null)?.op
-  if (typeof name !== 'string' || !(name in OP_FIELDS)) {
+  // Own entries only: `in` would take `constructor` or `toString` for an operation.
+  if (typeof name !== 'string' || !Object.hasOwn(OP_FIELDS, name)) {
     c.fail(`${path}.op`, `must be one of ${Object.keys(OP_FIELDS).join(', ')}, not ${describe(name)}`)
     return undefined
   }
@@ -238,7 +239,8 @@ function checkFault (c: Checker, path: string, raw: unknown): Fault | undefined 
     'reset-peer': ['type', 'group', 'between', 'timeoutMs', 'toxicity', 'durationMs'],
     flap: ['type', 'group', 'untilMs', 'upMs', 'downMs']
   }
-  if (typeof type !== 'string' || !(type in fields)) {
+  // Own entries only: `in` would take `constructor` or `toString` for a fault type.
+  if (typeof type !== 'string' || !Object.hasOwn(fields, type)) {
     c.fail(`${path}.type`, `must be one of ${Object.keys(fields).join(', ')}, not ${describe(type)}`)
     return undefined
   }
