@@ -27,6 +27,7 @@ import { signClusterCsr } from './customer-ca.js'
 import type { CustomerCa } from './customer-ca.js'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_ACTIVATION, LAB_ERR_CLUSTER, LAB_ERR_HSM_START } from './errors.js'
+import { UNKNOWN_PASSWORD } from './lab-state.js'
 import type { ClusterState, LabState, LabStateWriter } from './lab-state.js'
 import type { TopologyCluster } from './topology.js'
 
@@ -454,6 +455,10 @@ export class ClusterBuilder {
    * was ACTIVE already: a clone must be made from a backup that holds the users.
    */
   private async activate (record: ClusterState, spec: TopologyCluster, cluster: Cluster, adminPassword: string): Promise<NonNullable<ActiveSource['activation']>> {
+    // The passwords come from the topology given now, or from the lab's passwords file (lab-state.ts).
+    if (adminPassword === UNKNOWN_PASSWORD || spec.users.some(u => u.password === UNKNOWN_PASSWORD)) {
+      throw new LabError(LAB_ERR_ACTIVATION, `${this.where(record)} must be activated, but the lab no longer has its topology's passwords (its secrets/passwords.json is gone): run 'hsmlab up --topology FILE' with the topology the lab was made from`)
+    }
     const anchorText = cluster.HsmlabTrustAnchor
     if (anchorText === undefined) throw new LabError(LAB_ERR_ACTIVATION, `${this.where(record)}: its control plane does not tell its trust anchor (HsmlabTrustAnchor)`)
     const anchor = decodeTrustAnchor(anchorText)

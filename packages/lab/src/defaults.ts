@@ -86,6 +86,9 @@ export const STATE_FILE_NAME = 'lab.json'
 /** Name of the manufacturer key file inside DIR. */
 export const MANUFACTURER_KEY_FILE_NAME = 'manufacturer.key'
 
+/** The lab's passwords file (the topology's passwords), in DIR/secrets/: see lab-state.ts. */
+export const PASSWORDS_FILE_NAME = 'passwords.json'
+
 /** Name of the regions file inside DIR (region → control-plane endpoint). */
 export const REGIONS_FILE_NAME = 'regions.json'
 

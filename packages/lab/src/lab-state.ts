@@ -7,10 +7,19 @@
  * rewritten atomically (temporary file, fsync, rename), so a reader never sees half of it, and
  * `up` records a pid as soon as a process exists, so that `down` can always find it.
  *
+ * The directory is its owner's only (0700), and lab.json holds no password: the topology's
+ * passwords live apart, in `secrets/passwords.json` (0600, in a 0700 directory). They are kept at
+ * all because `up` needs them after the first one: an activation it must finish or do again (an
+ * `up` interrupted during the activation; a cluster its control plane no longer knows, made
+ * again) logs in with them, and a later `up` compares a given topology with the lab's and tells
+ * the credentials in its summary. `readLabState` puts them back into the topology; a password
+ * the lab no longer has reads as `UNKNOWN_PASSWORD` (an `up --topology FILE` gives it again).
+ *
  * Layout of DIR (docs/lab.md "The lab directory"):
  *
  * ```
- * lab.json                          this state
+ * lab.json                          this state (no password)
+ * secrets/passwords.json            the topology's passwords (0600; secrets/ 0700)
  * lab.lock                          held by a running `up` or `down` (holds its pid)
  * manufacturer.key                  the installation's manufacturer key (0600), given to every control plane
  * regions.json                      region → control-plane endpoint (direct)
@@ -29,10 +38,10 @@
  *
  * Region names always hold a `-` and a digit (`us-east-1`), so they never clash with `ca`.
  */
-import { mkdir, readFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { takePidLock, writeFileAtomic } from '@hsmlab/process'
-import { KMU_CONFIG_FILE_NAME, MANUFACTURER_KEY_FILE_NAME, REGIONS_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
+import { KMU_CONFIG_FILE_NAME, MANUFACTURER_KEY_FILE_NAME, PASSWORDS_FILE_NAME, REGIONS_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
 import { LabError, LAB_ERR_BUSY, LAB_ERR_STATE } from './errors.js'
 import type { Topology } from './topology.js'
 
@@ -134,6 +143,9 @@ export class LabLayout {
   }
 
   get stateFile (): string { return join(this.dir, STATE_FILE_NAME) }
+  /** Where the topology's passwords are kept, apart from lab.json (see the module comment). */
+  get secretsDir (): string { return join(this.dir, 'secrets') }
+  get passwordsFile (): string { return join(this.secretsDir, PASSWORDS_FILE_NAME) }
   get lockFile (): string { return join(this.dir, 'lab.lock') }
   get manufacturerKeyFile (): string { return join(this.dir, MANUFACTURER_KEY_FILE_NAME) }
   get regionsFile (): string { return join(this.dir, REGIONS_FILE_NAME) }
@@ -166,7 +178,98 @@ export class LabLayout {
   hsmLogFile (region: string, hsmId: string): string { return join(this.controlPlaneDataDir(region), 'hsms', hsmId, 'hsm.log') }
 }
 
-/** Reads lab.json; undefined when the directory holds no lab. */
+/** A password of the topology that the lab does not have (its passwords file is gone): never a valid password. */
+export const UNKNOWN_PASSWORD = ''
+
+/** The format tag of the passwords file. */
+const PASSWORDS_FORMAT = 'hsmlab-passwords/1'
+
+/** The content of the passwords file: per cluster of the topology, its admin's and its users' passwords. */
+interface PasswordsFile {
+  format: typeof PASSWORDS_FORMAT
+  clusters: Array<{ region: string, cluster: string, admin?: string, users: Array<{ name: string, password: string }> }>
+}
+
+/** The known passwords of a topology; undefined when it has none. */
+function passwordsOf (topology: Topology): PasswordsFile | undefined {
+  const clusters: PasswordsFile['clusters'] = []
+  for (const region of topology.regions) {
+    for (const cluster of region.clusters) {
+      const admin = cluster.activate?.admin
+      const users = cluster.users.filter(u => u.password !== UNKNOWN_PASSWORD).map(u => ({ name: u.name, password: u.password }))
+      if ((admin === undefined || admin === UNKNOWN_PASSWORD) && users.length === 0) continue
+      clusters.push({ region: region.name, cluster: cluster.name, ...(admin === undefined || admin === UNKNOWN_PASSWORD ? {} : { admin }), users })
+    }
+  }
+  return clusters.length === 0 ? undefined : { format: PASSWORDS_FORMAT, clusters }
+}
+
+/** The topology as lab.json holds it: `activate: {}` and users without their passwords. */
+function withoutPasswords (topology: Topology): unknown {
+  return {
+    ...topology,
+    regions: topology.regions.map(region => ({
+      ...region,
+      clusters: region.clusters.map(cluster => ({
+        ...cluster,
+        ...(cluster.activate === undefined ? {} : { activate: {} }),
+        users: cluster.users.map(({ password: _password, ...user }) => user)
+      }))
+    }))
+  }
+}
+
+/**
+ * Puts the passwords back into the topology lab.json holds; a password found in neither the
+ * passwords file nor lab.json itself (a lab.json of an earlier version held them) is unknown.
+ */
+function withPasswords (topology: Topology, passwords: PasswordsFile | undefined): Topology {
+  const find = (region: string, cluster: string): PasswordsFile['clusters'][number] | undefined =>
+    passwords?.clusters.find(c => c.region === region && c.cluster === cluster)
+  return {
+    ...topology,
+    regions: topology.regions.map(region => ({
+      ...region,
+      clusters: region.clusters.map(cluster => {
+        const kept = find(region.name, cluster.name)
+        const known = (value: unknown): string | undefined => typeof value === 'string' && value !== UNKNOWN_PASSWORD ? value : undefined
+        return {
+          ...cluster,
+          ...(cluster.activate === undefined ? {} : { activate: { admin: known(kept?.admin) ?? known(cluster.activate.admin) ?? UNKNOWN_PASSWORD } }),
+          // `?? []`: lab.json is read as written, and a hand-written one may leave out an empty list.
+          users: (cluster.users ?? []).map(user => ({
+            ...user,
+            password: known(kept?.users.find(u => u.name === user.name)?.password) ?? known(user.password) ?? UNKNOWN_PASSWORD
+          }))
+        }
+      })
+    }))
+  }
+}
+
+/** Reads the passwords file; undefined when there is none. */
+async function readPasswords (layout: LabLayout): Promise<PasswordsFile | undefined> {
+  let text: string
+  try {
+    text = await readFile(layout.passwordsFile, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new LabError(LAB_ERR_STATE, `cannot read ${layout.passwordsFile}: ${(err as Error).message}`, { cause: err })
+  }
+  let passwords: unknown
+  try {
+    passwords = JSON.parse(text)
+  } catch (err) {
+    throw new LabError(LAB_ERR_STATE, `${layout.passwordsFile} is not valid JSON (${(err as Error).message}); remove it and run 'hsmlab up --topology FILE' to give the lab its topology's passwords again`, { cause: err })
+  }
+  const { format, clusters } = (passwords ?? {}) as { format?: unknown, clusters?: unknown }
+  if (format !== PASSWORDS_FORMAT || !Array.isArray(clusters)) {
+    throw new LabError(LAB_ERR_STATE, `${layout.passwordsFile} is not a passwords file of this version of hsmlab (format ${JSON.stringify(format)}, expected "${PASSWORDS_FORMAT}"); remove it and run 'hsmlab up --topology FILE'`)
+  }
+  return passwords as PasswordsFile
+}
+
+/** Reads lab.json, with the topology's passwords put back; undefined when the directory holds no lab. */
 export async function readLabState (layout: LabLayout): Promise<LabState | undefined> {
   let text: string
   try {
@@ -185,16 +288,22 @@ export async function readLabState (layout: LabLayout): Promise<LabState | undef
   if (format !== LAB_STATE_FORMAT) {
     throw new LabError(LAB_ERR_STATE, `${layout.stateFile} was written by another version of hsmlab (format ${JSON.stringify(format)}, expected "${LAB_STATE_FORMAT}"); remove the lab with 'hsmlab down --purge'`)
   }
-  return state as LabState
+  const lab = state as LabState
+  lab.topology = withPasswords(lab.topology, await readPasswords(layout))
+  return lab
 }
 
 /**
  * Saves lab.json, one write at a time in call order: `up` saves as each process and cluster
- * appears, from several regions at once, and the last call must win.
+ * appears, from several regions at once, and the last call must win. The topology's passwords go
+ * to the passwords file (0600 in a 0700 directory), written before the lab.json that leaves them
+ * out, and only when they changed; lab.json is 0600 too, as nobody else has any use for it.
  */
 export class LabStateWriter {
   private readonly layout: LabLayout
   private chain: Promise<void> = Promise.resolve()
+  /** The passwords file's content as last written by this writer. */
+  private passwordsWritten: string | undefined
 
   constructor (layout: LabLayout) {
     this.layout = layout
@@ -202,8 +311,19 @@ export class LabStateWriter {
 
   /** Queues a save of the state as it is now. */
   async save (state: LabState): Promise<void> {
-    const text = JSON.stringify(state, null, 2) + '\n'
-    const next = this.chain.then(async () => { await writeFileAtomic(this.layout.stateFile, text, { mode: 0o644 }) })
+    const text = JSON.stringify({ ...state, topology: withoutPasswords(state.topology) }, null, 2) + '\n'
+    const passwords = passwordsOf(state.topology)
+    const passwordsText = passwords === undefined ? undefined : JSON.stringify(passwords, null, 2) + '\n'
+    const next = this.chain.then(async () => {
+      if (passwordsText !== undefined && passwordsText !== this.passwordsWritten) {
+        await mkdir(this.layout.secretsDir, { recursive: true, mode: 0o700 })
+        await chmod(this.layout.secretsDir, 0o700)
+        await writeFileAtomic(this.layout.passwordsFile, passwordsText, { mode: 0o600 })
+        await chmod(this.layout.passwordsFile, 0o600)
+        this.passwordsWritten = passwordsText
+      }
+      await writeFileAtomic(this.layout.stateFile, text, { mode: 0o600 })
+    })
     this.chain = next.catch(() => {})
     await next
   }
@@ -215,7 +335,10 @@ export class LabStateWriter {
  * Returns the function that releases it.
  */
 export async function acquireLabLock (layout: LabLayout): Promise<() => Promise<void>> {
-  await mkdir(layout.dir, { recursive: true })
+  // The lab's directory is its owner's only: it holds the manufacturer key, the customer CA's key,
+  // the passwords file and every HSM's data; one made by an earlier version is narrowed too.
+  await mkdir(layout.dir, { recursive: true, mode: 0o700 })
+  await chmod(layout.dir, 0o700)
   const lock = await takePidLock(layout.lockFile)
   if ('release' in lock) return lock.release
   if (lock.heldBy === undefined) throw new LabError(LAB_ERR_BUSY, `cannot take the lock ${layout.lockFile}; remove it if no hsmlab is running`)

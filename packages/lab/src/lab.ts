@@ -28,7 +28,7 @@ import { DEFAULT_TOPOLOGY_PATH, labDefaults } from './defaults.js'
 import {
   LabError, LAB_ERR_BACKUP, LAB_ERR_CONTROL_PLANE, LAB_ERR_NO_LAB, LAB_ERR_STATE, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
 } from './errors.js'
-import { LAB_STATE_FORMAT, LabLayout, LabStateWriter, acquireLabLock, readLabState } from './lab-state.js'
+import { LAB_STATE_FORMAT, LabLayout, LabStateWriter, UNKNOWN_PASSWORD, acquireLabLock, readLabState } from './lab-state.js'
 import type { ClusterState, ControlPlaneState, HsmSeen, LabState } from './lab-state.js'
 import { findLabProcesses, isLabProcess, killProcess, launchControlPlane, stopProcess, waitGone, waitUntilReaped } from './launcher.js'
 import type { LabProcess } from './launcher.js'
@@ -253,8 +253,24 @@ async function exists (path: string): Promise<boolean> {
   }
 }
 
+/**
+ * Whether a given topology is the lab's: the same regions, clusters and users, and the same
+ * passwords where the lab still has them (`b`'s unknown ones are taken from `a`).
+ */
 function sameTopology (a: Topology, b: Topology): boolean {
-  return JSON.stringify(a.regions) === JSON.stringify(b.regions)
+  const known = (password: string, other: string): string => other === UNKNOWN_PASSWORD ? UNKNOWN_PASSWORD : password
+  const like = (t: Topology, other: Topology): string => JSON.stringify(t.regions.map((region, r) => ({
+    ...region,
+    clusters: region.clusters.map((cluster, k) => {
+      const peer = other.regions[r]?.clusters[k]
+      return {
+        ...cluster,
+        ...(cluster.activate === undefined ? {} : { activate: { admin: known(cluster.activate.admin, peer?.activate?.admin ?? '') } }),
+        users: cluster.users.map((user, u) => ({ ...user, password: known(user.password, peer?.users[u]?.password ?? '') }))
+      }
+    })
+  })))
+  return like(a, b) === like(b, b)
 }
 
 function endpointOf (cp: ControlPlaneState): string {
@@ -511,6 +527,8 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
         else state.topology.faults = topology.faults
         faultsChanged = true
       }
+      // The given topology brings every password, also those the lab no longer has.
+      if (topology !== undefined) state.topology = { ...topology, ...(state.topology.faults === undefined ? {} : { faults: state.topology.faults }) }
       topology = state.topology
     } else {
       topology ??= await readTopology(DEFAULT_TOPOLOGY_PATH)

@@ -7,6 +7,7 @@ import { isAbsolute, join, relative } from 'node:path'
 import { DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD } from '@hsmlab/hsm'
 import { labDefaults } from './defaults.js'
 import type { LabFault } from './faults.js'
+import { UNKNOWN_PASSWORD } from './lab-state.js'
 import type { ClusterStatus, LabDownResult, LabStatus, LabUpResult, RegionStatus } from './lab.js'
 import type { Topology, TopologyCluster } from './topology.js'
 
@@ -48,7 +49,12 @@ function credentials (topology: Topology, cluster: ClusterStatus): string {
     return `PRECO ${DEFAULT_ADMIN_NAME} / ${DEFAULT_ADMIN_PASSWORD} (not activated: loginHSM PRECO ${DEFAULT_ADMIN_NAME} ${DEFAULT_ADMIN_PASSWORD}, then changePswd PRECO ${DEFAULT_ADMIN_NAME} <new password>)`
   }
   if (origin?.activate === undefined) return `activated by hand: CO ${DEFAULT_ADMIN_NAME} / the password it was given`
-  return from + [`CO ${DEFAULT_ADMIN_NAME} / ${origin.activate.admin}`, ...origin.users.map(u => `${u.type} ${u.name} / ${u.password}`)].join(', ')
+  return from + [`CO ${DEFAULT_ADMIN_NAME} / ${shown(origin.activate.admin)}`, ...origin.users.map(u => `${u.type} ${u.name} / ${shown(u.password)}`)].join(', ')
+}
+
+/** A password of the topology as the summary shows it; one the lab no longer has is named, not shown. */
+function shown (password: string): string {
+  return password === UNKNOWN_PASSWORD ? '(its password in the topology file)' : password
 }
 
 /** The `--dir` flag to repeat in printed commands, or '' for the default lab directory. */
@@ -130,9 +136,9 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
   const next: string[][] = []
   if (first !== undefined) {
     const origin = originOf(topology, specOf(topology, first.region, first.name))
-    next.push([`npx cloudhsm_mgmt_util ${displayPath(first.cmuConfig, cwd)}`, origin?.activate === undefined ? `then: loginHSM PRECO ${DEFAULT_ADMIN_NAME} ${DEFAULT_ADMIN_PASSWORD}` : `then: loginHSM CO ${DEFAULT_ADMIN_NAME} ${origin.activate.admin}`])
+    next.push([`npx cloudhsm_mgmt_util ${displayPath(first.cmuConfig, cwd)}`, origin?.activate === undefined ? `then: loginHSM PRECO ${DEFAULT_ADMIN_NAME} ${DEFAULT_ADMIN_PASSWORD}` : `then: loginHSM CO ${DEFAULT_ADMIN_NAME} ${shown(origin.activate.admin)}`])
   }
-  next.push([kmu, firstCu === undefined ? `the first cluster's HSMs` : `then: loginHSM -u CU -s ${firstCu.name} -p ${firstCu.password}`])
+  next.push([kmu, firstCu === undefined ? `the first cluster's HSMs` : `then: loginHSM -u CU -s ${firstCu.name} -p ${shown(firstCu.password)}`])
   const firstPlane = status.regions[0]?.controlPlane
   if (firstPlane !== null && firstPlane !== undefined) {
     next.push([`aws cloudhsmv2 describe-clusters --endpoint-url ${firstPlane.endpoint} --region ${status.regions[0]?.name ?? ''}`, 'any credentials will do (AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x)'])

@@ -16,7 +16,7 @@
  * The history, the observation and the report stay in `<lab dir>/scenario/` when the run did not
  * pass.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { ControlPlaneClient } from '@hsmlab/control-plane'
@@ -138,7 +138,9 @@ export async function runScenario (options: RunScenarioOptions): Promise<Scenari
       resolved = await resolveScenario(scenario, scenarioPath, async (topology: Topology) => {
         await mkdir(inlineDir, { recursive: true })
         const file = join(inlineDir, 'topology.json')
-        await writeFile(file, JSON.stringify(topology, null, 2) + '\n')
+        // It holds the topology's passwords: its owner's only (issue 9), also in a --dir lab.
+        await writeFile(file, JSON.stringify(topology, null, 2) + '\n', { mode: 0o600 })
+        await chmod(file, 0o600)
         return file
       })
     } catch (err) {
