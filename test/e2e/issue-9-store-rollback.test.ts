@@ -77,7 +77,10 @@ describe('issue 9: an HSM refuses store files put back, cut short or deleted, an
     expect(String(hsms[3]!.stateMessage)).toContain('but the store must exist')
 
     const text = await lab.hsmlab(['status'])
-    for (let i = 0; i < 4; i++) expect(text.stdout).toContain(`${hsms[i]!.id}: The HSM cannot be started`)
+    for (let i = 0; i < 4; i++) {
+      expect(text.stdout).toContain(`${hsms[i]!.id}: The HSM cannot be started`)
+      expect(text.stdout).toContain(`${hsms[i]!.id}: its data is refused: restore it from a peer or a backup`)
+    }
     for (const file of named) expect(text.stdout).toContain(file)
     expect(text.stdout).toMatch(/DEGRADED/)
   }, 120_000)
