@@ -3,9 +3,10 @@
  *
  * - `storage.key`: the HSM's storage key, sealed under the manufacturer key (written last at
  *   provisioning, so its presence means "provisioned");
- * - `meta.{wal,snap}`: the HSM's identity and its peer list (`MetaRecord`);
- * - `users.{wal,snap}`: `UserRecord` by user id;
- * - `keys.{wal,snap}`: `KeyRecord | KeyTombstone`, written by the key handlers and replication;
+ * - `meta.{wal,snap,manifest}`: the HSM's identity and its peer list (`MetaRecord`);
+ * - `users.{wal,snap,manifest}`: `UserRecord` by user id;
+ * - `keys.{wal,snap,manifest}`: `KeyRecord | KeyTombstone`, written by the key handlers and
+ *   replication (each store's manifest says how far its WAL and snapshot got, see @hsmlab/store);
  * - `hsm.pid`: the pid of the process serving the directory, while it runs: two processes
  *   writing one store would each append to its WAL and leave it unreadable.
  *
@@ -58,6 +59,11 @@ export interface DataStores {
 export interface DataStoreOptions {
   /** Passed to every store. @default true */
   syncWrites?: boolean
+  /**
+   * Create stores that have no files. Only provisioning does: a provisioned HSM's stores must
+   * exist, so one whose files were all deleted is refused instead of opening empty. @default true
+   */
+  create?: boolean
 }
 
 /** True once `dir` holds a sealed storage key. */
@@ -69,7 +75,7 @@ export async function hasStorageKey (dir: string): Promise<boolean> {
 export async function storeFilesIn (dir: string): Promise<string[]> {
   const found: string[] = []
   for (const name of STORE_NAMES) {
-    for (const ext of ['wal', 'snap']) {
+    for (const ext of ['wal', 'snap', 'manifest']) {
       if (await exists(join(dir, `${name}.${ext}`))) found.push(`${name}.${ext}`)
     }
   }

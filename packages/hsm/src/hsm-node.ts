@@ -121,7 +121,9 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
   const unlock = await lockDataDir(dataDir)
   let stores: DataStores
   try {
-    stores = await openDataStores(dataDir, storageKey, { syncWrites: opts.syncWrites })
+    // Provisioned (it has a storage key), so every store must exist: one whose files were all
+    // deleted is refused rather than served empty (no users, not even the CO).
+    stores = await openDataStores(dataDir, storageKey, { syncWrites: opts.syncWrites, create: false })
   } catch (err) {
     await unlock()
     throw err

@@ -164,7 +164,12 @@ export function formatStatus (status: LabStatus): string {
       lines.push(clusterLine(cluster) + (cluster.stateMessage === undefined ? '' : `: ${cluster.stateMessage}`))
       lines.push(`    CMU config: ${cluster.cmuConfig}`)
       lines.push(...table(hsmRows(cluster), '    '))
-      for (const h of cluster.hsms) if (h.stateMessage !== undefined) lines.push(`    ${h.id}: ${h.stateMessage}`)
+      for (const h of cluster.hsms) {
+        if (h.stateMessage === undefined) continue
+        lines.push(`    ${h.id}: ${h.stateMessage}`)
+        // Restarting cannot help a store that refused to load; say what does.
+        if (h.stateMessage.includes('HSM_ERR_STORE_LOAD')) lines.push(`    ${h.id}: its data is refused: restore it from a peer or a backup (docs/lab.md, "An HSM whose data is refused")`)
+      }
     }
   }
   const crosses = Object.entries(status.cmuConfigs)

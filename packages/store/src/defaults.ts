@@ -13,6 +13,12 @@ export const storeDefaults = {
    */
   syncWrites: true,
   /**
+   * Create the store when none of its files exist; with `false`, a store whose files are all
+   * gone is refused (`STORE_ERR_TAMPERED`) instead of starting empty.
+   * @default true
+   */
+  create: true,
+  /**
    * Most bytes of changes allowed to wait for the disk or be in the write under way (their
    * msgpack encoding, plus 64 per `apply`); past it `apply` rejects with `STORE_ERR_BUSY`. It
    * also caps one `apply`, and so the size of one record.

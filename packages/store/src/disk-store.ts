@@ -11,6 +11,10 @@
  * taking the next group, so writes stay strictly ordered (see snapshot.ts and wal.ts for why
  * every crash point between those steps loads correctly).
  *
+ * After each record, and after each snapshot's rename, the writer rewrites the manifest
+ * (manifest.ts) before it acknowledges anything, so that opening refuses files put back from an
+ * earlier time, cut short at a record boundary or deleted; it fails like a WAL write does.
+ *
  * A failed write leaves the WAL in an unknown state (and after a failed fsync Linux may already
  * have dropped the unwritten pages), so the store then rejects every further change with
  * `STORE_ERR_IO`; reopening it recovers whatever was durable. A batch rejected that way may or
@@ -22,6 +26,8 @@ import { storeDefaults } from './defaults.js'
 import { StoreError, STORE_ERR_BUSY, STORE_ERR_CLOSED, STORE_ERR_INVALID_ARGUMENT, STORE_ERR_IO } from './errors.js'
 import { nodeFileSystem } from './file-system.js'
 import type { StoreFileSystem } from './file-system.js'
+import { Manifest, MANIFEST_NAME_BYTES_MAX, checkNoManifest, checkSnapshot, checkWal, readManifest } from './manifest.js'
+import type { StoreFiles } from './manifest.js'
 import { encodeChanges, encodeRecord } from './record-codec.js'
 import type { EncodedChange } from './record-codec.js'
 import { readSnapshot, sealSnapshot, writeSnapshot } from './snapshot.js'
@@ -51,16 +57,19 @@ interface Settings {
   snapshotAfterRecords: number
   syncWrites: boolean
   queuedBytesMax: number
+  create: boolean
 }
 
 /** The on-disk store; build it with `openStore`. */
 export class DiskStore<V> implements Store<V> {
   readonly #state: Map<string, V>
   readonly #wal: Wal
+  readonly #manifest: Manifest
   readonly #fs: StoreFileSystem
   readonly #settings: Settings
   readonly #snapPath: string
   #lastSeq: number
+  #snapSeq: number
   #recordsSinceSnapshot: number
   #queue: Pending[] = []
   #queuedBytes = 0
@@ -69,10 +78,12 @@ export class DiskStore<V> implements Store<V> {
   #closing: Promise<void> | undefined
   #failure: StoreError | undefined
 
-  constructor (settings: Settings, fs: StoreFileSystem, wal: Wal, state: Map<string, V>, lastSeq: number, recordsSinceSnapshot: number) {
+  constructor (settings: Settings, fs: StoreFileSystem, wal: Wal, manifest: Manifest, state: Map<string, V>, lastSeq: number, snapSeq: number, recordsSinceSnapshot: number) {
     this.#settings = settings
     this.#fs = fs
     this.#wal = wal
+    this.#manifest = manifest
+    this.#snapSeq = snapSeq
     this.#state = state
     this.#snapPath = join(settings.dir, `${settings.name}.snap`)
     this.#lastSeq = lastSeq
@@ -137,7 +148,7 @@ export class DiskStore<V> implements Store<V> {
     // Batches accepted before close are still written; the writer never rejects.
     while (this.#writer !== undefined) await this.#writer
     try {
-      await this.#wal.close()
+      await Promise.all([this.#wal.close(), this.#manifest.close()])
     } catch (err) {
       throw new StoreError(STORE_ERR_IO, `${this.#wal.path}: closing the WAL failed: ${(err as Error).message}`, { cause: err })
     }
@@ -178,6 +189,7 @@ export class DiskStore<V> implements Store<V> {
       const seq = this.#lastSeq + 1
       try {
         await this.#wal.append(encodeRecord(seq, batches))
+        await this.#manifest.write({ seq, snapSeq: this.#snapSeq })
       } catch (err) {
         const failure = new StoreError(STORE_ERR_IO, `${this.#wal.path}: writing record seq ${seq} failed: ${(err as Error).message}`, { cause: err })
         for (const p of group) p.reject(failure)
@@ -196,6 +208,9 @@ export class DiskStore<V> implements Store<V> {
     try {
       const sealed = sealSnapshot(this.#settings.key, this.#lastSeq, this.#state.entries())
       await writeSnapshot(this.#fs, this.#snapPath, sealed, this.#settings.syncWrites)
+      // Before the WAL is emptied: from now on an older snapshot would be missing records.
+      await this.#manifest.write({ seq: this.#lastSeq, snapSeq: this.#lastSeq })
+      this.#snapSeq = this.#lastSeq
       await this.#wal.reset()
     } catch (err) {
       throw new StoreError(STORE_ERR_IO, `${this.#snapPath}: writing a snapshot failed: ${(err as Error).message}`, { cause: err })
@@ -216,25 +231,39 @@ export class DiskStore<V> implements Store<V> {
 export async function openDiskStore<V> (options: StoreOptions, fs: StoreFileSystem): Promise<Store<V>> {
   const settings = checkOptions(options)
   const { dir, name, key, syncWrites } = settings
-  const walPath = join(dir, `${name}.wal`)
-  const snapPath = join(dir, `${name}.snap`)
+  const files: StoreFiles = { manifest: join(dir, `${name}.manifest`), wal: join(dir, `${name}.wal`), snap: join(dir, `${name}.snap`) }
   let wal: Wal | undefined
+  let manifest: Manifest | undefined
   try {
     // A snapshot that was never renamed into place is incomplete; the WAL still holds every
     // record it would have covered.
-    await fs.remove(`${snapPath}.tmp`)
-    const snapshot = await readSnapshot(fs, snapPath, key)
+    await fs.remove(`${files.snap}.tmp`)
+    // Everything is checked against the manifest before anything is created or cut off, so a
+    // refused store's files are left as they were found.
+    const vouched = await readManifest(fs, files.manifest, key, name)
+    const snapshot = await readSnapshot(fs, files.snap, key)
+    if (vouched !== undefined) checkSnapshot(files, vouched, snapshot?.seq)
     const state = new Map(snapshot?.entries as Array<[string, V]> | undefined)
     const afterSeq = snapshot?.seq ?? 0
-    const opened = await Wal.open(fs, walPath, key, afterSeq, syncWrites)
+    const opened = await Wal.open(fs, files.wal, key, afterSeq, syncWrites, (scan, walBytes) => {
+      const lastSeq = scan.records.at(-1)?.seq ?? afterSeq
+      if (vouched !== undefined) checkWal(files, vouched, { exists: walBytes !== undefined, lastSeq, tornTail: scan.tornTail })
+      else checkNoManifest(files, { snapExists: snapshot !== undefined, walBytes }, settings.create)
+    })
     wal = opened.wal
-    // A new file's directory entry is durable only once the directory is synced.
-    if (opened.created && syncWrites) await fs.syncDirectory(dir)
-    for (const record of opened.scan.records) applyChanges(state, record.changes)
     const lastSeq = opened.scan.records.at(-1)?.seq ?? afterSeq
-    return new DiskStore<V>(settings, fs, wal, state, lastSeq, opened.scan.records.length)
+    const snapSeq = Math.max(vouched?.snapSeq ?? 0, snapshot?.seq ?? 0)
+    manifest = await Manifest.open(fs, files.manifest, key, name, syncWrites)
+    // A record a crash left unacknowledged after the manifest (or a snapshot renamed before the
+    // manifest said so) is vouched for now, before anything newer is written.
+    if (vouched === undefined || vouched.seq !== lastSeq || vouched.snapSeq !== snapSeq) await manifest.write({ seq: lastSeq, snapSeq })
+    // A new file's directory entry is durable only once the directory is synced.
+    if ((opened.created || vouched === undefined) && syncWrites) await fs.syncDirectory(dir)
+    for (const record of opened.scan.records) applyChanges(state, record.changes)
+    return new DiskStore<V>(settings, fs, wal, manifest, state, lastSeq, snapSeq, opened.scan.records.length)
   } catch (err) {
     await wal?.close().catch(() => {})
+    await manifest?.close().catch(() => {})
     if (err instanceof StoreError) throw err
     throw new StoreError(STORE_ERR_IO, `${join(dir, name)}: opening the store failed: ${(err as Error).message}`, { cause: err })
   }
@@ -251,6 +280,7 @@ function checkOptions (options: StoreOptions): Settings {
   const { dir, name, key } = options
   if (typeof dir !== 'string' || dir === '') throw bad('dir must be a directory path')
   if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw bad(`name ${JSON.stringify(name)} must be a file stem of letters, digits, '.', '_' and '-'`)
+  if (name.length > MANIFEST_NAME_BYTES_MAX) throw bad(`name must be at most ${MANIFEST_NAME_BYTES_MAX} characters`)
   if (!(key instanceof Uint8Array) || key.length !== SECRET_KEY_BYTES) throw bad(`key must be a Uint8Array of ${SECRET_KEY_BYTES} bytes`)
   const snapshotAfterRecords = options.snapshotAfterRecords ?? storeDefaults.snapshotAfterRecords
   if (!Number.isSafeInteger(snapshotAfterRecords) || snapshotAfterRecords < 1) throw bad('snapshotAfterRecords must be a positive integer')
@@ -258,7 +288,9 @@ function checkOptions (options: StoreOptions): Settings {
   if (!Number.isSafeInteger(queuedBytesMax) || queuedBytesMax < 1) throw bad('queuedBytesMax must be a positive integer')
   const syncWrites = options.syncWrites ?? storeDefaults.syncWrites
   if (typeof syncWrites !== 'boolean') throw bad('syncWrites must be a boolean')
+  const create = options.create ?? storeDefaults.create
+  if (typeof create !== 'boolean') throw bad('create must be a boolean')
   // A copy (not `slice`, which on a Buffer is a view), so that a caller reusing its key buffer
   // cannot change the key under an open store.
-  return { dir, name, key: new Uint8Array(key), snapshotAfterRecords, syncWrites, queuedBytesMax }
+  return { dir, name, key: new Uint8Array(key), snapshotAfterRecords, syncWrites, queuedBytesMax, create }
 }

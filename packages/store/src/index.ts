@@ -3,9 +3,10 @@
  * The encrypted, crash-safe store each HSM keeps its users, keys and metadata in: a map from ids
  * to plain-data values, changed in atomic batches that are durable (write-ahead log, fsync,
  * group commit, snapshots by atomic rename) before `apply` resolves. Every record and snapshot is
- * sealed under a storage key, so a changed byte, a missing record or the wrong key makes
- * `openStore` refuse with `STORE_ERR_TAMPERED` and say which file and why; a record torn by a
- * crash is dropped. `memoryStore` has the same semantics without the disk.
+ * sealed under a storage key, and a sealed manifest says how far they got, so a changed byte, a
+ * missing record, a file put back from an earlier copy, cut short or deleted, or the wrong key
+ * makes `openStore` refuse with `STORE_ERR_TAMPERED` and say which file and why; a record torn by
+ * a crash is dropped. `memoryStore` has the same semantics without the disk.
  *
  * @example
  * ```ts

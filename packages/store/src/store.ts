@@ -7,7 +7,10 @@ export type Change<V> = { op: 'put', id: string, value: V } | { op: 'delete', id
 export interface StoreOptions {
   /** Data directory; it must exist. */
   dir: string
-  /** File stem: the store keeps `${name}.wal` and `${name}.snap` in `dir`. */
+  /**
+   * File stem, at most 255 characters: the store keeps `${name}.wal`, `${name}.snap` and
+   * `${name}.manifest` (which vouches for how far the other two got) in `dir`.
+   */
   name: string
   /** 32-byte storage key; every record and snapshot is sealed under it. */
   key: Uint8Array
@@ -15,6 +18,12 @@ export interface StoreOptions {
   snapshotAfterRecords?: number
   /** Make each write durable before acknowledging it. @default true */
   syncWrites?: boolean
+  /**
+   * Create the store when none of its files exist. Pass `false` where the store is known to
+   * exist (an HSM that was provisioned), so that deleting all its files is refused with
+   * `STORE_ERR_TAMPERED` instead of opening an empty store. @default true
+   */
+  create?: boolean
   /**
    * Most bytes of changes allowed to wait for the disk or be in the write under way (their
    * msgpack encoding, plus 64 per `apply`); past it `apply` rejects with `STORE_ERR_BUSY`. One

@@ -20,9 +20,9 @@
  * Anything else is tampering: a complete record that fails authentication, a length prefix whose
  * complement does not match (which is what stops one flipped bit in a length from making the
  * records after it pass for a torn tail), a gap or a repeat in the sequence numbers. No rule
- * ever discards a record that authenticated. What no rule can catch is a file cut at a record
- * boundary: that is indistinguishable from a crash before the write, and detecting it would
- * need a counter kept outside the data directory.
+ * ever discards a record that authenticated. What no rule here can catch is a file cut at a
+ * record boundary, emptied or put back from an earlier time: that is the manifest's part
+ * (manifest.ts), which says how far the WAL must go; it is checked before a torn tail is cut.
  */
 import { open as openSealed, seal } from '@hsmlab/crypto'
 import type { WalFile, StoreFileSystem } from './file-system.js'
@@ -143,13 +143,17 @@ export class Wal {
   /**
    * Opens the WAL at `path` (creating it), recovers its records after `afterSeq`, cuts off a
    * torn tail, and empties it when every record is covered by the snapshot, so that the next
-   * record (seq `afterSeq + 1`) follows without a gap.
+   * record (seq `afterSeq + 1`) follows without a gap. `check` sees what was found (the file's
+   * size, `undefined` when it does not exist) and may throw, before anything is created or cut
+   * off, so that a refused file is left as it was.
    */
-  static async open (fs: StoreFileSystem, path: string, key: Uint8Array, afterSeq: number, sync: boolean): Promise<{ wal: Wal, scan: WalScan, created: boolean }> {
+  static async open (fs: StoreFileSystem, path: string, key: Uint8Array, afterSeq: number, sync: boolean,
+    check?: (scan: WalScan, sizeBytes: number | undefined) => void): Promise<{ wal: Wal, scan: WalScan, created: boolean }> {
     const bytes = await fs.readFile(path)
     const scan = bytes === undefined
       ? { records: [], lastSeq: undefined, goodBytes: 0, tornTail: undefined }
       : scanWal(bytes, key, path, afterSeq)
+    check?.(scan, bytes?.length)
     const file = await fs.openWal(path, sync)
     try {
       let sizeBytes = bytes?.length ?? 0

@@ -16,15 +16,32 @@ interface Fixture {
   options: StoreOptions
   wal: string
   snap: string
+  manifest: string
+  /** The manifest's bytes as each record left it (index 0: before the first). */
+  manifests: Buffer[]
 }
 
 /** A closed store with three records (batches of two ids each), and optionally a snapshot first. */
 async function writeStore (extra: Partial<StoreOptions> = {}): Promise<Fixture> {
   const options: StoreOptions = { dir: tmpDir('hsmlab-store-'), name: 'keys', key: generateSecretKey(), ...extra }
+  const manifest = join(options.dir, 'keys.manifest')
   const store = await openStore(options)
-  for (let b = 1; b <= 3; b++) await store.apply([{ op: 'put', id: `b${b}-0`, value: b }, { op: 'put', id: `b${b}-1`, value: b }])
+  const manifests = [readFileSync(manifest)]
+  for (let b = 1; b <= 3; b++) {
+    await store.apply([{ op: 'put', id: `b${b}-0`, value: b }, { op: 'put', id: `b${b}-1`, value: b }])
+    manifests.push(readFileSync(manifest))
+  }
   await store.close()
-  return { options, wal: join(options.dir, 'keys.wal'), snap: join(options.dir, 'keys.snap') }
+  return { options, wal: join(options.dir, 'keys.wal'), snap: join(options.dir, 'keys.snap'), manifest, manifests }
+}
+
+/**
+ * Puts back the manifest as record `seq` left it: a crash that damaged record `seq + 1` came
+ * before that record's manifest write, since the manifest is written only once the record is
+ * durable.
+ */
+function crashedBefore (fixture: Fixture, seq: number): void {
+  writeFileSync(fixture.manifest, fixture.manifests[seq]!)
 }
 
 async function open (options: StoreOptions): Promise<Store<any>> {
@@ -102,26 +119,36 @@ describe('tampering', () => {
     await expect(openStore(options)).rejects.toMatchObject({ message: expect.stringContaining('failed authentication: changed, or sealed under another key') })
   })
 
-  it('refuses a WAL whose snapshot was removed', async () => {
-    const { options, snap, wal } = await writeStore({ snapshotAfterRecords: 2 })
+  it('refuses a WAL whose snapshot was removed, naming the snapshot', async () => {
+    const { options, snap } = await writeStore({ snapshotAfterRecords: 2 })
     rmSync(snap)
-    await expect(openStore(options)).rejects.toMatchObject(tampered(wal, 'has seq 3 but there is no snapshot: records 1 to 2 are missing'))
+    await expect(openStore(options)).rejects.toMatchObject(tampered(snap, 'is missing, but'))
+    await expect(openStore(options)).rejects.toMatchObject({ message: expect.stringContaining('says a snapshot up to seq 2 was written: the file was deleted') })
   })
 
-  it('refuses the wrong storage key, for the WAL and for the snapshot', async () => {
-    const { options, wal } = await writeStore()
+  it('refuses the wrong storage key, for the manifest, the WAL and the snapshot', async () => {
+    const { options, wal, manifest } = await writeStore()
     const why = 'failed authentication: changed, or sealed under another key'
-    await expect(openStore({ ...options, key: generateSecretKey() })).rejects.toMatchObject(tampered(wal, `record 1 at byte 0 ${why}`))
+    const otherKey = generateSecretKey()
+    // The manifest is read first.
+    await expect(openStore({ ...options, key: otherKey })).rejects.toMatchObject(tampered(manifest, `manifest ${why}`))
+    // With a manifest sealed under the other key, the WAL is the first file that fails.
+    const otherDir = tmpDir('hsmlab-store-')
+    await (await openStore({ ...options, dir: otherDir, key: otherKey })).close()
+    writeFileSync(manifest, readFileSync(join(otherDir, 'keys.manifest')))
+    await expect(openStore({ ...options, key: otherKey })).rejects.toMatchObject(tampered(wal, `record 1 at byte 0 ${why}`))
     const withSnap = await writeStore({ snapshotAfterRecords: 2 })
-    await expect(openStore({ ...withSnap.options, key: generateSecretKey() })).rejects.toMatchObject(tampered(withSnap.snap, why))
+    await expect(openStore({ ...withSnap.options, key: otherKey })).rejects.toMatchObject(tampered(withSnap.manifest, why))
   })
 })
 
 describe('torn tail', () => {
   it('drops a last record cut in half, keeps the ones before, and keeps working', async () => {
-    const { options, wal } = await writeStore()
+    const fixture = await writeStore()
+    const { options, wal } = fixture
     const last = walFrames(wal)[2]!
     truncateSync(wal, last.start + Math.floor((last.end - last.start) / 2))
+    crashedBefore(fixture, 2)
     const store = await open(options)
     expect(ids(store)).toEqual(['b1-0', 'b1-1', 'b2-0', 'b2-1'])
     // The torn bytes are gone from the file, so new records follow the good ones directly.
@@ -146,7 +173,8 @@ describe('torn tail', () => {
   })
 
   it('drops zero bytes at the end, as a power cut leaves them', async () => {
-    const { options, wal } = await writeStore()
+    const fixture = await writeStore()
+    const { options, wal } = fixture
     const bytes = readFileSync(wal)
     const last = walFrames(wal)[2]!
     // The file grew but nothing landed: all zeros from a record's start.
@@ -156,6 +184,7 @@ describe('torn tail', () => {
     const damaged = Buffer.from(bytes)
     damaged.fill(0, last.end - 100, last.end)
     writeFileSync(wal, damaged)
+    crashedBefore(fixture, 2)
     const store = await openStore(options)
     expect(ids(store)).toEqual(['b1-0', 'b1-1', 'b2-0', 'b2-1'])
     await store.close()
