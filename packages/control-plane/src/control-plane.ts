@@ -191,7 +191,12 @@ class Engine {
       readyTimeoutMs: init.tuning.hsmReadyTimeoutMs,
       stopTimeoutMs: init.tuning.hsmStopTimeoutMs,
       log: forComponent(init.root, 'supervisor').child({ region: init.settings.region }),
-      onExit: (hsmId: string, exit: HsmExit) => { void this.hsmExited(hsmId, exit) }
+      // Recording the exit can fail (a full disk): the HSM is restarted all the same, since it is
+      // still ACTIVE or DEGRADED with no process; what must not happen is an unhandled rejection,
+      // which would end the control plane.
+      onExit: (hsmId: string, exit: HsmExit) => {
+        this.hsmExited(hsmId, exit).catch(err => { this.log.warn({ hsmId, err: (err as Error).message }, 'recording the exit of an HSM process failed') })
+      }
     }
     // Its own children, or (--hsm-hosts) each HSM on the host whose address it was given.
     this.supervisor = init.hsmHosts === undefined

@@ -47,6 +47,11 @@ export const CP_ERR_BACKUP = 'CP_ERR_BACKUP'
 export const CP_ERR_HSM_HOST = 'CP_ERR_HSM_HOST'
 /** The HSM hosts file (`--hsm-hosts`) cannot be read or is not a list of hosts of this region. */
 export const CP_ERR_HSM_HOSTS_FILE = 'CP_ERR_HSM_HOSTS_FILE'
+/**
+ * A change could not be made durable because the data directory's file system is full (ENOSPC,
+ * EDQUOT); nothing of it was kept, and the next change succeeds once there is space.
+ */
+export const CP_ERR_NO_SPACE = 'CP_ERR_NO_SPACE'
 
 /** Every code of this package. */
 export const CONTROL_PLANE_ERROR_CODES: readonly string[] = [
@@ -61,7 +66,8 @@ export const CONTROL_PLANE_ERROR_CODES: readonly string[] = [
   CP_ERR_HSM,
   CP_ERR_BACKUP,
   CP_ERR_HSM_HOST,
-  CP_ERR_HSM_HOSTS_FILE
+  CP_ERR_HSM_HOSTS_FILE,
+  CP_ERR_NO_SPACE
 ]
 
 /** The AWS error shapes of cloudhsmv2 (reference F.1), and the generic ones of the JSON protocol. */

@@ -179,7 +179,8 @@ class HostAgent {
       readyTimeoutMs: init.tuning.hsmReadyTimeoutMs,
       stopTimeoutMs: init.tuning.hsmStopTimeoutMs,
       log: init.log,
-      onExit: (hsmId, exit) => { void this.exited(hsmId, exit) }
+      // Recording the exit can fail (a full disk); an unhandled rejection would end the host.
+      onExit: (hsmId, exit) => { this.exited(hsmId, exit).catch(err => { this.log.warn({ hsmId, err: (err as Error).message }, 'recording the exit of an HSM process failed') }) }
     })
   }
 

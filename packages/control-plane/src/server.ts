@@ -19,7 +19,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { backupBytes, copyRecorded, receiveCopy } from './api/backups.js'
 import type { ApiContext } from './api/context.js'
 import { OPERATIONS, UNSUPPORTED_OPERATIONS } from './api/operations.js'
-import { ApiError, internalFailure, invalidRequest } from './errors.js'
+import { ApiError, CP_ERR_NO_SPACE, internalFailure, invalidRequest } from './errors.js'
 import type { Logger } from './logger.js'
 import type { Credentials } from './sigv4.js'
 import { parseAuthorization, verifyRequest } from './sigv4.js'
@@ -205,6 +205,12 @@ export function createApiServer (deps: ServerDeps): Server {
       if (res.headersSent) { res.destroy(); return }
       if (err instanceof ApiError) { sendError(res, err); return }
       if (err instanceof BodyTooLarge) { sendError(res, new ApiError('SerializationException', err.message, 413)); return }
+      // A full disk is expected to pass and changed nothing: say so plainly (500, which the SDKs retry).
+      if ((err as { code?: unknown }).code === CP_ERR_NO_SPACE) {
+        log.warn({ err: (err as Error).message }, 'a change did not fit on the disk')
+        sendError(res, internalFailure(`The control plane could not store the change: ${(err as Error).message}`))
+        return
+      }
       log.error({ err }, 'request failed unexpectedly')
       sendError(res, internalFailure(`An internal error occurred: ${(err as Error).message}`))
     })

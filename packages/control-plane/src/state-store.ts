@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path'
 import { takePidLock, writeFileAtomic } from '@hsmlab/process'
 import type { ClockAnchor } from './clock.js'
 import { LOCK_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
-import { ControlPlaneError, CP_ERR_DATA_DIR_LOCKED, CP_ERR_STATE } from './errors.js'
+import { ControlPlaneError, CP_ERR_DATA_DIR_LOCKED, CP_ERR_NO_SPACE, CP_ERR_STATE } from './errors.js'
 
 export type ClusterState =
   | 'CREATE_IN_PROGRESS' | 'UNINITIALIZED' | 'INITIALIZE_IN_PROGRESS' | 'INITIALIZED' | 'ACTIVE' | 'UPDATE_IN_PROGRESS'
@@ -228,6 +228,9 @@ export class StateStore {
    * `after` is a write that the change refers to (the bytes of a backup it records READY), made
    * at the same time: the copy is written meanwhile, but becomes durable and current only once
    * `after` resolved; if `after` rejects, the transaction fails with its error.
+   *
+   * On a full disk the transaction fails with `CP_ERR_NO_SPACE`: the state stays what is on disk,
+   * and the next transaction succeeds once there is space.
    */
   async transact<T> (change: (draft: ControlPlaneState) => T, options: { after?: Promise<unknown> } = {}): Promise<T> {
     // Awaited below, maybe after it settled: it must not count as an unhandled rejection meanwhile.
@@ -235,7 +238,15 @@ export class StateStore {
     const run = async (): Promise<T> => {
       const draft = structuredClone(this.current)
       const result = change(draft)
-      await writeFileAtomic(this.file, JSON.stringify(draft), { renameAfter: options.after })
+      try {
+        await writeFileAtomic(this.file, JSON.stringify(draft), { renameAfter: options.after })
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err
+        const message = `the change could not be written to ${this.file}, the file system is full (${(err as Error).message}): ` +
+          'nothing was changed; free space on it and retry'
+        throw new ControlPlaneError(CP_ERR_NO_SPACE, message, { cause: err })
+      }
       this.current = draft
       return result
     }

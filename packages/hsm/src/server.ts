@@ -11,7 +11,11 @@
  *   names none);
  * - an operation the protocol does not know, or this HSM does not serve: RET_UNKNOWN_OPERATION;
  * - arguments of the wrong shape: RET_INVALID_INPUT, the message naming the field;
- * - a `WireError` from a handler: its return code; any other exception: RET_INTERNAL (logged).
+ * - a `WireError` from a handler: its return code;
+ * - a change the store could not make durable because the disk is full (`STORE_ERR_NO_SPACE`):
+ *   RET_STORAGE_FULL, since the store kept nothing of it and takes writes again once there is
+ *   space, so the client can act on it (reads go on meanwhile);
+ * - any other exception: RET_INTERNAL (logged).
  *
  * A frame that fails to decrypt breaks the channel's counters, so that connection (and only that
  * one) is answered with RET_INVALID_FRAME under id 0 and closed.
@@ -28,6 +32,7 @@ import {
   OPERATION_SPECS, PROTOCOL_VERSION, ReturnCode, WireError, asHello, asRequest, checkShape, decode, encode, isOperationName
 } from '@hsmlab/protocol'
 import type { OperationName, ResponseFrame } from '@hsmlab/protocol'
+import { STORE_ERR_NO_SPACE } from '@hsmlab/store'
 import type { HandlerTable, HsmContext, Session } from './context.js'
 import { HsmError, HSM_ERR_LISTEN } from './errors.js'
 import type { Logger } from './logger.js'
@@ -358,6 +363,9 @@ export class HsmServer {
     } catch (err) {
       if (err instanceof WireError) {
         frame = errorResponse(id, err)
+      } else if ((err as { code?: unknown }).code === STORE_ERR_NO_SPACE) {
+        this.log.warn({ op, session: conn.session.id, err: (err as Error).message }, 'a change did not fit on the disk')
+        frame = errorResponse(id, new WireError(ReturnCode.STORAGE_FULL, `${op}: the file system of the HSM's data directory is full; free space on it and retry`))
       } else {
         this.log.error({ err, op, session: conn.session.id }, 'handler failed')
         frame = errorResponse(id, new WireError(ReturnCode.INTERNAL, `${op} failed inside the HSM; see its log`))

@@ -35,15 +35,16 @@ export async function writeFileAtomic (file: string, data: string | Uint8Array, 
   const tmp = `${file}.tmp-${process.pid}`
   const handle = await open(tmp, 'w', options.mode ?? 0o600)
   try {
-    await handle.writeFile(data)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  try {
+    try {
+      await handle.writeFile(data)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
     await options.renameAfter
   } catch (err) {
-    await rm(tmp, { force: true })
+    // Not left behind: on a full disk the half-written file holds space others need.
+    await rm(tmp, { force: true }).catch(() => {})
     throw err
   }
   await rename(tmp, file)

@@ -55,6 +55,7 @@ export const ReturnCode = {
   MIN_SERVERS_NOT_MET: rc(0x30000086, 'RET_MIN_SERVERS_NOT_MET', 'HSM CLUSTER ERROR: The key could not be synchronized to the minimum number of servers in time; it was not created', false),
   PEER_UNAUTHENTICATED: rc(0xa0, 'RET_PEER_UNAUTHENTICATED', 'HSM Error: Only an authenticated HSM of this cluster may perform this operation', false),
   INTERNAL: rc(0xa1, 'RET_INTERNAL', 'HSM Error: Internal error', false),
+  STORAGE_FULL: rc(0xa2, 'RET_STORAGE_FULL', 'HSM Error: The HSM has no storage space left for this change; nothing was changed', false),
   SERVER_UNREACHABLE: rc(0x30000087, 'RET_SERVER_UNREACHABLE', 'HSM CLUSTER ERROR: The server did not answer', false),
 } as const satisfies Record<string, ReturnCodeInfo>
 

@@ -19,11 +19,20 @@
  * have dropped the unwritten pages), so the store then rejects every further change with
  * `STORE_ERR_IO`; reopening it recovers whatever was durable. A batch rejected that way may or
  * may not survive the reopen; an acknowledged one always does.
+ *
+ * A full disk (ENOSPC, EDQUOT) is the exception, because it is expected to pass and because what
+ * it leaves is known: the bytes before the failed record were durable before it was written and
+ * are never written again, so cutting the WAL back to them (truncate + fsync, which needs no
+ * space) leaves exactly the acknowledged records. The group is rejected with
+ * `STORE_ERR_NO_SPACE`, memory is untouched (a group is applied only once durable), and the store
+ * keeps taking writes: the next one succeeds once space returns. Only when that cut itself fails
+ * does the store stop as above. A snapshot that does not fit is dropped (its temporary file
+ * removed) and tried again after the next record: until then the WAL still holds every record.
  */
 import { join } from 'node:path'
 import { SECRET_KEY_BYTES } from '@hsmlab/crypto'
 import { storeDefaults } from './defaults.js'
-import { StoreError, STORE_ERR_BUSY, STORE_ERR_CLOSED, STORE_ERR_INVALID_ARGUMENT, STORE_ERR_IO } from './errors.js'
+import { StoreError, STORE_ERR_BUSY, STORE_ERR_CLOSED, STORE_ERR_INVALID_ARGUMENT, STORE_ERR_IO, STORE_ERR_NO_SPACE } from './errors.js'
 import { nodeFileSystem } from './file-system.js'
 import type { StoreFileSystem } from './file-system.js'
 import { Manifest, MANIFEST_NAME_BYTES_MAX, checkNoManifest, checkSnapshot, checkWal, readManifest } from './manifest.js'
@@ -187,11 +196,26 @@ export class DiskStore<V> implements Store<V> {
     }
     if (batches.length > 0) {
       const seq = this.#lastSeq + 1
+      let appended = false
       try {
         await this.#wal.append(encodeRecord(seq, batches))
+        appended = true
         await this.#manifest.write({ seq, snapSeq: this.#snapSeq })
       } catch (err) {
-        const failure = new StoreError(STORE_ERR_IO, `${this.#wal.path}: writing record seq ${seq} failed: ${(err as Error).message}`, { cause: err })
+        let why = (err as Error).message
+        if (isOutOfSpace(err)) {
+          const cut = await this.#rollBack(appended)
+          if (cut === undefined) {
+            const message = `${this.#wal.path}: writing record seq ${seq} failed, the file system is full (${why}): ` +
+              'nothing of these changes was kept; free space and retry'
+            const failure = new StoreError(STORE_ERR_NO_SPACE, message, { cause: err })
+            this.#queuedBytes -= bytes
+            for (const p of group) p.reject(failure)
+            return
+          }
+          why += `; cutting the WAL back to its last record failed too: ${cut.message}`
+        }
+        const failure = new StoreError(STORE_ERR_IO, `${this.#wal.path}: writing record seq ${seq} failed: ${why}`, { cause: err })
         for (const p of group) p.reject(failure)
         throw failure
       }
@@ -203,16 +227,38 @@ export class DiskStore<V> implements Store<V> {
     for (const p of group) p.resolve()
   }
 
+  /**
+   * Cuts the WAL back after a failed append; resolves with the error when even that failed
+   * (the file's state is then unknown).
+   */
+  async #rollBack (manifestFailed: boolean): Promise<Error | undefined> {
+    try {
+      await this.#wal.rollBack()
+      // When the manifest's write failed, after the record's, it may name a record the WAL no
+      // longer holds: say the last acknowledged one again (an in-place rewrite needs no space).
+      if (manifestFailed) await this.#manifest.write({ seq: this.#lastSeq, snapSeq: this.#snapSeq })
+      return undefined
+    } catch (err) {
+      return err as Error
+    }
+  }
+
   /** Compacts the WAL: the state as of the last record, sealed, renamed into place; WAL emptied. */
   async #snapshot (): Promise<void> {
+    let written = false
     try {
       const sealed = sealSnapshot(this.#settings.key, this.#lastSeq, this.#state.entries())
       await writeSnapshot(this.#fs, this.#snapPath, sealed, this.#settings.syncWrites)
+      written = true
       // Before the WAL is emptied: from now on an older snapshot would be missing records.
       await this.#manifest.write({ seq: this.#lastSeq, snapSeq: this.#lastSeq })
       this.#snapSeq = this.#lastSeq
       await this.#wal.reset()
     } catch (err) {
+      // A snapshot that did not fit changed nothing the store relies on: the WAL still holds
+      // every record, and a snapshot renamed into place before its directory sync failed covers
+      // only records the WAL holds too. So go on; the next record tries again.
+      if (!written && isOutOfSpace(err)) return
       throw new StoreError(STORE_ERR_IO, `${this.#snapPath}: writing a snapshot failed: ${(err as Error).message}`, { cause: err })
     }
     this.#recordsSinceSnapshot = 0
@@ -267,6 +313,12 @@ export async function openDiskStore<V> (options: StoreOptions, fs: StoreFileSyst
     if (err instanceof StoreError) throw err
     throw new StoreError(STORE_ERR_IO, `${join(dir, name)}: opening the store failed: ${(err as Error).message}`, { cause: err })
   }
+}
+
+/** Whether `err` says the file system is full: no space left (ENOSPC), or over a quota (EDQUOT). */
+function isOutOfSpace (err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  return code === 'ENOSPC' || code === 'EDQUOT'
 }
 
 /** Opens (creating if needed) the on-disk store `options.name` in `options.dir`. */

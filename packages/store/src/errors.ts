@@ -21,9 +21,16 @@ export const STORE_ERR_TAMPERED = 'STORE_ERR_TAMPERED'
 export const STORE_ERR_FORMAT = 'STORE_ERR_FORMAT'
 /**
  * Reading, writing or syncing a store file failed. After a failed write the store accepts no
- * more changes (the file's state is unknown); reopen it to recover.
+ * more changes (the file's state is unknown); reopen it to recover. A full disk is not this but
+ * `STORE_ERR_NO_SPACE`.
  */
 export const STORE_ERR_IO = 'STORE_ERR_IO'
+/**
+ * A write found the file system full (ENOSPC, or EDQUOT: over quota). The store rolled its WAL
+ * back to the last acknowledged record, so nothing of the rejected batch was kept, and it goes on
+ * serving reads and taking writes: the next write succeeds once there is space again.
+ */
+export const STORE_ERR_NO_SPACE = 'STORE_ERR_NO_SPACE'
 /** `apply` was called after `close`. */
 export const STORE_ERR_CLOSED = 'STORE_ERR_CLOSED'
 /** More bytes wait to be written than `queuedBytesMax` allows; retry once earlier writes finish. */

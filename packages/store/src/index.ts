@@ -25,6 +25,7 @@ export {
   STORE_ERR_FORMAT,
   STORE_ERR_INVALID_ARGUMENT,
   STORE_ERR_IO,
+  STORE_ERR_NO_SPACE,
   STORE_ERR_TAMPERED
 } from './errors.js'
 export { openStore } from './disk-store.js'

@@ -42,10 +42,20 @@ export function sealSnapshot (key: Uint8Array, seq: number, entries: Iterable<[s
   return seal(key, encodeSnapshot(seq, entries))
 }
 
-/** Atomically replaces the snapshot at `path` with `sealed`, durable on return when `sync`. */
+/**
+ * Atomically replaces the snapshot at `path` with `sealed`, durable on return when `sync`. When
+ * writing or renaming fails, the temporary file is removed before the error is passed on: on a
+ * full disk it holds the space that the next write needs.
+ */
 export async function writeSnapshot (fs: StoreFileSystem, path: string, sealed: Uint8Array, sync: boolean): Promise<void> {
   const tmp = `${path}.tmp`
-  await fs.writeFile(tmp, sealed, sync)
-  await fs.rename(tmp, path)
+  try {
+    await fs.writeFile(tmp, sealed, sync)
+    await fs.rename(tmp, path)
+  } catch (err) {
+    // Best effort: opening the store removes a leftover temporary file anyway.
+    await fs.remove(tmp).catch(() => {})
+    throw err
+  }
   if (sync) await fs.syncDirectory(dirname(path))
 }

@@ -187,6 +187,17 @@ export class Wal {
     this.#sizeBytes += frame.length
   }
 
+  /**
+   * Cuts the file back to the end of the last record appended whole, and makes that length
+   * durable: after an append failed part way (a full disk), whatever part of its record reached
+   * the file is gone, and the next append starts where the failed one did. The bytes before that
+   * point were made durable by earlier appends and never written again, so they are what the
+   * disk holds.
+   */
+  async rollBack (): Promise<void> {
+    await this.#file.truncate(this.#sizeBytes)
+  }
+
   /** Empties the file, once a durable snapshot covers every record in it. */
   async reset (): Promise<void> {
     await this.#file.truncate(0)

@@ -16,7 +16,7 @@ it('documents every exported error code, and only those', () => {
 
 it('exports exactly the public API', () => {
   expect(Object.keys(store).sort()).toEqual([
-    'STORE_ERR_BUSY', 'STORE_ERR_CLOSED', 'STORE_ERR_FORMAT', 'STORE_ERR_INVALID_ARGUMENT', 'STORE_ERR_IO', 'STORE_ERR_TAMPERED',
+    'STORE_ERR_BUSY', 'STORE_ERR_CLOSED', 'STORE_ERR_FORMAT', 'STORE_ERR_INVALID_ARGUMENT', 'STORE_ERR_IO', 'STORE_ERR_NO_SPACE', 'STORE_ERR_TAMPERED',
     'StoreError', 'memoryStore', 'openStore'
   ])
   const err = new store.StoreError(store.STORE_ERR_IO, 'disk on fire', { cause: new Error('EIO') })

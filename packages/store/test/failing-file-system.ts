@@ -10,8 +10,12 @@ import type { StoreFileSystem } from '../src/file-system.js'
 export type FailingOperation = 'write' | 'truncate' | 'writeFile' | 'rename' | 'syncDirectory'
 
 export interface FailingFileSystem extends StoreFileSystem {
-  /** Makes `operation` throw an EIO-like error from now on (or, with `undefined`, stop). */
-  failOn: (operation: FailingOperation | undefined) => void
+  /**
+   * Makes `operation` throw an error with errno `code` (EIO unless given; ENOSPC for a full disk)
+   * from now on, or with `undefined`, stop. A failing WAL write or `writeFile` first writes half
+   * of its bytes, as a write that runs out of space part way does.
+   */
+  failOn: (operation: FailingOperation | undefined, code?: string) => void
   /** WAL writes so far. */
   readonly writes: number
   /** Most WAL writes ever in flight at once. */
@@ -20,14 +24,18 @@ export interface FailingFileSystem extends StoreFileSystem {
 
 export function failingFileSystem (): FailingFileSystem {
   let failing: FailingOperation | undefined
+  let failingCode = 'EIO'
   let writes = 0
   let inFlight = 0
   let inFlightMax = 0
   const check = (operation: FailingOperation): void => {
-    if (failing === operation) throw Object.assign(new Error(`EIO: simulated failure of ${operation}`), { code: 'EIO' })
+    if (failing === operation) throw Object.assign(new Error(`${failingCode}: simulated failure of ${operation}`), { code: failingCode })
   }
   return {
-    failOn (operation) { failing = operation },
+    failOn (operation, code = 'EIO') {
+      failing = operation
+      failingCode = code
+    },
     get writes () { return writes },
     get writesInFlightMax () { return inFlightMax },
     readFile: nodeFileSystem.readFile,
@@ -40,6 +48,7 @@ export function failingFileSystem (): FailingFileSystem {
           inFlight++
           inFlightMax = Math.max(inFlightMax, inFlight)
           try {
+            if (failing === 'write') await file.write(bytes.subarray(0, bytes.length >> 1), position)
             check('write')
             await file.write(bytes, position)
           } finally {
@@ -54,6 +63,8 @@ export function failingFileSystem (): FailingFileSystem {
       }
     },
     async writeFile (path, bytes, sync) {
+      // Like a WAL write, a failing one leaves half of its bytes behind.
+      if (failing === 'writeFile') await nodeFileSystem.writeFile(path, bytes.subarray(0, bytes.length >> 1), sync)
       check('writeFile')
       await nodeFileSystem.writeFile(path, bytes, sync)
     },

@@ -90,6 +90,12 @@ export interface StartLabOptions {
   args?: string[]
   /** @default 60000 */
   timeoutMs?: number
+  /**
+   * An existing, empty directory to run in instead of a fresh temporary one, such as a small
+   * file system mounted for the test; the lab's directory is made inside it, and removed at the
+   * end, but the directory itself is the caller's to remove.
+   */
+  cwd?: string
 }
 
 /** A running lab and the commands to drive it. */
@@ -209,7 +215,7 @@ function parseStatus (run: HsmlabRun, what: string): LabStatusJson {
  * stopped and its directory removed.
  */
 export async function startLab (options: StartLabOptions = {}): Promise<StartedLab> {
-  const cwd = mkdtempSync(join(tmpdir(), 'hsmlab-lab-'))
+  const cwd = options.cwd ?? mkdtempSync(join(tmpdir(), 'hsmlab-lab-'))
   const dir = join(cwd, 'lab')
   const timeoutMs = options.timeoutMs ?? 60_000
   onTestFinished(async (context) => {
@@ -219,7 +225,7 @@ export async function startLab (options: StartLabOptions = {}): Promise<StartedL
       const tails = logTails(dir)
       if (tails !== '') process.stderr.write(`--- logs of the lab in ${dir} ---\n${tails}\n`)
     }
-    rmSync(cwd, { recursive: true, force: true })
+    rmSync(options.cwd === undefined ? cwd : dir, { recursive: true, force: true })
   })
   const hsmlab = async (args: string[]): Promise<HsmlabRun> => await runHsmlab([...args, '--dir', dir], { cwd, timeoutMs })
   const upArgs = ['up', '--json', ...(options.args ?? [])]
