@@ -75,6 +75,8 @@ export const controlPlaneDefaults = {
 export const STATE_FILE_NAME = 'state.json'
 /** Name of the lock file inside the data directory. */
 export const LOCK_FILE_NAME = 'control-plane.pid'
+/** Name of the trust-anchor keyring (each cluster's anchor secret key, mode 0600) inside the data directory. */
+export const ANCHOR_KEYRING_FILE_NAME = 'anchors.json'
 
 /**
  * The defaults of an HSM host (`hsmlab-hsm-host`, hsm-host.ts): the agent that runs one HSM at

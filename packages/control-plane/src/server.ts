@@ -18,7 +18,7 @@ import { createServer, request as httpRequest } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { backupBytes, copyRecorded, receiveCopy } from './api/backups.js'
 import type { ApiContext } from './api/context.js'
-import { OPERATIONS, UNSUPPORTED_OPERATIONS } from './api/operations.js'
+import { UNSUPPORTED_OPERATIONS, operationOf } from './api/operations.js'
 import { ApiError, internalFailure, invalidRequest } from './errors.js'
 import type { Logger } from './logger.js'
 import type { Credentials } from './sigv4.js'
@@ -75,7 +75,8 @@ export function requestRegion (req: IncomingMessage, own: string): string {
 
 async function forward (req: IncomingMessage, body: Buffer, res: ServerResponse, endpoint: string, from: string, timeoutMs: number): Promise<void> {
   const target = new URL(req.url ?? '/', endpoint)
-  const headers: Record<string, string | string[]> = {}
+  // Keyed by header names a client chose: no prototype (a header named __proto__ is a header).
+  const headers = Object.create(null) as Record<string, string | string[]>
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding') continue
     headers[name] = value
@@ -84,7 +85,7 @@ async function forward (req: IncomingMessage, body: Buffer, res: ServerResponse,
   headers['content-length'] = String(body.length)
   await new Promise<void>((resolve, reject) => {
     const out = httpRequest(target, { method: req.method, headers, timeout: timeoutMs }, upstream => {
-      const passHeaders: Record<string, string | string[]> = {}
+      const passHeaders = Object.create(null) as Record<string, string | string[]>
       for (const [name, value] of Object.entries(upstream.headers)) {
         if (value !== undefined && name !== 'connection' && name !== 'keep-alive' && name !== 'transfer-encoding') passHeaders[name] = value
       }
@@ -175,7 +176,8 @@ export function createApiServer (deps: ServerDeps): Server {
     }
     const target = header(req, 'x-amz-target')
     const name = target?.startsWith(TARGET_PREFIX) === true ? target.slice(TARGET_PREFIX.length) : undefined
-    const operation = name === undefined ? undefined : OPERATIONS[name]
+    // Only the table's own entries: never a member every object inherits (constructor, __proto__).
+    const operation = name === undefined ? undefined : operationOf(name)
     if (operation === undefined || name === undefined) {
       const hint = name !== undefined && UNSUPPORTED_OPERATIONS.includes(name) ? ` (hsmlab does not simulate ${name}: it has one account, so no backup is shared)` : ''
       throw new ApiError('UnknownOperationException', `Unknown operation ${target ?? '(no X-Amz-Target header)'}${hint}`)
@@ -191,7 +193,7 @@ export function createApiServer (deps: ServerDeps): Server {
     if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new ApiError('SerializationException', 'The request body must be a JSON object')
     const started = performance.now()
     try {
-      const output = await operation(ctx, input)
+      const output = await operation.run(ctx, input)
       log.debug({ op: name, ms: Math.round(performance.now() - started) }, 'request')
       send(res, 200, output)
     } catch (err) {
