@@ -996,6 +996,8 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
       ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
       skewMs: tuning.signatureSkewMs,
       bodyBytesMax: tuning.requestBodyBytesMax,
+      requestHeadersTimeoutMs: tuning.requestHeadersTimeoutMs,
+      requestReceiveTimeoutMs: tuning.requestReceiveTimeoutMs,
       log: forComponent(logger, 'server')
     })
     server = apiServer

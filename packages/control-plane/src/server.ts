@@ -19,6 +19,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { backupBytes, copyRecorded, receiveCopy } from './api/backups.js'
 import type { ApiContext } from './api/context.js'
 import { UNSUPPORTED_OPERATIONS, operationOf } from './api/operations.js'
+import { requestTimeouts } from './defaults.js'
 import { ApiError, internalFailure, invalidRequest } from './errors.js'
 import type { Logger } from './logger.js'
 import type { Credentials } from './sigv4.js'
@@ -35,6 +36,9 @@ export interface ServerDeps {
   credentials?: Credentials
   skewMs: number
   bodyBytesMax: number
+  /** How long a connection may take to send a request's headers, and the whole request (defaults.ts). */
+  requestHeadersTimeoutMs: number
+  requestReceiveTimeoutMs: number
   log: Logger
 }
 
@@ -202,7 +206,8 @@ export function createApiServer (deps: ServerDeps): Server {
     }
   }
 
-  return createServer((req, res) => {
+  // Bounded, so that slow or half-sent requests do not hold connections open (issue 9).
+  return createServer(requestTimeouts(deps), (req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) { res.destroy(); return }
       if (err instanceof ApiError) { sendError(res, err); return }
