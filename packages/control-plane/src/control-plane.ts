@@ -51,7 +51,7 @@ import { createApiServer } from './server.js'
 import type { Credentials } from './sigv4.js'
 import { signRequest } from './sigv4.js'
 import { StateStore, lockDataDir } from './state-store.js'
-import type { BackupReason, BackupRecord, ClusterRecord, HsmRecord, HsmRouteRecord } from './state-store.js'
+import type { AbandonedCopyRecord, BackupReason, BackupRecord, ClusterRecord, HsmRecord, HsmRouteRecord } from './state-store.js'
 
 type NumericDefaults = { [K in keyof typeof controlPlaneDefaults as (typeof controlPlaneDefaults)[K] extends number ? K : never]: number }
 
@@ -398,6 +398,12 @@ class Engine {
         }
       }
     }
+    // Copy requests this region answered with a failure: their destinations drop what they recorded.
+    for (const [requestId, abandoned] of Object.entries(now.abandonedCopies ?? {})) {
+      if ((this.lastPoll.get(`cancel:${requestId}`) ?? 0) + this.tuning.copyRetryDelayMaxMs > realNow) continue
+      this.lastPoll.set(`cancel:${requestId}`, realNow)
+      this.runTask(`cancel:${requestId}`, async () => { await this.cancelAbandonedCopy(requestId, abandoned, labNow) })
+    }
     for (const backup of Object.values(now.backups)) {
       if (backup.state !== 'CREATE_IN_PROGRESS') continue
       if (backup.copy !== undefined) {
@@ -416,6 +422,27 @@ class Engine {
   private async dropDeletedAnchors (pruned: readonly string[]): Promise<void> {
     const clusters = this.store.state.clusters
     await this.keyring.remove(this.keyring.clusterIds().filter(id => clusters[id]?.state === 'DELETED' || pruned.includes(id)))
+  }
+
+  /**
+   * Tells the destination of a copy request answered with a failure to drop what it recorded of
+   * it; once it answered, the request is forgotten (tried again on later passes until then, for
+   * as long as DELETED records are kept).
+   */
+  private async cancelAbandonedCopy (requestId: string, abandoned: AbandonedCopyRecord, labNow: number): Promise<void> {
+    const forget = async (): Promise<void> => {
+      this.lastPoll.delete(`cancel:${requestId}`)
+      await this.store.transact(draft => { if (draft.abandonedCopies !== undefined) delete draft.abandonedCopies[requestId] })
+    }
+    if (labNow > abandoned.atLabMs + this.tuning.deletedRecordsKeptLabDays * DAY_MS) {
+      this.log.warn({ requestId, region: abandoned.region }, 'the destination of a failed copy request never answered its cancellation; giving up')
+      await forget()
+      return
+    }
+    const response = await this.regionFetch(abandoned.region, { method: 'POST', path: `/_hsmlab/copies/${encodeURIComponent(requestId)}/cancel` })
+    if (response.status !== 200) throw new Error(`${abandoned.region} answered ${response.status} to the cancellation of copy request ${requestId}`)
+    this.log.info({ requestId, region: abandoned.region, answer: response.body.toString('utf8') }, 'failed copy request cancelled in its destination')
+    await forget()
   }
 
   private backupsToDelete (labNow: number): Array<{ backupId: string, reason: string }> {

@@ -10,13 +10,13 @@
  * region is forwarded, unchanged, to that region's control plane as the regions file lists it.
  *
  * Internal paths, for other regions' control planes (signed like the API when credentials are
- * set): `POST /_hsmlab/copies`, `GET /_hsmlab/copies/<request id>`, `GET /_hsmlab/backups/<id>`;
- * and `GET /_hsmlab/health` for anyone.
+ * set): `POST /_hsmlab/copies`, `GET /_hsmlab/copies/<request id>`, `POST /_hsmlab/copies/<request
+ * id>/cancel`, `GET /_hsmlab/backups/<id>?copy=<request id>`; and `GET /_hsmlab/health` for anyone.
  */
 import { randomUUID } from 'node:crypto'
 import { createServer, request as httpRequest } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import { backupBytes, copyRecorded, receiveCopy } from './api/backups.js'
+import { backupBytes, cancelCopy, copyRecorded, receiveCopy } from './api/backups.js'
 import type { ApiContext } from './api/context.js'
 import { UNSUPPORTED_OPERATIONS, operationOf } from './api/operations.js'
 import { requestTimeouts } from './defaults.js'
@@ -63,6 +63,15 @@ function send (res: ServerResponse, status: number, body: unknown, extra: Record
 
 function sendError (res: ServerResponse, err: ApiError): void {
   send(res, err.statusCode, { __type: err.type, message: err.message }, { 'x-amzn-errortype': err.type })
+}
+
+/** A %-encoded segment of a path; a malformed one is the client's error (400), not the server's. */
+function pathSegment (segment: string | undefined): string {
+  try {
+    return decodeURIComponent(segment ?? '')
+  } catch {
+    throw invalidRequest(`'${segment ?? ''}' is not a %-encoded path segment`)
+  }
 }
 
 function header (req: IncomingMessage, name: string): string | undefined {
@@ -125,13 +134,18 @@ export function createApiServer (deps: ServerDeps): Server {
     }
     const copyMatch = /^\/_hsmlab\/copies\/([^/]+)$/.exec(path)
     if (copyMatch !== null && req.method === 'GET') {
-      const answer = copyRecorded(ctx, decodeURIComponent(copyMatch[1] ?? ''))
+      const answer = copyRecorded(ctx, pathSegment(copyMatch[1]))
       send(res, answer.status, answer.body)
+      return
+    }
+    const cancelMatch = /^\/_hsmlab\/copies\/([^/]+)\/cancel$/.exec(path)
+    if (cancelMatch !== null && req.method === 'POST') {
+      send(res, 200, await cancelCopy(ctx, deps.dataDir, pathSegment(cancelMatch[1])))
       return
     }
     const backupMatch = /^\/_hsmlab\/backups\/(backup-[2-7a-zA-Z]{11,16})$/.exec(path)
     if (backupMatch !== null && req.method === 'GET') {
-      const answer = await backupBytes(ctx, deps.dataDir, backupMatch[1] ?? '')
+      const answer = await backupBytes(ctx, deps.dataDir, backupMatch[1] ?? '', new URL(req.url ?? '/', 'http://control-plane').searchParams.get('copy') ?? undefined)
       if (answer.status === 200 && answer.body instanceof Uint8Array) {
         res.writeHead(200, {
           'content-type': 'application/octet-stream',
