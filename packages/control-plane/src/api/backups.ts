@@ -212,7 +212,7 @@ export async function copyBackupToRegion (ctx: ApiContext, input: unknown): Prom
       draft.abandonedCopies[copy.requestId] = { region: req.DestinationRegion, backupId: source.backupId, atLabMs: ctx.clock.now() }
     })
     ctx.kick()
-    throw internalFailure(`Region ${req.DestinationRegion} cannot be reached to copy backup ${source.backupId}: ${lastError}; nothing was copied, try again`)
+    throw internalFailure(`Region ${req.DestinationRegion} cannot be reached to copy backup ${source.backupId}: ${lastError}; try again (nothing of this request is kept)`)
   }
   return {
     DestinationBackup: {
