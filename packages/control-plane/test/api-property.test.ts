@@ -65,4 +65,26 @@ describe('the control plane API under random requests', () => {
       if (response.status === 200) expect(operation !== undefined && KNOWN.includes(operation)).toBe(true)
     }), { numRuns: 400, interruptAfterTimeLimit: 5_000 })
   })
+
+  it('answers malformed requests on the internal paths of other regions with 4xx, never 500', async () => {
+    const cp = await startTestControlPlane('us-east-1')
+    const copyRequest = fc.record({
+      requestId: fc.oneof(fc.string({ maxLength: 8 }), value), sourceRegion: fc.oneof(fc.constantFrom('us-west-2', ...INHERITED), value),
+      sourceBackup: fc.oneof(fc.constant('backup-abcdefghijk'), value), createdAtMs: fc.oneof(fc.integer(), value), hsmType: fc.oneof(fc.string(), value),
+      tags: fc.oneof(fc.array(value, { maxLength: 3 }), value), nextSlot: fc.oneof(fc.integer(), value), mode: value
+    }, { requiredKeys: [] })
+    await fc.assert(fc.asyncProperty(copyRequest, async (copy) => {
+      const response = await fetch(`${cp.url}/_hsmlab/copies`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(copy) })
+      expect(response.status, await response.text()).toBeLessThan(500)
+    }), { numRuns: 200, interruptAfterTimeLimit: 3_000 })
+    const fixed: Array<[string, string, string?]> = [
+      ['POST', '/_hsmlab/copies', JSON.stringify({ requestId: 'r', sourceRegion: 'us-west-2', sourceBackup: 'backup-abcdefghijk', createdAtMs: 1, hsmType: 'hsm2m.medium', tags: [null], nextSlot: 0 })],
+      ['GET', '/_hsmlab/copies/%E0%A4%A'], ['POST', '/_hsmlab/copies/%/cancel', ''], ['GET', '/_hsmlab/copies/constructor'],
+      ['POST', '/_hsmlab/copies/__proto__/cancel', ''], ['GET', '/_hsmlab/backups/backup-abcdefghijk?copy=constructor'], ['GET', '/_hsmlab/__proto__']
+    ]
+    for (const [method, path, body] of fixed) {
+      const response = await fetch(`${cp.url}${path}`, { method, ...(body === undefined ? {} : { body }) })
+      expect(response.status, `${method} ${path}: ${await response.text()}`).toBeLessThan(500)
+    }
+  })
 })

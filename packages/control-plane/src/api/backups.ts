@@ -239,7 +239,10 @@ function isCopyRequest (value: unknown): value is CopyRequest {
   return typeof v === 'object' && v !== null && typeof v.requestId === 'string' && typeof v.sourceRegion === 'string' &&
     typeof v.sourceBackup === 'string' && fits(v.sourceBackup, shapes.backupId) && typeof v.createdAtMs === 'number' &&
     typeof v.hsmType === 'string' && Array.isArray(v.tags) && typeof v.nextSlot === 'number' &&
-    (v.sourceCluster === undefined || typeof v.sourceCluster === 'string')
+    (v.sourceCluster === undefined || typeof v.sourceCluster === 'string') &&
+    (v.mode === undefined || v.mode === 'FIPS' || v.mode === 'NON_FIPS') &&
+    // Each tag an object: a null one made the record's tags throw, and the answer a 500.
+    v.tags.every(t => typeof t === 'object' && t !== null && typeof t.Key === 'string' && typeof t.Value === 'string')
 }
 
 /** `POST /_hsmlab/copies`: records a copy in this (the destination) region, durably, and answers its id. */
