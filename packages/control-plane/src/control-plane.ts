@@ -687,7 +687,10 @@ class Engine {
     // A process a previous control plane started and did not see ready: start over.
     if (this.supervisor.pidOf(hsmId) !== undefined) await this.supervisor.kill(hsmId)
     try {
-      if (cluster === undefined || !this.keyring.has(cluster.clusterId)) throw new ControlPlaneError(CP_ERR_HSM, `cluster ${hsm.clusterId} can no longer take HSMs`)
+      if (cluster === undefined || cluster.state === 'DELETED') throw new ControlPlaneError(CP_ERR_HSM, `cluster ${hsm.clusterId} can no longer take HSMs`)
+      if (!this.keyring.has(cluster.clusterId)) {
+        throw new ControlPlaneError(CP_ERR_HSM, `the keyring ${this.keyring.file} holds no trust anchor for cluster ${cluster.clusterId}, so no HSM identity can be issued; restore the file from a copy of the data directory`)
+      }
       let provision = await exists(paths.provisionFile)
       if (!provision && !(await nonEmptyDir(paths.dataDir))) {
         let restoreFrom = hsm.restoreFrom
