@@ -8,14 +8,16 @@
  * DELETED with the reason in its `StateMessage` and in the log — at once when the source answers
  * that its backup is gone (404) or that its stored bytes are damaged (422). A copy that a restart
  * interrupted resumes; one whose window ended meanwhile is DELETED at once: none stays
- * CREATE_IN_PROGRESS.
+ * CREATE_IN_PROGRESS. A copy whose request the source answered with a failure (the source
+ * answers 410 to its request for the bytes) is removed altogether: a request that failed leaves
+ * nothing behind (api/backups.ts).
  */
 import { createHash } from 'node:crypto'
 import { mkdir, open, rm } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { readBackupHeader } from '@hsmlab/hsm'
-import { BACKUP_DAMAGED_STATUS, backupBytesPath, rememberVerifiedFile } from './api/backups.js'
+import { BACKUP_DAMAGED_STATUS, COPY_ABANDONED_STATUS, backupBytesPath, rememberVerifiedFile } from './api/backups.js'
 import type { RegionRequest } from './api/context.js'
 import type { LabClock } from './clock.js'
 import type { Logger } from './logger.js'
@@ -149,6 +151,18 @@ async function fail (deps: CopierDeps, backupId: string, reason: string): Promis
   if (deleted) await rm(join(deps.dataDir, backupFileOf(backupId)), { force: true }).catch(() => {})
 }
 
+/** Removes a copy whose request the source answered with a failure: no record, no file. */
+async function discard (deps: CopierDeps, backupId: string, reason: string): Promise<void> {
+  deps.log.warn({ backupId, reason }, 'copy of a backup abandoned by its source region; it is removed')
+  const removed = await deps.store.transact(draft => {
+    const backup = draft.backups[backupId]
+    if (backup === undefined || backup.state !== 'CREATE_IN_PROGRESS') return false
+    delete draft.backups[backupId]
+    return true
+  })
+  if (removed) await rm(join(deps.dataDir, backupFileOf(backupId)), { force: true }).catch(() => {})
+}
+
 /**
  * Runs one copy to its end (READY or DELETED), or until `signal` aborts (the control plane stops).
  * `firstAnswer` is the source's answer to a request for the bytes made before the copy was
@@ -161,6 +175,7 @@ export async function runCopy (deps: CopierDeps, backupId: string, signal: Abort
     const backup = deps.store.state.backups[backupId]
     if (backup === undefined || backup.state !== 'CREATE_IN_PROGRESS' || backup.copy === undefined || backup.sourceRegion === undefined || backup.sourceBackup === undefined) return
     const { sourceRegion, sourceBackup } = backup
+    const requestId = backup.copy.requestId
     const windowSeconds = Math.round((backup.copy.deadlineLabMs - (backup.copiedAtMs ?? backup.copy.deadlineLabMs)) / 1000)
     if (deps.clock.now() >= backup.copy.deadlineLabMs) {
       await fail(deps, backupId, `The copy of ${sourceBackup} from ${sourceRegion} did not complete within its retry window of ${windowSeconds} seconds: ${lastError}`)
@@ -177,7 +192,7 @@ export async function runCopy (deps: CopierDeps, backupId: string, signal: Abort
       await closeBackupFile(file)
     }
     try {
-      const answer = firstAnswer ?? deps.regionFetch(sourceRegion, { method: 'GET', path: backupBytesPath(sourceBackup) })
+      const answer = firstAnswer ?? deps.regionFetch(sourceRegion, { method: 'GET', path: backupBytesPath(sourceBackup, requestId) })
       firstAnswer = undefined
       const askedAt = performance.now()
       opened = openBackupFile(deps.dataDir, backupId)
@@ -199,10 +214,11 @@ export async function runCopy (deps: CopierDeps, backupId: string, signal: Abort
         opened = undefined
         const storing = store.done
         await store.writing
+        let recorded = false
         try {
-          await deps.store.transact(draft => {
+          recorded = await deps.store.transact(draft => {
             const b = draft.backups[backupId]
-            if (b === undefined || b.state !== 'CREATE_IN_PROGRESS') return
+            if (b === undefined || b.state !== 'CREATE_IN_PROGRESS') return false
             b.state = 'READY'
             b.file = backupFileOf(backupId)
             b.sha256 = sha256
@@ -211,10 +227,16 @@ export async function runCopy (deps: CopierDeps, backupId: string, signal: Abort
             b.keyCount = header.keyCount
             b.userCount = header.userCount
             if (b.copy !== undefined) b.copy.attempts = attempt
+            return true
           }, { after: storing })
         } finally {
           // The write ends before another attempt may write the file again, also when the state's write failed first.
           await storing.catch(() => {})
+        }
+        // Removed meanwhile (its request was cancelled by the source): the bytes have no backup.
+        if (!recorded && deps.store.state.backups[backupId] === undefined) {
+          await rm(join(deps.dataDir, backupFileOf(backupId)), { force: true }).catch(() => {})
+          return
         }
         // Where the copy's time went: waiting for the source's answer, checking the bytes, storing them and recording READY.
         const ms = (from: number, to: number): number => Math.round((to - from) * 10) / 10
@@ -230,6 +252,10 @@ export async function runCopy (deps: CopierDeps, backupId: string, signal: Abort
       await release()
       if (response.status === 404) {
         await fail(deps, backupId, `The source backup ${sourceBackup} no longer exists in ${sourceRegion}: ${message}`)
+        return
+      }
+      if (response.status === COPY_ABANDONED_STATUS) {
+        await discard(deps, backupId, `The copy request was answered with a failure in ${sourceRegion}: ${message}`)
         return
       }
       if (response.status === BACKUP_DAMAGED_STATUS) {

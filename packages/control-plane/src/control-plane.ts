@@ -26,10 +26,11 @@ import { join, resolve } from 'node:path'
 import { isIPv4 } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import type { Server } from 'node:http'
-import { HSM_BIN_PATH, issueHsmIdentity, randomResourceId, readBackupHeader, signBackupRequest, signPeers, writeProvisionFile } from '@hsmlab/hsm'
+import { HSM_BIN_PATH, randomResourceId, readBackupHeader, writeProvisionFile } from '@hsmlab/hsm'
 import type { PeerAddress } from '@hsmlab/protocol'
 import type { LevelWithSilent } from 'pino'
 import type { ApiContext, ApiSettings, RegionRequest } from './api/context.js'
+import { AnchorKeyring, moveLegacySecrets } from './anchor-keyring.js'
 import { hsmEndpoint, hsmsOf } from './api/render.js'
 import { CONTROL_PLANE_ROUTE_FROM } from './api/routes.js'
 import { runCopy, storeBackupBytes } from './backup-copier.js'
@@ -50,7 +51,7 @@ import { createApiServer } from './server.js'
 import type { Credentials } from './sigv4.js'
 import { signRequest } from './sigv4.js'
 import { StateStore, lockDataDir } from './state-store.js'
-import type { BackupReason, BackupRecord, ClusterRecord, HsmRecord, HsmRouteRecord } from './state-store.js'
+import type { AbandonedCopyRecord, BackupReason, BackupRecord, ClusterRecord, HsmRecord, HsmRouteRecord } from './state-store.js'
 
 type NumericDefaults = { [K in keyof typeof controlPlaneDefaults as (typeof controlPlaneDefaults)[K] extends number ? K : never]: number }
 
@@ -159,6 +160,8 @@ class Engine {
   readonly regionsFile: string | undefined
   readonly copierLog: Logger
   readonly credentials: Credentials | undefined
+  /** The clusters' trust-anchor secret keys: used here, never handed to the API handlers (apiContext). */
+  private readonly keyring: AnchorKeyring
   private readonly tasks = new Map<string, Promise<void>>()
   private readonly restartAt = new Map<string, number>()
   private readonly peersPushed = new Map<string, string>()
@@ -174,10 +177,11 @@ class Engine {
   stopping = false
 
   constructor (init: {
-    store: StateStore, clock: LabClock, settings: ApiSettings, tuning: ControlPlaneTuning, dataDir: string, log: Logger, root: Logger,
+    store: StateStore, keyring: AnchorKeyring, clock: LabClock, settings: ApiSettings, tuning: ControlPlaneTuning, dataDir: string, log: Logger, root: Logger,
     binPath: string, manufacturerKeyFile: string, hsmLogLevel: string, regionsFile?: string, credentials?: Credentials, hsmHosts?: HsmHostEntry[]
   }) {
     this.store = init.store
+    this.keyring = init.keyring
     this.clock = init.clock
     this.settings = init.settings
     this.tuning = init.tuning
@@ -222,6 +226,8 @@ class Engine {
       regions: async () => await readRegionsFile(this.regionsFile),
       regionFetch: async (region, request) => await this.regionFetch(region, request),
       startCopy: (backupId, firstAnswer) => { this.startCopy(backupId, firstAnswer) },
+      createTrustAnchor: async clusterId => await this.keyring.create(clusterId),
+      dropTrustAnchor: async clusterId => { await this.keyring.remove([clusterId]) },
       requestBackup: async clusterId => await this.makeBackup(clusterId, 'requested').then(b => b.backupId),
       hsmRouteStatus: route => this.routeStatus(route)
     }
@@ -339,8 +345,7 @@ class Engine {
             c.state = 'DELETED'
             c.stateMessage = 'The cluster has been deleted.'
             c.deletedAtMs = labNow
-            delete c.anchorSecretKey
-            delete c.csrKeyPem
+            delete c.csrPublicKeyPem
             delete c.csrPem
           }
           this.log.info({ clusterId, state: c.state }, 'cluster state changed')
@@ -362,6 +367,9 @@ class Engine {
       await Promise.allSettled(files.map(async f => { await rm(join(this.dataDir, f), { force: true }) }))
       await Promise.allSettled(pruneHsms.map(async id => { await rm(hsmPaths(this.dataDir, id).dir, { recursive: true, force: true }) }))
     }
+
+    // A DELETED cluster's trust anchor goes (it issues nothing more); a failure is tried again on the next pass.
+    await this.dropDeletedAnchors(pruneClusters).catch(err => { this.log.warn({ err: (err as Error).message }, 'the keyring could not be written') })
 
     const now = this.store.state
     for (const hsm of Object.values(now.hsms)) {
@@ -389,11 +397,17 @@ class Engine {
           if (this.store.state.backups[backup.backupId]?.state === 'DELETED') this.lastPoll.set(`daily:${cluster.clusterId}`, Date.now())
         })
       }
-      if (active.length > 0 && cluster.anchorSecretKey !== undefined) {
+      if (active.length > 0 && this.keyring.has(cluster.clusterId)) {
         if (active.some(h => this.peersPushed.get(h.hsmId) !== this.peerSetKey(h, active))) {
           this.runTask(`peers:${cluster.clusterId}`, async () => { await this.pushPeers(cluster.clusterId) })
         }
       }
+    }
+    // Copy requests this region answered with a failure: their destinations drop what they recorded.
+    for (const [requestId, abandoned] of Object.entries(now.abandonedCopies ?? {})) {
+      if ((this.lastPoll.get(`cancel:${requestId}`) ?? 0) + this.tuning.copyRetryDelayMaxMs > realNow) continue
+      this.lastPoll.set(`cancel:${requestId}`, realNow)
+      this.runTask(`cancel:${requestId}`, async () => { await this.cancelAbandonedCopy(requestId, abandoned, labNow) })
     }
     for (const backup of Object.values(now.backups)) {
       if (backup.state !== 'CREATE_IN_PROGRESS') continue
@@ -404,6 +418,36 @@ class Engine {
         this.runTask(`backup:${backup.backupId}`, async () => { await this.exportInto(backup.backupId) })
       }
     }
+  }
+
+  /**
+   * Forgets the trust anchors of clusters that are DELETED or were just pruned. An anchor without
+   * a record stays otherwise: a cluster being created has its anchor before its record.
+   */
+  private async dropDeletedAnchors (pruned: readonly string[]): Promise<void> {
+    const clusters = this.store.state.clusters
+    await this.keyring.remove(this.keyring.clusterIds().filter(id => clusters[id]?.state === 'DELETED' || pruned.includes(id)))
+  }
+
+  /**
+   * Tells the destination of a copy request answered with a failure to drop what it recorded of
+   * it; once it answered, the request is forgotten (tried again on later passes until then, for
+   * as long as DELETED records are kept).
+   */
+  private async cancelAbandonedCopy (requestId: string, abandoned: AbandonedCopyRecord, labNow: number): Promise<void> {
+    const forget = async (): Promise<void> => {
+      this.lastPoll.delete(`cancel:${requestId}`)
+      await this.store.transact(draft => { if (draft.abandonedCopies !== undefined) delete draft.abandonedCopies[requestId] })
+    }
+    if (labNow > abandoned.atLabMs + this.tuning.deletedRecordsKeptLabDays * DAY_MS) {
+      this.log.warn({ requestId, region: abandoned.region }, 'the destination of a failed copy request never answered its cancellation; giving up')
+      await forget()
+      return
+    }
+    const response = await this.regionFetch(abandoned.region, { method: 'POST', path: `/_hsmlab/copies/${encodeURIComponent(requestId)}/cancel` })
+    if (response.status !== 200) throw new Error(`${abandoned.region} answered ${response.status} to the cancellation of copy request ${requestId}`)
+    this.log.info({ requestId, region: abandoned.region, answer: response.body.toString('utf8') }, 'failed copy request cancelled in its destination')
+    await forget()
   }
 
   private backupsToDelete (labNow: number): Array<{ backupId: string, reason: string }> {
@@ -648,7 +692,10 @@ class Engine {
     // A process a previous control plane started and did not see ready: start over.
     if (this.supervisor.pidOf(hsmId) !== undefined) await this.supervisor.kill(hsmId)
     try {
-      if (cluster?.anchorSecretKey === undefined) throw new ControlPlaneError(CP_ERR_HSM, `cluster ${hsm.clusterId} can no longer take HSMs`)
+      if (cluster === undefined || cluster.state === 'DELETED') throw new ControlPlaneError(CP_ERR_HSM, `cluster ${hsm.clusterId} can no longer take HSMs`)
+      if (!this.keyring.has(cluster.clusterId)) {
+        throw new ControlPlaneError(CP_ERR_HSM, `the keyring ${this.keyring.file} holds no trust anchor for cluster ${cluster.clusterId}, so no HSM identity can be issued; restore the file from a copy of the data directory`)
+      }
       let provision = await exists(paths.provisionFile)
       if (!provision && !(await nonEmptyDir(paths.dataDir))) {
         let restoreFrom = hsm.restoreFrom
@@ -672,7 +719,7 @@ class Engine {
           }
           await copyFile(join(this.dataDir, backup.file), paths.restoreFile)
         }
-        const issued = issueHsmIdentity(bytes(cluster.anchorSecretKey), { hsmId, clusterId: hsm.clusterId })
+        const issued = this.keyring.issueIdentity(hsm.clusterId, hsmId)
         await writeProvisionFile(paths.provisionFile, {
           hsmId,
           clusterId: hsm.clusterId,
@@ -775,7 +822,7 @@ class Engine {
   private async pushPeers (clusterId: string): Promise<void> {
     const cluster = this.store.state.clusters[clusterId]
     const active = this.runningHsms(clusterId)
-    if (cluster?.anchorSecretKey === undefined || active.length === 0) return
+    if (cluster === undefined || !this.keyring.has(clusterId) || active.length === 0) return
     const targets = active.filter(h => this.peersPushed.get(h.hsmId) !== this.peerSetKey(h, active))
     if (targets.length === 0) return
     // A version is recorded before any HSM sees it, so it is never used twice.
@@ -785,7 +832,6 @@ class Engine {
       c.peersVersion = Math.max(c.peersVersion + 1, Date.now())
       return c.peersVersion
     })
-    const secret = bytes(cluster.anchorSecretKey)
     await Promise.all(targets.map(async hsm => {
       const address = this.addressOf(hsm)
       if (address === undefined) return
@@ -793,7 +839,7 @@ class Engine {
       const peers = this.peersFor(hsm, active)
       const setKey = this.peerSetKey(hsm, active)
       try {
-        await this.links.call(address, 'setPeers', { peers, version, signature: signPeers(secret, hsm.hsmId, peers, version) })
+        await this.links.call(address, 'setPeers', { peers, version, signature: this.keyring.signPeers(clusterId, hsm.hsmId, peers, version) })
         this.peersPushed.set(hsm.hsmId, setKey)
         this.peersDelivered.set(hsm.hsmId, peers)
       } catch (err) {
@@ -852,7 +898,7 @@ class Engine {
     const clusterId = backup.clusterId
     try {
       const cluster = this.store.state.clusters[clusterId]
-      if (cluster?.anchorSecretKey === undefined) throw new ControlPlaneError(CP_ERR_BACKUP, `cluster ${clusterId} is deleted`)
+      if (cluster === undefined || !this.keyring.has(clusterId)) throw new ControlPlaneError(CP_ERR_BACKUP, `cluster ${clusterId} is deleted`)
       const preferred = backup.sourceHsmId === undefined ? undefined : this.store.state.hsms[backup.sourceHsmId]
       const source = preferred !== undefined && (preferred.state === 'ACTIVE' || preferred.state === 'DELETE_IN_PROGRESS') && this.supervisor.pidOf(preferred.hsmId) !== undefined
         ? preferred
@@ -860,7 +906,7 @@ class Engine {
       const address = source === undefined ? undefined : this.addressOf(source)
       if (source === undefined || address === undefined) throw new ControlPlaneError(CP_ERR_BACKUP, `no HSM of cluster ${clusterId} is running to make the backup`)
       const requestedAtMs = Date.now()
-      const signature = signBackupRequest(bytes(cluster.anchorSecretKey), source.hsmId, requestedAtMs)
+      const signature = this.keyring.signBackupRequest(clusterId, source.hsmId, requestedAtMs)
       const result = await this.links.call(address, 'exportBackup', { requestedAtMs, signature })
       const header = readBackupHeader(result.backup)
       const stored = await storeBackupBytes(this.dataDir, backupId, result.backup)
@@ -939,6 +985,8 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
     await mkdir(join(dataDir, 'hsms'), { recursive: true, mode: 0o700 })
     await mkdir(join(dataDir, 'backups'), { recursive: true, mode: 0o700 })
     const store = await StateStore.open(dataDir, options.region, accountId)
+    const keyring = await AnchorKeyring.open(dataDir)
+    await moveLegacySecrets(store, keyring)
     const clock = LabClock.anchored(store.state.clock, options.clockSpeed ?? controlPlaneDefaults.clockSpeed)
     await store.transact(draft => { draft.clock = clock.toJSON() })
     const settings: ApiSettings = {
@@ -962,6 +1010,7 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
     }
     engine = new Engine({
       store,
+      keyring,
       clock,
       settings,
       tuning,
@@ -982,6 +1031,8 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
       ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
       skewMs: tuning.signatureSkewMs,
       bodyBytesMax: tuning.requestBodyBytesMax,
+      requestHeadersTimeoutMs: tuning.requestHeadersTimeoutMs,
+      requestReceiveTimeoutMs: tuning.requestReceiveTimeoutMs,
       log: forComponent(logger, 'server')
     })
     server = apiServer

@@ -67,6 +67,14 @@ export const controlPlaneDefaults = {
   hsmHostUnreachableMs: 5_000,
   /** Largest request body the API reads, in bytes. @default 1048576 */
   requestBodyBytesMax: 1_048_576,
+  /**
+   * How long a connection to the API may take to send a request's headers, from its first byte
+   * (or from the connection, for its first request), in milliseconds; then it is closed (408). A
+   * bound, so that slow or half-sent requests cannot hold connections open. @default 10000
+   */
+  requestHeadersTimeoutMs: 10_000,
+  /** How long a connection to the API may take to send a whole request (headers and body), in milliseconds; then it is closed (408). @default 30000 */
+  requestReceiveTimeoutMs: 30_000,
   /** Allowed difference between a SigV4 request's X-Amz-Date and the real clock, in milliseconds. @default 900000 */
   signatureSkewMs: 900_000
 } as const
@@ -75,6 +83,8 @@ export const controlPlaneDefaults = {
 export const STATE_FILE_NAME = 'state.json'
 /** Name of the lock file inside the data directory. */
 export const LOCK_FILE_NAME = 'control-plane.pid'
+/** Name of the trust-anchor keyring (each cluster's anchor secret key, mode 0600) inside the data directory. */
+export const ANCHOR_KEYRING_FILE_NAME = 'anchors.json'
 
 /**
  * The defaults of an HSM host (`hsmlab-hsm-host`, hsm-host.ts): the agent that runs one HSM at
@@ -96,7 +106,24 @@ export const hsmHostDefaults = {
   /** Longest wait of one `GET /hsm?pid=…&waitMs=…`, in milliseconds. @default 30000 */
   waitMsMax: 30_000,
   /** Largest request body it reads (a start carries the backup to restore, in base64), in bytes. @default 67108864 */
-  requestBodyBytesMax: 67_108_864
+  requestBodyBytesMax: 67_108_864,
+  /** How long a connection to its API may take to send a request's headers, in milliseconds; then it is closed (408). @default 10000 */
+  requestHeadersTimeoutMs: 10_000,
+  /** How long a connection to its API may take to send a whole request (a start carries a backup), in milliseconds; then it is closed (408). @default 60000 */
+  requestReceiveTimeoutMs: 60_000
 } as const
+/**
+ * The options of `http.createServer` that bound how long a connection may take to send a request:
+ * `headersTimeout` (never above `requestTimeout`, which Node refuses) and `requestTimeout`, checked
+ * every quarter of the shorter bound (at most every second, at least every 10 ms), so that a
+ * connection is closed within about 1.25 times its bound.
+ */
+export function requestTimeouts (bounds: { requestHeadersTimeoutMs: number, requestReceiveTimeoutMs: number }): { headersTimeout: number, requestTimeout: number, connectionsCheckingInterval: number } {
+  const requestTimeout = bounds.requestReceiveTimeoutMs
+  const headersTimeout = requestTimeout > 0 ? Math.min(bounds.requestHeadersTimeoutMs, requestTimeout) : bounds.requestHeadersTimeoutMs
+  const shortest = Math.min(...[headersTimeout, requestTimeout].filter(ms => ms > 0), 4_000)
+  return { headersTimeout, requestTimeout, connectionsCheckingInterval: Math.max(10, Math.floor(shortest / 4)) }
+}
+
 /** Name of the lock file inside an HSM host's data directory. */
 export const HSM_HOST_LOCK_FILE_NAME = 'hsm-host.pid'

@@ -31,7 +31,7 @@ import { mkdir, readFile, rm, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { HSM_BIN_PATH, readProvisionFile, writeProvisionFile } from '@hsmlab/hsm'
 import type { LevelWithSilent } from 'pino'
-import { HSM_HOST_LOCK_FILE_NAME, hsmHostDefaults } from './defaults.js'
+import { HSM_HOST_LOCK_FILE_NAME, hsmHostDefaults, requestTimeouts } from './defaults.js'
 import { ControlPlaneError, CP_ERR_HSM, CP_ERR_HSM_HOST, CP_ERR_INVALID_ARGUMENT, CP_ERR_LISTEN } from './errors.js'
 import { HsmStartError, HsmSupervisor, hsmPaths } from './hsm-supervisor.js'
 import type { HsmExit } from './hsm-supervisor.js'
@@ -387,7 +387,8 @@ function createHostServer (agent: HostAgent): Server {
     else if (action === 'delete') send(res, 200, await agent.remove(checkHsmId(body.hsmId)))
     else send(res, 200, await agent.stop(checkHsmId(body.hsmId), action === 'kill' ? 'kill' : 'stop'))
   }
-  return createServer((req, res) => {
+  // Bounded, so that slow or half-sent requests do not hold connections open (issue 9).
+  return createServer(requestTimeouts(agent.tuning), (req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) { res.destroy(); return }
       const e = err instanceof HostError ? err : new HostError(500, CP_ERR_HSM_HOST, `the HSM host failed: ${(err as Error).message}`)

@@ -21,12 +21,12 @@ export type RegionsMap = Record<string, string>
  * bytes of a backup waited for it behind the writes of the state), for a read of microseconds.
  */
 export async function readRegionsFile (file: string | undefined): Promise<RegionsMap> {
-  if (file === undefined) return {}
+  if (file === undefined) return Object.create(null) as RegionsMap
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return Object.create(null) as RegionsMap
     throw new ControlPlaneError(CP_ERR_REGIONS_FILE, `cannot read the regions file ${file}: ${(err as Error).message}`, { cause: err })
   }
   let json: unknown
@@ -38,7 +38,9 @@ export async function readRegionsFile (file: string | undefined): Promise<Region
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     throw new ControlPlaneError(CP_ERR_REGIONS_FILE, `the regions file ${file} must be a JSON object mapping each region to its control-plane endpoint`)
   }
-  const out: RegionsMap = {}
+  // Looked up by region names that come from requests (X-Amz-Region, a copy's source region):
+  // no prototype, so that `constructor` is no region.
+  const out = Object.create(null) as RegionsMap
   for (const [region, endpoint] of Object.entries(json)) {
     if (typeof endpoint !== 'string' || !/^https?:\/\//.test(endpoint)) {
       throw new ControlPlaneError(CP_ERR_REGIONS_FILE, `the regions file ${file} maps ${region} to ${JSON.stringify(endpoint)}, which is not an http:// endpoint`)

@@ -10,15 +10,16 @@
  * region is forwarded, unchanged, to that region's control plane as the regions file lists it.
  *
  * Internal paths, for other regions' control planes (signed like the API when credentials are
- * set): `POST /_hsmlab/copies`, `GET /_hsmlab/copies/<request id>`, `GET /_hsmlab/backups/<id>`;
- * and `GET /_hsmlab/health` for anyone.
+ * set): `POST /_hsmlab/copies`, `GET /_hsmlab/copies/<request id>`, `POST /_hsmlab/copies/<request
+ * id>/cancel`, `GET /_hsmlab/backups/<id>?copy=<request id>`; and `GET /_hsmlab/health` for anyone.
  */
 import { randomUUID } from 'node:crypto'
 import { createServer, request as httpRequest } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import { backupBytes, copyRecorded, receiveCopy } from './api/backups.js'
+import { backupBytes, cancelCopy, copyRecorded, receiveCopy } from './api/backups.js'
 import type { ApiContext } from './api/context.js'
-import { OPERATIONS, UNSUPPORTED_OPERATIONS } from './api/operations.js'
+import { UNSUPPORTED_OPERATIONS, operationOf } from './api/operations.js'
+import { requestTimeouts } from './defaults.js'
 import { ApiError, CP_ERR_NO_SPACE, internalFailure, invalidRequest } from './errors.js'
 import type { Logger } from './logger.js'
 import type { Credentials } from './sigv4.js'
@@ -35,6 +36,9 @@ export interface ServerDeps {
   credentials?: Credentials
   skewMs: number
   bodyBytesMax: number
+  /** How long a connection may take to send a request's headers, and the whole request (defaults.ts). */
+  requestHeadersTimeoutMs: number
+  requestReceiveTimeoutMs: number
   log: Logger
 }
 
@@ -61,6 +65,15 @@ function sendError (res: ServerResponse, err: ApiError): void {
   send(res, err.statusCode, { __type: err.type, message: err.message }, { 'x-amzn-errortype': err.type })
 }
 
+/** A %-encoded segment of a path; a malformed one is the client's error (400), not the server's. */
+function pathSegment (segment: string | undefined): string {
+  try {
+    return decodeURIComponent(segment ?? '')
+  } catch {
+    throw invalidRequest(`'${segment ?? ''}' is not a %-encoded path segment`)
+  }
+}
+
 function header (req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name]
   return Array.isArray(value) ? value.join(',') : value
@@ -75,7 +88,8 @@ export function requestRegion (req: IncomingMessage, own: string): string {
 
 async function forward (req: IncomingMessage, body: Buffer, res: ServerResponse, endpoint: string, from: string, timeoutMs: number): Promise<void> {
   const target = new URL(req.url ?? '/', endpoint)
-  const headers: Record<string, string | string[]> = {}
+  // Keyed by header names a client chose: no prototype (a header named __proto__ is a header).
+  const headers = Object.create(null) as Record<string, string | string[]>
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding') continue
     headers[name] = value
@@ -84,7 +98,7 @@ async function forward (req: IncomingMessage, body: Buffer, res: ServerResponse,
   headers['content-length'] = String(body.length)
   await new Promise<void>((resolve, reject) => {
     const out = httpRequest(target, { method: req.method, headers, timeout: timeoutMs }, upstream => {
-      const passHeaders: Record<string, string | string[]> = {}
+      const passHeaders = Object.create(null) as Record<string, string | string[]>
       for (const [name, value] of Object.entries(upstream.headers)) {
         if (value !== undefined && name !== 'connection' && name !== 'keep-alive' && name !== 'transfer-encoding') passHeaders[name] = value
       }
@@ -120,13 +134,18 @@ export function createApiServer (deps: ServerDeps): Server {
     }
     const copyMatch = /^\/_hsmlab\/copies\/([^/]+)$/.exec(path)
     if (copyMatch !== null && req.method === 'GET') {
-      const answer = copyRecorded(ctx, decodeURIComponent(copyMatch[1] ?? ''))
+      const answer = copyRecorded(ctx, pathSegment(copyMatch[1]))
       send(res, answer.status, answer.body)
+      return
+    }
+    const cancelMatch = /^\/_hsmlab\/copies\/([^/]+)\/cancel$/.exec(path)
+    if (cancelMatch !== null && req.method === 'POST') {
+      send(res, 200, await cancelCopy(ctx, deps.dataDir, pathSegment(cancelMatch[1])))
       return
     }
     const backupMatch = /^\/_hsmlab\/backups\/(backup-[2-7a-zA-Z]{11,16})$/.exec(path)
     if (backupMatch !== null && req.method === 'GET') {
-      const answer = await backupBytes(ctx, deps.dataDir, backupMatch[1] ?? '')
+      const answer = await backupBytes(ctx, deps.dataDir, backupMatch[1] ?? '', new URL(req.url ?? '/', 'http://control-plane').searchParams.get('copy') ?? undefined)
       if (answer.status === 200 && answer.body instanceof Uint8Array) {
         res.writeHead(200, {
           'content-type': 'application/octet-stream',
@@ -175,7 +194,8 @@ export function createApiServer (deps: ServerDeps): Server {
     }
     const target = header(req, 'x-amz-target')
     const name = target?.startsWith(TARGET_PREFIX) === true ? target.slice(TARGET_PREFIX.length) : undefined
-    const operation = name === undefined ? undefined : OPERATIONS[name]
+    // Only the table's own entries: never a member every object inherits (constructor, __proto__).
+    const operation = name === undefined ? undefined : operationOf(name)
     if (operation === undefined || name === undefined) {
       const hint = name !== undefined && UNSUPPORTED_OPERATIONS.includes(name) ? ` (hsmlab does not simulate ${name}: it has one account, so no backup is shared)` : ''
       throw new ApiError('UnknownOperationException', `Unknown operation ${target ?? '(no X-Amz-Target header)'}${hint}`)
@@ -191,7 +211,7 @@ export function createApiServer (deps: ServerDeps): Server {
     if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new ApiError('SerializationException', 'The request body must be a JSON object')
     const started = performance.now()
     try {
-      const output = await operation(ctx, input)
+      const output = await operation.run(ctx, input)
       log.debug({ op: name, ms: Math.round(performance.now() - started) }, 'request')
       send(res, 200, output)
     } catch (err) {
@@ -200,7 +220,8 @@ export function createApiServer (deps: ServerDeps): Server {
     }
   }
 
-  return createServer((req, res) => {
+  // Bounded, so that slow or half-sent requests do not hold connections open (issue 9).
+  return createServer(requestTimeouts(deps), (req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) { res.destroy(); return }
       if (err instanceof ApiError) { sendError(res, err); return }

@@ -169,9 +169,16 @@ export function verifyRequest (req: RequestToVerify, credentials: Credentials, o
   const claimedHash = headers.get('x-amz-content-sha256')
   const payloadHash = claimedHash === 'UNSIGNED-PAYLOAD' ? claimedHash : computedHash
   const [path = '/', query = ''] = req.url.split('?')
+  let decodedPath: string
+  try {
+    decodedPath = decodeURIComponent(path)
+  } catch {
+    // A malformed %-escape is the client's error (it threw a URIError, which answered 500).
+    throw new ApiError('InvalidSignatureException', `The request path ${path} is not %-encoded correctly, so no signature can match it.`)
+  }
   const expected = signatureOf({
     method: req.method.toUpperCase(),
-    path: decodeURIComponent(path),
+    path: decodedPath,
     query,
     headers,
     signedHeaders: auth.signedHeaders,

@@ -5,9 +5,14 @@
  * writes the copy, and only then makes it current: a change that throws, or whose write fails,
  * leaves nothing behind. Transactions run one at a time.
  *
- * The file holds each cluster's trust anchor secret (the control plane stands in for the
- * customer's CA), so it is written with mode 0600. Backup bytes live beside it in `backups/`,
+ * The file holds no secret: each cluster's trust-anchor secret key lives in the engine's keyring
+ * (anchor-keyring.ts, `anchors.json`), out of reach of the API handlers, which all read this
+ * state. It is written with mode 0600 all the same. Backup bytes live beside it in `backups/`,
  * HSM data directories in `hsms/`.
+ *
+ * The maps of records (clusters, HSMs, backups) are keyed by ids that requests name, so they
+ * have no prototype, as loaded and after every change: a lookup of `constructor` or `__proto__`
+ * finds nothing rather than a member of Object.
  */
 import { mkdir, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
@@ -53,11 +58,16 @@ export interface ClusterRecord {
   sourceBackupId?: string
   retentionDays: number
   tags: Tag[]
-  /** The trust anchor (Ed25519), base64; the secret is dropped once the cluster is DELETED. */
+  /**
+   * The trust anchor's public key (Ed25519), base64. Its secret key is in the engine's keyring
+   * (anchor-keyring.ts), dropped once the cluster is DELETED.
+   */
   anchorPublicKey: string
-  anchorSecretKey?: string
-  /** The key pair behind ClusterCsr (EC P-256, PKCS#8 PEM), dropped after initialization. */
-  csrKeyPem?: string
+  /**
+   * The public key of ClusterCsr (EC P-256, SPKI PEM), which InitializeCluster's SignedCert must
+   * certify. Its private key is not kept: nothing signs with it once the CSR is made.
+   */
+  csrPublicKeyPem?: string
   /** ClusterCsr (PEM), shown once the cluster's first HSM is ACTIVE, while it is UNINITIALIZED. */
   csrPem?: string
   certificates: ClusterCertificates
@@ -169,6 +179,32 @@ export interface ControlPlaneState {
   backups: Record<string, BackupRecord>
   /** hsmlab extension: routes to HSMs (HsmlabSetHsmRoutes); absent in state files written before they existed. */
   hsmRoutes?: HsmRouteRecord[]
+  /**
+   * Source side of CopyBackupToRegion: the copy requests this region answered with a failure, by
+   * request id, until the destination region confirmed it keeps nothing of them.
+   */
+  abandonedCopies?: Record<string, AbandonedCopyRecord>
+}
+
+/** A copy request answered with a failure, whose destination must drop whatever it recorded. */
+export interface AbandonedCopyRecord {
+  /** The destination region. */
+  region: string
+  /** The source backup. */
+  backupId: string
+  /** Lab time of the failure answer. */
+  atLabMs: number
+}
+
+/** Gives the maps of records that requests index no prototype (see the module comment). */
+function withoutPrototypes (state: ControlPlaneState): ControlPlaneState {
+  const bare = <T>(map: Record<string, T> | undefined): Record<string, T> => Object.assign(Object.create(null) as Record<string, T>, map)
+  state.clusters = bare(state.clusters)
+  state.hsms = bare(state.hsms)
+  state.backups = bare(state.backups)
+  if (state.abandonedCopies !== undefined) state.abandonedCopies = bare(state.abandonedCopies)
+  for (const cluster of Object.values(state.clusters)) cluster.subnetMapping = bare(cluster.subnetMapping)
+  return state
 }
 
 const FORMAT = 'hsmlab-control-plane/v1'
@@ -196,7 +232,7 @@ export class StateStore {
       }
     }
     if (text === undefined) {
-      const state: ControlPlaneState = { format: FORMAT, region, accountId, clusters: {}, hsms: {}, backups: {} }
+      const state = withoutPrototypes({ format: FORMAT, region, accountId, clusters: {}, hsms: {}, backups: {} })
       const store = new StateStore(file, state)
       await writeFileAtomic(file, JSON.stringify(state))
       return store
@@ -213,7 +249,7 @@ export class StateStore {
     if (state.region !== region) {
       throw new ControlPlaneError(CP_ERR_STATE, `the data directory ${dirname(file)} belongs to region ${state.region}, not ${region}; use another directory for ${region}`)
     }
-    return new StateStore(file, state)
+    return new StateStore(file, withoutPrototypes(state))
   }
 
   /** The current state; treat it as read-only (change it with `transact`). */
@@ -236,7 +272,8 @@ export class StateStore {
     // Awaited below, maybe after it settled: it must not count as an unhandled rejection meanwhile.
     options.after?.catch(() => {})
     const run = async (): Promise<T> => {
-      const draft = structuredClone(this.current)
+      // structuredClone gives every object Object's prototype back.
+      const draft = withoutPrototypes(structuredClone(this.current))
       const result = change(draft)
       try {
         await writeFileAtomic(this.file, JSON.stringify(draft), { renameAfter: options.after })

@@ -6,7 +6,7 @@
  *
  * This X.509 chain is accepted, checked and stored, but it is not what an hsmlab client trusts:
  * HSM identities are Ed25519 certificates issued by the cluster's hsmlab trust anchor, whose
- * secret the control plane holds (see docs/control-plane.md, "Trust").
+ * secret the control plane holds in its keyring (see docs/control-plane.md, "Trust").
  */
 import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto'
 import { invalidRequest } from './errors.js'
@@ -14,8 +14,12 @@ import { derOid, derPrintableString, derSequence, derSet, derTlv, derUtf8String,
 
 const rdn = (type: string, value: Buffer): Buffer => derSet(derSequence(derOid(type), value))
 
-/** A fresh EC P-256 key and a PKCS#10 CSR for it, subject `CN=<clusterId>`. */
-export function createClusterCsr (clusterId: string): { keyPem: string, csrPem: string } {
+/**
+ * A PKCS#10 CSR for a fresh EC P-256 key, subject `CN=<clusterId>`, and the key's public half (SPKI
+ * PEM). The private key signs the CSR and is then dropped: InitializeCluster needs only the public
+ * key, and a private key the control plane does not keep cannot leak from it.
+ */
+export function createClusterCsr (clusterId: string): { publicKeyPem: string, csrPem: string } {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
   const subject = derSequence(
     rdn('2.5.4.6', derPrintableString('US')),
@@ -27,7 +31,12 @@ export function createClusterCsr (clusterId: string): { keyPem: string, csrPem: 
   const info = derSequence(Buffer.from([0x02, 0x01, 0x00]), subject, spki, derTlv(0xa0, Buffer.alloc(0)))
   const signature = sign('sha256', info, { key: privateKey, dsaEncoding: 'der' })
   const csr = derSequence(info, derSequence(derOid('1.2.840.10045.4.3.2')), derTlv(0x03, Buffer.concat([Buffer.from([0]), signature])))
-  return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), csrPem: toPem('CERTIFICATE REQUEST', csr) }
+  return { publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), csrPem: toPem('CERTIFICATE REQUEST', csr) }
+}
+
+/** The public key (SPKI PEM) of a private key (PKCS#8 PEM): what a state file of the old format kept of a CSR. */
+export function publicKeyPemOf (privateKeyPem: string): string {
+  return createPublicKey(createPrivateKey(privateKeyPem)).export({ type: 'spki', format: 'pem' }).toString()
 }
 
 function parseCertificate (text: string, member: string): X509Certificate {
@@ -42,10 +51,10 @@ function parseCertificate (text: string, member: string): X509Certificate {
  * InitializeCluster's checks: both certificates parse, SignedCert certifies the key of the
  * cluster's CSR, and TrustAnchor's key verifies SignedCert's signature.
  */
-export function checkSignedCertificate (signedCert: string, trustAnchor: string, csrKeyPem: string): void {
+export function checkSignedCertificate (signedCert: string, trustAnchor: string, csrPublicKeyPem: string): void {
   const signed = parseCertificate(signedCert, 'SignedCert')
   const anchor = parseCertificate(trustAnchor, 'TrustAnchor')
-  const csrPublic = createPublicKey(createPrivateKey(csrKeyPem)).export({ type: 'spki', format: 'der' })
+  const csrPublic = createPublicKey(csrPublicKeyPem).export({ type: 'spki', format: 'der' })
   const signedPublic = signed.publicKey.export({ type: 'spki', format: 'der' })
   if (!csrPublic.equals(signedPublic)) {
     throw invalidRequest('The SignedCert does not match the cluster\'s certificate signing request (ClusterCsr): sign the ClusterCsr of this cluster')

@@ -226,7 +226,7 @@ describe('lab clock', () => {
 describe('X.509 for InitializeCluster', () => {
   it('accepts a certificate of the CSR signed by the trust anchor, and nothing else', () => {
     const dir = tmpDir()
-    const { keyPem, csrPem } = createClusterCsr('cluster-abcdefghijk')
+    const { publicKeyPem: keyPem, csrPem } = createClusterCsr('cluster-abcdefghijk')
     writeFileSync(join(dir, 'csr.pem'), csrPem)
     const run = (...args: string[]): void => { execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' }) }
     run('req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30', '-subj', '/CN=customerCA')

@@ -9,17 +9,26 @@
  * `{DestinationBackup: {CreateTimestamp, SourceBackup, SourceCluster, SourceRegion}}`. The
  * destination asks the source for the bytes as soon as the record request arrives, and stores
  * them once the record is durable (backup-copier.ts).
+ *
+ * A copy request that answered failure leaves nothing behind. The source answers
+ * CloudHsmInternalFailureException only once it recorded the request as abandoned
+ * (`abandonedCopies`, durably); from then on it refuses the bytes to that request (410), which
+ * the destination takes as the end of the copy, and it tells the destination to drop whatever it
+ * recorded (`POST /_hsmlab/copies/<request id>/cancel`, tried again until the destination
+ * answers). So a copy the destination recorded before it became unreachable (killed after its
+ * record was durable, before its answer arrived) is removed, not made READY, once it is back.
  */
 import { createHash, randomUUID } from 'node:crypto'
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { rm } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import { randomResourceId } from '@hsmlab/hsm'
 import { DAY_MS } from '../clock.js'
 import { ApiError, internalFailure, invalidRequest, notFound } from '../errors.js'
 import type { ApiErrorType } from '../errors.js'
 import { isRestricted, partitionOf } from '../regions.js'
 import type { RegionResponse } from '../regions.js'
-import type { BackupRecord, BackupState, ControlPlaneState, Tag } from '../state-store.js'
+import type { AbandonedCopyRecord, BackupRecord, BackupState, ControlPlaneState, Tag } from '../state-store.js'
 import { fits, requestShapes, shapes, validate } from '../validation.js'
 import { clusterOf } from './clusters.js'
 import { checkFilterValues, checkFilters, checkTags, page, readToken } from './common.js'
@@ -195,7 +204,16 @@ export async function copyBackupToRegion (ctx: ApiContext, input: unknown): Prom
     if (response.status < 500) throw new ApiError(type, `Region ${req.DestinationRegion} refused the copy: ${message}`, response.status)
     lastError = `${response.status} ${message}`
   }
-  if (!done) throw internalFailure(`Region ${req.DestinationRegion} cannot be reached to copy backup ${source.backupId}: ${lastError}; try again`)
+  if (!done) {
+    // Before the failure is answered: the destination may have recorded the copy before it became
+    // unreachable; the request is abandoned for good, and what it left there is removed.
+    await ctx.store.transact(draft => {
+      draft.abandonedCopies ??= Object.create(null) as Record<string, AbandonedCopyRecord>
+      draft.abandonedCopies[copy.requestId] = { region: req.DestinationRegion, backupId: source.backupId, atLabMs: ctx.clock.now() }
+    })
+    ctx.kick()
+    throw internalFailure(`Region ${req.DestinationRegion} cannot be reached to copy backup ${source.backupId}: ${lastError}; try again (nothing of this request is kept)`)
+  }
   return {
     DestinationBackup: {
       CreateTimestamp: source.createdAtMs / 1000,
@@ -221,7 +239,10 @@ function isCopyRequest (value: unknown): value is CopyRequest {
   return typeof v === 'object' && v !== null && typeof v.requestId === 'string' && typeof v.sourceRegion === 'string' &&
     typeof v.sourceBackup === 'string' && fits(v.sourceBackup, shapes.backupId) && typeof v.createdAtMs === 'number' &&
     typeof v.hsmType === 'string' && Array.isArray(v.tags) && typeof v.nextSlot === 'number' &&
-    (v.sourceCluster === undefined || typeof v.sourceCluster === 'string')
+    (v.sourceCluster === undefined || typeof v.sourceCluster === 'string') &&
+    (v.mode === undefined || v.mode === 'FIPS' || v.mode === 'NON_FIPS') &&
+    // Each tag an object: a null one made the record's tags throw, and the answer a 500.
+    v.tags.every(t => typeof t === 'object' && t !== null && typeof t.Key === 'string' && typeof t.Value === 'string')
 }
 
 /** `POST /_hsmlab/copies`: records a copy in this (the destination) region, durably, and answers its id. */
@@ -233,7 +254,7 @@ export async function receiveCopy (ctx: ApiContext, body: unknown): Promise<{ Ba
   // takes this answer (the bytes are stored only once the record is durable). A repeated request
   // for a copy already recorded asks nothing.
   const recordedBefore = Object.values(ctx.store.state.backups).some(b => b.copy?.requestId === body.requestId)
-  const firstAnswer = recordedBefore ? undefined : ctx.regionFetch(body.sourceRegion, { method: 'GET', path: backupBytesPath(body.sourceBackup) })
+  const firstAnswer = recordedBefore ? undefined : ctx.regionFetch(body.sourceRegion, { method: 'GET', path: backupBytesPath(body.sourceBackup, body.requestId) })
   // Read by the copy; when the record fails there is no copy, and nothing to report.
   firstAnswer?.catch(() => {})
   const backupId = await ctx.store.transact(draft => {
@@ -269,9 +290,32 @@ export function copyRecorded (ctx: ApiContext, requestId: string): { status: num
   return backup === undefined ? { status: 404, body: { message: 'no such copy request' } } : { status: 200, body: { BackupId: backup.backupId } }
 }
 
-/** The path of `GET /_hsmlab/backups/<id>`, which another region's copy asks for a backup's bytes. */
-export function backupBytesPath (backupId: string): string {
-  return `/_hsmlab/backups/${backupId}`
+/** The path of `GET /_hsmlab/backups/<id>?copy=<request id>`, which another region's copy asks for a backup's bytes. */
+export function backupBytesPath (backupId: string, requestId: string): string {
+  return `/_hsmlab/backups/${backupId}?copy=${encodeURIComponent(requestId)}`
+}
+
+/** The status `GET /_hsmlab/backups/<id>?copy=<request id>` answers to a copy request the source answered with a failure: the copy ends. */
+export const COPY_ABANDONED_STATUS = 410
+
+/**
+ * `POST /_hsmlab/copies/<request id>/cancel`, from the source region of a copy request it answered
+ * with a failure: drops what this (the destination) region recorded of it, whatever its state;
+ * a cluster created from it meanwhile keeps it. Answers whether anything was dropped.
+ */
+export async function cancelCopy (ctx: ApiContext, dataDir: string, requestId: string): Promise<{ dropped: string[] }> {
+  const dropped = await ctx.store.transact(draft => {
+    const out: string[] = []
+    for (const backup of Object.values(draft.backups)) {
+      if (backup.copy?.requestId !== requestId) continue
+      if (Object.values(draft.clusters).some(c => c.sourceBackupId === backup.backupId && c.state !== 'DELETED')) continue
+      delete draft.backups[backup.backupId]
+      out.push(backup.backupId)
+    }
+    return out
+  })
+  await Promise.all(dropped.map(async id => { await rm(join(dataDir, 'backups', `${id}.backup`), { force: true }) }))
+  return { dropped }
 }
 
 /** The status `GET /_hsmlab/backups/<id>` answers when the stored bytes are damaged: a copy of them fails for good. */
@@ -322,7 +366,11 @@ function verifiedUnchanged (path: string, stat: FileStat, sha256: string): boole
  * all of these as they were is still caught by the destination, which checks the bytes it gets
  * against that SHA-256 (sent along, `x-hsmlab-sha256`).
  */
-export async function backupBytes (ctx: ApiContext, dataDir: string, backupId: string): Promise<{ status: number, body: Uint8Array | unknown, sha256?: string }> {
+export async function backupBytes (ctx: ApiContext, dataDir: string, backupId: string, requestId?: string): Promise<{ status: number, body: Uint8Array | unknown, sha256?: string }> {
+  const abandoned = requestId === undefined ? undefined : ctx.store.state.abandonedCopies?.[requestId]
+  if (abandoned !== undefined) {
+    return { status: COPY_ABANDONED_STATUS, body: { __type: 'CloudHsmInvalidRequestException', message: `The copy request ${requestId ?? ''} of backup ${abandoned.backupId} to ${abandoned.region} was answered with a failure in ${ctx.settings.region}; nothing of it is to be kept` } }
+  }
   const backup = ctx.store.state.backups[backupId]
   if (backup === undefined || backup.state === 'DELETED') {
     return { status: 404, body: { __type: 'CloudHsmResourceNotFoundException', message: `Backup ${backupId} not found${backup === undefined ? '' : ' (it is DELETED)'}` } }

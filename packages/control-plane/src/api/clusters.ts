@@ -4,7 +4,6 @@
  * state in one transaction: an error leaves nothing changed.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { generateSigningKeyPair } from '@hsmlab/crypto'
 import { randomResourceId } from '@hsmlab/hsm'
 import { invalidRequest, notFound } from '../errors.js'
 import type { ClusterRecord, ClusterState, ControlPlaneState, Tag } from '../state-store.js'
@@ -75,15 +74,17 @@ export async function createCluster (ctx: ApiContext, input: unknown): Promise<u
     if (seen.has(subnet)) throw invalidRequest(`Subnet ${subnet} is listed twice; you can specify only one subnet per Availability Zone`)
     seen.add(subnet)
   }
-  const subnetMapping: Record<string, string> = {}
+  const subnetMapping = Object.create(null) as Record<string, string>
   req.SubnetIds.forEach((subnet, i) => { subnetMapping[`${region}${String.fromCharCode(97 + i)}`] = subnet })
   const tags = checkTags(req.TagList)
   const sourceBackupId = req.SourceBackupId === undefined ? undefined : backupIdOf(req.SourceBackupId, region, accountId)
   const clusterId = randomResourceId('cluster')
-  const anchor = generateSigningKeyPair()
   // A cluster made from a backup is never initialized: it has no CSR.
   const csr = sourceBackupId === undefined ? createClusterCsr(clusterId) : undefined
-  const cluster = await ctx.store.transact(draft => {
+  // The anchor's secret key goes to the engine's keyring (durably) before the cluster is recorded;
+  // a cluster that is not recorded after all takes it away again.
+  const anchorPublicKey = await ctx.createTrustAnchor(clusterId)
+  const recorded = ctx.store.transact(draft => {
     const live = Object.values(draft.clusters).filter(c => c.state !== 'DELETED').length
     if (live >= ctx.settings.clustersMax) {
       throw invalidRequest(`You have reached the limit of ${ctx.settings.clustersMax} clusters in ${region}; delete a cluster first (hsmlab: raise it with --clusters-max)`)
@@ -108,9 +109,8 @@ export async function createCluster (ctx: ApiContext, input: unknown): Promise<u
       ...(sourceBackupId === undefined ? {} : { sourceBackupId }),
       retentionDays: days,
       tags,
-      anchorPublicKey: Buffer.from(anchor.publicKey).toString('base64'),
-      anchorSecretKey: Buffer.from(anchor.secretKey).toString('base64'),
-      ...(csr === undefined ? {} : { csrKeyPem: csr.keyPem, csrPem: csr.csrPem }),
+      anchorPublicKey: Buffer.from(anchorPublicKey).toString('base64'),
+      ...(csr === undefined ? {} : { csrPublicKeyPem: csr.publicKeyPem, csrPem: csr.csrPem }),
       certificates: {},
       nextSlot,
       peersVersion: 0,
@@ -119,6 +119,13 @@ export async function createCluster (ctx: ApiContext, input: unknown): Promise<u
     draft.clusters[clusterId] = record
     return record
   })
+  let cluster: ClusterRecord
+  try {
+    cluster = await recorded
+  } catch (err) {
+    await ctx.dropTrustAnchor(clusterId)
+    throw err
+  }
   ctx.kick()
   return { Cluster: renderCluster(ctx.store.state, cluster) }
 }
@@ -174,10 +181,10 @@ export async function initializeCluster (ctx: ApiContext, input: unknown): Promi
     if (cluster.sourceBackupId !== undefined) {
       throw invalidRequest(`Cluster ${cluster.clusterId} was created from backup ${cluster.sourceBackupId}: don't initialize it, add an HSM and it becomes ACTIVE with the backup's users and keys`)
     }
-    if (cluster.csrKeyPem === undefined || cluster.certificates.ClusterCsr === undefined) {
+    if (cluster.csrPublicKeyPem === undefined || cluster.certificates.ClusterCsr === undefined) {
       throw invalidRequest(`Cluster ${cluster.clusterId} has no certificate signing request yet: create an HSM and wait until it is ACTIVE, then sign the ClusterCsr`)
     }
-    return cluster.csrKeyPem
+    return cluster.csrPublicKeyPem
   }
   // The certificate checks run outside the transaction (they only read), then again the state.
   checkSignedCertificate(req.SignedCert, req.TrustAnchor, check(before))

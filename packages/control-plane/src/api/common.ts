@@ -54,7 +54,8 @@ export function retentionDays (policy: { Type?: string, Value?: string } | undef
 
 /** Checks a Filters map: only `allowed` keys; returns it typed. */
 export function checkFilters (filters: Record<string, string[]> | undefined, allowed: readonly string[]): Record<string, string[]> {
-  const out: Record<string, string[]> = {}
+  // Keyed by names from the request: no prototype, so that `__proto__` is a key like any other.
+  const out = Object.create(null) as Record<string, string[]>
   for (const [key, values] of Object.entries(filters ?? {})) {
     if (!allowed.includes(key)) throw invalidRequest(`Invalid filter '${key}': the filters of this operation are ${allowed.join(', ')}`)
     out[key] = values

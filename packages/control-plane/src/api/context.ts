@@ -55,6 +55,13 @@ export interface ApiContext {
   regionFetch: (region: string, request: RegionRequest) => Promise<RegionResponse>
   /** Runs the copy recorded as `backupId` now; `firstAnswer`, the source's answer already asked for, is its first attempt. */
   startCopy: (backupId: string, firstAnswer?: Promise<RegionResponse>) => void
+  /**
+   * Makes the trust anchor of a new cluster and keeps its secret key in the engine's keyring,
+   * durably; resolves with the public key. Handlers never see a secret key.
+   */
+  createTrustAnchor: (clusterId: string) => Promise<Uint8Array>
+  /** Drops the trust anchor of a cluster that was not recorded after all. */
+  dropTrustAnchor: (clusterId: string) => Promise<void>
   /** Makes a backup of an active cluster now (HsmlabCreateBackup); resolves with the new backup's id once it is recorded. */
   requestBackup: (clusterId: string) => Promise<string>
   /**

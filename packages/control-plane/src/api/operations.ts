@@ -1,4 +1,13 @@
-/** The operations of `BaldrApiService`, by name (the part of X-Amz-Target after the dot). */
+/**
+ * The operations of `BaldrApiService`, by name (the part of X-Amz-Target after the dot).
+ *
+ * The name comes from the request, so the table is a `Map`: it answers its own entries and
+ * nothing else. A plain object answered `constructor`, `toString`, `__proto__`... too, and ran
+ * them as operations (`constructor` handed out the whole API context). The entries are written as
+ * a record keyed by `ApiOperationName`, so the compiler asks for a handler of every operation the
+ * client knows and refuses a name it does not.
+ */
+import type { ApiOperationName } from '../api-types.js'
 import { copyBackupToRegion, deleteBackup, describeBackups, hsmlabCreateBackup, modifyBackupAttributes, restoreBackup } from './backups.js'
 import { createCluster, deleteCluster, describeClusters, initializeCluster, modifyCluster } from './clusters.js'
 import type { ApiContext } from './context.js'
@@ -9,8 +18,7 @@ import { listTags, tagResource, untagResource } from './tags.js'
 /** One operation: validates its input and answers its output (or throws an ApiError). */
 export type Operation = (ctx: ApiContext, input: unknown) => Promise<unknown>
 
-/** Every operation the API serves, AWS's and hsmlab's extension (`Hsmlab*`). */
-export const OPERATIONS: Readonly<Record<string, Operation>> = {
+const HANDLERS: { readonly [Name in ApiOperationName]: Operation } = {
   CreateCluster: createCluster,
   DescribeClusters: describeClusters,
   DeleteCluster: deleteCluster,
@@ -29,6 +37,15 @@ export const OPERATIONS: Readonly<Record<string, Operation>> = {
   HsmlabCreateBackup: hsmlabCreateBackup,
   HsmlabSetHsmRoutes: hsmlabSetHsmRoutes,
   HsmlabDescribeHsmRoutes: hsmlabDescribeHsmRoutes
+}
+
+/** Every operation the API serves, AWS's and hsmlab's extension (`Hsmlab*`). */
+export const OPERATIONS: ReadonlyMap<ApiOperationName, Operation> = new Map(Object.entries(HANDLERS) as Array<[ApiOperationName, Operation]>)
+
+/** The operation called `name`, or undefined for any other name (inherited members of Object included). */
+export function operationOf (name: string): { name: ApiOperationName, run: Operation } | undefined {
+  const run = OPERATIONS.get(name as ApiOperationName)
+  return run === undefined ? undefined : { name: name as ApiOperationName, run }
 }
 
 /** Operations of the AWS model that hsmlab does not serve (backup sharing across accounts). */

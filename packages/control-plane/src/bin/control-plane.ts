@@ -8,7 +8,7 @@
  *                        [--log-level silent] [--hsm-log-level warn] [--hsm-addressing per-hsm|shared] [--hsm-host IP]
  *                        [--hsm-hosts FILE]
  *                        [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60]
- *                        [--transition-delay-ms 1000]
+ *                        [--transition-delay-ms 1000] [--request-headers-timeout-ms 10000] [--request-receive-timeout-ms 30000]
  *
  * Once it listens it prints one JSON line on stdout, `{"event":"ready","pid":…,"region":"…","port":…}`,
  * and nothing else there; logs are pino JSON lines on stderr. SIGTERM or SIGINT: it stops its HSM
@@ -27,7 +27,8 @@ export type { MainIo }
 
 const USAGE = 'usage: hsmlab-control-plane --region R --data-dir D --hsm-manufacturer-key-file F [--host 127.0.0.1] [--port 0] [--regions-file FILE] ' +
   '[--credentials ACCESS_KEY:SECRET] [--clock-speed 1] [--account-id 111122223333] [--log-level silent] [--hsm-log-level warn] ' +
-  '[--hsm-addressing per-hsm|shared] [--hsm-host IP] [--hsm-hosts FILE] [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60] [--transition-delay-ms 1000]'
+  '[--hsm-addressing per-hsm|shared] [--hsm-host IP] [--hsm-hosts FILE] [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60] [--transition-delay-ms 1000] ' +
+  '[--request-headers-timeout-ms 10000] [--request-receive-timeout-ms 30000]'
 
 function number (flag: string, text: string | undefined, opts: { integer?: boolean, min?: number, max?: number } = {}): number | undefined {
   if (text === undefined) return undefined
@@ -63,6 +64,8 @@ function parse (argv: string[]): ControlPlaneOptions | 'help' {
       'hsms-max': { type: 'string' },
       'copy-retry-window-seconds': { type: 'string' },
       'transition-delay-ms': { type: 'string' },
+      'request-headers-timeout-ms': { type: 'string' },
+      'request-receive-timeout-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -93,6 +96,10 @@ function parse (argv: string[]): ControlPlaneOptions | 'help' {
   if (clustersMax !== undefined) tuning.clustersMax = clustersMax
   if (hsmsMax !== undefined) tuning.hsmsMax = hsmsMax
   if (window !== undefined) tuning.copyRetryWindowLabSeconds = window
+  const headersTimeout = number('request-headers-timeout-ms', values['request-headers-timeout-ms'], { integer: true, min: 1 })
+  const receiveTimeout = number('request-receive-timeout-ms', values['request-receive-timeout-ms'], { integer: true, min: 1 })
+  if (headersTimeout !== undefined) tuning.requestHeadersTimeoutMs = headersTimeout
+  if (receiveTimeout !== undefined) tuning.requestReceiveTimeoutMs = receiveTimeout
   if (delay !== undefined) {
     tuning.clusterCreateDelayMs = delay
     tuning.clusterInitializeDelayMs = delay

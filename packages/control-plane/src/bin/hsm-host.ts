@@ -5,6 +5,7 @@
  *
  *   hsmlab-hsm-host --address IP --data-dir D --hsm-manufacturer-key-file F
  *                   [--host 127.0.0.1] [--port 0] [--log-level silent] [--hsm-log-level warn]
+ *                   [--request-headers-timeout-ms 10000] [--request-receive-timeout-ms 60000]
  *
  * Once it listens it prints one JSON line on stdout, `{"event":"ready","pid":…,"address":"…","port":…}`,
  * and nothing else there; logs are pino JSON lines on stderr. SIGTERM or SIGINT: it stops its HSM
@@ -22,7 +23,8 @@ import type { Logger } from '../logger.js'
 
 export type { MainIo }
 
-const USAGE = 'usage: hsmlab-hsm-host --address IP --data-dir D --hsm-manufacturer-key-file F [--host 127.0.0.1] [--port 0] [--log-level silent] [--hsm-log-level warn]'
+const USAGE = 'usage: hsmlab-hsm-host --address IP --data-dir D --hsm-manufacturer-key-file F [--host 127.0.0.1] [--port 0] [--log-level silent] [--hsm-log-level warn] ' +
+  '[--request-headers-timeout-ms 10000] [--request-receive-timeout-ms 60000]'
 
 function parse (argv: string[]): HsmHostOptions | 'help' {
   const { values } = parseArgs({
@@ -37,6 +39,8 @@ function parse (argv: string[]): HsmHostOptions | 'help' {
       port: { type: 'string' },
       'log-level': { type: 'string' },
       'hsm-log-level': { type: 'string' },
+      'request-headers-timeout-ms': { type: 'string' },
+      'request-receive-timeout-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -56,10 +60,18 @@ function parse (argv: string[]): HsmHostOptions | 'help' {
     port = Number(values.port)
     if (!/^\d+$/.test(values.port) || port > 65535) throw new UsageError(`--port must be an integer from 0 to 65535, not '${values.port}'`)
   }
+  const tuning: { requestHeadersTimeoutMs?: number, requestReceiveTimeoutMs?: number } = {}
+  for (const [flag, name] of [['request-headers-timeout-ms', 'requestHeadersTimeoutMs'], ['request-receive-timeout-ms', 'requestReceiveTimeoutMs']] as const) {
+    const text = values[flag]
+    if (text === undefined) continue
+    if (!/^\d+$/.test(text) || Number(text) < 1) throw new UsageError(`--${flag} must be an integer ≥ 1, not '${text}'`)
+    tuning[name] = Number(text)
+  }
   return {
     address,
     dataDir,
     manufacturerKeyFile: keyFile,
+    tuning,
     ...(values.host === undefined ? {} : { host: values.host }),
     ...(port === undefined ? {} : { port }),
     ...(values['hsm-log-level'] === undefined ? {} : { hsmLogLevel: values['hsm-log-level'] }),
