@@ -326,7 +326,9 @@ export class HsmServer {
     if (!isOperationName(op)) throw new WireError(ReturnCode.UNKNOWN_OPERATION, `unknown operation '${op}'`)
     const problem = checkShape(OPERATION_SPECS[op], args)
     if (problem !== undefined) throw new WireError(ReturnCode.INVALID_INPUT, `${op}: ${problem}`)
-    const handler = this.options.handlers[op] as AnyHandler | undefined
+    // The table is a plain object: only its own entries are handlers, never what it inherits.
+    const handlers = this.options.handlers
+    const handler = (Object.hasOwn(handlers, op) ? handlers[op] : undefined) as AnyHandler | undefined
     if (handler === undefined) throw new WireError(ReturnCode.UNKNOWN_OPERATION, `this HSM does not serve '${op}'`)
     checkPrecoRestriction(session, op as OperationName)
     return await handler(this.options.ctx, session, args)
