@@ -86,6 +86,21 @@ async function exchange (raw: RawClient, send: () => void): Promise<ResponseFram
   return await raw.next()
 }
 
+describe('the HSM and names every object inherits', () => {
+  it('answers them as operations with RET_UNKNOWN_OPERATION and as arguments with RET_INVALID_INPUT', async () => {
+    const hsm = await startTestHsm()
+    const raw = await rawConnect(hsm.url, hsm.cluster.anchor.publicKey)
+    let id = 1
+    for (const name of INHERITED) {
+      expect(await exchange(raw, () => { raw.sendValue({ id, op: name, args: {} }) })).toMatchObject({ id, status: ReturnCode.UNKNOWN_OPERATION.code })
+      id++
+      const args = JSON.parse(`{${JSON.stringify(name)}: 1}`) as unknown
+      expect(await exchange(raw, () => { raw.sendValue({ id, op: 'getHsmInfo', args }) })).toMatchObject({ id, status: ReturnCode.INVALID_INPUT.code })
+      id++
+    }
+  })
+})
+
 describe('the HSM under random frames', () => {
   it('answers random requests with a defined return code, never RET_INTERNAL, and refuses arguments an operation does not define', async () => {
     const hsm = await startTestHsm()
@@ -126,13 +141,17 @@ describe('the HSM under random frames', () => {
     // would spend the time budget on a few runs.
     const ops = OPERATIONS.filter(op => op !== 'login' && op !== 'logout' && op !== 'generateKeyPair') as Array<keyof typeof OPERATION_SPECS>
     const request = fc.constantFrom(...ops).chain(op => fc.tuple(fc.constant(op), fittingArgs(op)))
+    // Sometimes one more argument, named as something every object inherits: refused, whoever asks.
+    const extra = fc.option(fc.constantFrom(...INHERITED.filter(name => name !== '__proto__')), { freq: 4 })
     let id = 10
-    await fc.assert(fc.asyncProperty(fc.constantFrom(0, 1), request, async (who, [op, a]) => {
+    await fc.assert(fc.asyncProperty(fc.constantFrom(0, 1), request, extra, async (who, [op, a], inherited) => {
       const raw = sessions[who] as RawClient
       const requestId = id++
-      const answer = await exchange(raw, () => { raw.sendValue({ id: requestId, op, args: a }) })
+      const args = inherited === null ? a : { ...a, [inherited]: 1 }
+      const answer = await exchange(raw, () => { raw.sendValue({ id: requestId, op, args }) })
       expect(answer.id).toBe(requestId)
       expectWireAnswer(answer)
+      if (inherited !== null) expect(answer.status).toBe(ReturnCode.INVALID_INPUT.code)
     }), RUN_LIMIT)
     expect((await (await connect(hsm)).call('getHsmInfo', {})).hsmId).toBe(hsm.hsmId)
   })
