@@ -10,6 +10,7 @@
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { randomBytes } from 'node:crypto'
+import { splitHostPort } from './address.js'
 import { ApiError, asArray, asObject, badRequestBody, boolField, field, goJson, parseBody, stringField } from './go-json.js'
 import type { Logger } from './logger.js'
 import type { Proxy } from './proxy.js'
@@ -21,6 +22,10 @@ export interface ApiServerOptions {
   collection: ProxyCollection
   logger: Logger
   bodyBytesMax: number
+  /** Time to send a request's headers, in milliseconds (see `faultProxyDefaults.apiHeadersTimeoutMs`). */
+  headersTimeoutMs: number
+  /** Time to send a whole request, in milliseconds (see `faultProxyDefaults.apiRequestTimeoutMs`). */
+  requestTimeoutMs: number
   toxiproxyVersion: string
 }
 
@@ -55,6 +60,20 @@ function requestId (): string {
 
 function missingField (what: string): ApiError {
   return new ApiError(`missing required field: ${what}`, 400)
+}
+
+/**
+ * A listen address read from a body, checked before anything changes: absent is 400
+ * `missing required field: listen<where>`, and one that is not `host:port` 400 `bad request body`
+ * in Go's words. (Toxiproxy finds a bad address only when it listens, and answers 500; a body
+ * the client got wrong is the client's error.) An address that is well formed but cannot be
+ * bound (in use, unknown host) is still the server's 500 when the proxy starts.
+ */
+function checkListen (listen: string, where = ''): string {
+  if (listen === '') throw missingField(`listen${where}`)
+  const parsed = splitHostPort(listen)
+  if ('error' in parsed) throw badRequestBody(`listen tcp: address ${listen}: ${parsed.error}`)
+  return listen
 }
 
 function readGroups (obj: Record<string, unknown>): string[] | undefined {
@@ -96,7 +115,10 @@ export function readPopulateInputs (value: unknown): ProxyInput[] {
     const groups = readGroups(obj)
     if (name === '') throw missingField(`name at proxy ${i + 1}`)
     if (upstream === '') throw missingField(`upstream at proxy ${i + 1}`)
-    if (names.has(name)) throw new ApiError(`duplicate proxy name ${JSON.stringify(name)}`, 500)
+    checkListen(listen, ` at proxy ${i + 1}`)
+    // The same name twice is the body's fault: 400 (Toxiproxy answers 500, as for any error it
+    // did not give a status).
+    if (names.has(name)) throw badRequestBody(`duplicate proxy name ${JSON.stringify(name)}`)
     names.add(name)
     inputs.push({ name, listen, upstream, enabled, ...(groups === undefined ? {} : { groups }) })
   })
@@ -181,7 +203,8 @@ class ApiHandlers {
   }
 
   proxyIndex: Handler = () => {
-    const all: Record<string, unknown> = {}
+    // Keyed by names clients chose: a plain object would take `__proto__` for its prototype.
+    const all: Record<string, unknown> = Object.create(null) as Record<string, unknown>
     for (const proxy of this.collection.list()) all[proxy.name] = proxy.toJSON()
     return { status: 200, json: all }
   }
@@ -195,6 +218,7 @@ class ApiHandlers {
     const groups = readGroups(obj)
     if (name === '') throw missingField('name')
     if (upstream === '') throw missingField('upstream')
+    checkListen(listen)
     const proxy = await this.collection.create({ name, listen, upstream, enabled, ...(groups === undefined ? {} : { groups }) })
     return { status: 201, json: proxy.toJSON() }
   }
@@ -220,7 +244,7 @@ class ApiHandlers {
     if (method === 'POST') this.#logger.warn('ProxyUpdate: HTTP method POST is depercated. Use HTTP PATCH instead.')
     const proxy = this.collection.get(name)
     const obj = asObject(parseBody(body), 'toxiproxy.Proxy')
-    const listen = stringField(obj, 'listen', 'Proxy') ?? proxy.listen
+    const listen = checkListen(stringField(obj, 'listen', 'Proxy') ?? proxy.listen)
     const upstream = stringField(obj, 'upstream', 'Proxy') ?? proxy.upstream
     const enabled = boolField(obj, 'enabled', 'Proxy') ?? proxy.enabled
     const groups = readGroups(obj)
@@ -359,7 +383,14 @@ export function createApiServer (options: ApiServerOptions): Server {
     log.debug({ method, url: req.url, status: reply.status }, 'request')
   }
 
-  return createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+  // Node checks the two timeouts every `connectionsCheckingInterval`; a few checks per bound
+  // close a slow client soon after it (Node's default, 30 s, would add up to half a minute).
+  return createServer({
+    keepAliveTimeout: 60_000,
+    headersTimeout: options.headersTimeoutMs,
+    requestTimeout: options.requestTimeoutMs,
+    connectionsCheckingInterval: Math.min(1_000, Math.max(10, Math.floor(options.headersTimeoutMs / 4)))
+  }, (req, res) => {
     const chunks: Buffer[] = []
     let size = 0
     let tooLarge = false

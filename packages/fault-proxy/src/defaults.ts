@@ -26,6 +26,19 @@ export const faultProxyDefaults = {
   linkReadBufferBytes: 256 * 1024,
   /** Largest request body the HTTP API reads; a larger one is answered 400 `bad request body`. @default 1048576 */
   apiBodyBytesMax: 1024 * 1024,
+  /**
+   * Time a client of the HTTP API has to send a request's headers (from connecting, or from the
+   * first byte of a request on a kept-alive connection), in milliseconds; past it the server
+   * answers 408 and closes the connection, so that half-sent requests cannot hold sockets.
+   * @default 10000
+   */
+  apiHeadersTimeoutMs: 10_000,
+  /**
+   * Time a client of the HTTP API has to send a whole request, body included, in milliseconds
+   * (at least `apiHeadersTimeoutMs`); past it the server answers 408 and closes the connection.
+   * @default 30000
+   */
+  apiRequestTimeoutMs: 30_000,
   /** How long `FaultClient` waits for an answer, in milliseconds. @default 10000 */
   requestTimeoutMs: 10_000,
   /** The Toxiproxy release whose API this proxy serves, reported by `GET /version`. @default '2.12.0' */

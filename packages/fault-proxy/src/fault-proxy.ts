@@ -32,6 +32,10 @@ export interface FaultProxyOptions {
   linkReadBufferBytes?: number
   /** See `faultProxyDefaults.apiBodyBytesMax`. @default 1048576 */
   apiBodyBytesMax?: number
+  /** See `faultProxyDefaults.apiHeadersTimeoutMs`. @default 10000 */
+  apiHeadersTimeoutMs?: number
+  /** See `faultProxyDefaults.apiRequestTimeoutMs`; raised to `apiHeadersTimeoutMs` when below it. @default 30000 */
+  apiRequestTimeoutMs?: number
 }
 
 /** A running fault proxy server. */
@@ -77,10 +81,14 @@ export async function startFaultProxy (options: FaultProxyOptions = {}): Promise
     bufferBytesMax: positiveInteger('linkBufferBytesMax', options.linkBufferBytesMax, faultProxyDefaults.linkBufferBytesMax),
     readBufferBytes: positiveInteger('linkReadBufferBytes', options.linkReadBufferBytes, faultProxyDefaults.linkReadBufferBytes)
   })
+  const headersTimeoutMs = positiveInteger('apiHeadersTimeoutMs', options.apiHeadersTimeoutMs, faultProxyDefaults.apiHeadersTimeoutMs)
   const server = createApiServer({
     collection,
     logger: forComponent(root, 'api'),
     bodyBytesMax: positiveInteger('apiBodyBytesMax', options.apiBodyBytesMax, faultProxyDefaults.apiBodyBytesMax),
+    headersTimeoutMs,
+    // Node refuses a request timeout below the headers timeout; the headers are part of the request.
+    requestTimeoutMs: Math.max(headersTimeoutMs, positiveInteger('apiRequestTimeoutMs', options.apiRequestTimeoutMs, faultProxyDefaults.apiRequestTimeoutMs)),
     toxiproxyVersion: faultProxyDefaults.toxiproxyVersion
   })
   await new Promise<void>((resolve, reject) => {

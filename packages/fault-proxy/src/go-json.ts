@@ -105,7 +105,8 @@ export function boolField (obj: Record<string, unknown>, name: string, struct: s
 export function floatField (obj: Record<string, unknown>, name: string, struct: string): number | undefined {
   const value = field(obj, name)
   if (value === undefined || value === null) return undefined
-  if (typeof value !== 'number') throw unmarshalError(value, `Go struct field ${struct}.${name}`, 'float32')
+  // Go refuses a number a float32 cannot hold (1e39, 1e400) as it refuses a string.
+  if (typeof value !== 'number' || !Number.isFinite(Math.fround(value))) throw unmarshalError(value, `Go struct field ${struct}.${name}`, 'float32')
   return value
 }
 

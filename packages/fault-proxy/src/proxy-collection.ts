@@ -268,7 +268,8 @@ export class ProxyCollection {
 
   /** What is set now (`GET /hsmlab/faults`). */
   faults (): FaultsJson {
-    const proxies: Record<string, ProxyFaultsJson> = {}
+    // Keyed by names clients chose: a plain object would take `__proto__` for its prototype.
+    const proxies: Record<string, ProxyFaultsJson> = Object.create(null) as Record<string, ProxyFaultsJson>
     let healed = this.#partitions.size === 0 && this.#blackholes.size === 0
     for (const proxy of this.list()) {
       const toxics = proxy.toxics()

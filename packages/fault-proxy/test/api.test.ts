@@ -231,20 +231,22 @@ describe('Toxiproxy API errors', () => {
     expectApiError(await raw(`${url}/proxies/p/toxics/latency_downstream`, 'PATCH', ''), 400, 'bad request body: EOF')
 
     // Populate merges the error into its answer, with the error's status.
-    const missing = await raw(`${url}/populate`, 'POST', JSON.stringify([{ name: 'a', upstream: upstream.address }, { upstream: upstream.address }]))
+    const missing = await raw(`${url}/populate`, 'POST', JSON.stringify([{ name: 'a', listen: '127.0.0.1:0', upstream: upstream.address }, { upstream: upstream.address }]))
     expect(missing.status).toBe(400)
     expect(missing.contentType).toBe('application/json')
     expect(missing.text).toBe('{"error":"missing required field: name at proxy 2","status":400,"proxies":null}')
-    const dup = await raw(`${url}/populate`, 'POST', JSON.stringify([{ name: 'a', upstream: 'x:1' }, { name: 'a', upstream: 'x:1' }]))
-    expect(dup.text).toBe('{"error":"duplicate proxy name \\"a\\"","status":500,"proxies":null}')
+    const dup = await raw(`${url}/populate`, 'POST', JSON.stringify([{ name: 'a', listen: '127.0.0.1:0', upstream: 'x:1' }, { name: 'a', listen: '127.0.0.1:0', upstream: 'x:1' }]))
+    expect(dup.status).toBe(400)
+    expect(dup.text).toBe('{"error":"bad request body: duplicate proxy name \\"a\\"","status":400,"proxies":null}')
     const notArray = await raw(`${url}/populate`, 'POST', '{}')
     expect(notArray.status).toBe(400)
 
     // A listen address in use: Go's net.Listen error, status 500.
     const taken = await raw(`${url}/proxies`, 'POST', JSON.stringify({ name: 'q', listen: `127.0.0.1:${upstream.port}`, upstream: upstream.address }))
     expectApiError(taken, 500, `listen tcp 127.0.0.1:${upstream.port}: bind: address already in use`)
-    expectApiError(await raw(`${url}/proxies`, 'POST', JSON.stringify({ name: 'q', listen: 'localhost', upstream: upstream.address })), 500,
-      'listen tcp: address localhost: missing port in address')
+    // A listen that is not host:port is the body's fault: 400, before anything is created.
+    expectApiError(await raw(`${url}/proxies`, 'POST', JSON.stringify({ name: 'q', listen: 'localhost', upstream: upstream.address })), 400,
+      'bad request body: listen tcp: address localhost: missing port in address')
     expectApiError(await raw(`${url}/proxies/q`), 404, 'proxy not found')
   })
 

@@ -26,7 +26,13 @@ export const hsmDefaults = {
   passwordHashCost: 4096,
   /** Largest WebSocket message accepted, in bytes (ws `maxPayload`). @default 16777216 (16 MiB) */
   frameBytesMax: FRAME_BYTES_MAX,
-  /** A connection that has not sent its `hello` by then is dropped, in milliseconds. @default 5000 */
+  /**
+   * Time a connection has to send its whole HTTP upgrade request (from connecting, or from the
+   * first byte of a request), in milliseconds; past it the server answers 408 and closes the
+   * connection, so that half-sent requests cannot hold sockets. @default 10000
+   */
+  headersTimeoutMs: 10_000,
+  /** A connection that has not sent its `hello` by then (after the upgrade) is dropped, in milliseconds. @default 5000 */
   handshakeTimeoutMs: 5_000,
   /**
    * Interval of WebSocket pings; a connection that did not answer the previous ping is dropped,

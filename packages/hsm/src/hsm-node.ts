@@ -44,6 +44,8 @@ export interface StartHsmOptions {
   heartbeatIntervalMs?: number
   /** @default hsmDefaults.handshakeTimeoutMs (5000) */
   handshakeTimeoutMs?: number
+  /** @default hsmDefaults.headersTimeoutMs (10000) */
+  headersTimeoutMs?: number
   /** @default hsmDefaults.requestsInFlightMax (1024) */
   requestsInFlightMax?: number
   /** @default hsmDefaults.connectionsMax (4096) */
@@ -172,6 +174,7 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
       port: opts.port ?? hsmDefaults.port,
       frameBytesMax: opts.frameBytesMax ?? hsmDefaults.frameBytesMax,
       handshakeTimeoutMs: opts.handshakeTimeoutMs ?? hsmDefaults.handshakeTimeoutMs,
+      headersTimeoutMs: opts.headersTimeoutMs ?? hsmDefaults.headersTimeoutMs,
       heartbeatIntervalMs: opts.heartbeatIntervalMs ?? hsmDefaults.heartbeatIntervalMs,
       requestsInFlightMax: opts.requestsInFlightMax ?? hsmDefaults.requestsInFlightMax,
       connectionsMax: opts.connectionsMax ?? hsmDefaults.connectionsMax

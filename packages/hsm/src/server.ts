@@ -68,6 +68,7 @@ export interface HsmServerOptions {
   port: number
   frameBytesMax: number
   handshakeTimeoutMs: number
+  headersTimeoutMs: number
   heartbeatIntervalMs: number
   requestsInFlightMax: number
   connectionsMax: number
@@ -79,6 +80,11 @@ function toBytes (data: RawData): Uint8Array {
   if (Array.isArray(data)) return Buffer.concat(data)
   if (data instanceof ArrayBuffer) return new Uint8Array(data)
   return data
+}
+
+/** How often Node looks for connections past their headers timeout: a quarter of it, 10 ms to 1 s. */
+function checkingIntervalMs (timeoutMs: number): number {
+  return Math.min(1_000, Math.max(10, Math.floor(timeoutMs / 4)))
 }
 
 /** The id of something that looked like a request, or 0. */
@@ -131,7 +137,18 @@ export class HsmServer {
   constructor (options: HsmServerOptions) {
     this.options = options
     this.log = options.logger
-    this.http = createServer((_req, res) => {
+    // A connection must send its whole upgrade request within `headersTimeoutMs` of the first
+    // byte (or of connecting), or Node answers 408 and closes it: without this bound, Node's
+    // defaults (60 s, checked every 30 s) let half-sent requests hold sockets for a minute and
+    // more. The check runs a few times per bound so that a connection is closed soon after it.
+    // After the upgrade the socket leaves the HTTP server, and `handshakeTimeoutMs` bounds the
+    // wait for `hello`.
+    const { headersTimeoutMs } = options
+    this.http = createServer({
+      headersTimeout: headersTimeoutMs,
+      requestTimeout: headersTimeoutMs,
+      connectionsCheckingInterval: checkingIntervalMs(headersTimeoutMs)
+    }, (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' })
       res.end('This is an hsmlab HSM: speak its protocol over a WebSocket.\n')
     })
@@ -331,7 +348,9 @@ export class HsmServer {
     if (!isOperationName(op)) throw new WireError(ReturnCode.UNKNOWN_OPERATION, `unknown operation '${op}'`)
     const problem = checkShape(OPERATION_SPECS[op], args)
     if (problem !== undefined) throw new WireError(ReturnCode.INVALID_INPUT, `${op}: ${problem}`)
-    const handler = this.options.handlers[op] as AnyHandler | undefined
+    // The table is a plain object: only its own entries are handlers, never what it inherits.
+    const handlers = this.options.handlers
+    const handler = (Object.hasOwn(handlers, op) ? handlers[op] : undefined) as AnyHandler | undefined
     if (handler === undefined) throw new WireError(ReturnCode.UNKNOWN_OPERATION, `this HSM does not serve '${op}'`)
     checkPrecoRestriction(session, op as OperationName)
     return await handler(this.options.ctx, session, args)

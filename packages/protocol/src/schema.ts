@@ -50,8 +50,9 @@ export function checkShape (spec: ObjectSpec, value: unknown): string | undefine
     return 'arguments must be a map'
   }
   const record = value as Record<string, unknown>
+  // Own names only: `name in spec` would take `constructor` or `toString` for arguments.
   for (const name of Object.keys(record)) {
-    if (!(name in spec)) return `unknown argument '${name}'`
+    if (!Object.hasOwn(spec, name)) return `unknown argument '${name}'`
   }
   for (const [name, field] of Object.entries(spec)) {
     const v = record[name]

@@ -2,7 +2,7 @@
 /**
  * `hsmlab-fault-proxy`: a Toxiproxy-compatible fault proxy server.
  *
- *   hsmlab-fault-proxy [--host 127.0.0.1] [--port 8474] [--seed N] [--config FILE] [--log-level silent]
+ *   hsmlab-fault-proxy [--host 127.0.0.1] [--port 8474] [--seed N] [--config FILE] [--api-headers-timeout-ms 10000] [--log-level silent]
  *
  * Toxiproxy's single-dash spellings (`-host`, `-port`, `-config`, `-seed`) work too. Once the API
  * listens (and FILE, a JSON array of proxies, is populated) it prints one JSON line on stdout,
@@ -22,9 +22,9 @@ import type { Logger } from '../logger.js'
 
 export type { MainIo }
 
-const USAGE = 'usage: hsmlab-fault-proxy [--host 127.0.0.1] [--port 8474] [--seed N] [--config FILE] [--log-level silent]'
+const USAGE = 'usage: hsmlab-fault-proxy [--host 127.0.0.1] [--port 8474] [--seed N] [--config FILE] [--api-headers-timeout-ms 10000] [--log-level silent]'
 
-const LONG_FLAGS = ['host', 'port', 'seed', 'config', 'log-level', 'help']
+const LONG_FLAGS = ['host', 'port', 'seed', 'config', 'api-headers-timeout-ms', 'log-level', 'help']
 
 function integer (flag: string, text: string | undefined, min: number, max: number): number | undefined {
   if (text === undefined) return undefined
@@ -40,6 +40,7 @@ interface Parsed {
   port: number
   seed: number | undefined
   config: string | undefined
+  apiHeadersTimeoutMs: number
   logLevel: LevelWithSilent
 }
 
@@ -58,6 +59,7 @@ function parse (argv: string[]): Parsed | 'help' {
       port: { type: 'string' },
       seed: { type: 'string' },
       config: { type: 'string' },
+      'api-headers-timeout-ms': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
@@ -70,6 +72,7 @@ function parse (argv: string[]): Parsed | 'help' {
     port: integer('port', values.port, 0, 65535) ?? faultProxyDefaults.port,
     seed: integer('seed', values.seed, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
     config: values.config,
+    apiHeadersTimeoutMs: integer('api-headers-timeout-ms', values['api-headers-timeout-ms'], 1, 3_600_000) ?? faultProxyDefaults.apiHeadersTimeoutMs,
     logLevel: logLevel as LevelWithSilent
   }
 }
@@ -84,6 +87,7 @@ const program: ServerProgram<Parsed, FaultProxy, Logger> = {
     host: options.host,
     port: options.port,
     logger,
+    apiHeadersTimeoutMs: options.apiHeadersTimeoutMs,
     ...(options.seed === undefined ? {} : { seed: options.seed }),
     ...(options.config === undefined ? {} : { config: options.config })
   }),

@@ -5,7 +5,7 @@
  * provisioned yet; with the directory provisioned the flag is ignored:
  *
  *   hsmlab-hsm --data-dir DIR --manufacturer-key-file FILE [--provision FILE] [--host 127.0.0.1]
- *              [--port 0] [--keys-max 3300] [--log-level silent]
+ *              [--port 0] [--keys-max 3300] [--headers-timeout-ms 10000] [--log-level silent]
  *
  * Once it listens it prints one JSON line on stdout,
  * `{"event":"ready","pid":…,"hsmId":"hsm-…","host":"127.0.0.1","port":…}`, and nothing else
@@ -35,7 +35,7 @@ export type { MainIo }
 
 const { failure: EXIT_FAILURE, dataUnloadable: EXIT_DATA_UNLOADABLE } = HSM_EXIT_CODES
 
-const USAGE = 'usage: hsmlab-hsm --data-dir DIR --manufacturer-key-file FILE [--provision FILE] [--host 127.0.0.1] [--port 0] [--keys-max 3300] [--log-level silent]'
+const USAGE = 'usage: hsmlab-hsm --data-dir DIR --manufacturer-key-file FILE [--provision FILE] [--host 127.0.0.1] [--port 0] [--keys-max 3300] [--headers-timeout-ms 10000] [--log-level silent]'
 
 const DATA_ERRORS = new Set([
   HSM_ERR_STORE_LOAD, HSM_ERR_STORAGE_KEY, HSM_ERR_NOT_PROVISIONED, HSM_ERR_MANUFACTURER_KEY, HSM_ERR_ALREADY_PROVISIONED,
@@ -49,6 +49,7 @@ interface Parsed {
   host: string
   port: number
   keysMax: number
+  headersTimeoutMs: number
   logLevel: LevelWithSilent
 }
 
@@ -73,6 +74,7 @@ function parse (argv: string[]): Parsed | 'help' {
       'manufacturer-key-file': { type: 'string' },
       provision: { type: 'string' },
       'keys-max': { type: 'string' },
+      'headers-timeout-ms': { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
@@ -93,6 +95,7 @@ function parse (argv: string[]): Parsed | 'help' {
     host: values.host ?? hsmDefaults.host,
     port: integer('port', values.port, hsmDefaults.port, 0, 65535),
     keysMax: integer('keys-max', values['keys-max'], hsmDefaults.keysMax, 0, 1_000_000),
+    headersTimeoutMs: integer('headers-timeout-ms', values['headers-timeout-ms'], hsmDefaults.headersTimeoutMs, 1, 3_600_000),
     logLevel: logLevel as LevelWithSilent
   }
 }
@@ -109,6 +112,7 @@ async function start (options: Parsed, logger: Logger): Promise<HsmNode> {
     host: options.host,
     port: options.port,
     limits: { keysMax: options.keysMax },
+    headersTimeoutMs: options.headersTimeoutMs,
     logger
   })
 }
