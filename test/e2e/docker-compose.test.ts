@@ -19,8 +19,8 @@
  * `kmu` services run them, log in as the topology's users; a partition of the fault proxy's `wan`
  * group makes a copy across the regions fail until it is healed; the long-running services are
  * stopped as `docker compose down` stops them (SIGTERM, dependents first) and started again on
- * their volumes, and the lab is whole again. Not covered without an engine: the Dockerfile's build, network isolation between
- * the regions, port publishing, init (tini) and restart policies.
+ * their volumes, and the lab is whole again. What needs an engine (the Dockerfile's build,
+ * networks, published ports, init, restarts) is test/e2e/docker-lab.test.ts, on Podman.
  */
 import { execFile } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
@@ -240,7 +240,9 @@ describe('docker-compose.yml against the default topology', async () => {
     const proxy = service('fault-proxy')
     const proxyArgv = argvOf(proxy)
     expect(proxyArgv.slice(0, 2)).toEqual(['node', 'packages/fault-proxy/bin/fault-proxy.js'])
-    expect(Object.keys(networksOf(proxy))).toEqual(['wan'])
+    // On every network: each region's links listen there (the lab makes the peer and control links).
+    expect(Object.keys(networksOf(proxy)).sort()).toEqual([...regionNames, 'wan'].sort())
+    expect(argvOf(service('lab')).join(' ')).toContain(`--fault-proxy http://fault-proxy:${argAfter(proxyArgv, '--port')}`)
     const links = JSON.parse(readFileSync(join(root, argAfter(proxyArgv, '--config')), 'utf8')) as Array<{ name: string, listen: string, upstream: string, hsmlab?: { groups?: string[] } }>
     const apiOf = (region: string): string => `cp-${region}:${argAfter(argvOf(service(`cp-${region}`)), '--port')}`
     const used: string[] = []
@@ -257,6 +259,14 @@ describe('docker-compose.yml against the default topology', async () => {
         used.push(link?.name ?? '')
       }
     }
+    // The client links: one per HSM of the topology, on a fixed port published on the host.
+    const clientLinks = topology.regions.flatMap(r => r.clusters.flatMap(c => Array.from({ length: c.hsms }, (_, i) => `${r.name}/${c.name}/hsm-${i}`)))
+    for (const name of clientLinks) {
+      const link = links.find(l => l.name === name)
+      expect(link?.listen, name).toMatch(/^0\.0\.0\.0:\d+$/)
+      expect(proxy.ports, name).toContain(`127.0.0.1:${link?.listen.split(':')[1] ?? ''}:${link?.listen.split(':')[1] ?? ''}`)
+      used.push(name)
+    }
     expect(used.sort()).toEqual(links.map(l => l.name).sort())
     expect(proxy.healthcheck?.test.join(' ')).toContain(`http://127.0.0.1:${argAfter(proxyArgv, '--port')}/version`)
   })
@@ -270,7 +280,7 @@ describe('docker-compose.yml against the default topology', async () => {
       const cp = service(`cp-${region}`)
       expect(cp.ports).toEqual([`127.0.0.1:${4001 + i}:${argAfter(argvOf(cp), '--port')}`])
     })
-    expect(service('fault-proxy').ports).toEqual([`127.0.0.1:8474:${argAfter(argvOf(service('fault-proxy')), '--port')}`])
+    expect(service('fault-proxy').ports?.[0]).toBe(`127.0.0.1:8474:${argAfter(argvOf(service('fault-proxy')), '--port')}`)
   })
 
   it('builds the lab with `hsmlab up` against those control planes, and opens the shells on its files', () => {
@@ -453,7 +463,7 @@ class LocalCompose {
 
 interface StatusJson {
   state: string
-  regions: Array<{ name: string, controlPlane: { endpoint: string, pid: number | null } | null, clusters: Array<{ name: string, state: string, cloneOf: string | null, hsms: Array<{ state: string, endpoint: string, name: string, pid: number | null }> }> }>
+  regions: Array<{ name: string, controlPlane: { endpoint: string, pid: number | null } | null, clusters: Array<{ name: string, state: string, cloneOf: string | null, hsms: Array<{ state: string, endpoint: string, directEndpoint: string, name: string, pid: number | null }> }> }>
   cmuConfigs: Record<string, string>
 }
 
@@ -517,7 +527,9 @@ describe('docker-compose.yml services as local processes (no Docker engine)', ()
             expect(h.state).toBe('ACTIVE')
             const host = hosts.find(name => local.address(name) === h.name)
             expect(host, `the HSM host at ${h.name}`).toBeDefined()
-            expect(h.endpoint).toMatch(new RegExp(`^ws://${h.name.replaceAll('.', '\\.')}:\\d+$`))
+            // Clients reach it through its client link in the fault proxy.
+            expect(h.directEndpoint).toMatch(new RegExp(`^ws://${h.name.replaceAll('.', '\\.')}:\\d+$`))
+            expect(h.endpoint).toMatch(new RegExp(`^ws://${local.address('fault-proxy').replaceAll('.', '\\.')}:\\d+$`))
             expect(parentOf(h.pid ?? 0), `the parent of HSM ${h.name}`).toBe(running.get(host ?? '')?.child.pid)
           }
           expect(new Set(c?.hsms.map(h => h.name)).size).toBe(cluster.hsms)

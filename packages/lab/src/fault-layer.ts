@@ -52,18 +52,41 @@ export function faultProxyRecord (lab: LabState, enabled: boolean | undefined): 
 
 /**
  * True when the lab routes its links through its fault proxy: it was not made with `--no-faults`,
- * and every control plane is the lab's own (one that runs elsewhere, as in the Docker lab, has
- * HSMs on addresses a local proxy cannot listen on).
+ * and either its fault proxy runs elsewhere too (`--fault-proxy`, the Docker lab: a container
+ * that every network reaches), or every control plane is the lab's own (one that runs elsewhere
+ * has HSMs on addresses a local proxy cannot listen on).
  */
 export function faultLayerActive (lab: LabState): boolean {
-  return lab.faultProxy?.enabled === true && lab.controlPlanes.every(cp => cp.endpoint === undefined)
+  if (lab.faultProxy?.enabled !== true) return false
+  return lab.faultProxy.endpoint !== undefined || lab.controlPlanes.every(cp => cp.endpoint === undefined)
 }
 
-/** The fault proxy's API URL, once it was started; undefined before, or without a fault layer. */
+/** True when the lab's fault proxy runs elsewhere (`hsmlab up --fault-proxy URL`). */
+export function externalFaultProxy (lab: LabState): boolean {
+  return lab.faultProxy?.endpoint !== undefined
+}
+
+/** The fault proxy's API URL, once it was started (or given); undefined before, or without a fault layer. */
 export function faultEndpointOf (lab: LabState): string | undefined {
   const fp = lab.faultProxy
-  return fp === undefined || !fp.enabled || fp.port === 0 ? undefined : `http://${labDefaults.faultProxyHost}:${fp.port}`
+  if (fp === undefined || !fp.enabled) return undefined
+  if (fp.endpoint !== undefined) return fp.endpoint
+  return fp.port === 0 ? undefined : `http://${labDefaults.faultProxyHost}:${fp.port}`
 }
+
+/**
+ * Where a link that listens on `listen` is reached: as it is for the lab's own fault proxy; for
+ * one that runs elsewhere, which listens on every interface (0.0.0.0), at its API's host name
+ * (`fault-proxy` in the Docker lab, which every region's network resolves).
+ */
+export function reachableAt (lab: LabState, listen: string): string {
+  const endpoint = lab.faultProxy?.endpoint
+  if (endpoint === undefined || !listen.startsWith(`${EXTERNAL_LISTEN_HOST}:`)) return listen
+  return `${new URL(endpoint).hostname}${listen.slice(EXTERNAL_LISTEN_HOST.length)}`
+}
+
+/** Where the links of a fault proxy that runs elsewhere listen: every interface of its host. */
+const EXTERNAL_LISTEN_HOST = '0.0.0.0'
 
 /** The seed the fault proxy at `url` answers with, or undefined when it does not answer. */
 export async function faultProxySeed (url: string, timeoutMs: number = labDefaults.probeTimeoutMs): Promise<number | undefined> {
@@ -74,8 +97,9 @@ export async function faultProxySeed (url: string, timeoutMs: number = labDefaul
   }
 }
 
-/** True when the recorded fault proxy runs and answers as itself (its seed). */
+/** True when the recorded fault proxy runs and answers as itself (its seed); one that runs elsewhere: when it answers. */
 export async function faultProxyAnswers (layout: LabLayout, fp: FaultProxyState): Promise<boolean> {
+  if (fp.endpoint !== undefined) return await faultProxySeed(fp.endpoint) !== undefined
   if (fp.pid === null || fp.port === 0 || !await isLabProcess(fp.pid, layout.faultProxyDir)) return false
   const seed = await faultProxySeed(`http://${labDefaults.faultProxyHost}:${fp.port}`)
   return seed !== undefined && seed === fp.seed
@@ -95,6 +119,11 @@ function configOf (links: FaultLinkState[]): string {
  */
 export async function ensureFaultProxy (layout: LabLayout, lab: LabState, writer: LabStateWriter, options: FaultLayerOptions = {}): Promise<boolean> {
   const fp = faultProxyRecord(lab, undefined)
+  if (fp.enabled && fp.endpoint !== undefined) {
+    await awaitExternalFaultProxy(fp, fp.endpoint, options)
+    await writer.save(lab)
+    return false
+  }
   if (!faultLayerActive(lab)) {
     if (fp.pid !== null && await isLabProcess(fp.pid, layout.faultProxyDir)) await stopProcess(fp.pid, labDefaults.stopTimeoutMs)
     if (fp.pid !== null) { fp.pid = null; await writer.save(lab) }
@@ -154,6 +183,27 @@ export async function ensureFaultProxy (layout: LabLayout, lab: LabState, writer
   return true
 }
 
+/**
+ * Waits until the fault proxy that runs elsewhere answers (as a container starts, it may not yet),
+ * and records its seed. Its seed is its own: `--seed` cannot change it.
+ */
+async function awaitExternalFaultProxy (fp: FaultProxyState, endpoint: string, options: FaultLayerOptions): Promise<void> {
+  const timeoutMs = options.readyTimeoutMs ?? labDefaults.readyTimeoutMs
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const seed = await faultProxySeed(endpoint)
+    if (seed !== undefined) {
+      if (options.seed !== undefined && options.seed !== seed) {
+        throw new LabError(LAB_ERR_USAGE, `the fault proxy at ${endpoint} runs with seed ${seed}; it runs elsewhere, so --seed cannot change it: start it with --seed ${options.seed}`)
+      }
+      fp.seed = seed
+      return
+    }
+    if (Date.now() >= deadline) throw new LabError(LAB_ERR_FAULTS, `the fault proxy at ${endpoint} (--fault-proxy) did not answer within ${timeoutMs / 1000} s`)
+    await new Promise(resolve => setTimeout(resolve, labDefaults.externalPollIntervalMs))
+  }
+}
+
 /** The address (`host:port`) of an HSM's own endpoint, `ws://127.1.1.4:38211` → `127.1.1.4:38211`; '' without one. */
 function addressOf (hsm: Hsm): string {
   return hsm.HsmlabEndpoint === undefined ? '' : hsm.HsmlabEndpoint.replace(/^ws:\/\//, '')
@@ -176,8 +226,11 @@ export function planOf (lab: LabState, described: Map<ClusterState, Cluster>, co
       }))
     }))
   }
-  // A link to an HSM that does not listen (yet) has nowhere to go.
+  // A link to an HSM that does not listen (yet) has nowhere to go. A fault proxy that runs
+  // elsewhere cannot listen on the HSMs' addresses: its links listen on every interface of its own.
+  const external = externalFaultProxy(lab)
   return planLinks(input).filter(l => l.upstream !== '' && !l.upstream.endsWith(':0'))
+    .map(l => external ? { ...l, listenHost: EXTERNAL_LISTEN_HOST } : l)
 }
 
 function sameGroups (a: readonly string[] | undefined, b: readonly string[]): boolean {
@@ -238,7 +291,9 @@ async function reconcileProxies (layout: LabLayout, lab: LabState, plan: Planned
     let proxy: ProxyJson
     try {
       if (current !== undefined) {
-        const moved = hostOf(current.listen) !== link.listenHost
+        // A fault proxy that runs elsewhere keeps the address its links were given there (the
+        // Docker lab's client links have fixed ports, published on the host).
+        const moved = !externalFaultProxy(lab) && hostOf(current.listen) !== link.listenHost
         if (moved || current.upstream !== link.upstream || !sameGroups(current.hsmlab?.groups, link.groups)) {
           proxy = await faults.updateProxy(link.name, { upstream: link.upstream, groups: link.groups, ...(moved ? { listen: `${link.listenHost}:0` } : {}) })
         } else {
@@ -275,9 +330,10 @@ async function reconcileProxies (layout: LabLayout, lab: LabState, plan: Planned
   return made
 }
 
-/** Writes the links to lab.json and to the fault proxy's `--config` (its links when it is started again). */
+/** Writes the links to lab.json and to the fault proxy's `--config` (its links when it is started again; none for one that runs elsewhere). */
 async function recordLinks (layout: LabLayout, lab: LabState, writer: LabStateWriter, links: FaultLinkState[]): Promise<void> {
   await writer.save(lab)
+  if (externalFaultProxy(lab)) return
   await writeFileAtomic(layout.faultProxyConfigFile, configOf(links), { mode: 0o644 })
 }
 
@@ -293,7 +349,7 @@ export async function writeRegionsFiles (layout: LabLayout, lab: LabState, direc
     const map: Record<string, string> = {}
     for (const [region, endpoint] of Object.entries(direct)) {
       const wan = links.find(l => l.kind === 'wan' && l.from === cp.region && l.name.endsWith(`->${region}`))
-      map[region] = region === cp.region || wan === undefined ? endpoint : `http://${wan.listen}`
+      map[region] = region === cp.region || wan === undefined ? endpoint : `http://${reachableAt(lab, wan.listen)}`
     }
     await mkdir(layout.regionDir(cp.region), { recursive: true })
     await writeFileAtomic(layout.regionRegionsFile(cp.region), JSON.stringify(map, null, 2) + '\n', { mode: 0o644 })
@@ -306,10 +362,10 @@ function regionOfInnerLink (link: FaultLinkState): string {
 }
 
 /** The routes a region's control plane is given: its HSMs' peer links and its own links to them. */
-function routesOf (region: string, links: FaultLinkState[]): HsmRoute[] {
+function routesOf (lab: LabState, region: string, links: FaultLinkState[]): HsmRoute[] {
   return links
     .filter(l => (l.kind === 'peer' || l.kind === 'control') && l.hsmId !== undefined && regionOfInnerLink(l) === region)
-    .map(l => ({ HsmId: l.hsmId as string, From: l.from, Endpoint: `ws://${l.listen}`, Upstream: `ws://${l.upstream}` }))
+    .map(l => ({ HsmId: l.hsmId as string, From: l.from, Endpoint: `ws://${reachableAt(lab, l.listen)}`, Upstream: `ws://${l.upstream}` }))
 }
 
 /**
@@ -318,9 +374,10 @@ function routesOf (region: string, links: FaultLinkState[]): HsmRoute[] {
  */
 async function routeControlPlanes (lab: LabState, links: FaultLinkState[], apiOf: (region: string) => ControlPlaneClient, options: FaultLayerOptions): Promise<void> {
   const timeoutMs = options.routesTimeoutMs ?? labDefaults.stepTimeoutMs
-  await Promise.all(lab.controlPlanes.filter(cp => cp.endpoint === undefined).map(async cp => {
+  // With a fault proxy that runs elsewhere, the control planes that run elsewhere take routes too.
+  await Promise.all(lab.controlPlanes.filter(cp => cp.endpoint === undefined || externalFaultProxy(lab)).map(async cp => {
     const api = apiOf(cp.region)
-    const routes = routesOf(cp.region, links)
+    const routes = routesOf(lab, cp.region, links)
     let answer
     try {
       answer = await api.setHsmRoutes(routes)
@@ -386,7 +443,7 @@ export async function reconcileFaultLayer (layout: LabLayout, lab: LabState, wri
 /** HSM id → `ws://host:port` of its client link, as lab.json records them (empty without a fault layer). */
 export function clientEndpointsOf (lab: LabState): Map<string, string> {
   if (!faultLayerActive(lab)) return new Map()
-  return new Map((lab.faultProxy?.links ?? []).filter(l => l.kind === 'client' && l.hsmId !== undefined).map(l => [l.hsmId as string, `ws://${l.listen}`]))
+  return new Map((lab.faultProxy?.links ?? []).filter(l => l.kind === 'client' && l.hsmId !== undefined).map(l => [l.hsmId as string, `ws://${reachableAt(lab, l.listen)}`]))
 }
 
 /** Stops the lab's fault proxy (SIGTERM, SIGKILL after the deadline); resolves with how it ended and its pid. */

@@ -119,6 +119,13 @@ export interface FaultProxyState {
   startedAt?: string
   /** Every link's proxy as last made. */
   links: FaultLinkState[]
+  /**
+   * Set when the fault proxy runs elsewhere (`hsmlab up --fault-proxy URL`, as in the Docker lab,
+   * where it is a container on every region's network): its API. The lab neither starts nor stops
+   * it (`port` stays 0, `pid` null); its links listen on every interface of its host (0.0.0.0) and
+   * are reached at the URL's host name.
+   */
+  endpoint?: string
 }
 
 /** The content of lab.json. */

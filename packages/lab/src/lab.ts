@@ -29,7 +29,7 @@ import {
   LabError, LAB_ERR_BACKUP, LAB_ERR_CONTROL_PLANE, LAB_ERR_NO_LAB, LAB_ERR_STATE, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
 } from './errors.js'
 import { LAB_STATE_FORMAT, LabLayout, LabStateWriter, UNKNOWN_PASSWORD, acquireLabLock, readLabState } from './lab-state.js'
-import type { ClusterState, ControlPlaneState, HsmSeen, LabState } from './lab-state.js'
+import type { ClusterState, ControlPlaneState, FaultProxyState, HsmSeen, LabState } from './lab-state.js'
 import { findLabProcesses, isLabProcess, killProcess, launchControlPlane, stopProcess, waitGone, waitUntilReaped } from './launcher.js'
 import type { LabProcess } from './launcher.js'
 import { clientEndpointsOf, ensureFaultProxy, faultEndpointOf, faultLayerActive, faultProxyAnswers, faultProxyRecord, reconcileFaultLayer, stopFaultProxy, writeRegionsFiles } from './fault-layer.js'
@@ -101,6 +101,16 @@ export interface LabUpOptions extends LabLocation {
    * when they start. @default the control plane's, 60
    */
   copyRetryWindowSeconds?: number
+  /**
+   * A fault proxy that runs elsewhere, its API's URL (`http://fault-proxy:8474`, as in the Docker
+   * lab): the lab uses it instead of starting its own (it waits up to `readyTimeoutMs` for it to
+   * answer) and remembers it in lab.json. It must reach every HSM and control plane, and be
+   * reached by them and by the clients at the URL's host name: the lab makes the links there on
+   * 0.0.0.0 (keeping the port of a link of the same name it already has, such as the client links
+   * the Docker lab's docker/fault-proxy.json gives fixed, published ports), and gives the control
+   * planes, elsewhere too, their routes through it. The lab never stops it.
+   */
+  faultProxy?: string
   /** Seed of the fault proxy's random draws, when this call starts it. @default the lab's recorded seed, else a random one (printed and recorded) */
   seed?: number
   /** The fault proxy bin to start. @default FAULT_PROXY_BIN_PATH of @hsmlab/fault-proxy */
@@ -117,7 +127,7 @@ export type HsmRunState = 'CREATE_IN_PROGRESS' | 'ACTIVE' | 'DEGRADED' | 'DELETE
 /** One HSM in the status report. */
 export interface HsmStatus {
   id: string
-  /** Pid of its process, or null when it does not run. */
+  /** Pid of its process, or null when it does not run (or runs elsewhere: `up --fault-proxy`). */
   pid: number | null
   state: HsmRunState
   /**
@@ -188,7 +198,7 @@ export interface FaultsStatus {
   pid: number | null
   /** RUNNING when it answers; DOWN when it does not; NONE for a lab without a fault layer. */
   state: 'RUNNING' | 'DOWN' | 'NONE'
-  /** Its log. */
+  /** Its log; null for one that runs elsewhere. */
   log: string | null
 }
 
@@ -342,6 +352,21 @@ function recordExternalControlPlanes (lab: LabState, given: Record<string, strin
     cp.endpoint = url.origin
     cp.pid = null
   }
+}
+
+/** Records the fault proxy that runs elsewhere (`--fault-proxy URL`); refuses a lab that runs its own. */
+function recordExternalFaultProxy (fp: FaultProxyState, endpoint: string, dir: string): void {
+  let url: URL | undefined
+  try { url = new URL(endpoint) } catch { url = undefined }
+  if (url === undefined || url.protocol !== 'http:' || url.pathname !== '/' || url.search !== '') {
+    throw new LabError(LAB_ERR_USAGE, `--fault-proxy ${endpoint}: the endpoint must be an http:// URL with no path (like http://fault-proxy:8474)`)
+  }
+  if (!fp.enabled) throw new LabError(LAB_ERR_USAGE, `the lab in ${dir} runs without a fault proxy ('--no-faults'); give --faults with --fault-proxy`)
+  if (fp.endpoint === undefined && fp.port !== 0) {
+    throw new LabError(LAB_ERR_USAGE, `the lab in ${dir} runs its own fault proxy; it cannot switch to one that runs elsewhere: 'hsmlab down --purge' it first, or use another --dir`)
+  }
+  fp.endpoint = url.origin
+  fp.pid = null
 }
 
 async function loadOrCreateManufacturerKey (layout: LabLayout): Promise<void> {
@@ -547,6 +572,7 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     secrets.catch(() => {})
 
     const faultProxy = faultProxyRecord(lab, options.faults)
+    if (options.faultProxy !== undefined) recordExternalFaultProxy(faultProxy, options.faultProxy, layout.dir)
     if (options.copyRetryWindowSeconds !== undefined) lab.copyRetryWindowSeconds = options.copyRetryWindowSeconds
     const faultOptions: FaultLayerOptions = {
       ...(options.seed === undefined ? {} : { seed: options.seed }),
@@ -691,8 +717,11 @@ function hsmStatusOf (layout: LabLayout, record: ClusterState, hsm: Hsm, server:
 /** The fault layer's part of the status report; `running` when its fault proxy answers. */
 function faultsStatusOf (layout: LabLayout, lab: LabState, running: boolean): FaultsStatus {
   const fp = lab.faultProxy
-  if (fp === undefined || !faultLayerActive(lab) || fp.port === 0) return { endpoint: null, seed: null, pid: null, state: 'NONE', log: null }
-  return { endpoint: faultEndpointOf(lab) ?? null, seed: fp.seed, pid: running ? fp.pid : null, state: running ? 'RUNNING' : 'DOWN', log: layout.faultProxyLogFile }
+  const endpoint = lab.faultProxy === undefined || !faultLayerActive(lab) ? undefined : faultEndpointOf(lab)
+  if (fp === undefined || endpoint === undefined) return { endpoint: null, seed: null, pid: null, state: 'NONE', log: null }
+  // One that runs elsewhere has no pid or log of the lab's.
+  const external = fp.endpoint !== undefined
+  return { endpoint, seed: fp.seed, pid: running && !external ? fp.pid : null, state: running ? 'RUNNING' : 'DOWN', log: external ? null : layout.faultProxyLogFile }
 }
 
 /** The status report from what is known of each region and of the fault proxy. */

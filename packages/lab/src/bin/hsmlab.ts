@@ -1,7 +1,7 @@
 /**
  * `hsmlab`: the lab's front door (DESIGN.md "The lab's contract").
  *
- *   hsmlab up     [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--seed N] [--no-faults] [--json]
+ *   hsmlab up     [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--fault-proxy URL] [--seed N] [--no-faults] [--json]
  *   hsmlab status [--dir DIR] [--json]
  *   hsmlab down   [--dir DIR] [--purge]
  *   hsmlab backup [--dir DIR] [--json] REGION/CLUSTER
@@ -67,7 +67,7 @@ DIR defaults to ${labDefaults.dir} in the working directory.
 `
 
 const HELP: Readonly<Record<'up' | 'status' | 'down' | 'backup', string>> = {
-  up: `usage: hsmlab up [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--seed N] [--no-faults] [--json]
+  up: `usage: hsmlab up [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--fault-proxy URL] [--seed N] [--no-faults] [--json]
 
 Starts the lab described by FILE in DIR and returns once every region's control plane answers,
 every cluster is built through its control plane's cloudhsmv2 API (created, initialized,
@@ -92,6 +92,10 @@ control plane restarts its own HSMs) and waits until every HSM is ACTIVE.
                         http://cp-us-east-1:8080): use it instead of starting one; repeat per region.
                         The lab remembers it, and never stops it. It must have been started with a
                         regions file naming every region and the manufacturer key file the others have
+      --fault-proxy URL the fault proxy runs elsewhere, at URL (like the Docker lab's http://fault-proxy:8474):
+                        the lab makes every link there, listening on 0.0.0.0 and reached at URL's host
+                        name (a link it already has keeps its port), and routes the control planes
+                        through it. The lab remembers it, and never stops it
       --json            print the status as 'hsmlab status --json' does, instead of the summary
 `,
   status: `usage: hsmlab status [--dir DIR] [--json]
@@ -171,6 +175,7 @@ export async function main (argv: string[], io: MainIo = {
             dir: DIR_OPTION,
             'log-level': { type: 'string' },
             'control-plane': { type: 'string', multiple: true },
+            'fault-proxy': { type: 'string' },
             seed: { type: 'string' },
             'copy-retry-window-seconds': { type: 'string' },
             faults: { type: 'boolean' },
@@ -201,6 +206,7 @@ export async function main (argv: string[], io: MainIo = {
           topologyFile: v.topology,
           logLevel: v['log-level'],
           ...(controlPlanes === undefined ? {} : { controlPlanes }),
+          ...(v['fault-proxy'] === undefined ? {} : { faultProxy: v['fault-proxy'] }),
           ...(seed === undefined ? {} : { seed }),
           ...(faults === undefined ? {} : { faults }),
           ...(window === undefined ? {} : { copyRetryWindowSeconds: window })
