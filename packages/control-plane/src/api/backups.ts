@@ -29,9 +29,10 @@ import type { ApiErrorType } from '../errors.js'
 import { isRestricted, partitionOf } from '../regions.js'
 import type { RegionResponse } from '../regions.js'
 import type { AbandonedCopyRecord, BackupRecord, BackupState, ControlPlaneState, Tag } from '../state-store.js'
-import { fits, requestShapes, shapes, validate } from '../validation.js'
+import { fits, shapes } from '../validation.js'
 import { clusterOf } from './clusters.js'
 import { checkFilterValues, checkFilters, checkTags, page, readToken } from './common.js'
+import type { ApiRequest } from '../api-types.js'
 import type { ApiContext } from './context.js'
 import { renderBackup } from './render.js'
 
@@ -59,16 +60,7 @@ export function backupOf (state: Readonly<ControlPlaneState>, backupId: string):
   return backup
 }
 
-interface DescribeBackupsInput {
-  NextToken?: string
-  MaxResults?: number
-  Filters?: Record<string, string[]>
-  Shared?: boolean
-  SortAscending?: boolean
-}
-
-export async function describeBackups (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<DescribeBackupsInput>(input ?? {}, requestShapes.DescribeBackups)
+export async function describeBackups (ctx: ApiContext, req: ApiRequest<'DescribeBackups'>): Promise<unknown> {
   const filters = checkFilters(req.Filters, ['backupIds', 'sourceBackupIds', 'clusterIds', 'states', 'neverExpires'])
   const idRule = 'backup- followed by 11 to 16 characters of [2-7a-zA-Z]'
   checkFilterValues(filters, 'backupIds', v => fits(v, shapes.backupId), `a backup id is ${idRule}`)
@@ -95,8 +87,7 @@ export async function describeBackups (ctx: ApiContext, input: unknown): Promise
   return { Backups: result.items.map(b => renderBackup(b, region, accountId)), ...(result.nextToken === undefined ? {} : { NextToken: result.nextToken }) }
 }
 
-export async function deleteBackup (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ BackupId: string }>(input, requestShapes.DeleteBackup)
+export async function deleteBackup (ctx: ApiContext, req: ApiRequest<'DeleteBackup'>): Promise<unknown> {
   const backup = await ctx.store.transact(draft => {
     const backup = backupOf(draft, req.BackupId)
     if (backup.state !== 'READY') throw invalidRequest(`Backup ${backup.backupId} is in state ${backup.state}: only a READY backup can be deleted`)
@@ -108,8 +99,7 @@ export async function deleteBackup (ctx: ApiContext, input: unknown): Promise<un
   return { Backup: renderBackup(backup, ctx.settings.region, ctx.settings.accountId) }
 }
 
-export async function restoreBackup (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ BackupId: string }>(input, requestShapes.RestoreBackup)
+export async function restoreBackup (ctx: ApiContext, req: ApiRequest<'RestoreBackup'>): Promise<unknown> {
   const backup = await ctx.store.transact(draft => {
     const backup = backupOf(draft, req.BackupId)
     if (backup.state !== 'PENDING_DELETION') throw invalidRequest(`Backup ${backup.backupId} is in state ${backup.state}: only a backup in PENDING_DELETION can be restored`)
@@ -121,8 +111,7 @@ export async function restoreBackup (ctx: ApiContext, input: unknown): Promise<u
   return { Backup: renderBackup(backup, ctx.settings.region, ctx.settings.accountId) }
 }
 
-export async function modifyBackupAttributes (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ BackupId: string, NeverExpires: boolean }>(input, requestShapes.ModifyBackupAttributes)
+export async function modifyBackupAttributes (ctx: ApiContext, req: ApiRequest<'ModifyBackupAttributes'>): Promise<unknown> {
   const backup = await ctx.store.transact(draft => {
     const backup = backupOf(draft, req.BackupId)
     if (backup.state === 'DELETED') throw invalidRequest(`Backup ${backup.backupId} is in state DELETED: its attributes can no longer be changed`)
@@ -155,8 +144,7 @@ export interface CopyRequest {
   nextSlot: number
 }
 
-export async function copyBackupToRegion (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ DestinationRegion: string, BackupId: string, TagList?: Tag[] }>(input, requestShapes.CopyBackupToRegion)
+export async function copyBackupToRegion (ctx: ApiContext, req: ApiRequest<'CopyBackupToRegion'>): Promise<unknown> {
   const tags = req.TagList === undefined ? undefined : checkTags(req.TagList)
   const { region } = ctx.settings
   const source = backupOf(ctx.store.state, req.BackupId)
@@ -408,8 +396,7 @@ export async function backupBytes (ctx: ApiContext, dataDir: string, backupId: s
   return { status: 200, body: bytes, ...(sha256 === undefined ? {} : { sha256 }) }
 }
 
-export async function hsmlabCreateBackup (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ ClusterId: string }>(input, requestShapes.HsmlabCreateBackup)
+export async function hsmlabCreateBackup (ctx: ApiContext, req: ApiRequest<'HsmlabCreateBackup'>): Promise<unknown> {
   const state = ctx.store.state
   const cluster = clusterOf(state, req.ClusterId)
   if (cluster.state !== 'ACTIVE' && cluster.state !== 'DEGRADED') {
