@@ -7,14 +7,13 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { randomResourceId } from '@hsmlab/hsm'
 import { invalidRequest, notFound } from '../errors.js'
-import type { ClusterRecord, ClusterState, ControlPlaneState, Tag } from '../state-store.js'
+import type { ClusterRecord, ClusterState } from '../state-store.js'
 import { fits, shapes } from '../validation.js'
 import { checkSignedCertificate, createClusterCsr } from '../x509.js'
-import { checkFilterValues, checkFilters, checkTags, page, readToken, retentionDays } from './common.js'
+import { backupIdOf, checkFilterValues, checkFilters, checkTags, clusterOf, page, readToken, retentionDays } from './common.js'
 import type { ApiRequest } from '../api-types.js'
 import type { ApiContext } from './context.js'
 import { hsmsOf, renderCluster } from './render.js'
-import { backupIdOf } from './backups.js'
 
 /** HSM types the service offers (reference F.2). */
 export const HSM_TYPES = ['hsm1.medium', 'hsm2m.medium'] as const
@@ -35,13 +34,6 @@ export function randomHex (n: number): string {
 /** The region's one VPC (hsmlab has one network per region). */
 export function vpcIdOf (region: string, accountId: string): string {
   return `vpc-${createHash('sha256').update(`vpc\0${accountId}\0${region}`).digest('hex').slice(0, 17)}`
-}
-
-/** The cluster, or CloudHsmResourceNotFoundException. */
-export function clusterOf (state: Readonly<ControlPlaneState>, clusterId: string): ClusterRecord {
-  const cluster = state.clusters[clusterId]
-  if (cluster === undefined) throw notFound(`Cluster ${clusterId} not found`)
-  return cluster
 }
 
 function wrongState (cluster: ClusterRecord, doing: string, allowed: readonly string[]): Error {
