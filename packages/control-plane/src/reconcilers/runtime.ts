@@ -71,6 +71,11 @@ export class Runtime {
     return task
   }
 
+  /** Resolves once no task runs (tasks started meanwhile included): what a test waits for after a pass. */
+  async settled (): Promise<void> {
+    while (this.tasks.size > 0) await Promise.allSettled([...this.tasks.values()])
+  }
+
   /** Runs `pass` every `tickIntervalMs`, now, and on each `kick`; one pass at a time. */
   start (pass: () => Promise<void>, tickIntervalMs: number): void {
     this.pass = pass
