@@ -5,7 +5,7 @@
 // ones, in a temporary directory. Each test runs passes itself and waits for their tasks.
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { tmpDir, waitFor } from '@hsmlab/testing'
 import { createLogger } from '@hsmlab/process'
 import { AnchorKeyring } from '../src/anchor-keyring.js'
@@ -111,6 +111,8 @@ async function setup (): Promise<{
   const supervisor = new FakeSupervisor()
   const links = new FakeLinks()
   const shared: ReconcilerComponents = { store, clock, tuning, log: createLogger('silent'), runtime }
+  // Before the directory goes (hooks run last first): no task writes in it any more.
+  onTestFinished(async () => { await runtime.stop(); await runtime.settled() })
   return {
     dir, store, keyring, files: new BackupFiles(dir), supervisor, links, directory: new HsmDirectory(store, supervisor), runtime, shared, now, fetches, regionAnswer
   }
@@ -271,7 +273,8 @@ describe('the backup reconciler', () => {
   it('exports a backup from a running HSM into its file, records why one failed, and deletes backups past their window or retention', async () => {
     const t = await setup()
     const backups = new BackupReconciler({ ...t.shared, keyring: t.keyring, directory: t.directory, links: t.links as unknown as HsmCaller, files: t.files })
-    await addCluster(t.store, t.keyring, 'cluster-one', { retentionDays: 7 })
+    // Made now: no daily backup is due meanwhile.
+    await addCluster(t.store, t.keyring, 'cluster-one', { retentionDays: 7, createdAtMs: t.shared.clock.now() })
     await addHsm(t.store, 'hsm-one', 'cluster-one')
     t.supervisor.pids.set('hsm-one', 1)
     const bytes = fakeBackup('lineage-9')
