@@ -90,6 +90,8 @@ export class Runtime {
     if (this.passing) { this.again = true; return }
     this.passing = true
     setImmediate(() => {
+      // Stopped meanwhile: no pass starts after stop.
+      if (this.stopped) { this.passing = false; return }
       void pass().catch(err => { this.log.error({ err }, 'background pass failed') }).finally(() => {
         this.passing = false
         if (this.again && !this.stopped) { this.again = false; this.kick() }
