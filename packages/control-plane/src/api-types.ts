@@ -1,8 +1,10 @@
 /**
  * The API's shapes as TypeScript types (reference F.4; member names as in botocore's
  * cloudhsmv2 service-2.json), with hsmlab's extension members marked. Timestamps are epoch
- * seconds.
+ * seconds. Requests are derived from their shapes (validation.ts), never written out again here.
  */
+import type { Infer, requestShapes } from './validation.js'
+
 export interface Tag { Key: string, Value: string }
 export interface BackupRetentionPolicy { Type?: 'DAYS', Value?: string }
 
@@ -105,29 +107,39 @@ export interface HsmRouteStatus extends HsmRoute {
   Delivered: boolean
 }
 
-/** Every operation: its input and output. */
-export interface ApiOperations {
-  CreateCluster: { input: { HsmType: string, SubnetIds: string[], SourceBackupId?: string, BackupRetentionPolicy?: BackupRetentionPolicy, TagList?: Tag[], NetworkType?: 'IPV4' | 'DUALSTACK', Mode?: 'FIPS' | 'NON_FIPS' }, output: { Cluster: Cluster } }
-  DescribeClusters: { input: { Filters?: Record<string, string[]>, NextToken?: string, MaxResults?: number }, output: { Clusters: Cluster[], NextToken?: string } }
-  DeleteCluster: { input: { ClusterId: string }, output: { Cluster: Cluster } }
-  InitializeCluster: { input: { ClusterId: string, SignedCert: string, TrustAnchor: string }, output: { State: ClusterStateName, StateMessage?: string } }
-  ModifyCluster: { input: { ClusterId: string, HsmType?: string, BackupRetentionPolicy?: BackupRetentionPolicy }, output: { Cluster: Cluster } }
-  CreateHsm: { input: { ClusterId: string, AvailabilityZone: string, IpAddress?: string }, output: { Hsm: Hsm } }
-  DeleteHsm: { input: { ClusterId: string, HsmId?: string, EniId?: string, EniIp?: string }, output: { HsmId: string } }
-  DescribeBackups: { input: { Filters?: Record<string, string[]>, NextToken?: string, MaxResults?: number, Shared?: boolean, SortAscending?: boolean }, output: { Backups: Backup[], NextToken?: string } }
-  CopyBackupToRegion: { input: { DestinationRegion: string, BackupId: string, TagList?: Tag[] }, output: { DestinationBackup: DestinationBackup } }
-  DeleteBackup: { input: { BackupId: string }, output: { Backup: Backup } }
-  RestoreBackup: { input: { BackupId: string }, output: { Backup: Backup } }
-  ModifyBackupAttributes: { input: { BackupId: string, NeverExpires: boolean }, output: { Backup: Backup } }
-  TagResource: { input: { ResourceId: string, TagList: Tag[] }, output: Record<string, never> }
-  UntagResource: { input: { ResourceId: string, TagKeyList: string[] }, output: Record<string, never> }
-  ListTags: { input: { ResourceId: string, NextToken?: string, MaxResults?: number }, output: { TagList: Tag[], NextToken?: string } }
+/**
+ * What each operation answers. Its keys must be the operations' names (the keys of
+ * validation.ts `requestShapes`): `ApiOperations` asks for an output of each.
+ */
+export interface ApiOutputs {
+  CreateCluster: { Cluster: Cluster }
+  DescribeClusters: { Clusters: Cluster[], NextToken?: string }
+  DeleteCluster: { Cluster: Cluster }
+  InitializeCluster: { State: ClusterStateName, StateMessage?: string }
+  ModifyCluster: { Cluster: Cluster }
+  CreateHsm: { Hsm: Hsm }
+  DeleteHsm: { HsmId: string }
+  DescribeBackups: { Backups: Backup[], NextToken?: string }
+  CopyBackupToRegion: { DestinationBackup: DestinationBackup }
+  DeleteBackup: { Backup: Backup }
+  RestoreBackup: { Backup: Backup }
+  ModifyBackupAttributes: { Backup: Backup }
+  TagResource: Record<string, never>
+  UntagResource: Record<string, never>
+  ListTags: { TagList: Tag[], NextToken?: string }
   /** hsmlab extension: make a backup of an ACTIVE cluster now. */
-  HsmlabCreateBackup: { input: { ClusterId: string }, output: { Backup: Backup } }
+  HsmlabCreateBackup: { Backup: Backup }
   /** hsmlab extension: replace the region's routes to HSMs. */
-  HsmlabSetHsmRoutes: { input: { Routes: HsmRoute[] }, output: { Routes: HsmRouteStatus[] } }
+  HsmlabSetHsmRoutes: { Routes: HsmRouteStatus[] }
   /** hsmlab extension: the region's routes to HSMs. */
-  HsmlabDescribeHsmRoutes: { input: Record<string, never>, output: { Routes: HsmRouteStatus[] } }
+  HsmlabDescribeHsmRoutes: { Routes: HsmRouteStatus[] }
 }
 
-export type ApiOperationName = keyof ApiOperations
+/** The name of an operation: a key of the request shapes (validation.ts), the one list of operations. */
+export type ApiOperationName = keyof typeof requestShapes
+
+/** The request of operation `N`, derived from its shape: the type a handler gets once the request was checked. */
+export type ApiRequest<N extends ApiOperationName> = Infer<(typeof requestShapes)[N]>
+
+/** Every operation: its input (from its request shape) and its output. */
+export type ApiOperations = { [N in ApiOperationName]: { input: ApiRequest<N>, output: ApiOutputs[N] } }

@@ -79,6 +79,11 @@ export const controlPlaneDefaults = {
   signatureSkewMs: 900_000
 } as const
 
+type NumericDefaults = { [K in keyof typeof controlPlaneDefaults as (typeof controlPlaneDefaults)[K] extends number ? K : never]: number }
+
+/** Delays, limits and windows of a control plane (see above for each one's meaning, unit and default). */
+export type ControlPlaneTuning = Omit<NumericDefaults, 'port' | 'clockSpeed'>
+
 /** Name of the state file inside the data directory. */
 export const STATE_FILE_NAME = 'state.json'
 /** Name of the lock file inside the data directory. */

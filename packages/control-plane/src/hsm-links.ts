@@ -68,3 +68,6 @@ export class HsmLinks {
     await Promise.allSettled(all.map(async c => { await (await c.connection).close() }))
   }
 }
+
+/** What the reconcilers use of `HsmLinks` (a test hands them a fake). */
+export type HsmCaller = Pick<HsmLinks, 'call' | 'drop'>

@@ -10,6 +10,8 @@ import { readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import type { IncomingHttpHeaders } from 'node:http'
 import { ControlPlaneError, CP_ERR_REGIONS_FILE } from './errors.js'
+import type { Credentials } from './sigv4.js'
+import { signRequest } from './sigv4.js'
 
 /** Region → endpoint (`http://127.0.0.1:PORT`). */
 export type RegionsMap = Record<string, string>
@@ -112,6 +114,40 @@ export async function sendRegionRequest (url: URL, init: { method: string, heade
     request.on('error', fail)
     request.end(init.body)
   })
+}
+
+/** A request to another region's control plane. */
+export interface RegionRequest {
+  method: 'GET' | 'POST'
+  path: string
+  body?: unknown
+  timeoutMs?: number
+}
+
+/**
+ * The client of the other regions' control planes: each request goes to the endpoint the regions
+ * file names now, signed with `credentials` when they are given, and waits `timeoutMs` at most
+ * (or its own `timeoutMs`).
+ */
+export function regionClient (opts: { regionsFile?: string | undefined, credentials?: Credentials | undefined, timeoutMs: number }): {
+  regions: () => Promise<RegionsMap>
+  fetch: (region: string, request: RegionRequest) => Promise<RegionResponse>
+} {
+  return {
+    regions: async () => await readRegionsFile(opts.regionsFile),
+    fetch: async (region, request) => {
+      const regions = await readRegionsFile(opts.regionsFile)
+      const endpoint = regions[region]
+      if (endpoint === undefined) throw new Error(`region ${region} is not in the regions file${opts.regionsFile === undefined ? ' (none was given: --regions-file)' : ` ${opts.regionsFile}`}`)
+      const url = new URL(request.path, `${endpoint}/`)
+      const body = request.body === undefined ? undefined : JSON.stringify(request.body)
+      let headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' }
+      if (opts.credentials !== undefined) {
+        headers = signRequest({ method: request.method, url, headers, body: body ?? '', region, credentials: opts.credentials })
+      }
+      return await sendRegionRequest(url, { method: request.method, headers, ...(body === undefined ? {} : { body }), timeoutMs: request.timeoutMs ?? opts.timeoutMs })
+    }
+  }
 }
 
 /** The largest body sendRegionRequest takes in one buffer allocated up front from its content-length. */

@@ -16,12 +16,12 @@
 import { randomUUID } from 'node:crypto'
 import { createServer, request as httpRequest } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import { backupBytes, cancelCopy, copyRecorded, receiveCopy } from './api/backups.js'
 import type { ApiContext } from './api/context.js'
 import { UNSUPPORTED_OPERATIONS, operationOf } from './api/operations.js'
 import { requestTimeouts } from './defaults.js'
 import { ApiError, CP_ERR_NO_SPACE, internalFailure, invalidRequest } from './errors.js'
 import type { Logger } from './logger.js'
+import type { CopyEndpoints } from './reconcilers/copies.js'
 import type { Credentials } from './sigv4.js'
 import { parseAuthorization, verifyRequest } from './sigv4.js'
 
@@ -32,7 +32,8 @@ const FORWARDED_HEADER = 'x-hsmlab-forwarded-by'
 /** What the server needs. */
 export interface ServerDeps {
   ctx: ApiContext
-  dataDir: string
+  /** The internal paths of copies between regions. */
+  copies: CopyEndpoints
   credentials?: Credentials
   skewMs: number
   bodyBytesMax: number
@@ -129,23 +130,23 @@ export function createApiServer (deps: ServerDeps): Server {
     if (path === '/_hsmlab/copies' && req.method === 'POST') {
       let json: unknown
       try { json = JSON.parse(body.toString('utf8')) } catch { throw new ApiError('SerializationException', 'the body is not JSON') }
-      send(res, 200, await receiveCopy(ctx, json))
+      send(res, 200, await deps.copies.receive(json))
       return
     }
     const copyMatch = /^\/_hsmlab\/copies\/([^/]+)$/.exec(path)
     if (copyMatch !== null && req.method === 'GET') {
-      const answer = copyRecorded(ctx, pathSegment(copyMatch[1]))
+      const answer = deps.copies.recorded(pathSegment(copyMatch[1]))
       send(res, answer.status, answer.body)
       return
     }
     const cancelMatch = /^\/_hsmlab\/copies\/([^/]+)\/cancel$/.exec(path)
     if (cancelMatch !== null && req.method === 'POST') {
-      send(res, 200, await cancelCopy(ctx, deps.dataDir, pathSegment(cancelMatch[1])))
+      send(res, 200, await deps.copies.cancel(pathSegment(cancelMatch[1])))
       return
     }
     const backupMatch = /^\/_hsmlab\/backups\/(backup-[2-7a-zA-Z]{11,16})$/.exec(path)
     if (backupMatch !== null && req.method === 'GET') {
-      const answer = await backupBytes(ctx, deps.dataDir, backupMatch[1] ?? '', new URL(req.url ?? '/', 'http://control-plane').searchParams.get('copy') ?? undefined)
+      const answer = deps.copies.bytes(backupMatch[1] ?? '', new URL(req.url ?? '/', 'http://control-plane').searchParams.get('copy') ?? undefined)
       if (answer.status === 200 && answer.body instanceof Uint8Array) {
         res.writeHead(200, {
           'content-type': 'application/octet-stream',

@@ -17,7 +17,31 @@ export type Spec =
   | { kind: 'map', key: Spec, value: Spec, max?: number }
   | { kind: 'structure', members: Record<string, Spec>, required?: readonly string[] }
 
-const str = (pattern?: string, extra: { min?: number, max?: number, flags?: string } = {}): Spec => ({ kind: 'string', pattern, ...extra })
+/** A string shape without an enum: its value is any string. */
+type StringSpec = Extract<Spec, { kind: 'string' }> & { oneOf?: undefined }
+
+const str = (pattern?: string, extra: { min?: number, max?: number, flags?: string } = {}): StringSpec => ({ kind: 'string', pattern, ...extra })
+
+/**
+ * The TypeScript type of the values that fit a shape, derived from the shape itself, so that a
+ * request type is never written a second time beside its shape (api-types.ts `ApiRequest`).
+ * Shapes keep their literal types for it (`as const`, `request`).
+ */
+export type Infer<S> =
+  S extends { readonly kind: 'string', readonly oneOf: ReadonlyArray<infer L> } ? L
+    : S extends { readonly kind: 'string' } ? string
+      : S extends { readonly kind: 'boolean' } ? boolean
+        : S extends { readonly kind: 'integer' } ? number
+          : S extends { readonly kind: 'list', readonly member: infer M } ? Array<Infer<M>>
+            : S extends { readonly kind: 'map', readonly value: infer V } ? Record<string, Infer<V>>
+              : S extends { readonly kind: 'structure', readonly members: infer M } ? StructureOf<M, S extends { readonly required: ReadonlyArray<infer R> } ? R : never>
+                : never
+
+/** A structure's members: the required ones as given, the others optional; no member at all: an empty object. */
+type StructureOf<M, R> = [keyof M] extends [never] ? Record<string, never> : Flat<
+{ -readonly [K in keyof M as K extends R ? K : never]: Infer<M[K]> } &
+{ -readonly [K in keyof M as K extends R ? never : K]?: Infer<M[K]> }>
+type Flat<T> = { [K in keyof T]: T[K] } & {}
 
 /** The model's shapes (reference F.2). */
 export const shapes = {
@@ -34,43 +58,47 @@ export const shapes = {
   cert: str('[a-zA-Z0-9+-/=\\s]*', { max: 20_000 }),
   resourceId: str('(?:cluster|backup)-[2-7a-zA-Z]{11,16}'),
   nextToken: str('.*', { max: 256 }),
-  boolean: { kind: 'boolean' } as Spec,
-  networkType: { kind: 'string', oneOf: ['IPV4', 'DUALSTACK'] } as Spec,
-  clusterMode: { kind: 'string', oneOf: ['FIPS', 'NON_FIPS'] } as Spec,
+  boolean: { kind: 'boolean' },
+  networkType: { kind: 'string', oneOf: ['IPV4', 'DUALSTACK'] },
+  clusterMode: { kind: 'string', oneOf: ['FIPS', 'NON_FIPS'] },
   backupRetentionPolicy: {
     kind: 'structure',
     members: {
       Type: { kind: 'string', oneOf: ['DAYS'] },
       Value: str('[0-9]+', { min: 1, max: 3 })
     }
-  } as Spec,
+  },
   tagKey: str('^([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)$', { min: 1, max: 128, flags: 'u' }),
   tagValue: str('^([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)$', { min: 0, max: 256, flags: 'u' })
-} as const
+} as const satisfies Record<string, Spec>
 
-const tag: Spec = { kind: 'structure', members: { Key: shapes.tagKey, Value: shapes.tagValue }, required: ['Key', 'Value'] }
+const tag = { kind: 'structure', members: { Key: shapes.tagKey, Value: shapes.tagValue }, required: ['Key', 'Value'] } as const satisfies Spec
 /** TagList: 1 to 50 tags. */
-export const tagList: Spec = { kind: 'list', member: tag, min: 1, max: 50 }
+export const tagList = { kind: 'list', member: tag, min: 1, max: 50 } as const satisfies Spec
 /** TagKeyList: 1 to 50 keys. */
-export const tagKeyList: Spec = { kind: 'list', member: shapes.tagKey, min: 1, max: 50 }
+export const tagKeyList = { kind: 'list', member: shapes.tagKey, min: 1, max: 50 } as const satisfies Spec
 /** Filters: up to 30 fields, each a list of strings. */
-export const filters: Spec = { kind: 'map', key: str('[a-zA-Z0-9_-]+'), value: { kind: 'list', member: { kind: 'string' } }, max: 30 }
+export const filters = { kind: 'map', key: str('[a-zA-Z0-9_-]+'), value: { kind: 'list', member: { kind: 'string' } }, max: 30 } as const satisfies Spec
 
 /** A `ws://host:port` endpoint (hsmlab's HsmlabSetHsmRoutes). */
 const wsEndpoint = str('ws://[A-Za-z0-9.:\\[\\]-]+:[0-9]{1,5}', { max: 300 })
 /** One route of HsmlabSetHsmRoutes. */
-const hsmRoute: Spec = {
+const hsmRoute = {
   kind: 'structure',
   members: { HsmId: shapes.hsmId, From: str('control-plane|hsm-[2-7a-zA-Z]{11,16}'), Endpoint: wsEndpoint, Upstream: wsEndpoint },
   required: ['HsmId', 'From', 'Endpoint']
+} as const satisfies Spec
+
+/** A request shape: its members and which are required, with their literal types kept for `Infer`. */
+export function request<const M extends Record<string, Spec>, const R extends ReadonlyArray<keyof M & string> = readonly []> (members: M, required?: R): { kind: 'structure', members: M, required: R } {
+  return { kind: 'structure', members, required: required ?? ([] as unknown as R) }
 }
 
-/** A request shape: its members and which are required. */
-export function request (members: Record<string, Spec>, required: readonly string[] = []): Extract<Spec, { kind: 'structure' }> {
-  return { kind: 'structure', members, required }
-}
-
-/** The model's request shapes, by operation. */
+/**
+ * The model's request shapes, by operation: the one list of the API's operations. Its keys are
+ * the operation names (api-types.ts `ApiOperationName`), its shapes the request types
+ * (`ApiRequest`); the operation table (api/operations.ts) must have a handler for each.
+ */
 export const requestShapes = {
   CreateCluster: request({
     BackupRetentionPolicy: shapes.backupRetentionPolicy,

@@ -13,9 +13,9 @@ import * as cp from '../src/index.js'
 import { LabClock } from '../src/clock.js'
 import { violations, requestShapes } from '../src/validation.js'
 import { checkSignedCertificate, createClusterCsr } from '../src/x509.js'
-import { backupBytes, copyRefusal } from '../src/api/backups.js'
-import type { ApiContext } from '../src/api/context.js'
-import { storeBackupBytes } from '../src/backup-copier.js'
+import { copyRefusal } from '../src/copy-protocol.js'
+import { BackupFiles } from '../src/backup-files.js'
+import { CopyReconciler } from '../src/reconcilers/copies.js'
 import { sendRegionRequest } from '../src/regions.js'
 import { StateStore } from '../src/state-store.js'
 import type { ClusterRecord, ControlPlaneState } from '../src/state-store.js'
@@ -110,12 +110,13 @@ describe('regions and copies', () => {
     const dir = tmpDir()
     const store = await StateStore.open(dir, 'us-east-1', '111122223333')
     const bytes = randomBytes(64 * 1024)
-    const { file, sha256 } = await storeBackupBytes(dir, 'backup-abcdefghijk', bytes)
+    const files = new BackupFiles(dir)
+    const { file, sha256 } = await files.store('backup-abcdefghijk', bytes)
     await store.transact(draft => {
       draft.backups['backup-abcdefghijk'] = { backupId: 'backup-abcdefghijk', state: 'READY', createdAtMs: 0, neverExpires: false, tags: [], hsmType: 'hsm2m.medium', reason: 'requested', nextSlot: 1, file, sha256 }
     })
-    const ctx = { store } as unknown as ApiContext
-    const get = async (): Promise<{ status: number, body: unknown, sha256?: string }> => await backupBytes(ctx, dir, 'backup-abcdefghijk')
+    const copies = new CopyReconciler({ store, files, region: 'us-east-1' } as unknown as ConstructorParameters<typeof CopyReconciler>[0])
+    const get = async (): Promise<{ status: number, body: unknown, sha256?: string }> => copies.bytes('backup-abcdefghijk')
     const answer = await get()
     expect(answer.status).toBe(200)
     expect(Buffer.from(answer.body as Uint8Array).equals(bytes)).toBe(true)

@@ -1,18 +1,19 @@
 /**
  * Cluster operations: CreateCluster, DescribeClusters, DeleteCluster, InitializeCluster,
- * ModifyCluster (reference F.5, F.7). Each validates its request, then checks and changes the
- * state in one transaction: an error leaves nothing changed.
+ * ModifyCluster (reference F.5, F.7). Each gets its request checked against its shape
+ * (api/operations.ts), then checks and changes the state in one transaction: an error leaves
+ * nothing changed.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { randomResourceId } from '@hsmlab/hsm'
 import { invalidRequest, notFound } from '../errors.js'
-import type { ClusterRecord, ClusterState, ControlPlaneState, Tag } from '../state-store.js'
-import { fits, requestShapes, shapes, validate } from '../validation.js'
+import type { ClusterRecord, ClusterState } from '../state-store.js'
+import { fits, shapes } from '../validation.js'
 import { checkSignedCertificate, createClusterCsr } from '../x509.js'
-import { checkFilterValues, checkFilters, checkTags, page, readToken, retentionDays } from './common.js'
+import { backupIdOf, checkFilterValues, checkFilters, checkTags, clusterOf, page, readToken, retentionDays } from './common.js'
+import type { ApiRequest } from '../api-types.js'
 import type { ApiContext } from './context.js'
 import { hsmsOf, renderCluster } from './render.js'
-import { backupIdOf } from './backups.js'
 
 /** HSM types the service offers (reference F.2). */
 export const HSM_TYPES = ['hsm1.medium', 'hsm2m.medium'] as const
@@ -35,29 +36,11 @@ export function vpcIdOf (region: string, accountId: string): string {
   return `vpc-${createHash('sha256').update(`vpc\0${accountId}\0${region}`).digest('hex').slice(0, 17)}`
 }
 
-/** The cluster, or CloudHsmResourceNotFoundException. */
-export function clusterOf (state: Readonly<ControlPlaneState>, clusterId: string): ClusterRecord {
-  const cluster = state.clusters[clusterId]
-  if (cluster === undefined) throw notFound(`Cluster ${clusterId} not found`)
-  return cluster
-}
-
 function wrongState (cluster: ClusterRecord, doing: string, allowed: readonly string[]): Error {
   return invalidRequest(`Cluster ${cluster.clusterId} is in state ${cluster.state}: ${doing} needs it to be ${allowed.join(' or ')}`)
 }
 
-interface CreateClusterInput {
-  BackupRetentionPolicy?: { Type?: string, Value?: string }
-  HsmType: string
-  SourceBackupId?: string
-  SubnetIds: string[]
-  NetworkType?: 'IPV4' | 'DUALSTACK'
-  TagList?: Tag[]
-  Mode?: 'FIPS' | 'NON_FIPS'
-}
-
-export async function createCluster (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<CreateClusterInput>(input, requestShapes.CreateCluster)
+export async function createCluster (ctx: ApiContext, req: ApiRequest<'CreateCluster'>): Promise<unknown> {
   const { region, accountId } = ctx.settings
   if (!(HSM_TYPES as readonly string[]).includes(req.HsmType)) {
     throw invalidRequest(`HsmType ${req.HsmType} is not supported; the allowed values are ${HSM_TYPES.join(' and ')}`)
@@ -130,14 +113,7 @@ export async function createCluster (ctx: ApiContext, input: unknown): Promise<u
   return { Cluster: renderCluster(ctx.store.state, cluster) }
 }
 
-interface DescribeClustersInput {
-  Filters?: Record<string, string[]>
-  NextToken?: string
-  MaxResults?: number
-}
-
-export async function describeClusters (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<DescribeClustersInput>(input ?? {}, requestShapes.DescribeClusters)
+export async function describeClusters (ctx: ApiContext, req: ApiRequest<'DescribeClusters'>): Promise<unknown> {
   const filters = checkFilters(req.Filters, ['clusterIds', 'states', 'vpcIds'])
   checkFilterValues(filters, 'clusterIds', v => fits(v, shapes.clusterId), 'a cluster id is cluster- followed by 11 to 16 characters of [2-7a-zA-Z]')
   checkFilterValues(filters, 'states', v => (CLUSTER_STATES as readonly string[]).includes(v), `a state is one of ${CLUSTER_STATES.join(', ')}`)
@@ -154,8 +130,7 @@ export async function describeClusters (ctx: ApiContext, input: unknown): Promis
   return { Clusters: result.items.map(c => renderCluster(state, c)), ...(result.nextToken === undefined ? {} : { NextToken: result.nextToken }) }
 }
 
-export async function deleteCluster (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ ClusterId: string }>(input, requestShapes.DeleteCluster)
+export async function deleteCluster (ctx: ApiContext, req: ApiRequest<'DeleteCluster'>): Promise<unknown> {
   const cluster = await ctx.store.transact(draft => {
     const cluster = clusterOf(draft, req.ClusterId)
     const allowed = ['UNINITIALIZED', 'INITIALIZED', 'ACTIVE', 'DEGRADED']
@@ -173,8 +148,7 @@ export async function deleteCluster (ctx: ApiContext, input: unknown): Promise<u
   return { Cluster: renderCluster(ctx.store.state, cluster) }
 }
 
-export async function initializeCluster (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ ClusterId: string, SignedCert: string, TrustAnchor: string }>(input, requestShapes.InitializeCluster)
+export async function initializeCluster (ctx: ApiContext, req: ApiRequest<'InitializeCluster'>): Promise<unknown> {
   const before = clusterOf(ctx.store.state, req.ClusterId)
   const check = (cluster: ClusterRecord): string => {
     if (cluster.state !== 'UNINITIALIZED') throw wrongState(cluster, 'InitializeCluster', ['UNINITIALIZED'])
@@ -202,8 +176,7 @@ export async function initializeCluster (ctx: ApiContext, input: unknown): Promi
   return result
 }
 
-export async function modifyCluster (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ ClusterId: string, HsmType?: string, BackupRetentionPolicy?: { Type?: string, Value?: string } }>(input, requestShapes.ModifyCluster)
+export async function modifyCluster (ctx: ApiContext, req: ApiRequest<'ModifyCluster'>): Promise<unknown> {
   if (req.HsmType === undefined && req.BackupRetentionPolicy === undefined) {
     throw invalidRequest('ModifyCluster needs BackupRetentionPolicy or HsmType')
   }

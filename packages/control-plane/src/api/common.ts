@@ -1,8 +1,39 @@
 /**
- * What several handlers share: pagination tokens, tag rules, filters, retention policies.
+ * What several handlers share: lookups of clusters and backups, pagination tokens, tag rules,
+ * filters, retention policies.
  */
-import { invalidRequest, tagError } from '../errors.js'
-import type { Tag } from '../state-store.js'
+import { invalidRequest, notFound, tagError } from '../errors.js'
+import type { BackupRecord, ClusterRecord, ControlPlaneState, Tag } from '../state-store.js'
+
+/** The cluster, or CloudHsmResourceNotFoundException. */
+export function clusterOf (state: Readonly<ControlPlaneState>, clusterId: string): ClusterRecord {
+  const cluster = state.clusters[clusterId]
+  if (cluster === undefined) throw notFound(`Cluster ${clusterId} not found`)
+  return cluster
+}
+
+/**
+ * The backup id of a SourceBackupId (an id or a backup ARN); an ARN must name this region and
+ * account (a backup of another region must be copied here first).
+ */
+export function backupIdOf (idOrArn: string, region: string, accountId: string): string {
+  const match = /^arn:(aws(?:-us-gov)?):cloudhsm:([^:]+):(\d{12}):backup\/(backup-[2-7a-zA-Z]{11,16})$/.exec(idOrArn)
+  if (match === null) return idOrArn
+  const [, , arnRegion = '', arnAccount = '', id = ''] = match
+  if (arnRegion !== region) {
+    throw invalidRequest(`Backup ${id} is in region ${arnRegion}: copy it to ${region} with CopyBackupToRegion, then create the cluster from the copy`)
+  }
+  if (arnAccount !== accountId) throw notFound(`Backup ${idOrArn} not found: it is not shared with account ${accountId}`)
+  return id
+}
+
+/** The backup, or CloudHsmResourceNotFoundException. */
+export function backupOf (state: Readonly<ControlPlaneState>, backupId: string): BackupRecord {
+  const backup = state.backups[backupId]
+  if (backup === undefined) throw notFound(`Backup ${backupId} not found`)
+  return backup
+}
+
 
 /** Reads a NextToken made by `nextToken` for the same listing; CloudHsmInvalidRequestException otherwise. */
 export function readToken (token: string | undefined, listing: string): number {

@@ -2,8 +2,9 @@
  * What the API handlers work with: the state store, the lab clock, the region's settings, and a
  * few services of the control plane (waking its background loop, reaching other regions).
  */
+
 import type { LabClock } from '../clock.js'
-import type { RegionResponse, RegionsMap } from '../regions.js'
+import type { RegionRequest, RegionResponse, RegionsMap } from '../regions.js'
 import type { HsmRouteRecord, StateStore } from '../state-store.js'
 
 /** Limits and settings the handlers enforce. */
@@ -34,14 +35,6 @@ export interface ApiSettings {
   regionRequestTimeoutMs: number
 }
 
-/** A request to another region's control plane. */
-export interface RegionRequest {
-  method: 'GET' | 'POST'
-  path: string
-  body?: unknown
-  timeoutMs?: number
-}
-
 /** What a handler can use. */
 export interface ApiContext {
   store: StateStore
@@ -53,8 +46,6 @@ export interface ApiContext {
   regions: () => Promise<RegionsMap>
   /** Sends a (signed, when credentials are set) request to the control plane of `region`. */
   regionFetch: (region: string, request: RegionRequest) => Promise<RegionResponse>
-  /** Runs the copy recorded as `backupId` now; `firstAnswer`, the source's answer already asked for, is its first attempt. */
-  startCopy: (backupId: string, firstAnswer?: Promise<RegionResponse>) => void
   /**
    * Makes the trust anchor of a new cluster and keeps its secret key in the engine's keyring,
    * durably; resolves with the public key. Handlers never see a secret key.

@@ -17,8 +17,9 @@
 import { randomResourceId } from '@hsmlab/hsm'
 import { ApiError, invalidRequest, notFound } from '../errors.js'
 import type { ControlPlaneState, HsmRecord } from '../state-store.js'
-import { requestShapes, validate } from '../validation.js'
-import { clusterOf, randomHex } from './clusters.js'
+import { randomHex } from './clusters.js'
+import { clusterOf } from './common.js'
+import type { ApiRequest } from '../api-types.js'
 import type { ApiContext, ApiSettings } from './context.js'
 import { hsmsOf, renderHsm } from './render.js'
 
@@ -108,8 +109,7 @@ function addressFor (state: Readonly<ControlPlaneState>, settings: ApiSettings, 
   throw invalidRequest(`The subnet of ${az} has no free IP address left`)
 }
 
-export async function createHsm (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ ClusterId: string, AvailabilityZone: string, IpAddress?: string }>(input, requestShapes.CreateHsm)
+export async function createHsm (ctx: ApiContext, req: ApiRequest<'CreateHsm'>): Promise<unknown> {
   const hsm = await ctx.store.transact(draft => {
     const cluster = clusterOf(draft, req.ClusterId)
     const hsms = hsmsOf(draft, cluster.clusterId)
@@ -159,8 +159,7 @@ export async function createHsm (ctx: ApiContext, input: unknown): Promise<unkno
   return { Hsm: renderHsm(hsm) }
 }
 
-export async function deleteHsm (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ ClusterId: string, HsmId?: string, EniId?: string, EniIp?: string }>(input, requestShapes.DeleteHsm)
+export async function deleteHsm (ctx: ApiContext, req: ApiRequest<'DeleteHsm'>): Promise<unknown> {
   const given = [req.HsmId, req.EniId, req.EniIp].filter(v => v !== undefined)
   if (given.length !== 1) throw invalidRequest('Specify exactly one of HsmId, EniId and EniIp to identify the HSM to delete')
   const hsmId = await ctx.store.transact(draft => {

@@ -9,18 +9,11 @@
  */
 import { invalidRequest, notFound } from '../errors.js'
 import type { HsmRouteRecord } from '../state-store.js'
-import { requestShapes, validate } from '../validation.js'
+import type { ApiRequest } from '../api-types.js'
 import type { ApiContext } from './context.js'
 
 /** `From` of a route the control plane itself uses. */
 export const CONTROL_PLANE_ROUTE_FROM = 'control-plane'
-
-interface RouteInput {
-  HsmId: string
-  From: string
-  Endpoint: string
-  Upstream?: string
-}
 
 /** A route as the API shows it. */
 function render (ctx: ApiContext, route: HsmRouteRecord): Record<string, unknown> {
@@ -44,8 +37,7 @@ function sameRoutes (a: readonly HsmRouteRecord[], b: readonly HsmRouteRecord[])
  * route of the region (`Routes: []` removes them all). Each HsmId must be an HSM of this region that
  * is not DELETED; From is `control-plane` or another HSM of the same cluster; a pair is given once.
  */
-export async function hsmlabSetHsmRoutes (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ Routes: RouteInput[] }>(input, requestShapes.HsmlabSetHsmRoutes)
+export async function hsmlabSetHsmRoutes (ctx: ApiContext, req: ApiRequest<'HsmlabSetHsmRoutes'>): Promise<unknown> {
   const state = ctx.store.state
   const seen = new Set<string>()
   const routes: HsmRouteRecord[] = req.Routes.map(r => {
@@ -72,7 +64,6 @@ export async function hsmlabSetHsmRoutes (ctx: ApiContext, input: unknown): Prom
 }
 
 /** `HsmlabDescribeHsmRoutes {}` → `{Routes: [{HsmId, From, Endpoint, Upstream?, InUse, Delivered}]}`. */
-export async function hsmlabDescribeHsmRoutes (ctx: ApiContext, input: unknown): Promise<unknown> {
-  validate(input, requestShapes.HsmlabDescribeHsmRoutes)
+export async function hsmlabDescribeHsmRoutes (ctx: ApiContext, req: ApiRequest<'HsmlabDescribeHsmRoutes'>): Promise<unknown> {
   return { Routes: (ctx.store.state.hsmRoutes ?? []).map(r => render(ctx, r)) }
 }

@@ -4,8 +4,8 @@
  */
 import { ApiError, invalidRequest, notFound } from '../errors.js'
 import type { ControlPlaneState, Tag } from '../state-store.js'
-import { requestShapes, validate } from '../validation.js'
 import { checkTags, page, readToken } from './common.js'
+import type { ApiRequest } from '../api-types.js'
 import type { ApiContext } from './context.js'
 
 function resourceOf (state: ControlPlaneState, resourceId: string): { tags: Tag[], state: string } {
@@ -14,8 +14,7 @@ function resourceOf (state: ControlPlaneState, resourceId: string): { tags: Tag[
   return resource
 }
 
-export async function tagResource (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ ResourceId: string, TagList: Tag[] }>(input, requestShapes.TagResource)
+export async function tagResource (ctx: ApiContext, req: ApiRequest<'TagResource'>): Promise<unknown> {
   const tags = checkTags(req.TagList)
   await ctx.store.transact(draft => {
     const resource = resourceOf(draft, req.ResourceId)
@@ -30,8 +29,7 @@ export async function tagResource (ctx: ApiContext, input: unknown): Promise<unk
   return {}
 }
 
-export async function untagResource (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ ResourceId: string, TagKeyList: string[] }>(input, requestShapes.UntagResource)
+export async function untagResource (ctx: ApiContext, req: ApiRequest<'UntagResource'>): Promise<unknown> {
   await ctx.store.transact(draft => {
     const resource = resourceOf(draft, req.ResourceId)
     if (resource.state === 'DELETED') throw invalidRequest(`Resource ${req.ResourceId} is in state DELETED and cannot be untagged`)
@@ -40,8 +38,7 @@ export async function untagResource (ctx: ApiContext, input: unknown): Promise<u
   return {}
 }
 
-export async function listTags (ctx: ApiContext, input: unknown): Promise<unknown> {
-  const req = validate<{ ResourceId: string, NextToken?: string, MaxResults?: number }>(input, requestShapes.ListTags)
+export async function listTags (ctx: ApiContext, req: ApiRequest<'ListTags'>): Promise<unknown> {
   const offset = readToken(req.NextToken, `tags:${req.ResourceId}`)
   const resource = resourceOf(ctx.store.state as ControlPlaneState, req.ResourceId)
   const result = page(resource.tags, offset, req.MaxResults, `tags:${req.ResourceId}`)
