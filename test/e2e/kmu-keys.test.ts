@@ -125,7 +125,7 @@ describe('key_mgmt_util on a real cluster', () => {
     expect(copy).not.toBe(key)
 
     // Same key material: same key check value and type.
-    expect(await shell.run(`getAttribute -o ${key} -a 512 -out attr_key`)).toMatch(/Attributes dumped into attr_key file\n\n\tCfm3GetAttribute returned: 0x00/)
+    expect(await shell.run(`getAttribute -o ${key} -a 512 -out attr_key`)).toMatch(/Written to: attr_key file\n\n\tCfm3GetAttribute returned: 0x00/)
     await shell.run(`getAttribute -o ${copy} -a 512 -out attr_copy`)
     const attributes = (file: string): Map<string, string> => {
       const lines = readFileSync(join(cwd, file), 'utf8').split('\n')
