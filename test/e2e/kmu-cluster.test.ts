@@ -38,16 +38,16 @@ describe('key_mgmt_util with HSMs down', () => {
     const shell = await KmuShell.start(cwd, ['--config', config])
     const login = await shell.run('loginHSM -u CU -s alice -p Alice1234')
     expect(login).toBe('\n\tCfm3LoginHSM returned: 0x00 : HSM Return: SUCCESS\n' +
-      '\n\tCluster Status:\n' +
-      '\tNode id 0 status: 0x00000000 : HSM Return: SUCCESS\n' +
-      '\tNode id 1 status: 0x00000000 : HSM Return: SUCCESS\n' +
-      `\tNode id 2 status: ${UNAVAILABLE}\n`)
+      '\n\tCluster Error Status\n' +
+      '\tNode id 0 and err state 0x00000000 : HSM Return: SUCCESS\n' +
+      '\tNode id 1 and err state 0x00000000 : HSM Return: SUCCESS\n' +
+      `\tNode id 2 and err state ${UNAVAILABLE}\n`)
 
     const refused = await shell.run('genSymKey -t 31 -s 16 -l min_srv_key -min_srv 3 -timeout 2')
-    expect(refused).toMatch(/^\n\tCfm3GenerateSymmetricKey returned: 0x30000086 : HSM CLUSTER ERROR: [^\n]+\n\n\tCluster Status:\n/)
+    expect(refused).toMatch(/^\n\tCfm3GenerateSymmetricKey returned: 0x30000086 : HSM CLUSTER ERROR: [^\n]+\n\n\tCluster Error Status\n/)
     expect(refused).not.toContain('Key Handle')
-    expect(refused).toContain(`\tNode id 2 status: ${UNAVAILABLE}\n`)
-    expect(await shell.run('findKey -l min_srv_key')).toMatch(/^\nTotal number of keys present 0\n\n\tCluster Status:\n/)
+    expect(refused).toContain(`\tNode id 2 and err state ${UNAVAILABLE}\n`)
+    expect(await shell.run('findKey -l min_srv_key')).toMatch(/^\nTotal number of keys present 0\n\n\tCluster Error Status\n/)
 
     // Within reach, a -min_srv the live HSMs can meet works.
     expect(await shell.run('genSymKey -t 31 -s 16 -l two_key -min_srv 2 -timeout 5')).toContain('Symmetric Key Created.  Key Handle: ')

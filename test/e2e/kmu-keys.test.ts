@@ -31,10 +31,10 @@ const TOPOLOGY = {
 }
 
 const LOGIN_ALICE = 'loginHSM -u CU -s alice -p Alice1234'
-const ALL_NODES_OK = '\n\tCluster Status:\n' +
-  '\tNode id 0 status: 0x00000000 : HSM Return: SUCCESS\n' +
-  '\tNode id 1 status: 0x00000000 : HSM Return: SUCCESS\n' +
-  '\tNode id 2 status: 0x00000000 : HSM Return: SUCCESS\n'
+const ALL_NODES_OK = '\n\tCluster Error Status\n' +
+  '\tNode id 0 and err state 0x00000000 : HSM Return: SUCCESS\n' +
+  '\tNode id 1 and err state 0x00000000 : HSM Return: SUCCESS\n' +
+  '\tNode id 2 and err state 0x00000000 : HSM Return: SUCCESS\n'
 
 /** The lab's KMU configuration (its first cluster). */
 function kmuConfig (lab: StartedLab): string {
@@ -59,11 +59,11 @@ describe('key_mgmt_util on a real cluster', () => {
     expect(run.err).toBe('')
     expect(run.code).toBe(0)
     expect(run.out).toMatch(new RegExp(
-      '^\\n\\tCfm3LoginHSM returned: 0x00 : HSM Return: SUCCESS\\n\\n\\tCluster Status:\\n(\\tNode id \\d status: 0x00000000 : HSM Return: SUCCESS\\n){3}' +
+      '^\\n\\tCfm3LoginHSM returned: 0x00 : HSM Return: SUCCESS\\n\\n\\tCluster Error Status\\n(\\tNode id \\d and err state 0x00000000 : HSM Return: SUCCESS\\n){3}' +
       'Command:  genSymKey -t 31 -s 32 -l aes256\\n' +
       '\\n\\tCfm3GenerateSymmetricKey returned: 0x00 : HSM Return: SUCCESS\\n' +
       '\\n\\tSymmetric Key Created\\.  Key Handle: \\d+\\n' +
-      '\\n\\tCluster Status:\\n(\\tNode id \\d status: 0x00000000 : HSM Return: SUCCESS\\n){3}$'))
+      '\\n\\tCluster Error Status\\n(\\tNode id \\d and err state 0x00000000 : HSM Return: SUCCESS\\n){3}$'))
     const handle = numberAfter(run.out, 'Key Handle:')
 
     const config = await readCmuConfig(kmuConfig(lab))
@@ -96,7 +96,7 @@ describe('key_mgmt_util on a real cluster', () => {
     expect(await shell.run(`verify -f messageFile -s signedFile -k ${publicHandle} -m 1`)).toBe(
       '\n\tSignature verification successful\n\n\tCfm3Verify returned: 0x00 : HSM Return: SUCCESS\n')
     expect(await shell.run(`verify -f messageFile -s messageFile -k ${publicHandle} -m 1`)).toBe(
-      '\n\tCfm3Verify returned: 0x1b : CSP Error: ERR_BAD_PKCS_DATA\n')
+      '\tCfm3Verify returned: 0x1b\n\n\tCSP Error: ERR_BAD_PKCS_DATA\n')
 
     const wrapping = numberAfter(await shell.run('genSymKey -t 31 -s 32 -l export_wrapper'), 'Key Handle:')
     expect(await shell.run(`exportPrivateKey -k ${privateHandle} -w ${wrapping} -out exportKey.pem`)).toBe(
@@ -125,7 +125,7 @@ describe('key_mgmt_util on a real cluster', () => {
     expect(copy).not.toBe(key)
 
     // Same key material: same key check value and type.
-    expect(await shell.run(`getAttribute -o ${key} -a 512 -out attr_key`)).toMatch(/Attributes dumped into attr_key file\n\n\tCfm3GetAttribute returned: 0x00/)
+    expect(await shell.run(`getAttribute -o ${key} -a 512 -out attr_key`)).toMatch(/Written to: attr_key file\n\n\tCfm3GetAttribute returned: 0x00/)
     await shell.run(`getAttribute -o ${copy} -a 512 -out attr_copy`)
     const attributes = (file: string): Map<string, string> => {
       const lines = readFileSync(join(cwd, file), 'utf8').split('\n')
@@ -173,19 +173,19 @@ describe('key_mgmt_util on a real cluster', () => {
     expect(await bob.run(`getKeyInfo -k ${shared}`)).toBe(
       `\n\tCfm3GetKey returned: 0x00 : HSM Return: SUCCESS\n\n\tOwned by user 3\n\n\talso, shared to following 1 user(s):\n\n\t\t ${bobId}\n`)
     expect(await bob.run(`deleteKey -k ${shared}`)).toBe('\n\tCfm3DeleteKey returned: 0xc6 : HSM Error: Key Access is denied\n' +
-      '\n\tCluster Status:\n' +
-      '\tNode id 0 status: 0x000000c6 : HSM Error: Key Access is denied\n' +
-      '\tNode id 1 status: 0x000000c6 : HSM Error: Key Access is denied\n' +
-      '\tNode id 2 status: 0x000000c6 : HSM Error: Key Access is denied\n')
+      '\n\tCluster Error Status\n' +
+      '\tNode id 0 and err state 0x000000c6 : HSM Error: Key Access is denied\n' +
+      '\tNode id 1 and err state 0x000000c6 : HSM Error: Key Access is denied\n' +
+      '\tNode id 2 and err state 0x000000c6 : HSM Error: Key Access is denied\n')
     expect(await bob.run('Error2String -r 0xc6')).toBe('\n\tError Code c6 maps to HSM Error: Key Access is denied\n')
     expect(await bob.exit()).toBe(0)
 
     expect(await alice.run('deleteKey -k 252126')).toBe(
       '\n\tCfm3FindKey returned: 0xa8 : HSM Error: Invalid object handle is passed to this operation\n' +
-      '\n\tCluster Status:\n' +
-      '\tNode id 0 status: 0x000000a8 : HSM Error: Invalid object handle is passed to this operation\n' +
-      '\tNode id 1 status: 0x000000a8 : HSM Error: Invalid object handle is passed to this operation\n' +
-      '\tNode id 2 status: 0x000000a8 : HSM Error: Invalid object handle is passed to this operation\n')
+      '\n\tCluster Error Status\n' +
+      '\tNode id 0 and err state 0x000000a8 : HSM Error: Invalid object handle is passed to this operation\n' +
+      '\tNode id 1 and err state 0x000000a8 : HSM Error: Invalid object handle is passed to this operation\n' +
+      '\tNode id 2 and err state 0x000000a8 : HSM Error: Invalid object handle is passed to this operation\n')
     expect(await alice.run(`deleteKey -k ${shared}`)).toBe('\n\tCfm3DeleteKey returned: 0x00 : HSM Return: SUCCESS\n' + ALL_NODES_OK)
     expect(await alice.run(`getKeyInfo -k ${shared}`)).toBe('\n\tCfm3GetKey returned: 0xa8 : HSM Error: Invalid object handle is passed to this operation\n')
     // A missing flag is caught before anything is sent.

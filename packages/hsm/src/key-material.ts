@@ -23,6 +23,9 @@ const generateKeyPairAsync = promisify(generateKeyPair)
 // ---------------------------------------------------------------------------------------------
 // Symmetric keys
 
+/** KMU genSymKey's largest generic secret: "Generic Secret: <3584" bytes (the guide creates 2048). */
+const GENERIC_SECRET_BYTES_MAX = 3583
+
 /** Checks a genSymKey type and size against what CloudHSM allows (reference C.3). */
 export function checkSecretKeySpec (keyType: number, sizeBytes: number): void {
   switch (keyType) {
@@ -35,8 +38,8 @@ export function checkSecretKeySpec (keyType: number, sizeBytes: number): void {
       if (sizeBytes !== 24) throw new WireError(ReturnCode.INVALID_INPUT, `a 3DES key is 24 bytes, not ${sizeBytes}`)
       return
     case KeyType.GENERIC_SECRET:
-      if (sizeBytes < 1 || sizeBytes > 800) {
-        throw new WireError(ReturnCode.INVALID_INPUT, `a generic secret is 1 to 800 bytes, not ${sizeBytes}`)
+      if (sizeBytes < 1 || sizeBytes > GENERIC_SECRET_BYTES_MAX) {
+        throw new WireError(ReturnCode.INVALID_INPUT, `a generic secret is 1 to ${GENERIC_SECRET_BYTES_MAX} bytes, not ${sizeBytes}`)
       }
       return
     case KeyType.RC4:
@@ -334,6 +337,38 @@ export function aesKeyWrap (kek: Uint8Array, data: Uint8Array): Uint8Array {
   const padded = data.length < 16 || data.length % 8 !== 0
   const cipher = createCipheriv(aesWrapName(kek, padded), kek, padded ? RFC5649_IV : RFC3394_IV)
   return new Uint8Array(Buffer.concat([cipher.update(data), cipher.final()]))
+}
+
+/**
+ * RFC 3394 AES key wrap of host data with an explicit IV (KMU aesWrapUnwrap `-i`, default
+ * A6A6A6A6A6A6A6A6): the data must be a multiple of 8 bytes and at least 16.
+ */
+export function aesWrapWithIv (kek: Uint8Array, data: Uint8Array, iv?: Uint8Array): Uint8Array {
+  if (data.length < 16 || data.length % 8 !== 0) {
+    throw new WireError(ReturnCode.INVALID_INPUT, `AES key wrap takes a multiple of 8 bytes and at least 16, not ${data.length}`)
+  }
+  const cipher = createCipheriv(aesWrapName(kek, false), kek, rfc3394Iv(iv))
+  return new Uint8Array(Buffer.concat([cipher.update(data), cipher.final()]))
+}
+
+/** Inverse of `aesWrapWithIv`; throws `RET_INVALID_INPUT` when the data does not authenticate. */
+export function aesUnwrapWithIv (kek: Uint8Array, wrapped: Uint8Array, iv?: Uint8Array): Uint8Array {
+  if (wrapped.length < 24 || wrapped.length % 8 !== 0) {
+    throw new WireError(ReturnCode.INVALID_INPUT, `AES-wrapped data is a multiple of 8 bytes and at least 24, not ${wrapped.length}`)
+  }
+  try {
+    const decipher = createDecipheriv(aesWrapName(kek, false), kek, rfc3394Iv(iv))
+    return new Uint8Array(Buffer.concat([decipher.update(wrapped), decipher.final()]))
+  } catch (err) {
+    if (err instanceof WireError) throw err
+    throw new WireError(ReturnCode.INVALID_INPUT, 'the data did not unwrap: wrong wrapping key or IV, or the data was changed', { cause: err })
+  }
+}
+
+function rfc3394Iv (iv: Uint8Array | undefined): Uint8Array {
+  if (iv === undefined) return RFC3394_IV
+  if (iv.length !== 8) throw new WireError(ReturnCode.INVALID_INPUT, `an AES key wrap IV is 8 bytes, not ${iv.length}`)
+  return iv
 }
 
 function tryUnwrap (kek: Uint8Array, wrapped: Uint8Array, padded: boolean): Uint8Array | undefined {

@@ -58,10 +58,10 @@ describe('key specs', () => {
     for (const size of [16, 24, 32]) expect(() => { checkSecretKeySpec(KeyType.AES, size) }).not.toThrow()
     expect(() => { checkSecretKeySpec(KeyType.AES, 20) }).toThrow(expect.objectContaining({ code: 'RET_INVALID_INPUT' }))
     expect(() => { checkSecretKeySpec(KeyType.DES3, 16) }).toThrow(expect.objectContaining({ code: 'RET_INVALID_INPUT' }))
-    expect(() => { checkSecretKeySpec(KeyType.GENERIC_SECRET, 801) }).toThrow(expect.objectContaining({ code: 'RET_INVALID_INPUT' }))
+    expect(() => { checkSecretKeySpec(KeyType.GENERIC_SECRET, 3584) }).toThrow(expect.objectContaining({ code: 'RET_INVALID_INPUT' }))
     expect(() => { checkSecretKeySpec(KeyType.RC4, 16) }).toThrow(expect.objectContaining({ code: 'RET_POLICY_VIOLATION' }))
     expect(() => { checkSecretKeySpec(KeyType.RSA, 16) }).toThrow(expect.objectContaining({ code: 'RET_INVALID_INPUT' }))
-    expect(generateSecretKey(KeyType.GENERIC_SECRET, 800)).toHaveLength(800)
+    expect(generateSecretKey(KeyType.GENERIC_SECRET, 2048)).toHaveLength(2048)
   })
 
   it('gives 3DES keys odd parity', () => {

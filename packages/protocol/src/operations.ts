@@ -130,6 +130,10 @@ export interface OperationMap {
     result: { handle: number }
   }
   exportPrivateKey: { args: { handle: number, wrappingHandle: number }, result: { pem: string } }
+  /** KMU exportPubKey: the SPKI PEM of a public key. */
+  exportPublicKey: { args: { handle: number }, result: { pem: string } }
+  /** KMU aesWrapUnwrap: RFC 3394 AES key wrap (or unwrap) of host data under an HSM AES key; `iv` 8 bytes, default A6A6A6A6A6A6A6A6. */
+  aesWrapData: { args: { wrappingHandle: number, unwrap: boolean, data: Uint8Array, iv?: Uint8Array }, result: { data: Uint8Array } }
   sign: { args: { handle: number, mechanism: number, data: Uint8Array }, result: { signature: Uint8Array } }
   verify: { args: { handle: number, mechanism: number, data: Uint8Array, signature: Uint8Array }, result: Record<string, never> }
 
@@ -233,6 +237,8 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
     timeoutMs: creation.timeoutMs
   },
   exportPrivateKey: { handle, wrappingHandle: handle },
+  exportPublicKey: { handle },
+  aesWrapData: { wrappingHandle: handle, unwrap: { type: 'bool' }, data: { type: 'bytes', max: 1024 * 1024 }, iv: { type: 'bytes', optional: true, max: 8 } },
   sign: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 } },
   verify: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 }, signature: { type: 'bytes', max: 8192 } },
 

@@ -81,34 +81,34 @@ describe('loginHSM', () => {
       [1, 'login', { userType: 'CU', userName: 'alice', password: 'password1' }]
     ])
     expect(out).toBe('\n\tCfm3LoginHSM returned: 0x00 : HSM Return: SUCCESS\n' +
-      '\n\tCluster Status:\n' +
-      '\tNode id 0 status: 0x00000000 : HSM Return: SUCCESS\n' +
-      '\tNode id 1 status: 0x00000000 : HSM Return: SUCCESS\n')
+      '\n\tCluster Error Status\n' +
+      '\tNode id 0 and err state 0x00000000 : HSM Return: SUCCESS\n' +
+      '\tNode id 1 and err state 0x00000000 : HSM Return: SUCCESS\n')
   })
 
   it('reports an unreachable HSM as unavailable without failing the login', async () => {
     const { out, outcome } = await run('loginHSM -u CU -s alice -p password1', () => ({ userId: 3, userType: 'CU' }), { count: 3, down: [1] })
     expect(out).toContain('Cfm3LoginHSM returned: 0x00 : HSM Return: SUCCESS')
-    expect(out).toContain('\tNode id 1 status: 0x30000085 : HSM CLUSTER ERROR: Server in cluster is unavailable\n')
+    expect(out).toContain('\tNode id 1 and err state 0x30000085 : HSM CLUSTER ERROR: Server in cluster is unavailable\n')
     expect(outcome.code).toBe(0)
   })
 
   it('prints the HSM return code of a failed login', async () => {
     const { out } = await run('loginHSM -u CU -s alice -p wrong', () => { throw new WireError(ReturnCode.USER_LOGIN_FAILURE) })
     expect(out).toContain('Cfm3LoginHSM returned: 0xa3 : HSM Error: RET_USER_LOGIN_FAILURE')
-    expect(out).toContain('Node id 0 status: 0x000000a3 : HSM Error: RET_USER_LOGIN_FAILURE')
+    expect(out).toContain('Node id 0 and err state 0x000000a3 : HSM Error: RET_USER_LOGIN_FAILURE')
   })
 
   it('refuses every user type but CU with 0xdb, sending nothing', async () => {
     const { out, calls } = await run('loginHSM -u CO -s admin -p password1')
     expect(calls).toEqual([])
     expect(out).toContain('Cfm3LoginHSM returned: 0xdb : HSM Error: Invalid User Type.')
-    expect(out).toContain('Node id 0 status: 0x000000db : HSM Error: Invalid User Type.')
+    expect(out).toContain('Node id 0 and err state 0x000000db : HSM Error: Invalid User Type.')
   })
 
   it('asks for the password with -hpswd', async () => {
     const { calls, prompts } = await run('loginHSM -u CU -s alice -hpswd', () => ({}), { answers: ['secret99'] })
-    expect(prompts).toEqual(['\n\tEnter password: '])
+    expect(prompts).toEqual(['Enter password: '])
     expect(calls[0]?.args).toMatchObject({ password: 'secret99' })
   })
 
@@ -132,10 +132,11 @@ describe('key commands', () => {
     }])
     expect(out).toBe('\n\tCfm3GenerateSymmetricKey returned: 0x00 : HSM Return: SUCCESS\n' +
       '\n\tSymmetric Key Created.  Key Handle: 262150\n' +
-      '\n\tCluster Status:\n' +
-      '\tNode id 0 status: 0x30000085 : HSM CLUSTER ERROR: Server in cluster is unavailable\n' +
-      '\tNode id 1 status: 0x00000000 : HSM Return: SUCCESS\n' +
-      '\tNode id 2 status: 0x00000000 : HSM Return: SUCCESS\n')
+      '\n\tCluster Error Status\n' +
+      // The node that made the key answers first, the unreachable one last.
+      '\tNode id 1 and err state 0x00000000 : HSM Return: SUCCESS\n' +
+      '\tNode id 2 and err state 0x00000000 : HSM Return: SUCCESS\n' +
+      '\tNode id 0 and err state 0x30000085 : HSM CLUSTER ERROR: Server in cluster is unavailable\n')
   })
 
   it('genSymKey passes a refusal through, without a handle', async () => {
@@ -158,7 +159,7 @@ describe('key commands', () => {
     const { out, calls } = await run('findKey -c 4 -t 31 -l aes -sess 0 -kcv 0x59A46E', () => ({ handles: [6, 7], total: 2 }))
     expect(calls[0]?.args).toEqual({ keyClass: 4, keyType: 31, label: 'aes', session: false, kcv: '59a46e' })
     expect(out).toBe('\nTotal number of keys present 2\n\n number of keys matched from start index 0::1\n6, 7\n' +
-      '\n\tCluster Status:\n\tNode id 0 status: 0x00000000 : HSM Return: SUCCESS\n\tNode id 1 status: 0x00000000 : HSM Return: SUCCESS\n' +
+      '\n\tCluster Error Status\n\tNode id 0 and err state 0x00000000 : HSM Return: SUCCESS\n\tNode id 1 and err state 0x00000000 : HSM Return: SUCCESS\n' +
       '\n\tCfm3FindKey returned: 0x00 : HSM Return: SUCCESS\n')
   })
 
@@ -180,9 +181,9 @@ describe('key commands', () => {
   it('deleteKey reports an unknown handle the way the AWS page shows it', async () => {
     const { out } = await run('deleteKey -k 252126', () => { throw new WireError(ReturnCode.INVALID_HANDLE) })
     expect(out).toBe('\n\tCfm3FindKey returned: 0xa8 : HSM Error: Invalid object handle is passed to this operation\n' +
-      '\n\tCluster Status:\n' +
-      '\tNode id 0 status: 0x000000a8 : HSM Error: Invalid object handle is passed to this operation\n' +
-      '\tNode id 1 status: 0x000000a8 : HSM Error: Invalid object handle is passed to this operation\n')
+      '\n\tCluster Error Status\n' +
+      '\tNode id 0 and err state 0x000000a8 : HSM Error: Invalid object handle is passed to this operation\n' +
+      '\tNode id 1 and err state 0x000000a8 : HSM Error: Invalid object handle is passed to this operation\n')
   })
 
   it('deleteKey by a user who does not own the key gets 0xc6', async () => {
@@ -195,7 +196,7 @@ describe('key commands', () => {
     const { out } = await run('getAttribute -o 7 -a 512 -out attr_7', () => ({
       attributes: [{ id: 0, name: 'OBJ_ATTR_CLASS', value: 4 }, { id: 3, name: 'OBJ_ATTR_LABEL', value: 'k' }]
     }))
-    expect(out).toBe('\ngot all attributes of size 18 attr cnt 2\nAttributes dumped into attr_7 file\n' +
+    expect(out).toBe('\nAttribute size: 18, count: 2\nWritten to: attr_7 file\n' +
       '\n\tCfm3GetAttribute returned: 0x00 : HSM Return: SUCCESS\n')
     expect(readFileSync(join(dir, 'attr_7'), 'utf8')).toBe('OBJ_ATTR_CLASS\n0x04\nOBJ_ATTR_LABEL\nk\n')
   })
@@ -240,7 +241,7 @@ describe('key commands', () => {
     const good = await run('verify -f messageFile -s signedFile -k 262276 -m 1', () => ({}))
     expect(good.out).toBe('\n\tSignature verification successful\n\n\tCfm3Verify returned: 0x00 : HSM Return: SUCCESS\n')
     const bad = await run('verify -f messageFile -s signedFile -k 262276 -m 1', () => { throw new WireError(ReturnCode.BAD_PKCS_DATA) })
-    expect(bad.out).toBe('\n\tCfm3Verify returned: 0x1b : CSP Error: ERR_BAD_PKCS_DATA\n')
+    expect(bad.out).toBe('\tCfm3Verify returned: 0x1b\n\n\tCSP Error: ERR_BAD_PKCS_DATA\n')
   })
 
   it('sign with a missing file warns and sends nothing', async () => {

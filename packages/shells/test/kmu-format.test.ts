@@ -20,10 +20,10 @@ describe('result and node lines', () => {
 
   it('prints the Cluster Status block with eight-digit node states', () => {
     expect(clusterStatus([{ nodeId: 0, code: 0 }, { nodeId: 1, code: 0x30000085 }])).toBe(
-      '\n\tCluster Status:\n' +
-      '\tNode id 0 status: 0x00000000 : HSM Return: SUCCESS\n' +
-      '\tNode id 1 status: 0x30000085 : HSM CLUSTER ERROR: Server in cluster is unavailable\n')
-    expect(clusterStatus([{ nodeId: 2, code: 0xa8 }])).toContain('Node id 2 status: 0x000000a8 : HSM Error: Invalid object handle is passed to this operation')
+      '\n\tCluster Error Status\n' +
+      '\tNode id 0 and err state 0x00000000 : HSM Return: SUCCESS\n' +
+      '\tNode id 1 and err state 0x30000085 : HSM CLUSTER ERROR: Server in cluster is unavailable\n')
+    expect(clusterStatus([{ nodeId: 2, code: 0xa8 }])).toContain('Node id 2 and err state 0x000000a8 : HSM Error: Invalid object handle is passed to this operation')
   })
 })
 
@@ -100,16 +100,16 @@ describe('attribute files', () => {
     { id: Attribute.DERIVE, name: 'OBJ_ATTR_DERIVE', value: 0 }
   ]
 
-  it('dumps all attributes in the order and encoding of the AWS genSymKey example', () => {
+  it('dumps all attributes in the order and encoding of the AWS examples', () => {
     const dump = attributeDump(aes, true)
     expect(dump.file).toBe([
       'OBJ_ATTR_CLASS', '0x04', 'OBJ_ATTR_KEY_TYPE', '0x15', 'OBJ_ATTR_TOKEN', '0x01', 'OBJ_ATTR_PRIVATE', '0x01',
       'OBJ_ATTR_ENCRYPT', '0x01', 'OBJ_ATTR_DECRYPT', '0x01', 'OBJ_ATTR_WRAP', '0x00', 'OBJ_ATTR_UNWRAP', '0x00',
       'OBJ_ATTR_SIGN', '0x00', 'OBJ_ATTR_VERIFY', '0x00', 'OBJ_ATTR_LOCAL', '0x01', 'OBJ_ATTR_SENSITIVE', '0x01',
       'OBJ_ATTR_EXTRACTABLE', '0x01', 'OBJ_ATTR_LABEL', '3DES_shared', 'OBJ_ATTR_ID', 'IT-02',
-      'OBJ_ATTR_VALUE_LEN', '0x00000018', 'OBJ_ATTR_KCV', '0x59a46e', ''
+      'OBJ_ATTR_VALUE_LEN', '0x00000018', 'OBJ_ATTR_KCV', '0x59a46e', 'OBJ_ATTR_DERIVE', '0x00', ''
     ].join('\n'))
-    expect(dump.summary).toMatch(/^got all attributes of size \d+ attr cnt 17$/)
+    expect(dump.summary).toMatch(/^Attribute size: \d+, count: 18$/)
   })
 
   it('prints a single attribute with four bytes', () => {
@@ -126,7 +126,9 @@ describe('attribute files', () => {
     ], true)
     const lines = dump.file.split('\n')
     expect(lines[0]).toBe('OBJ_ATTR_MODULUS')
-    expect(lines.slice(1, 8).map(l => l.length)).toEqual([80, 80, 80, 80, 80, 80, 32])
+    // `0x` and 512 hex digits, 80 characters a line, as on the AWS genRSAKeyPair page.
+    expect(lines[1]).toMatch(/^0xabab/)
+    expect(lines.slice(1, 8).map(l => l.length)).toEqual([80, 80, 80, 80, 80, 80, 34])
     expect(dump.file).toContain('OBJ_ATTR_MODULUS_BITS\n0x00000800\nOBJ_ATTR_PUBLIC_EXPONENT\n0x010001\n')
   })
 

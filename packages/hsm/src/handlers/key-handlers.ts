@@ -52,8 +52,8 @@ import type { Handler, HandlerTable, HsmContext, KeyRecord, KeyTombstone, Sessio
 import { isTombstone } from '../context.js'
 import { keysHash } from '../key-digest.js'
 import {
-  WrapMechanism, aesKeyUnwrap, aesKeyWrap, checkSecretKeySpec, checkSecretMaterial, decodeWrappedKey, describePrivateKey,
-  encodeWrappedKey, generateEcKeyPair, generateRsaKeyPair, generateSecretKey, privateKeyPem, publicKeyKcv, rsaAesUnwrap,
+  WrapMechanism, aesKeyUnwrap, aesKeyWrap, aesUnwrapWithIv, aesWrapWithIv, checkSecretKeySpec, checkSecretMaterial, decodeWrappedKey, describePrivateKey,
+  encodeWrappedKey, generateEcKeyPair, generateRsaKeyPair, generateSecretKey, privateKeyPem, publicKeyPem, publicKeyKcv, rsaAesUnwrap,
   rsaAesWrap, rsaOaepDecrypt, rsaOaepEncrypt, secretKeyKcv, signData, verifyData
 } from '../key-material.js'
 import type { AsymmetricMaterial } from '../key-material.js'
@@ -345,11 +345,19 @@ function usageDefaults (keyClass: number, keyType: number): Record<number, 0 | 1
       [Attribute.SIGN]: 1, [Attribute.VERIFY]: 0, [Attribute.DERIVE]: rsa ? 0 : 1
     }
   }
-  // A generic secret is an HMAC / derivation key; AES and 3DES keys do everything a secret key can.
-  const cipher = keyType === KeyType.GENERIC_SECRET ? 0 : 1
+  // A generic secret is an HMAC / derivation key. AES and 3DES keys encrypt and decrypt but do not
+  // sign (the AWS getAttribute dumps show OBJ_ATTR_SIGN/VERIFY 0; HMAC needs them set with CMU);
+  // AES keys wrap and unwrap, 3DES keys do not (the genSymKey page's 3DES dump shows WRAP/UNWRAP 0).
+  if (keyType === KeyType.GENERIC_SECRET) {
+    return {
+      [Attribute.ENCRYPT]: 0, [Attribute.DECRYPT]: 0, [Attribute.WRAP]: 0, [Attribute.UNWRAP]: 0,
+      [Attribute.SIGN]: 1, [Attribute.VERIFY]: 1, [Attribute.DERIVE]: 1
+    }
+  }
+  const wraps = keyType === KeyType.DES3 ? 0 : 1
   return {
-    [Attribute.ENCRYPT]: cipher, [Attribute.DECRYPT]: cipher, [Attribute.WRAP]: cipher, [Attribute.UNWRAP]: cipher,
-    [Attribute.SIGN]: 1, [Attribute.VERIFY]: 1, [Attribute.DERIVE]: 1
+    [Attribute.ENCRYPT]: 1, [Attribute.DECRYPT]: 1, [Attribute.WRAP]: wraps, [Attribute.UNWRAP]: wraps,
+    [Attribute.SIGN]: 0, [Attribute.VERIFY]: 0, [Attribute.DERIVE]: 1
   }
 }
 
@@ -862,6 +870,21 @@ const exportPrivateKey: Handler<'exportPrivateKey'> = async (ctx, session, { han
   return { pem: privateKeyPem(der) }
 }
 
+const exportPublicKey: Handler<'exportPublicKey'> = async (ctx, session, { handle }) => {
+  const user = requireUser(session, 'CU')
+  // Public keys are usable by every CU (reference C.2), so exporting one needs no ownership.
+  const { record } = keyForUse(ctx, session, user, handle)
+  requireKind(record, KeyClass.PUBLIC, undefined, 'be exported with exportPubKey (a public key is needed)')
+  return { pem: publicKeyPem(record.material) }
+}
+
+/** KMU aesWrapUnwrap: RFC 3394 over host data with an HSM AES key; the data never becomes a key. */
+const aesWrapData: Handler<'aesWrapData'> = async (ctx, session, { wrappingHandle, unwrap, data, iv }) => {
+  const user = requireUser(session, 'CU')
+  const wrapping = wrappingKeyFor(ctx, session, user, wrappingHandle, WrapMechanism.AES_KEY_WRAP, unwrap ? 'unwrap' : 'wrap')
+  return { data: unwrap ? aesUnwrapWithIv(wrapping.material, data, iv) : aesWrapWithIv(wrapping.material, data, iv) }
+}
+
 const sign: Handler<'sign'> = async (ctx, session, { handle, mechanism, data }) => {
   const user = requireUser(session, 'CU')
   const { record } = keyForUse(ctx, session, user, handle)
@@ -895,6 +918,8 @@ export const keyHandlers: HandlerTable = {
   wrapKey,
   unwrapKey,
   exportPrivateKey,
+  exportPublicKey,
+  aesWrapData,
   sign,
   verify
 }

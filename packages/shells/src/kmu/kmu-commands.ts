@@ -4,7 +4,7 @@
  * Output layouts are in kmu-format.ts; docs/kmu.md lists the decisions taken where the AWS pages
  * disagree.
  */
-import { Attribute, KeyClass, ReturnCode } from '@hsmlab/protocol'
+import { Attribute, KeyClass, ReturnCode, describeReturnCode, formatReturnCode } from '@hsmlab/protocol'
 import type { KeyCreationOptions, UserType } from '@hsmlab/protocol'
 import { LOCAL_FAILURE, errorLine } from './kmu-args.js'
 import type { FlagSpec, ParsedFlags } from './kmu-args.js'
@@ -123,7 +123,7 @@ async function loginHSM (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
     return code
   }
   if (password === undefined) {
-    password = await ctx.io.readSecret('\n\tEnter password: ')
+    password = await ctx.io.readSecret('Enter password: ')
     if (password === undefined) return LOCAL_FAILURE
   }
   const outcomes = await ctx.callEach('login', { userType: userType as UserType, userName, password })
@@ -144,7 +144,7 @@ async function genSymKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> 
   const code = outcome.ok ? 0 : outcome.code
   ctx.write(resultLine('Cfm3GenerateSymmetricKey', code))
   if (outcome.ok) ctx.write(`\n\tSymmetric Key Created.  Key Handle: ${outcome.result.handle}\n${attestation(flags)}`)
-  ctx.write(clusterStatus(ctx.nodesAfter(code)))
+  ctx.write(clusterStatus(ctx.nodesAfter(code, creation.session === true)))
   return code
 }
 
@@ -159,7 +159,7 @@ async function genKeyPair (ctx: KmuContext, flags: ParsedFlags, command: string,
     const { publicHandle, privateHandle } = outcome.result
     ctx.write(`\n\tCfm3GenerateKeyPair:    public key handle: ${publicHandle}    private key handle: ${privateHandle}\n${attestation(flags)}`)
   }
-  ctx.write(clusterStatus(ctx.nodesAfter(code)))
+  ctx.write(clusterStatus(ctx.nodesAfter(code, creation.session === true)))
   return code
 }
 
@@ -246,7 +246,7 @@ async function getAttribute (ctx: KmuContext, flags: ParsedFlags): Promise<numbe
   const all = attribute === Attribute.ALL
   const dump = attributeDump(outcome.result.attributes, all)
   if (!await ctx.writeOutput(file, dump.file)) return LOCAL_FAILURE
-  ctx.write(`\n${dump.summary === undefined ? '' : `${dump.summary}\n`}Attributes dumped into ${file} file\n`)
+  ctx.write(`\n${dump.summary === undefined ? '' : `${dump.summary}\n`}Written to: ${file} file\n`)
   ctx.write(resultLine('Cfm3GetAttribute', 0))
   return 0
 }
@@ -304,6 +304,17 @@ async function wrapKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
 async function unWrapKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
   const options = creationOptions(flags)
   if (typeof options === 'string') return usageError(ctx, 'unWrapKey', options)
+  // -noheader: a key wrapped outside key_mgmt_util; the class, type and label come from the flags.
+  const noHeader = flags.bools.has('noheader')
+  const keyClass = flags.ints.get('kc')
+  const keyType = flags.ints.get('kt')
+  if (noHeader) {
+    if (options.label === '') return usageError(ctx, 'unWrapKey', 'Key label (-l) is missing.')
+    if (keyClass === undefined) return usageError(ctx, 'unWrapKey', 'Key class (-kc) is missing.')
+    if (keyType === undefined) return usageError(ctx, 'unWrapKey', 'Key type (-kt) is missing.')
+  } else if (keyClass !== undefined || keyType !== undefined) {
+    return usageError(ctx, 'unWrapKey', '-kc and -kt are only taken with -noheader.')
+  }
   const wrapped = await ctx.readInput(flags.strings.get('f') ?? '')
   if (wrapped === undefined) {
     ctx.write(`${USAGE.unWrapKey ?? ''}\n`)
@@ -313,14 +324,23 @@ async function unWrapKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> 
   const outcome = await ctx.call('unwrapKey', {
     ...rest,
     ...(label === '' ? {} : { label }),
+    ...(noHeader ? { keyClass, keyType } : {}),
     wrapped,
     wrappingHandle: flags.ints.get('w') ?? 0,
     mechanism: flags.ints.get('m') ?? DEFAULT_WRAP_MECHANISM
   }, callTimeoutMs)
   const code = outcome.ok ? 0 : outcome.code
-  ctx.write(resultLine('Cfm3UnWrapKey', code))
-  if (outcome.ok) ctx.write(`\n\tKey Unwrapped.  Key Handle: ${outcome.result.handle}\n${attestation(flags)}`)
-  ctx.write(clusterStatus(ctx.nodesAfter(code)))
+  if (noHeader) {
+    // The AWS page's -noheader example: the template and the unwrap are two calls, and the
+    // handle line has one space after the period.
+    ctx.write(resultLine('Cfm3CreateUnwrapTemplate2', 0))
+    ctx.write(`\t${resultLine('Cfm2UnWrapWithTemplate3', code).slice(1)}`)
+    if (outcome.ok) ctx.write(`\n\tKey Unwrapped. Key Handle: ${outcome.result.handle}\n${attestation(flags)}`)
+  } else {
+    ctx.write(resultLine('Cfm3UnWrapKey', code))
+    if (outcome.ok) ctx.write(`\n\tKey Unwrapped.  Key Handle: ${outcome.result.handle}\n${attestation(flags)}`)
+  }
+  ctx.write(clusterStatus(ctx.nodesAfter(code, rest.session === true)))
   return code
 }
 
@@ -370,8 +390,63 @@ async function verify (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
   const outcome = await ctx.call('verify', { handle: flags.ints.get('k') ?? 0, mechanism: flags.ints.get('m') ?? 0, data, signature })
   const code = outcome.ok ? 0 : outcome.code
   if (outcome.ok) ctx.write('\n\tSignature verification successful\n')
-  ctx.write(resultLine('Cfm3Verify', code))
+  if (code === ReturnCode.BAD_PKCS_DATA.code) {
+    // The AWS verify page's failure: the code alone, then the message on its own line.
+    ctx.write(`\tCfm3Verify returned: ${formatReturnCode(code)}\n\n\t${describeReturnCode(code).message}\n`)
+  } else {
+    ctx.write(resultLine('Cfm3Verify', code))
+  }
   return code
+}
+
+async function exportPubKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
+  const file = flags.strings.get('out') ?? ''
+  const outcome = await ctx.call('exportPublicKey', { handle: flags.ints.get('k') ?? 0 })
+  if (!outcome.ok) {
+    ctx.write(resultLine('Cfm3ExportPubKey', outcome.code))
+    return outcome.code
+  }
+  if (!await ctx.writeOutput(file, outcome.result.pem)) return LOCAL_FAILURE
+  ctx.write(`\nPEM formatted public key is written to ${file}\n`)
+  ctx.write(resultLine('Cfm3ExportPubKey', 0))
+  return 0
+}
+
+/** aesWrapUnwrap's default IV (RFC 3394), as the real tool names it when -i is missing. */
+const DEFAULT_AES_WRAP_IV = 'A6A6A6A6A6A6A6A6'
+/** aesWrapUnwrap takes files of less than 4 KB (the AWS page). */
+const AES_WRAP_FILE_BYTES_MAX = 4095
+
+async function aesWrapUnwrap (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
+  const mode = flags.ints.get('m') ?? -1
+  if (mode !== 0 && mode !== 1) return usageError(ctx, 'aesWrapUnwrap', 'Invalid mode (-m): 1 to wrap, 0 to unwrap.')
+  const ivText = flags.strings.get('i')
+  if (ivText !== undefined && !/^(0x)?[0-9a-f]{16}$/i.test(ivText)) {
+    return usageError(ctx, 'aesWrapUnwrap', `Invalid IV (-i) '${ivText}': 8 bytes in hexadecimal (0xA6A6A6A6A6A6A6A6).`)
+  }
+  const data = await ctx.readInput(flags.strings.get('f') ?? '')
+  if (data === undefined) {
+    ctx.write(`${USAGE.aesWrapUnwrap ?? ''}\n`)
+    return LOCAL_FAILURE
+  }
+  if (data.length > AES_WRAP_FILE_BYTES_MAX) return usageError(ctx, 'aesWrapUnwrap', `The file holds ${data.length} bytes; aesWrapUnwrap takes less than 4096.`)
+  const unwrap = mode === 0
+  const op = unwrap ? 'Cfm3UnWrapHostKey' : 'Cfm3WrapHostKey'
+  if (ivText === undefined) ctx.write(`\n\tWarning: IV (-i) is missing.\n\t\t 0x${DEFAULT_AES_WRAP_IV} is considered as default IV\n`)
+  const iv = ivText === undefined ? undefined : new Uint8Array(Buffer.from(ivText.replace(/^0x/i, ''), 'hex'))
+  const outcome = await ctx.call('aesWrapData', { wrappingHandle: flags.ints.get('w') ?? 0, unwrap, data, ...(iv === undefined ? {} : { iv }) })
+  if (!outcome.ok) {
+    ctx.write(resultLine(op, outcome.code))
+    return outcome.code
+  }
+  const result = outcome.result.data
+  const rows = Buffer.from(result).toString('hex').toUpperCase().match(/.{1,16}/g) ?? []
+  ctx.write(`result data:\n${rows.map(r => `${r.match(/../g)?.join(' ') ?? ''}\n`).join('')}`)
+  const file = flags.strings.get('out') ?? (unwrap ? 'unwrapped_key' : 'wrapped_key')
+  if (!await ctx.writeOutput(file, result)) return LOCAL_FAILURE
+  ctx.write(`\nresult written to file ${file}\n`)
+  ctx.write(resultLine(op, 0))
+  return 0
 }
 
 async function extractMaskedObject (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
@@ -519,9 +594,12 @@ export const COMMANDS: Readonly<Record<string, KmuCommand>> = {
       { flag: '-f', kind: 'string', what: 'Key filename', required: true },
       { flag: '-w', kind: 'int', what: 'Handle of unwrapping Key', required: true },
       { flag: '-m', kind: 'int', what: 'Wrapping mechanism' },
-      ...CREATION_FLAGS.map(f => f.flag === '-l' ? { ...f, required: false } : f)
+      ...CREATION_FLAGS.map(f => f.flag === '-l' ? { ...f, required: false } : f),
+      { flag: '-noheader', kind: 'bool', what: 'No header' },
+      { flag: '-kc', kind: 'int', what: 'Key class' },
+      { flag: '-kt', kind: 'int', what: 'Key type' }
     ],
-    unsupported: ['-noheader', '-kc', '-kt', '-aad', '-t', '-i', '-iv_file', '-tag_size'],
+    unsupported: ['-aad', '-t', '-i', '-iv_file', '-tag_size'],
     run: unWrapKey
   },
   exportPrivateKey: {
@@ -533,6 +611,23 @@ export const COMMANDS: Readonly<Record<string, KmuCommand>> = {
     ],
     unsupported: ['-wk'],
     run: exportPrivateKey
+  },
+  exportPubKey: {
+    flags: [
+      { flag: '-k', kind: 'int', what: 'Public Key handle', required: true },
+      { flag: '-out', kind: 'string', what: 'Key File', required: true }
+    ],
+    run: exportPubKey
+  },
+  aesWrapUnwrap: {
+    flags: [
+      { flag: '-m', kind: 'int', what: 'Mode', required: true },
+      { flag: '-f', kind: 'string', what: 'File name', required: true },
+      { flag: '-w', kind: 'int', what: 'Wrapping key handle', required: true },
+      { flag: '-i', kind: 'string', what: 'IV' },
+      { flag: '-out', kind: 'string', what: 'Output file' }
+    ],
+    run: aesWrapUnwrap
   },
   sign: {
     flags: [

@@ -21,13 +21,14 @@ export function resultLine (op: string, code: number): string {
 }
 
 /**
- * The cluster status block (the variant of the real tool's source and of the current AWS pages):
- * `\n\tCluster Status:\n` then `\tNode id <n> status: 0x<8 hex> : <message>\n` per node.
+ * The cluster status block of the last revision of the AWS pages for client SDK 3:
+ * `\n\tCluster Error Status\n` then `\tNode id <n> and err state 0x<8 hex> : <message>\n` per
+ * node the command went to, in the order given (the order they answered).
  */
 export function clusterStatus (nodes: readonly NodeStatus[]): string {
-  let text = '\n\tCluster Status:\n'
+  let text = '\n\tCluster Error Status\n'
   for (const node of nodes) {
-    text += `\tNode id ${node.nodeId} status: ${formatNodeState(node.code)} : ${describeReturnCode(node.code).message}\n`
+    text += `\tNode id ${node.nodeId} and err state ${formatNodeState(node.code)} : ${describeReturnCode(node.code).message}\n`
   }
   return text
 }
@@ -41,12 +42,11 @@ export function findKeyList (handles: readonly number[]): string {
   return text
 }
 
-/** getKeyInfo's body after its result line: owner, shared users one per line, quorum. */
+/** getKeyInfo's body after its result line: owner, shared users on one line (`4, 5`), quorum. */
 export function keyInfoText (info: KeyInfo): string {
   let text = `\n\tOwned by user ${info.owner}\n`
   if (info.sharedWith.length > 0) {
-    text += `\n\talso, shared to following ${info.sharedWith.length} user(s):\n\n`
-    for (const user of info.sharedWith) text += `\t\t ${user}\n`
+    text += `\n\talso, shared to following ${info.sharedWith.length} user(s):\n\n\t\t ${info.sharedWith.join(', ')}\n`
   }
   if (info.mValue > 0) text += `\t ${info.mValue} Users need to approve to use/manage this key\n`
   return text
@@ -123,25 +123,32 @@ export function mergeUsers (perHsm: ReadonlyArray<readonly UserInfo[]>): UserInf
   return [...merged.values()].sort((a, b) => a.userId - b.userId || a.userName.localeCompare(b.userName))
 }
 
-/** The attributes KMU knows (its listAttributes), in the order of the AWS page. */
+/**
+ * The attributes KMU's listAttributes prints, in the order of the AWS listAttributes page (which
+ * leaves out OBJ_ATTR_ID and OBJ_ATTR_SENSITIVE; getAttribute still takes them).
+ */
 export const KMU_ATTRIBUTES: readonly number[] = [
-  Attribute.CLASS, Attribute.TOKEN, Attribute.PRIVATE, Attribute.LABEL, Attribute.KEY_TYPE, Attribute.ID,
-  Attribute.SENSITIVE, Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP, Attribute.SIGN,
+  Attribute.CLASS, Attribute.TOKEN, Attribute.PRIVATE, Attribute.LABEL, Attribute.KEY_TYPE,
+  Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP, Attribute.SIGN,
   Attribute.VERIFY, Attribute.LOCAL, Attribute.MODULUS, Attribute.MODULUS_BITS, Attribute.PUBLIC_EXPONENT,
   Attribute.VALUE_LEN, Attribute.EXTRACTABLE, Attribute.KCV
 ]
 
-/** The order of an all-attributes (`-a 512`) dump, as in the AWS getAttribute examples. */
+/**
+ * The order of an all-attributes (`-a 512`) dump, as in the AWS genRSAKeyPair page's dump of an
+ * RSA public key (26 attributes); a key without some of them (no modulus) skips those.
+ */
 export const ATTRIBUTE_DUMP_ORDER: readonly number[] = [
   Attribute.CLASS, Attribute.KEY_TYPE, Attribute.TOKEN, Attribute.PRIVATE, Attribute.ENCRYPT, Attribute.DECRYPT,
   Attribute.WRAP, Attribute.UNWRAP, Attribute.SIGN, Attribute.VERIFY, Attribute.LOCAL, Attribute.SENSITIVE,
   Attribute.EXTRACTABLE, Attribute.LABEL, Attribute.ID, Attribute.VALUE_LEN, Attribute.KCV, Attribute.MODULUS,
-  Attribute.MODULUS_BITS, Attribute.PUBLIC_EXPONENT
+  Attribute.MODULUS_BITS, Attribute.PUBLIC_EXPONENT, Attribute.TRUSTED, Attribute.WRAP_WITH_TRUSTED,
+  Attribute.DESTROYABLE, Attribute.DERIVE, Attribute.ALWAYS_SENSITIVE, Attribute.NEVER_EXTRACTABLE
 ]
 
-/** KMU's listAttributes output. */
+/** KMU's listAttributes output, as the AWS listAttributes page prints it. */
 export function listAttributesText (): string {
-  let text = '\nDescription\n===========\nThe following are all of the possible attribute values for getAttributes.\n\n'
+  let text = '\nFollowing are the possible attribute values for getAttributes:\n\n'
   for (const id of KMU_ATTRIBUTES) text += `      ${(attributeName(id) ?? String(id)).padEnd(32)}= ${id}\n`
   return text
 }
@@ -167,9 +174,9 @@ function minimalHex (value: number): string {
   return digits
 }
 
-/** A modulus or EC point as the attribute file shows it: lowercase hex, 80 characters a line. */
+/** A modulus as the attribute file shows it: `0x` and lowercase hex, 80 characters a line. */
 function wrappedHex (bytes: Uint8Array): string {
-  return hex(bytes).match(/.{1,80}/g)?.join('\n') ?? ''
+  return `0x${hex(bytes)}`.match(/.{1,80}/g)?.join('\n') ?? ''
 }
 
 /**
@@ -204,14 +211,11 @@ function attributeSize (attribute: KeyAttribute): number {
 export interface AttributeDump {
   /** The file's text: `OBJ_ATTR_<NAME>` and the value on the next line, per attribute. */
   file: string
-  /** For `-a 512`: `got all attributes of size <n> attr cnt <k>`. */
+  /** For `-a 512`: `Attribute size: <n>, count: <k>`. */
   summary?: string
 }
 
-/**
- * The attribute file of getAttribute. With `all` (`-a 512`) only the attributes KMU knows are
- * written, in the AWS dump order; others can still be asked for one at a time.
- */
+/** The attribute file of getAttribute. With `all` (`-a 512`) every attribute, in the AWS dump order. */
 export function attributeDump (attributes: readonly KeyAttribute[], all: boolean): AttributeDump {
   const chosen = all
     ? ATTRIBUTE_DUMP_ORDER.flatMap(id => attributes.filter(a => a.id === id))
@@ -223,5 +227,5 @@ export function attributeDump (attributes: readonly KeyAttribute[], all: boolean
   }
   if (!all) return { file }
   const size = chosen.reduce((sum, a) => sum + attributeSize(a), 0)
-  return { file, summary: `got all attributes of size ${size} attr cnt ${chosen.length}` }
+  return { file, summary: `Attribute size: ${size}, count: ${chosen.length}` }
 }

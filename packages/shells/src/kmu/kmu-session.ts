@@ -58,6 +58,8 @@ export class KmuContext {
   readonly io: KmuIo
   private readonly cluster: KmuCluster
   private readonly cwd: string
+  /** The server the last `call` went to: the node that answers first in the status block. */
+  private lastTarget: number | undefined
 
   constructor (cluster: KmuCluster, io: KmuIo, cwd: string) {
     this.cluster = cluster
@@ -79,16 +81,29 @@ export class KmuContext {
   }
 
   /**
-   * Node statuses after an operation sent to one HSM: every connected node reports the
-   * operation's code, every unreachable one 0x30000085 (server in cluster is unavailable).
+   * Node statuses after an operation sent to one HSM, in the order the real tool's nodes answer:
+   * the HSM that served it first. A session key lives on that HSM alone (`sessionOnly`), so only
+   * it is listed; otherwise the operation reaches every node (the HSM replicates token keys, as
+   * the real client does), so the other connected nodes follow with the same code, in
+   * configuration order, and unreachable ones last with 0x30000085 (server in cluster is unavailable).
    */
-  nodesAfter (code: number): NodeStatus[] {
-    return this.nodes().map(s => ({ nodeId: s.id, code: this.isConnected(s) ? code : ReturnCode.CLUSTER_SERVER_UNAVAILABLE.code }))
+  nodesAfter (code: number, sessionOnly = false): NodeStatus[] {
+    const unavailable = ReturnCode.CLUSTER_SERVER_UNAVAILABLE.code
+    const target = this.lastTarget
+    const first: NodeStatus[] = target === undefined ? [] : [{ nodeId: target, code }]
+    if (sessionOnly && target !== undefined) return first
+    const others = this.nodes().filter(s => s.id !== target)
+    return [
+      ...first,
+      ...others.filter(s => this.isConnected(s)).map(s => ({ nodeId: s.id, code })),
+      ...others.filter(s => !this.isConnected(s)).map(s => ({ nodeId: s.id, code: unavailable }))
+    ]
   }
 
   /** Sends one operation to the first reachable HSM. */
   async call<O extends OperationName> (op: O, args: OperationArgs<O>, timeoutMs?: number): Promise<CallOutcome<O>> {
     const target = this.cluster.connected()[0]
+    this.lastTarget = target?.id
     if (target === undefined) return { ok: false, code: ReturnCode.CLUSTER_SERVER_UNAVAILABLE.code }
     try {
       return { ok: true, result: await this.cluster.call(target.id, op, args, timeoutMs === undefined ? {} : { timeoutMs }) }
