@@ -35,7 +35,7 @@ import type { LabProcess } from './launcher.js'
 import { clientEndpointsOf, ensureFaultProxy, faultEndpointOf, faultLayerActive, faultProxyAnswers, faultProxyRecord, reconcileFaultLayer, stopFaultProxy, writeRegionsFiles } from './fault-layer.js'
 import type { FaultLayerOptions } from './fault-layer.js'
 import { applyFaultAt, faultViewAt } from './faults.js'
-import type { LabFault } from './faults.js'
+import type { LabFault } from './fault-vocabulary.js'
 import { clustersOf, readTopology } from './topology.js'
 import type { Topology } from './topology.js'
 
