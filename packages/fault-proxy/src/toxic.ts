@@ -11,14 +11,30 @@ export type Direction = 'upstream' | 'downstream'
 /** The toxic types Toxiproxy registers (toxics/*.go), `noop` included. */
 export type ToxicType = 'latency' | 'bandwidth' | 'slow_close' | 'timeout' | 'reset_peer' | 'slicer' | 'limit_data' | 'noop'
 
-interface TypeSpec {
+/**
+ * Each toxic type's attributes by name (whole numbers), as a client sets them: the lab's fault
+ * vocabulary builds its toxics against this, and TYPES below must list the same names, so the
+ * compiler keeps the two in step.
+ */
+export interface ToxicAttributes {
+  latency: { latency: number, jitter: number }
+  bandwidth: { rate: number }
+  slow_close: { delay: number }
+  timeout: { timeout: number }
+  reset_peer: { timeout: number }
+  slicer: { average_size: number, size_variation: number, delay: number }
+  limit_data: { bytes: number }
+  noop: Record<string, never>
+}
+
+interface TypeSpec<T extends ToxicType> {
   /** Go struct name, for error messages. */
   struct: string
   /** Attribute names in Go's field order, with their Go type. */
-  attributes: ReadonlyArray<readonly [string, 'int' | 'int64']>
+  attributes: ReadonlyArray<readonly [keyof ToxicAttributes[T] & string, 'int' | 'int64']>
 }
 
-const TYPES: Readonly<Record<ToxicType, TypeSpec>> = {
+const TYPES: { readonly [T in ToxicType]: TypeSpec<T> } = {
   latency: { struct: 'LatencyToxic', attributes: [['latency', 'int64'], ['jitter', 'int64']] },
   bandwidth: { struct: 'BandwidthToxic', attributes: [['rate', 'int64']] },
   slow_close: { struct: 'SlowCloseToxic', attributes: [['delay', 'int64']] },

@@ -38,8 +38,8 @@ export type BuildStep = 'cluster-created' | 'hsm-active' | 'initialized' | 'acti
 export interface BuildContext {
   lab: LabState
   writer: LabStateWriter
-  /** The customer CA that signs each new cluster's CSR. */
-  ca: Promise<CustomerCa>
+  /** The customer CA that signs each new cluster's CSR (made while the control planes start: asked for when a CSR needs it). */
+  ca: () => Promise<CustomerCa>
   /** The API client of a region (once `regionReady` resolved for it). */
   apiOf: (region: string) => ControlPlaneClient
   /** Resolves once the control plane of `region` answers; rejects when it could not be started. @default at once */
@@ -321,7 +321,7 @@ export class ClusterBuilder {
         this.progress('hsm-active', record)
         const csr = cluster.Certificates?.ClusterCsr
         if (cluster.State === 'UNINITIALIZED' && csr !== undefined) {
-          const ca = await this.ctx.ca
+          const ca = await this.ctx.ca()
           let signed: string
           try {
             signed = signClusterCsr(ca, csr)

@@ -15,7 +15,9 @@ import { parseArgs } from 'node:util'
 import { labDefaults } from './defaults.js'
 import { LAB_ERR_USAGE, LabError } from './errors.js'
 import { applyFault, healFaults, listFaults } from './faults.js'
-import type { AppliedFault, FaultListing, LabFault } from './faults.js'
+import type { AppliedFault, FaultListing } from './faults.js'
+import { CLI_FAULT_SPELLING, FAULTS, FAULT_TYPES, faultTypeOf, faultWord, fieldsIn } from './fault-vocabulary.js'
+import type { FaultFieldName, LabFault } from './fault-vocabulary.js'
 
 /** Where `faultMain` writes, and the directory it resolves `--dir` against. */
 export interface FaultCommandIo {
@@ -143,36 +145,34 @@ export async function faultMain (argv: string[], io: FaultCommandIo): Promise<nu
     if (v.help === true || sub === 'help' || sub === '--help' || sub === '-h') { io.stdout(FAULT_HELP); return EXIT_OK }
     const location = { cwd, ...(v.dir === undefined ? {} : { dir: v.dir }) }
     // A Map: the subcommand comes from the command line, and a plain object would answer
-    // `constructor` or `toString` with what it inherits.
+    // `constructor` or `toString` with what it inherits. A fault's flags are its fields as the
+    // command line spells them (fault-vocabulary.ts).
     const allowed = new Map<string, readonly string[]>([
-      ['partition', []], ['blackhole', []], ['latency', ['ms', 'jitter']], ['reset-peer', ['timeout-ms']], ['heal', []], ['list', ['json']]
+      ...FAULT_TYPES.map(type => [faultWord(CLI_FAULT_SPELLING, type), fieldsIn(CLI_FAULT_SPELLING, type).map(f => f.name)] as const),
+      ['heal', []], ['list', ['json']]
     ])
     if (sub === undefined) throw usage('name a fault command')
     const flags = allowed.get(sub)
     if (flags === undefined) throw usage(`unknown fault command '${sub}'`)
-    for (const flag of ['ms', 'jitter', 'timeout-ms', 'json'] as const) {
-      if (v[flag] !== undefined && !flags.includes(flag)) throw usage(`--${flag} does not apply to 'hsmlab fault ${sub}'`)
+    for (const flag of [...new Set([...allowed.values()].flat())]) {
+      if (v[flag as keyof typeof v] !== undefined && !flags.includes(flag)) throw usage(`--${flag} does not apply to 'hsmlab fault ${sub}'`)
     }
     const count = (n: number, what: string): void => { if (args.length !== n) throw usage(`'hsmlab fault ${sub}' takes ${what}`) }
+    const type = faultTypeOf(CLI_FAULT_SPELLING, sub)
     let fault: LabFault | undefined
+    if (type !== undefined) {
+      // The command line's own grammar: a cut and reset-peer take one GROUP, latency two groups.
+      if (type === 'latency') count(2, 'two groups, FROM and TO (like us-east-1 us-west-2)')
+      else count(1, 'one GROUP')
+      const values: Partial<Record<FaultFieldName, number>> = {}
+      for (const { field, name } of fieldsIn(CLI_FAULT_SPELLING, type)) {
+        const value = milliseconds(`--${name}`, v[name as keyof typeof v] as string | undefined, field.required)
+        if (value !== undefined) values[field.name] = value
+      }
+      const at = FAULTS[type].kind === 'cut' || type === 'reset_peer' ? { group: args[0] as string } : { between: [args[0] as string, args[1] as string] }
+      fault = { type, ...at, ...values } as LabFault
+    }
     switch (sub) {
-      case 'partition': case 'blackhole':
-        count(1, 'one GROUP')
-        fault = { type: sub, group: args[0] as string }
-        break
-      case 'latency': {
-        count(2, 'two groups, FROM and TO (like us-east-1 us-west-2)')
-        const ms = milliseconds('--ms', v.ms, true) as number
-        const jitter = milliseconds('--jitter', v.jitter, false)
-        fault = { type: 'latency', between: [args[0] as string, args[1] as string], ms, ...(jitter === undefined ? {} : { jitter }) }
-        break
-      }
-      case 'reset-peer': {
-        count(1, 'one GROUP')
-        const timeoutMs = milliseconds('--timeout-ms', v['timeout-ms'], false)
-        fault = { type: 'reset_peer', group: args[0] as string, ...(timeoutMs === undefined ? {} : { timeoutMs }) }
-        break
-      }
       case 'heal': {
         if (args.length > 1) throw usage("'hsmlab fault heal' takes at most one GROUP")
         const healed = await healFaults({ ...location, ...(args[0] === undefined ? {} : { group: args[0] }) })

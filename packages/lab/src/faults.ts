@@ -3,8 +3,8 @@
  * on a group of the lab's links (partition, blackhole, latency between two groups, reset_peer),
  * heal a group or everything, list every link and what is set on it. They drive the lab's fault
  * proxy through its API (`FaultClient`); any Toxiproxy client can do the same against
- * `hsmlab status --json`'s `faults.endpoint`. Groups and link names: fault-links.ts, docs/lab.md
- * "Faults".
+ * `hsmlab status --json`'s `faults.endpoint`. The faults themselves (their fields, their toxics):
+ * fault-vocabulary.ts; groups and link names: fault-links.ts, docs/lab.md "Faults".
  *
  * ```ts
  * await applyFault({ dir, fault: { type: 'partition', group: 'us-west-2' } })
@@ -20,24 +20,9 @@ import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_FAULTS, LAB_ERR_NO_LAB, LAB_ERR_USAGE } from './errors.js'
 import { describeGroups, groupIndex, linksBetween } from './fault-links.js'
 import { faultEndpointOf, faultProxySeed } from './fault-layer.js'
+import { isToxicFault, toxicsOf } from './fault-vocabulary.js'
+import type { FaultLinks, FaultToxic, LabFault } from './fault-vocabulary.js'
 import { LabLayout, readLabState } from './lab-state.js'
-
-/** Which links a toxic goes on: every link of a group, or the links between two groups (in both). */
-export type FaultLinks = { group: string } | { between: [string, string] }
-
-/** A fault on the lab's links: what `hsmlab fault` sets, and what a topology's `faults` declare. */
-export type LabFault =
-  /** Every link of the group: connections reset, new ones refused (fails fast), until healed. */
-  | { type: 'partition', group: string }
-  /** Every link of the group: data dropped both ways, connections left open (fails slow), until healed. */
-  | { type: 'blackhole', group: string }
-  /**
-   * The links, both directions: each byte waits `ms` ± `jitter` milliseconds (a round trip 2 × ms
-   * more); on a connection with probability `toxicity` (default 1), drawn from the lab's seed.
-   */
-  | (FaultLinks & { type: 'latency', ms: number, jitter?: number, toxicity?: number })
-  /** The links: a connection is reset (TCP RST) `timeoutMs` after it next carries data (with probability `toxicity`). */
-  | (FaultLinks & { type: 'reset_peer', timeoutMs?: number, toxicity?: number })
 
 /** Where the lab is: `dir` (default `.hsmlab`) resolved against `cwd` (default the process's). */
 export interface FaultLabLocation {
@@ -153,28 +138,15 @@ function linksOf (view: FaultView, group: string): string[] {
   return links
 }
 
-function wholeNumber (what: string, value: unknown, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > max) {
-    throw new LabError(LAB_ERR_USAGE, `${what} must be a whole number of milliseconds from 0 to ${max}, not ${JSON.stringify(value)}`)
-  }
-  return value
-}
-
 /** Adds a toxic to a link, or updates the one of that name. */
-async function upsertToxic (client: FaultClient, proxy: string, name: string, type: 'latency' | 'reset_peer', stream: 'upstream' | 'downstream',
-  attributes: Record<string, number>, toxicity: number): Promise<void> {
+async function upsertToxic (client: FaultClient, proxy: string, toxic: FaultToxic): Promise<void> {
+  const { name, attributes, toxicity } = toxic
   try {
-    await client.addToxic(proxy, { name, type, stream, attributes, toxicity })
+    await client.addToxic(proxy, toxic)
   } catch (err) {
     if (!(err instanceof FaultError) || err.statusCode !== 409) throw err
     await client.updateToxic(proxy, name, { attributes, toxicity })
   }
-}
-
-function toxicityOf (value: unknown): number {
-  if (value === undefined) return 1
-  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) throw new LabError(LAB_ERR_USAGE, `toxicity must be a number from 0 to 1, not ${JSON.stringify(value)}`)
-  return value
 }
 
 /** The links a toxic goes on: a group's, or those between two groups. */
@@ -193,39 +165,20 @@ function selected (view: FaultView, where: FaultLinks): string[] {
 /** Sets `fault` through an open fault proxy (groups checked against its links). */
 export async function applyFaultAt (view: FaultView, fault: LabFault): Promise<AppliedFault> {
   const { client, endpoint } = view
-  const streams = ['upstream', 'downstream'] as const
-  switch (fault.type) {
-    case 'partition': case 'blackhole': {
-      linksOf(view, fault.group)
-      const links = await call(endpoint, async () => fault.type === 'partition' ? await client.partition(fault.group) : await client.blackhole(fault.group))
-      return { fault, links }
-    }
-    case 'latency': {
-      const links = selected(view, fault)
-      const ms = wholeNumber('latency --ms', fault.ms, 3_600_000)
-      const jitter = wholeNumber('latency --jitter', fault.jitter ?? 0, 3_600_000)
-      const toxicity = toxicityOf(fault.toxicity)
-      await call(endpoint, async () => {
-        await Promise.all(links.flatMap(link => streams.map(async stream => {
-          await upsertToxic(client, link, `latency_${stream}`, 'latency', stream, { latency: ms, jitter }, toxicity)
-        })))
-      })
-      return { fault, links }
-    }
-    case 'reset_peer': {
-      const links = selected(view, fault)
-      const timeout = wholeNumber('reset-peer --timeout-ms', fault.timeoutMs ?? 0, 3_600_000)
-      const toxicity = toxicityOf(fault.toxicity)
-      await call(endpoint, async () => {
-        await Promise.all(links.flatMap(link => streams.map(async stream => {
-          await upsertToxic(client, link, `reset_peer_${stream}`, 'reset_peer', stream, { timeout }, toxicity)
-        })))
-      })
-      return { fault, links }
-    }
-    default:
+  if (!isToxicFault(fault)) {
+    if (fault.type !== 'partition' && fault.type !== 'blackhole') {
       throw new LabError(LAB_ERR_USAGE, `unknown fault type ${JSON.stringify((fault as { type?: unknown }).type)}: partition, blackhole, latency or reset_peer`)
+    }
+    linksOf(view, fault.group)
+    const links = await call(endpoint, async () => fault.type === 'partition' ? await client.partition(fault.group) : await client.blackhole(fault.group))
+    return { fault, links }
   }
+  const links = selected(view, fault)
+  const toxics = toxicsOf(fault)
+  await call(endpoint, async () => {
+    await Promise.all(links.flatMap(link => toxics.map(async toxic => { await upsertToxic(client, link, toxic) })))
+  })
+  return { fault, links }
 }
 
 /**

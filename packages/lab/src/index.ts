@@ -18,38 +18,24 @@
  * await labDown({ dir: '/tmp/lab', purge: true })
  * ```
  */
-export { UP_CHANNEL, crossConfigKey, labBackup, labDir, labDown, labStatus, labUp } from './lab.js'
+export { UP_CHANNEL, labBackup, labDown, labStatus, labUp } from './lab.js'
 export type {
   ClusterStatus, ControlPlaneStatus, FaultsStatus, HsmRunState, HsmStatus, LabBackupOptions, LabDownOptions, LabDownResult, LabLocation, LabStatus,
   LabUpOptions, LabUpResult, RegionStatus, UpProgress
 } from './lab.js'
 export { applyFault, healFaults, listFaults } from './faults.js'
-export type { AppliedFault, ApplyFaultOptions, FaultLabLocation, FaultLinks, FaultListing, HealedFaults, HealFaultsOptions, LabFault, LinkFaults } from './faults.js'
-export { CONTROL_LINK_PREFIX, PEER_LINK_PREFIX, WAN_LINK_PREFIX, groupIndex, groupsOf, hsmGroupName, linksBetween, planLinks } from './fault-links.js'
-export type { LinkKind, LinkPlanHsm, LinkPlanInput, PlannedLink } from './fault-links.js'
-export { availabilityZonesOf, subnetIdOf } from './cluster-builder.js'
-export type { BuildStep } from './cluster-builder.js'
-export { createCustomerCa, signClusterCsr } from './customer-ca.js'
-export type { CustomerCa } from './customer-ca.js'
-export { clustersOf, parseTopology, readTopology } from './topology.js'
+export type { AppliedFault, ApplyFaultOptions, FaultLabLocation, FaultListing, HealedFaults, HealFaultsOptions, LinkFaults } from './faults.js'
+export type { FaultLinks, LabFault } from './fault-vocabulary.js'
+export { availabilityZonesOf } from './cluster-builder.js'
+export { parseTopology, readTopology } from './topology.js'
 export type { Topology, TopologyCluster, TopologyRegion, TopologyUser } from './topology.js'
 export { LAB_STATE_FORMAT, LabLayout, readLabState } from './lab-state.js'
-export type { ClusterState, ControlPlaneState, FaultLinkState, FaultProxyState, HsmSeen, LabState } from './lab-state.js'
-export { formatDown, formatStatus, formatUpSummary } from './report.js'
 export { DEFAULT_TOPOLOGY_PATH, labDefaults } from './defaults.js'
 export {
   LabError, LAB_ERROR_CODES, LAB_ERR_ACTIVATION, LAB_ERR_BACKUP, LAB_ERR_BUSY, LAB_ERR_CLUSTER, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS, LAB_ERR_HSM_START,
   LAB_ERR_NO_LAB, LAB_ERR_SCENARIO, LAB_ERR_STATE, LAB_ERR_TOPOLOGY, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
 } from './errors.js'
-export {
-  CHECKERS, History, SCENARIO_EXIT, SCENARIO_HELP, checkAcknowledgedNotLost, checkBackupsSettled, checkClusterAgreement, checkFailuresHaveCauses,
-  checkNoDuplicates, checkNoHalfWrites, clustersOfTopology, formatViolations, parseScenario, readScenario, resolveScenario, runCheckers, runScenario,
-  scenarioDefaults, scenarioMain
-} from './scenario/index.js'
-export type {
-  CheckInput, Fault, InvariantName, Invocation, LinkSelector, Observation, ObservedBackup, ObservedHsm, ObservedKey, ObservedUser, OperationRecord,
-  Outcome, ResolvedScenario, RunScenarioOptions, Scenario, ScenarioCluster, ScenarioIo, ScenarioResult, ScheduleEntry, Verdict, Violation,
-  WorkloadOp, WorkloadOpName, WorkloadStream
-} from './scenario/index.js'
+export { SCENARIO_EXIT, parseScenario, readScenario, resolveScenario, runScenario } from './scenario/index.js'
+export type { RunScenarioOptions, Scenario, ScenarioResult, Verdict } from './scenario/index.js'
 export { main } from './bin/hsmlab.js'
 export type { MainIo } from './bin/hsmlab.js'

@@ -35,7 +35,7 @@ import type { LabProcess } from './launcher.js'
 import { clientEndpointsOf, ensureFaultProxy, faultEndpointOf, faultLayerActive, faultProxyAnswers, faultProxyRecord, reconcileFaultLayer, stopFaultProxy, writeRegionsFiles } from './fault-layer.js'
 import type { FaultLayerOptions } from './fault-layer.js'
 import { applyFaultAt, faultViewAt } from './faults.js'
-import type { LabFault } from './faults.js'
+import type { LabFault } from './fault-vocabulary.js'
 import { clustersOf, readTopology } from './topology.js'
 import type { Topology } from './topology.js'
 
@@ -518,160 +518,260 @@ export function crossConfigKey (source: { region: string, name: string }, clone:
 }
 
 /**
- * Starts the lab in DIR, or what of it is not running; resolves once every control plane
- * answers, every cluster is built (clones included), every HSM is ACTIVE and the configuration
- * files are written.
+ * Work `labUp` starts now and asks for later, perhaps never (when a phase before fails). Its
+ * failure is held as a value instead of thrown where it happened, and thrown by `result()`: the
+ * phases decide in one place, at the end of the build, which failure is the cause. This is the one
+ * place a rejection waits to be reported; none is dropped.
  */
-export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
-  const startedAt = performance.now()
-  const layout = new LabLayout(labDir(options))
-  // A bad topology is refused before anything is created or started.
-  let topology: Topology | undefined
-  if (options.topologyFile !== undefined) {
-    topology = await readTopology(resolve(options.cwd ?? process.cwd(), options.topologyFile), options.topologyFile)
+interface Background<T> {
+  /** Resolves or rejects as the work did. */
+  result: () => Promise<T>
+  /** Resolves once the work ended, either way. */
+  settled: () => Promise<void>
+}
+
+function background<T> (work: Promise<T>): Background<T> {
+  const outcome = work.then(value => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }))
+  return {
+    result: async () => {
+      const o = await outcome
+      if (!o.ok) throw o.error
+      return o.value
+    },
+    settled: async () => { await outcome }
   }
-  const progress = (step: UpProgress['step'], what?: string, detail?: string): void => {
+}
+
+/** Publishes `labUp`'s progress on UP_CHANNEL, with the time since `startedAt`. */
+type Progress = (step: UpProgress['step'], what?: string, detail?: string) => void
+
+function progressFrom (startedAt: number): Progress {
+  return (step, what, detail) => {
     if (!upChannel.hasSubscribers) return
     const message: UpProgress = { step, elapsedMs: performance.now() - startedAt }
     if (what !== undefined) message.what = what
     if (detail !== undefined) message.detail = detail
     upChannel.publish(message)
   }
+}
+
+/** The topology file `up` was given, checked: a bad one is refused before anything is created or started. */
+async function givenTopology (options: LabUpOptions): Promise<Topology | undefined> {
+  if (options.topologyFile === undefined) return undefined
+  return await readTopology(resolve(options.cwd ?? process.cwd(), options.topologyFile), options.topologyFile)
+}
+
+/**
+ * The lab to bring up: the one recorded in DIR (refusing another topology; taking the faults and
+ * the passwords of the given one), or a new one from the given topology or the default lab.
+ * `faultsChanged`: the topology brings other faults than the lab recorded.
+ */
+async function openLab (layout: LabLayout, given: Topology | undefined, options: LabUpOptions): Promise<{ lab: LabState, faultsChanged: boolean }> {
+  const state = await readLabState(layout)
+  let faultsChanged = false
+  let lab: LabState
+  if (state !== undefined) {
+    if (given !== undefined && !sameTopology(given, state.topology)) {
+      throw new LabError(LAB_ERR_TOPOLOGY_CHANGED, `the lab in ${layout.dir} was made from another topology; run 'hsmlab up' without --topology to start it again, or 'hsmlab down --purge' first to make a new lab from ${options.topologyFile ?? 'this topology'}`)
+    }
+    // The faults a topology declares are no part of what the lab is made of: another list is recorded, and set now.
+    if (given !== undefined && JSON.stringify(given.faults ?? []) !== JSON.stringify(state.topology.faults ?? [])) {
+      if (given.faults === undefined) delete state.topology.faults
+      else state.topology.faults = given.faults
+      faultsChanged = true
+    }
+    // The given topology brings every password, also those the lab no longer has.
+    if (given !== undefined) state.topology = { ...given, ...(state.topology.faults === undefined ? {} : { faults: state.topology.faults }) }
+    lab = state
+  } else {
+    const topology = given ?? await readTopology(DEFAULT_TOPOLOGY_PATH)
+    lab = { format: LAB_STATE_FORMAT, createdAt: new Date().toISOString(), topology, controlPlanes: [], clusters: [] }
+  }
+  recordsFor(lab)
+  recordExternalControlPlanes(lab, options.controlPlanes ?? {}, layout.dir)
+  return { lab, faultsChanged }
+}
+
+/** The manufacturer key and the customer CA, loaded or made. */
+async function labSecrets (layout: LabLayout): Promise<CustomerCa> {
+  const [, ca] = await Promise.all([loadOrCreateManufacturerKey(layout), loadOrCreateCa(layout)])
+  return ca
+}
+
+/** Records the fault proxy to use (the lab's, or one elsewhere) and the copy window; returns the fault layer's options. */
+function prepareFaultLayer (layout: LabLayout, lab: LabState, options: LabUpOptions): FaultLayerOptions {
+  const faultProxy = faultProxyRecord(lab, options.faults)
+  if (options.faultProxy !== undefined) recordExternalFaultProxy(faultProxy, options.faultProxy, layout.dir)
+  if (options.copyRetryWindowSeconds !== undefined) lab.copyRetryWindowSeconds = options.copyRetryWindowSeconds
+  return {
+    ...(options.seed === undefined ? {} : { seed: options.seed }),
+    ...(options.logLevel === undefined ? {} : { logLevel: options.logLevel }),
+    ...(options.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: options.readyTimeoutMs }),
+    ...(options.stepTimeoutMs === undefined ? {} : { routesTimeoutMs: options.stepTimeoutMs }),
+    ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
+    ...(options.faultProxyBinPath === undefined ? {} : { binPath: options.faultProxyBinPath })
+  }
+}
+
+/** The control planes starting: each region's (true: started by this `up`), their API clients once they answer, and the pids of those that run elsewhere. */
+interface ControlPlanes {
+  starting: Map<string, Promise<boolean>>
+  apis: Map<string, ControlPlaneClient>
+  externalPids: Map<string, number>
+}
+
+/** Starts every control plane at once (those that run elsewhere: waits until they answer). */
+function startControlPlanes (layout: LabLayout, lab: LabState, writer: LabStateWriter, options: LabUpOptions, progress: Progress): ControlPlanes {
+  const planes: ControlPlanes = { starting: new Map(), apis: new Map(), externalPids: new Map() }
+  for (const cp of lab.controlPlanes) {
+    planes.starting.set(cp.region, (async () => {
+      if (cp.endpoint !== undefined) planes.externalPids.set(cp.region, await awaitExternalControlPlane(cp, options))
+      const startedNow = await ensureControlPlane(layout, lab, cp, writer, options)
+      planes.apis.set(cp.region, apiFor(cp))
+      progress('control-plane', cp.region)
+      return startedNow
+    })())
+  }
+  return planes
+}
+
+/**
+ * Starts the fault proxy (the control planes reach their HSMs through it once the lab gave them
+ * routes, at the end). One with links to make again starts with the control planes: the HSMs they
+ * restart reach their peers through it. A new lab's is first needed at the end: it starts once the
+ * control planes answer, which they do sooner without it on a small machine. True: started now.
+ */
+async function startFaultLayer (layout: LabLayout, lab: LabState, writer: LabStateWriter, options: FaultLayerOptions, planes: ControlPlanes): Promise<boolean> {
+  if (lab.faultProxy === undefined || lab.faultProxy.links.length === 0) await Promise.allSettled(planes.starting.values())
+  return await ensureFaultProxy(layout, lab, writer, options)
+}
+
+/** What linking the regions found. */
+interface Linked {
+  /** The regions whose control plane this `up` started. */
+  started: string[]
+  faultProxyStarted: boolean
+  /** Region → control-plane endpoint. */
+  regionsMap: Record<string, string>
+}
+
+/**
+ * Once every control plane answers (and the fault proxy said whether its links run), tells each
+ * where the others are, which only a copy to another region needs.
+ */
+async function linkRegions (layout: LabLayout, lab: LabState, planes: ControlPlanes, faultLayer: Background<boolean>): Promise<Linked> {
+  const regions = lab.controlPlanes.map(cp => cp.region)
+  const outcomes = await Promise.allSettled(regions.map(async region => await planes.starting.get(region)))
+  const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map(o => o.reason as Error)
+  if (failed.length === 1) throw failed[0]
+  if (failed.length > 1) throw new LabError(LAB_ERR_CONTROL_PLANE, `some control planes could not be started:\n${failed.map(f => `- ${f.message}`).join('\n')}`, { cause: failed[0] })
+  const started = regions.filter((_, i) => (outcomes[i] as PromiseFulfilledResult<boolean>).value)
+  const faultProxyStarted = await faultLayer.result()
+  const regionsMap = Object.fromEntries(lab.controlPlanes.map(cp => [cp.region, endpointOf(cp)]))
+  await writeFileAtomic(layout.regionsFile, JSON.stringify(regionsMap, null, 2) + '\n', { mode: 0o644 })
+  // Each control plane's own regions file: through its WAN links when they run (a fault proxy
+  // started just now makes them again at the end), else direct.
+  await writeRegionsFiles(layout, lab, regionsMap, faultLayerActive(lab) && !faultProxyStarted ? lab.faultProxy?.links ?? [] : [])
+  return { started, faultProxyStarted, regionsMap }
+}
+
+/** Builds every cluster through the API: a region's as soon as its control plane answers. */
+async function buildClusters (lab: LabState, writer: LabStateWriter, secrets: Background<CustomerCa>, planes: ControlPlanes, linked: Background<Linked>,
+  options: LabUpOptions, progress: Progress): Promise<BuiltCluster[]> {
+  const builder = new ClusterBuilder({
+    lab,
+    writer,
+    ca: secrets.result,
+    apiOf: region => planes.apis.get(region) as ControlPlaneClient,
+    regionReady: async region => { await Promise.all([planes.starting.get(region), secrets.result()]) },
+    regionsLinked: async () => { await linked.result() },
+    ...(options.stepTimeoutMs === undefined ? {} : { stepTimeoutMs: options.stepTimeoutMs }),
+    ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
+    progress: (step, what, detail) => { progress(step, what, detail) }
+  })
+  const jobs = clustersOf(lab.topology).map(({ region, cluster: spec }) => ({
+    record: lab.clusters.find(c => c.region === region.name && c.name === spec.name) as ClusterState,
+    spec
+  }))
+  return await builder.buildAll(jobs)
+}
+
+/**
+ * Every link through the fault proxy; meanwhile the configuration files, from the addresses the
+ * HSMs have now and their client links. Resolves with each cluster as DescribeClusters shows it.
+ */
+async function routeLinks (layout: LabLayout, lab: LabState, writer: LabStateWriter, built: BuiltCluster[], linked: Linked, planes: ControlPlanes,
+  options: FaultLayerOptions): Promise<Map<ClusterState, Cluster>> {
+  const described = new Map<ClusterState, Cluster>(built.map(b => [b.record, b.cluster]))
+  for (const b of built) b.record.hsms = liveHsms(b.cluster).map(seenOf)
+  await reconcileFaultLayer(layout, lab, writer, described, linked.regionsMap, region => planes.apis.get(region) as ControlPlaneClient, options, async links => {
+    await writeConfigurations(layout, lab, described, links.clientEndpoints)
+  })
+  return described
+}
+
+/**
+ * The topology's faults, once every HSM took its routed peer list: set by the `up` that starts the
+ * fault proxy (a running one keeps what was set or healed since), or when the topology brings
+ * other ones. Resolves with those set.
+ */
+async function applyTopologyFaults (lab: LabState, writer: LabStateWriter, due: boolean): Promise<LabFault[]> {
+  const faults = faultLayerActive(lab) && due ? lab.topology.faults ?? [] : []
+  await writer.save(lab)
+  if (faults.length > 0) {
+    const view = await faultViewAt(faultEndpointOf(lab) ?? '')
+    for (const fault of faults) await applyFaultAt(view, fault)
+  }
+  return faults
+}
+
+/**
+ * Starts the lab in DIR, or what of it is not running; resolves once every control plane
+ * answers, every cluster is built (clones included), every HSM is ACTIVE and the configuration
+ * files are written. The phases below run in this order; the control planes, the fault proxy,
+ * the secrets and the cluster builds overlap, each build waiting for what it needs.
+ */
+export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
+  const startedAt = performance.now()
+  const progress = progressFrom(startedAt)
+  const layout = new LabLayout(labDir(options))
+  const given = await givenTopology(options)
   const release = await acquireLabLock(layout)
   progress('locked')
   try {
-    let state = await readLabState(layout)
-    // The faults a topology declares are no part of what the lab is made of: another list is recorded, and set now.
-    let faultsChanged = false
-    if (state !== undefined) {
-      if (topology !== undefined && !sameTopology(topology, state.topology)) {
-        throw new LabError(LAB_ERR_TOPOLOGY_CHANGED, `the lab in ${layout.dir} was made from another topology; run 'hsmlab up' without --topology to start it again, or 'hsmlab down --purge' first to make a new lab from ${options.topologyFile ?? 'this topology'}`)
-      }
-      if (topology !== undefined && JSON.stringify(topology.faults ?? []) !== JSON.stringify(state.topology.faults ?? [])) {
-        if (topology.faults === undefined) delete state.topology.faults
-        else state.topology.faults = topology.faults
-        faultsChanged = true
-      }
-      // The given topology brings every password, also those the lab no longer has.
-      if (topology !== undefined) state.topology = { ...topology, ...(state.topology.faults === undefined ? {} : { faults: state.topology.faults }) }
-      topology = state.topology
-    } else {
-      topology ??= await readTopology(DEFAULT_TOPOLOGY_PATH)
-      state = { format: LAB_STATE_FORMAT, createdAt: new Date().toISOString(), topology, controlPlanes: [], clusters: [] }
-    }
-    const lab: LabState = state
-    recordsFor(lab)
-    recordExternalControlPlanes(lab, options.controlPlanes ?? {}, layout.dir)
+    const { lab, faultsChanged } = await openLab(layout, given, options)
     const writer = new LabStateWriter(layout)
     // lab.json exists before anything else the lab makes, so that `down --purge` can always clean up.
     await writer.save(lab)
     // The manufacturer key and the customer CA, while the control planes start: the first to need
     // them are a cluster's first HSM and its CSR, whose builds wait for them.
-    const secrets = Promise.all([loadOrCreateManufacturerKey(layout), loadOrCreateCa(layout)]).then(([, ca]) => ca)
-    // Reported once the clusters' builds have settled, below.
-    secrets.catch(() => {})
+    const secrets = background(labSecrets(layout))
+    const faultOptions = prepareFaultLayer(layout, lab, options)
+    const planes = startControlPlanes(layout, lab, writer, options, progress)
+    const faultLayer = background(startFaultLayer(layout, lab, writer, faultOptions, planes))
+    const linked = background(linkRegions(layout, lab, planes, faultLayer))
+    const building = background(buildClusters(lab, writer, secrets, planes, linked, options, progress))
 
-    const faultProxy = faultProxyRecord(lab, options.faults)
-    if (options.faultProxy !== undefined) recordExternalFaultProxy(faultProxy, options.faultProxy, layout.dir)
-    if (options.copyRetryWindowSeconds !== undefined) lab.copyRetryWindowSeconds = options.copyRetryWindowSeconds
-    const faultOptions: FaultLayerOptions = {
-      ...(options.seed === undefined ? {} : { seed: options.seed }),
-      ...(options.logLevel === undefined ? {} : { logLevel: options.logLevel }),
-      ...(options.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: options.readyTimeoutMs }),
-      ...(options.stepTimeoutMs === undefined ? {} : { routesTimeoutMs: options.stepTimeoutMs }),
-      ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
-      ...(options.faultProxyBinPath === undefined ? {} : { binPath: options.faultProxyBinPath })
-    }
-
-    // The control planes, all at once (those that run elsewhere: until they answer). A region's
-    // clusters are built as soon as its own control plane answers; once every one answers (and
-    // the fault proxy said whether its links run), each learns where the others are, which only a
-    // copy to another region needs.
-    const externalPids = new Map<string, number>()
-    const apis = new Map<string, ControlPlaneClient>()
-    const planes = new Map(lab.controlPlanes.map(cp => [cp.region, (async () => {
-      if (cp.endpoint !== undefined) externalPids.set(cp.region, await awaitExternalControlPlane(cp, options))
-      const startedNow = await ensureControlPlane(layout, lab, cp, writer, options)
-      apis.set(cp.region, apiFor(cp))
-      progress('control-plane', cp.region)
-      return startedNow
-    })()]))
-    // The fault proxy (the control planes reach their HSMs through it once the lab gave them
-    // routes, at the end). One with links to make again starts with the control planes: the HSMs
-    // they restart reach their peers through it. A new lab's is first needed at the end: it starts
-    // once the control planes answer, which they do sooner without it on a small machine.
-    const faultProxyStarting = (faultProxy.links.length > 0 ? Promise.resolve() : Promise.allSettled(planes.values()))
-      .then(async () => await ensureFaultProxy(layout, lab, writer, faultOptions))
-      .then(started => ({ started }), (error: unknown) => ({ error }))
-    const linking = (async () => {
-      const outcomes = await Promise.allSettled(planes.values())
-      const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map(o => o.reason as Error)
-      if (failed.length === 1) throw failed[0]
-      if (failed.length > 1) throw new LabError(LAB_ERR_CONTROL_PLANE, `some control planes could not be started:\n${failed.map(f => `- ${f.message}`).join('\n')}`, { cause: failed[0] })
-      const started = lab.controlPlanes.filter((_, i) => (outcomes[i] as PromiseFulfilledResult<boolean>).value).map(cp => cp.region)
-      const faultStart = await faultProxyStarting
-      if ('error' in faultStart) throw faultStart.error
-      const regionsMap = Object.fromEntries(lab.controlPlanes.map(cp => [cp.region, endpointOf(cp)]))
-      await writeFileAtomic(layout.regionsFile, JSON.stringify(regionsMap, null, 2) + '\n', { mode: 0o644 })
-      // Each control plane's own regions file: through its WAN links when they run (a fault proxy
-      // started just now makes them again at the end), else direct.
-      await writeRegionsFiles(layout, lab, regionsMap, faultLayerActive(lab) && !faultStart.started ? lab.faultProxy?.links ?? [] : [])
-      return { started, faultProxyStarted: faultStart.started, regionsMap }
-    })()
-    // Reported once the clusters' builds have settled, below.
-    linking.catch(() => {})
-
-    // The clusters, through the API.
-    const builder = new ClusterBuilder({
-      lab,
-      writer,
-      ca: secrets,
-      apiOf: region => apis.get(region) as ControlPlaneClient,
-      regionReady: async region => { await Promise.all([planes.get(region), secrets]) },
-      regionsLinked: async () => { await linking },
-      ...(options.stepTimeoutMs === undefined ? {} : { stepTimeoutMs: options.stepTimeoutMs }),
-      ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
-      progress: (step, what, detail) => { progress(step, what, detail) }
-    })
-    const jobs = clustersOf(lab.topology).map(({ region, cluster: spec }) => ({
-      record: lab.clusters.find(c => c.region === region.name && c.name === spec.name) as ClusterState,
-      spec
-    }))
-    const building = await builder.buildAll(jobs).then(built => ({ built }), (error: unknown) => ({ error }))
     // The key or CA that could not be made, or a control plane or fault proxy that could not be
     // started, is the cause: the clusters' failures only follow from it.
-    await secrets
-    const { started, faultProxyStarted, regionsMap } = await linking
-    if ('error' in building) throw building.error
-    const { built } = building
+    await building.settled()
+    await secrets.result()
+    const linkedRegions = await linked.result()
+    const built = await building.result()
 
-    // Every link through the fault proxy; meanwhile the configuration files, from the addresses
-    // the HSMs have now and their client links.
-    const described = new Map<ClusterState, Cluster>(built.map(b => [b.record, b.cluster]))
-    for (const b of built) b.record.hsms = liveHsms(b.cluster).map(seenOf)
-    await reconcileFaultLayer(layout, lab, writer, described, regionsMap, region => apis.get(region) as ControlPlaneClient, faultOptions, async links => {
-      await writeConfigurations(layout, lab, described, links.clientEndpoints)
-    })
-    // The topology's faults, once every HSM took its routed peer list: set by the `up` that starts
-    // the fault proxy (a running one keeps what was set or healed since), or when the topology
-    // brings other ones.
-    const faultsApplied = faultLayerActive(lab) && (faultProxyStarted || faultsChanged) ? lab.topology.faults ?? [] : []
-    await writer.save(lab)
-    if (faultsApplied.length > 0) {
-      const view = await faultViewAt(faultEndpointOf(lab) ?? '')
-      for (const fault of faultsApplied) await applyFaultAt(view, fault)
-    }
+    const described = await routeLinks(layout, lab, writer, built, linkedRegions, planes, faultOptions)
+    const faultsApplied = await applyTopologyFaults(lab, writer, linkedRegions.faultProxyStarted || faultsChanged)
     const elapsedMs = performance.now() - startedAt
     progress('done')
     // Everything answered a moment ago: the report is made from what the lab just saw, not probed again.
-    const status = reportOf(layout, lab, new Map(lab.controlPlanes.map(cp => [cp.region, { running: true, clusters: described, pid: externalPids.get(cp.region) }])), faultsStatusOf(layout, lab, true))
+    const status = reportOf(layout, lab, new Map(lab.controlPlanes.map(cp => [cp.region, { running: true, clusters: described, pid: planes.externalPids.get(cp.region) }])), faultsStatusOf(layout, lab, true))
     return {
       dir: layout.dir,
-      started,
+      started: linkedRegions.started,
       created: built.filter(b => b.created).map(b => `${b.record.region}/${b.record.name}`),
       activated: built.filter(b => b.activated).map(b => `${b.record.region}/${b.record.name}`),
       hsmsCreated: built.reduce((n, b) => n + b.hsmsCreated.length, 0),
-      faultProxyStarted,
+      faultProxyStarted: linkedRegions.faultProxyStarted,
       faultsApplied,
       elapsedMs,
       topology: lab.topology,

@@ -6,7 +6,7 @@
 import { isAbsolute, join, relative } from 'node:path'
 import { DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD } from '@hsmlab/hsm'
 import { labDefaults } from './defaults.js'
-import type { LabFault } from './faults.js'
+import type { LabFault } from './fault-vocabulary.js'
 import { UNKNOWN_PASSWORD } from './lab-state.js'
 import type { ClusterStatus, LabDownResult, LabStatus, LabUpResult, RegionStatus } from './lab.js'
 import type { Topology, TopologyCluster } from './topology.js'

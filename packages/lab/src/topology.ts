@@ -9,7 +9,8 @@ import { APPLIANCE_USER_NAME, DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD } from 
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_TOPOLOGY } from './errors.js'
 import { describeGroups, groupIndex, linksBetween, planLinks } from './fault-links.js'
-import type { FaultLinks, LabFault } from './faults.js'
+import { FAULT_MS_MAX, allFaultFields, checkFault } from './fault-vocabulary.js'
+import type { FaultDialect, LabFault } from './fault-vocabulary.js'
 import { FileChecker, describe } from './file-checker.js'
 import type { Json } from './file-checker.js'
 
@@ -216,101 +217,76 @@ export function parseTopology (json: unknown, source = 'topology'): Topology {
   return out
 }
 
-const FAULT_TYPES = ['partition', 'blackhole', 'latency', 'reset_peer']
-// Longest delay a fault takes (latency, jitter, reset_peer's timeout): an hour, in milliseconds.
-const FAULT_MS_MAX = 3_600_000
+/** How a topology spells faults: `reset_peer` (also `reset-peer`), `jitter`, delays up to an hour. */
+const TOPOLOGY_FAULT_SPELLING = {
+  words: { partition: ['partition'], blackhole: ['blackhole'], latency: ['latency'], reset_peer: ['reset_peer', 'reset-peer'] }
+} as const
 
 /**
- * Checks the `faults` of a topology: each names groups the lab will have (regions, clusters,
- * `<region>/<cluster>/hsm-<i>`, link families such as `wan`; not HSM ids, which do not exist
- * yet), a latency names two groups with links between them, and the numbers are whole
- * milliseconds.
+ * The fault dialect of a topology whose links are `links`: each fault names groups the lab will
+ * have (regions, clusters, `<region>/<cluster>/hsm-<i>`, link families such as `wan`; not HSM ids,
+ * which do not exist yet), a `between` names two groups with links between them, and the numbers
+ * are whole milliseconds.
  */
+function topologyFaultDialect (links: ReturnType<typeof planLinks>): FaultDialect {
+  const groups = groupIndex(links)
+  const known = describeGroups(links)
+  const group = (c: FileChecker, path: string, value: unknown): string | undefined => {
+    if (typeof value !== 'string' || value === '') { c.fail(path, value === undefined ? `is missing (a group of the lab: ${known})` : `must be the name of a group, not ${describe(value)}`); return undefined }
+    if (!groups.has(value)) { c.fail(path, `the lab has no group "${value}" (${known})`); return undefined }
+    return value
+  }
+  const dialect: FaultDialect = {
+    ...TOPOLOGY_FAULT_SPELLING,
+    fillDefaults: false,
+    number: (c, path, value, field) => {
+      if (field.unit === 'fraction') {
+        if (value === undefined) return undefined
+        if (typeof value !== 'number' || !(value >= 0 && value <= 1)) { c.fail(path, `must be a number from 0 to 1, not ${describe(value)}`); return null }
+        return value
+      }
+      if (value === undefined) {
+        if (!field.required) return undefined
+        c.fail(path, `is missing (whole milliseconds, 0 to ${FAULT_MS_MAX})`)
+        return null
+      }
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > FAULT_MS_MAX) {
+        c.fail(path, `must be a whole number of milliseconds from 0 to ${FAULT_MS_MAX}, not ${describe(value)}`)
+        return null
+      }
+      return value
+    },
+    group,
+    between: (c, path, value) => {
+      const between = Array.isArray(value) && value.length === 2 ? value : undefined
+      if (between === undefined) { c.fail(path, `must be two groups, like ["us-east-1", "us-west-2"], not ${describe(value)}`); return undefined }
+      const a = group(c, `${path}[0]`, between[0])
+      const b = group(c, `${path}[1]`, between[1])
+      if (a === undefined || b === undefined) return undefined
+      if (linksBetween(links, a, b).length === 0) {
+        c.fail(path, `no link runs between "${a}" and "${b}": name two regions, or two HSMs of one cluster`)
+        return undefined
+      }
+      return [a, b]
+    },
+    unknownType: (c, path, raw, listed) => {
+      if (c.object(path, raw, allFaultFields(TOPOLOGY_FAULT_SPELLING)) === undefined) return
+      const type = (raw as Json).type
+      c.fail(`${path}.type`, type === undefined ? `is missing (${listed.join(', ')})` : `must be one of ${listed.join(', ')}, not ${describe(type)}`)
+    }
+  }
+  return dialect
+}
+
+/** Checks the `faults` of a topology through the fault vocabulary, in the topology's dialect. */
 function checkFaults (c: Checker, raw: unknown, regions: TopologyRegion[]): LabFault[] | undefined {
   const list = c.array('faults', raw, 0)
   if (list === undefined) return undefined
   const links = planLinks({
     regions: regions.map(r => ({ name: r.name, controlPlane: '127.0.0.1:1', clusters: r.clusters.map(k => ({ name: k.name, hsms: Array.from({ length: k.hsms }, () => ({ address: '127.0.0.1:1' })) })) }))
   })
-  const groups = groupIndex(links)
-  const known = describeGroups(links)
-  const out: LabFault[] = []
-  const group = (path: string, value: unknown): string | undefined => {
-    if (typeof value !== 'string' || value === '') { c.fail(path, value === undefined ? `is missing (a group of the lab: ${known})` : `must be the name of a group, not ${describe(value)}`); return undefined }
-    if (!groups.has(value)) { c.fail(path, `the lab has no group "${value}" (${known})`); return undefined }
-    return value
-  }
-  const ms = (path: string, value: unknown, required: boolean): number | undefined => {
-    if (value === undefined) { if (required) c.fail(path, `is missing (whole milliseconds, 0 to ${FAULT_MS_MAX})`); return undefined }
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > FAULT_MS_MAX) {
-      c.fail(path, `must be a whole number of milliseconds from 0 to ${FAULT_MS_MAX}, not ${describe(value)}`)
-      return undefined
-    }
-    return value
-  }
-  const toxicity = (path: string, value: unknown): number | undefined | null => {
-    if (value === undefined) return undefined
-    if (typeof value !== 'number' || !(value >= 0 && value <= 1)) { c.fail(path, `must be a number from 0 to 1, not ${describe(value)}`); return null }
-    return value
-  }
-  // A toxic's links: every link of "group", or the links "between" two groups.
-  const where = (path: string, f: Json): FaultLinks | undefined => {
-    if ((f.group === undefined) === (f.between === undefined)) {
-      c.fail(path, 'needs exactly one of "group" (every link of a group) and "between" (the links between two groups)')
-      return undefined
-    }
-    if (f.group !== undefined) {
-      const g = group(`${path}.group`, f.group)
-      return g === undefined ? undefined : { group: g }
-    }
-    const between = Array.isArray(f.between) && f.between.length === 2 ? f.between : undefined
-    if (between === undefined) { c.fail(`${path}.between`, `must be two groups, like ["us-east-1", "us-west-2"], not ${describe(f.between)}`); return undefined }
-    const a = group(`${path}.between[0]`, between[0])
-    const b = group(`${path}.between[1]`, between[1])
-    if (a === undefined || b === undefined) return undefined
-    if (linksBetween(links, a, b).length === 0) {
-      c.fail(`${path}.between`, `no link runs between "${a}" and "${b}": name two regions, or two HSMs of one cluster`)
-      return undefined
-    }
-    return { between: [a, b] }
-  }
-  list.forEach((rawFault, i) => {
-    const path = `faults[${i}]`
-    const type = (rawFault as { type?: unknown } | null)?.type
-    const normal = type === 'reset-peer' ? 'reset_peer' : type
-    if (typeof normal !== 'string' || !FAULT_TYPES.includes(normal)) {
-      if (c.object(path, rawFault, ['type', 'group', 'between', 'ms', 'jitter', 'timeoutMs', 'toxicity']) !== undefined) {
-        c.fail(`${path}.type`, type === undefined ? `is missing (${FAULT_TYPES.join(', ')})` : `must be one of ${FAULT_TYPES.join(', ')}, not ${describe(type)}`)
-      }
-      return
-    }
-    if (normal === 'latency') {
-      const f = c.object(path, rawFault, ['type', 'group', 'between', 'ms', 'jitter', 'toxicity'])
-      if (f === undefined) return
-      const at = where(path, f)
-      const latency = ms(`${path}.ms`, f.ms, true)
-      const jitter = ms(`${path}.jitter`, f.jitter, false)
-      const share = toxicity(`${path}.toxicity`, f.toxicity)
-      if (at === undefined || latency === undefined || (f.jitter !== undefined && jitter === undefined) || share === null) return
-      out.push({ type: 'latency', ...at, ms: latency, ...(jitter === undefined ? {} : { jitter }), ...(share === undefined ? {} : { toxicity: share }) })
-      return
-    }
-    if (normal === 'reset_peer') {
-      const f = c.object(path, rawFault, ['type', 'group', 'between', 'timeoutMs', 'toxicity'])
-      if (f === undefined) return
-      const at = where(path, f)
-      const timeoutMs = ms(`${path}.timeoutMs`, f.timeoutMs, false)
-      const share = toxicity(`${path}.toxicity`, f.toxicity)
-      if (at === undefined || (f.timeoutMs !== undefined && timeoutMs === undefined) || share === null) return
-      out.push({ type: 'reset_peer', ...at, ...(timeoutMs === undefined ? {} : { timeoutMs }), ...(share === undefined ? {} : { toxicity: share }) })
-      return
-    }
-    const f = c.object(path, rawFault, ['type', 'group'])
-    if (f === undefined) return
-    const g = group(`${path}.group`, f.group)
-    if (g !== undefined) out.push({ type: normal as 'partition' | 'blackhole', group: g })
-  })
-  return out
+  const dialect = topologyFaultDialect(links)
+  return list.flatMap((rawFault, i) => checkFault(c, `faults[${i}]`, rawFault, dialect) ?? [])
 }
 
 /**

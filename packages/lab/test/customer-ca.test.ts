@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { tmpDir } from '@hsmlab/testing'
-import { createCustomerCa, signClusterCsr } from '../src/index.js'
+import { createCustomerCa, signClusterCsr } from '../src/customer-ca.js'
 
 function hasOpenssl (): boolean {
   try {

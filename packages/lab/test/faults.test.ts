@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from 'vitest'
 import { tmpDir } from '@hsmlab/testing'
-import { LAB_ERR_TOPOLOGY, groupIndex, linksBetween, main, parseTopology, planLinks } from '../src/index.js'
+import { LAB_ERR_TOPOLOGY, main, parseTopology } from '../src/index.js'
+import { groupIndex, linksBetween, planLinks } from '../src/fault-links.js'
 
 /** The default lab's shape: us-east-1/primary and us-west-2/dr, 2 HSMs each. */
 const input = {

@@ -9,8 +9,8 @@ import { describe, expect, it } from 'vitest'
 import {
   CHECKERS, checkAcknowledgedNotLost, checkBackupsSettled, checkClusterAgreement, checkFailuresHaveCauses, checkNoDuplicates, checkNoHalfWrites,
   runCheckers
-} from '../src/index.js'
-import type { Observation, ObservedHsm, OperationRecord } from '../src/index.js'
+} from '../src/scenario/index.js'
+import type { Observation, ObservedHsm, OperationRecord } from '../src/scenario/index.js'
 
 const AES = 31
 

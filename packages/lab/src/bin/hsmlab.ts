@@ -246,7 +246,7 @@ export async function main (argv: string[], io: MainIo = {
           : await runKmu(rest, { input, output, error, cwd })
       }
       case 'fault': return await (await import('../fault-command.js')).faultMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
-      case 'scenario': return await (await import('../scenario/command.js')).scenarioMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
+      case 'scenario': return await (await import('../scenario/index.js')).scenarioMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
       case 'help': case '--help': case '-h':
         io.stdout(USAGE)
         return EXIT_OK

@@ -12,11 +12,11 @@ import { FaultClient } from '@hsmlab/fault-proxy'
 import type { ProxyJson } from '@hsmlab/fault-proxy'
 import { groupIndex, linksBetween } from '../fault-links.js'
 import { applyFault, healFaults } from '../faults.js'
-import type { LabFault } from '../faults.js'
-import type { LinkSelector } from './scenario-file.js'
+import { toxicName } from '../fault-vocabulary.js'
+import type { FaultLinks as LinkSelector, ToxicFault, ToxicFaultType } from '../fault-vocabulary.js'
 
 /** Toxics set by one `addToxics`, to remove later. */
-interface AddedToxics { type: 'latency' | 'reset_peer', links: string[] }
+interface AddedToxics { type: ToxicFaultType, links: string[] }
 
 /** Sets and lifts faults on the links of the lab in `dir`; see the module comment. */
 export class FaultDriver {
@@ -58,14 +58,11 @@ export class FaultDriver {
     this.toxics.clear()
   }
 
-  /** Sets a latency or reset_peer toxic on both directions of the links a selector names; resolves with an id for `removeToxics` and the links. */
-  async addToxics (selector: LinkSelector, toxic: { type: 'latency', ms: number, jitterMs: number, toxicity: number } | { type: 'reset_peer', timeoutMs: number, toxicity: number }): Promise<{ id: number, links: string[] }> {
-    const fault: LabFault = toxic.type === 'latency'
-      ? { type: 'latency', ...selector, ms: toxic.ms, jitter: toxic.jitterMs, toxicity: toxic.toxicity }
-      : { type: 'reset_peer', ...selector, timeoutMs: toxic.timeoutMs, toxicity: toxic.toxicity }
+  /** Sets a latency or reset_peer fault (its toxic on both directions of the links it names); resolves with an id for `removeToxics` and the links. */
+  async addToxics (fault: ToxicFault): Promise<{ id: number, links: string[] }> {
     const { links } = await applyFault({ dir: this.dir, fault })
     const id = this.nextToxic++
-    this.toxics.set(id, { type: toxic.type, links })
+    this.toxics.set(id, { type: fault.type, links })
     return { id, links }
   }
 
@@ -75,7 +72,7 @@ export class FaultDriver {
     this.toxics.delete(id)
     if (added === undefined) return
     await Promise.all(added.links.flatMap(link => (['upstream', 'downstream'] as const).map(async stream => {
-      await this.client.removeToxic(link, `${added.type}_${stream}`).catch(() => { /* gone already: healed, or replaced and removed */ })
+      await this.client.removeToxic(link, toxicName(added.type, stream)).catch(() => { /* gone already: healed, or replaced and removed */ })
     })))
   }
 

@@ -17,7 +17,10 @@ import type { LabStatus } from '../lab.js'
 import type { FaultDriver } from './fault-driver.js'
 import { describeSelector } from './fault-driver.js'
 import type { Random } from './random.js'
+import { SCENARIO_FAULT_DIALECT } from './scenario-file.js'
 import type { Fault, ScheduleEntry } from './scenario-file.js'
+import { faultWord } from '../fault-vocabulary.js'
+import type { FaultLinks } from '../fault-vocabulary.js'
 import { describeError } from './hsm-sessions.js'
 
 /** What the nemesis needs from the runner. */
@@ -138,28 +141,27 @@ export class Nemesis {
         if (fault.durationMs !== undefined) this.actions.push({ atMs: atMs + fault.durationMs, what: `heal ${fault.group}`, run: async () => { await this.heal(fault.group) } })
         break
       }
-      case 'latency': case 'reset-peer': {
+      case 'latency': case 'reset_peer': {
         let id: number | undefined
-        const toxic = fault.type === 'latency'
-          ? { type: 'latency' as const, ms: fault.ms, jitterMs: fault.jitterMs, toxicity: fault.toxicity }
-          : { type: 'reset_peer' as const, timeoutMs: fault.timeoutMs, toxicity: fault.toxicity }
+        const toxicity = fault.toxicity ?? 1
         const what = fault.type === 'latency'
-          ? `latency ${fault.ms} ms ± ${fault.jitterMs} ms`
-          : `reset-peer after ${fault.timeoutMs} ms`
-        const selector = 'group' in fault ? { group: fault.group } : { between: fault.between }
+          ? `latency ${fault.ms} ms ± ${fault.jitter ?? 0} ms`
+          : `reset-peer after ${fault.timeoutMs ?? 0} ms`
+        const selector: FaultLinks = 'group' in fault ? { group: fault.group } : { between: fault.between }
+        const word = faultWord(SCENARIO_FAULT_DIALECT, fault.type)
         this.actions.push({
           atMs,
-          what: `${fault.type} ${describeSelector(selector)}`,
+          what: `${word} ${describeSelector(selector)}`,
           run: async () => {
-            const added = await this.driver().addToxics(selector, toxic)
+            const added = await this.driver().addToxics(fault)
             id = added.id
-            this.ctx.log(`fault: ${what}${fault.toxicity < 1 ? ` on ${Math.round(fault.toxicity * 100)}% of connections` : ''} on ${describeSelector(selector)} (${added.links.length} links)`)
+            this.ctx.log(`fault: ${what}${toxicity < 1 ? ` on ${Math.round(toxicity * 100)}% of connections` : ''} on ${describeSelector(selector)} (${added.links.length} links)`)
           }
         })
         if (fault.durationMs !== undefined) {
           this.actions.push({
             atMs: atMs + fault.durationMs,
-            what: `remove ${fault.type} ${describeSelector(selector)}`,
+            what: `remove ${word} ${describeSelector(selector)}`,
             run: async () => {
               if (id === undefined) return
               await this.driver().removeToxics(id)

@@ -98,44 +98,86 @@ function seconds (ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`
 }
 
-/** Runs one scenario; never throws (every failure is a verdict). */
-export async function runScenario (options: RunScenarioOptions): Promise<ScenarioResult> {
-  const startedAt = performance.now()
-  const cwd = options.cwd ?? process.cwd()
-  const scenarioPath = resolve(cwd, options.file)
-  const abort = new AbortController()
-  options.signal?.addEventListener('abort', () => { abort.abort() }, { once: true })
-  const signal = abort.signal
-  const elapsed = (): number => performance.now() - startedAt
-  const timings: ScenarioResult['timings'] = { totalMs: 0 }
-  let runStartedAt = 0
-  let history: History | undefined
-  const stamp = (): string => runStartedAt === 0 ? '' : `[${((performance.now() - runStartedAt) / 1000).toFixed(3).padStart(7)} s] `
-  const print = (line: string): void => { options.print(`${stamp()}${line}`) }
-  const log = (line: string): void => {
-    print(line)
-    history?.note(line)
+/** The lab as step 2 found it: what the later steps talk to. */
+interface RunningLab {
+  status: LabStatus
+  artifactsDir: string
+  faults: FaultDriver | undefined
+  regions: string[]
+  /** A control-plane client of a region, with a request deadline. */
+  api: (region: string, timeoutMs?: number) => ControlPlaneClient
+  /** `<region>/<cluster>` → its CMU configuration file. */
+  configs: Map<string, string>
+  clusterIds: Map<string, string>
+  preexistingBackups: Set<string>
+  /** `<region>/<cluster>` → its READY backups before the run. */
+  initialBackups: Map<string, string[]>
+}
+
+/** One run of one scenario: the steps of the module comment, in order, over the state they share. */
+class ScenarioRun {
+  readonly result: ScenarioResult
+  private readonly options: RunScenarioOptions
+  private readonly cwd: string
+  private readonly scenarioPath: string
+  private readonly signal: AbortSignal
+  private readonly startedAt = performance.now()
+  private runStartedAt = 0
+  private history: History | undefined
+  private labDir: string | undefined
+  private tempRoot: string | undefined
+  private labStarted = false
+  private pendingRestarts: (() => Promise<void>) | undefined
+  /** The run's seed: `--seed`, else the file's, else a random one (known once the file is read). */
+  seed: number | undefined
+
+  constructor (options: RunScenarioOptions) {
+    this.options = options
+    this.cwd = options.cwd ?? process.cwd()
+    this.scenarioPath = resolve(this.cwd, options.file)
+    const abort = new AbortController()
+    options.signal?.addEventListener('abort', () => { abort.abort() }, { once: true })
+    this.signal = abort.signal
+    this.result = { verdict: 'crash', exitCode: SCENARIO_EXIT.CRASH, violations: [], history: [], timings: { totalMs: 0 } }
+    this.seed = options.seed
   }
 
-  const result: ScenarioResult = { verdict: 'crash', exitCode: SCENARIO_EXIT.CRASH, violations: [], history: [], timings }
-  let labDir: string | undefined
-  let tempRoot: string | undefined
-  let labStarted = false
-  let pendingRestarts: (() => Promise<void>) | undefined
-  let seed: number | undefined = options.seed
-  try {
-    // 1. The scenario, its topology, the seed.
-    let resolved: ResolvedScenario
+  private get timings (): ScenarioResult['timings'] { return this.result.timings }
+
+  /** A progress line, stamped with the time since the workload started. */
+  private print (line: string): void {
+    const stamp = this.runStartedAt === 0 ? '' : `[${((performance.now() - this.runStartedAt) / 1000).toFixed(3).padStart(7)} s] `
+    this.options.print(`${stamp}${line}`)
+  }
+
+  /** A progress line that goes into the history too. */
+  private readonly log = (line: string): void => {
+    this.print(line)
+    this.history?.note(line)
+  }
+
+  /** Since the workload started, in milliseconds. */
+  private readonly now = (): number => performance.now() - this.runStartedAt
+
+  private interrupted (): void {
+    if (this.signal.aborted) throw new RunEnded('crash', 'interrupted')
+  }
+
+  /** 1. The scenario, its topology, the seed (printed first). */
+  async load (): Promise<ResolvedScenario> {
+    const { options } = this
     try {
-      const scenario = await readScenario(scenarioPath, options.file)
-      seed = options.seed ?? scenario.seed ?? randomSeed()
-      result.seed = seed
-      print(`scenario ${scenario.name} (${options.file})`)
-      print(`seed ${seed}`)
-      if (options.dir === undefined) tempRoot = await mkdtemp(join(tmpdir(), 'hsmlab-scenario-'))
-      labDir = options.dir === undefined ? join(tempRoot ?? '', 'lab') : resolve(cwd, options.dir)
-      const inlineDir = tempRoot ?? join(labDir, 'scenario')
-      resolved = await resolveScenario(scenario, scenarioPath, async (topology: Topology) => {
+      const scenario = await readScenario(this.scenarioPath, options.file)
+      const seed = options.seed ?? scenario.seed ?? randomSeed()
+      this.seed = seed
+      this.result.seed = seed
+      this.print(`scenario ${scenario.name} (${options.file})`)
+      this.print(`seed ${seed}`)
+      if (options.dir === undefined) this.tempRoot = await mkdtemp(join(tmpdir(), 'hsmlab-scenario-'))
+      const labDir = options.dir === undefined ? join(this.tempRoot ?? '', 'lab') : resolve(this.cwd, options.dir)
+      this.labDir = labDir
+      const inlineDir = this.tempRoot ?? join(labDir, 'scenario')
+      return await resolveScenario(scenario, this.scenarioPath, async (topology: Topology) => {
         await mkdir(inlineDir, { recursive: true })
         const file = join(inlineDir, 'topology.json')
         // It holds the topology's passwords: its owner's only (issue 9), also in a --dir lab.
@@ -146,37 +188,39 @@ export async function runScenario (options: RunScenarioOptions): Promise<Scenari
     } catch (err) {
       throw new RunEnded('invalid', (err as Error).message, { cause: err })
     }
-    const { scenario } = resolved
-    result.dir = labDir
-    const random = new Random(seed)
+  }
 
-    // 2. The lab.
+  /** 2. A lab of its own, every fault left in it lifted, the groups the schedule names checked, the backups that exist noted. */
+  async startLab (resolved: ResolvedScenario): Promise<RunningLab> {
+    const { scenario } = resolved
+    const labDir = this.labDir as string
+    this.result.dir = labDir
     const upAt = performance.now()
     let status: LabStatus
     try {
-      print(`lab: starting in ${labDir}`)
+      this.print(`lab: starting in ${labDir}`)
       // The fault proxy draws (jitter, toxicity) from the run's seed too, when this run starts it.
-      status = (await labUp({ dir: labDir, topologyFile: resolved.topologyFile, seed })).status
-      labStarted = true
+      status = (await labUp({ dir: labDir, topologyFile: resolved.topologyFile, seed: this.result.seed })).status
+      this.labStarted = true
     } catch (err) {
-      labStarted = true
+      this.labStarted = true
       throw new RunEnded('crash', `the lab did not come up: ${describeError(err)}`, { cause: err })
     }
-    timings.labUpMs = performance.now() - upAt
-    print(`lab: up in ${seconds(timings.labUpMs)} (${status.regions.map(r => `${r.name}: ${r.clusters.map(c => `${c.name} ${c.hsms.length} HSMs`).join(', ')}`).join('; ')})`)
+    this.timings.labUpMs = performance.now() - upAt
+    this.print(`lab: up in ${seconds(this.timings.labUpMs)} (${status.regions.map(r => `${r.name}: ${r.clusters.map(c => `${c.name} ${c.hsms.length} HSMs`).join(', ')}`).join('; ')})`)
     const artifactsDir = join(labDir, 'scenario')
     await mkdir(artifactsDir, { recursive: true })
-    result.artifactsDir = artifactsDir
+    this.result.artifactsDir = artifactsDir
 
     const needsFaults = scenario.schedule.some(e => e.action !== 'kill')
     const faults = status.faults.endpoint === null ? undefined : new FaultDriver(status.faults.endpoint, labDir)
     if (faults === undefined && needsFaults) throw new RunEnded('crash', `the lab in ${labDir} has no fault proxy (hsmlab status reports no faults.endpoint), and the schedule sets faults`)
     if (faults !== undefined) {
       await faults.healAll()
-      print(`faults: proxy ${faults.endpoint}, its seed ${await faults.seed()}`)
+      this.print(`faults: proxy ${faults.endpoint}, its seed ${await faults.seed()}`)
       const unknown = await faults.unknownSelectors(selectorsOf(scenario))
       if (unknown.length > 0) {
-        throw new RunEnded('invalid', `${options.file} names links the lab does not have: ${unknown.join('; ')} (the lab's groups: ${(await faults.groups()).join(', ')})`)
+        throw new RunEnded('invalid', `${this.options.file} names links the lab does not have: ${unknown.join('; ')} (the lab's groups: ${(await faults.groups()).join(', ')})`)
       }
     }
 
@@ -185,8 +229,6 @@ export async function runScenario (options: RunScenarioOptions): Promise<Scenari
     const api = (region: string, timeoutMs: number = scenario.requestTimeoutMs): ControlPlaneClient =>
       new ControlPlaneClient({ endpoint: endpoints.get(region) ?? '', region, timeoutMs })
     const clusterStatus = status.regions.flatMap(r => r.clusters.map(c => ({ ref: `${r.name}/${c.name}`, cluster: c })))
-    const configs = new Map(clusterStatus.map(({ ref, cluster }) => [ref, cluster.cmuConfig]))
-    const clusterIds = new Map(clusterStatus.map(({ ref, cluster }) => [ref, cluster.id ?? '']))
     const preexistingBackups = new Set<string>()
     const initialBackups = new Map<string, string[]>()
     for (const region of regions) {
@@ -196,164 +238,219 @@ export async function runScenario (options: RunScenarioOptions): Promise<Scenari
         if (ref !== undefined && b.BackupState === 'READY') initialBackups.set(ref, [...(initialBackups.get(ref) ?? []), String(b.BackupId)])
       }
     }
-
-    // 3. Workload and schedule, at once.
-    const runTag = `r${Date.now().toString(36).slice(-5)}`
-    runStartedAt = performance.now()
-    history = new History({ file: join(artifactsDir, 'history.jsonl'), startedAt: runStartedAt })
-    const now = (): number => performance.now() - runStartedAt
-    const restart = async (timeoutMs: number): Promise<void> => {
-      await labUp({ dir: labDir, stepTimeoutMs: timeoutMs })
-    }
-    const nemesis = new Nemesis({
+    return {
+      status,
+      artifactsDir,
       faults,
-      status: async () => status,
-      restart: async () => { await restart(scenario.settleTimeoutMs) },
-      log,
-      now,
+      regions,
+      api,
+      configs: new Map(clusterStatus.map(({ ref, cluster }) => [ref, cluster.cmuConfig])),
+      clusterIds: new Map(clusterStatus.map(({ ref, cluster }) => [ref, cluster.id ?? ''])),
+      preexistingBackups,
+      initialBackups
+    }
+  }
+
+  /** `hsmlab up` on the run's lab: restarts what is down and waits until every HSM is ACTIVE. */
+  private readonly restart = async (timeoutMs: number): Promise<void> => {
+    await labUp({ dir: this.labDir, stepTimeoutMs: timeoutMs })
+  }
+
+  /** 3. The workload and the schedule, at once, for `durationMs`; resolves with the nemesis, whose restarts may still run. */
+  async runWorkload (resolved: ResolvedScenario, lab: RunningLab, random: Random): Promise<Nemesis> {
+    const { scenario } = resolved
+    const { signal } = this
+    const runTag = `r${Date.now().toString(36).slice(-5)}`
+    this.runStartedAt = performance.now()
+    const history = new History({ file: join(lab.artifactsDir, 'history.jsonl'), startedAt: this.runStartedAt })
+    this.history = history
+    const nemesis = new Nemesis({
+      faults: lab.faults,
+      status: async () => lab.status,
+      restart: async () => { await this.restart(scenario.settleTimeoutMs) },
+      log: this.log,
+      now: this.now,
       signal
     }, scenario.schedule, random.fork())
     const workloadRandom = random.fork()
-    const servers = await readClusterServers(configs)
-    log(`workload: ${scenario.workload.map(s => `${s.name} (${s.clients} client${s.clients === 1 ? '' : 's'}: ${[...new Set(s.ops.map(o => o.op))].join(', ')})`).join('; ')} for ${seconds(scenario.durationMs)}`)
-    pendingRestarts = async () => { await nemesis.restarted() }
+    const servers = await readClusterServers(lab.configs)
+    this.log(`workload: ${scenario.workload.map(s => `${s.name} (${s.clients} client${s.clients === 1 ? '' : 's'}: ${[...new Set(s.ops.map(o => o.op))].join(', ')})`).join('; ')} for ${seconds(scenario.durationMs)}`)
+    this.pendingRestarts = async () => { await nemesis.restarted() }
     nemesis.start()
     await runWorkload({
       streams: scenario.workload,
       clusters: resolved.clusters,
       servers,
-      clusterIds,
-      api: region => api(region),
-      initialBackups,
+      clusterIds: lab.clusterIds,
+      api: region => lab.api(region),
+      initialBackups: lab.initialBackups,
       history,
       runTag,
       requestTimeoutMs: scenario.requestTimeoutMs,
-      now,
+      now: this.now,
       signal
     }, workloadRandom)
     // The schedule runs its course even when the workload ended early.
     await new Promise<void>(resolveWait => {
       if (signal.aborted) { resolveWait(); return }
-      const timer = setTimeout(done, Math.max(0, scenario.durationMs - now()))
+      const timer = setTimeout(done, Math.max(0, scenario.durationMs - this.now()))
       function done (): void { clearTimeout(timer); signal.removeEventListener('abort', done); resolveWait() }
       signal.addEventListener('abort', done, { once: true })
     })
     await nemesis.stop()
     history.closeOpen('the run ended before the operation did')
-    timings.workloadMs = now()
+    this.timings.workloadMs = this.now()
     const counts = history.counts()
-    log(`workload: done, ${history.records.length} operations: ${counts.ok} ok, ${counts.failed} failed, ${counts.unknown} unknown`)
-    if (signal.aborted) throw new RunEnded('crash', 'interrupted')
+    this.log(`workload: done, ${history.records.length} operations: ${counts.ok} ok, ${counts.failed} failed, ${counts.unknown} unknown`)
+    this.interrupted()
     if (nemesis.failures.length > 0) {
       throw new RunEnded('crash', `the schedule could not be carried out:\n${nemesis.failures.map(f => `  at ${seconds(f.atMs)}: ${f.what}: ${f.cause}`).join('\n')}`)
     }
+    return nemesis
+  }
 
-    // 4. Heal, restart, settle.
-    const interrupted = (): void => { if (signal.aborted) throw new RunEnded('crash', 'interrupted') }
-    if (faults !== undefined) {
+  /** 4. Every fault lifted, what was killed restarted, the lab settled (`settleTimeoutMs`), or a liveness failure. */
+  async healAndSettle (resolved: ResolvedScenario, lab: RunningLab, nemesis: Nemesis): Promise<void> {
+    const { scenario } = resolved
+    if (lab.faults !== undefined) {
       try {
-        await faults.healAll()
+        await lab.faults.healAll()
       } catch (err) {
         throw new RunEnded('crash', `the fault proxy did not heal: ${describeError(err)}`, { cause: err })
       }
-      log('heal: every fault lifted')
+      this.log('heal: every fault lifted')
     }
     await nemesis.restarted()
-    log(`settle: restarting what is down, then waiting up to ${seconds(scenario.settleTimeoutMs)} for every HSM ACTIVE, clusters in agreement, copies done`)
-    const settleCtx = {
+    this.log(`settle: restarting what is down, then waiting up to ${seconds(scenario.settleTimeoutMs)} for every HSM ACTIVE, clusters in agreement, copies done`)
+    const settled = await settle({
       clusters: resolved.clusters,
-      servers: await readClusterServers(configs),
-      api: (region: string) => api(region, scenarioDefaults.observeRequestTimeoutMs),
-      regions,
-      preexistingBackups,
-      restart,
-      status: async () => await labStatus({ dir: labDir }),
+      servers: await readClusterServers(lab.configs),
+      api: (region: string) => lab.api(region, scenarioDefaults.observeRequestTimeoutMs),
+      regions: lab.regions,
+      preexistingBackups: lab.preexistingBackups,
+      restart: this.restart,
+      status: async () => await labStatus({ dir: this.labDir }),
       timeoutMs: scenario.settleTimeoutMs,
       pollIntervalMs: scenarioDefaults.settlePollIntervalMs,
       requestTimeoutMs: scenarioDefaults.observeRequestTimeoutMs,
       connectTimeoutMs: scenarioDefaults.connectTimeoutMs
-    }
-    const settled = await settle(settleCtx)
-    timings.settleMs = settled.tookMs
-    interrupted()
+    })
+    this.timings.settleMs = settled.tookMs
+    this.interrupted()
     if (!settled.settled) throw new RunEnded('liveness', `the lab did not settle within ${seconds(scenario.settleTimeoutMs)} after every fault was healed: ${settled.reason}`)
-    log(`settle: settled in ${seconds(settled.tookMs)}`)
+    this.log(`settle: settled in ${seconds(settled.tookMs)}`)
+  }
 
-    // 5. Observe and check.
+  /** 5. The lab read (observation) and every checker run over history and observation. */
+  async observeAndCheck (resolved: ResolvedScenario, lab: RunningLab): Promise<void> {
+    const history = this.history as History
     const checkAt = performance.now()
     const observation = await observe({
       clusters: resolved.clusters,
-      servers: await readClusterServers(configs),
-      api: region => api(region, scenarioDefaults.observeRequestTimeoutMs),
-      regions,
-      preexistingBackups,
+      servers: await readClusterServers(lab.configs),
+      api: region => lab.api(region, scenarioDefaults.observeRequestTimeoutMs),
+      regions: lab.regions,
+      preexistingBackups: lab.preexistingBackups,
       history: history.records,
       requestTimeoutMs: scenarioDefaults.observeRequestTimeoutMs,
       connectTimeoutMs: scenarioDefaults.connectTimeoutMs
     })
-    result.observation = observation
-    await writeFile(join(artifactsDir, 'observation.json'), JSON.stringify(observation, null, 2) + '\n')
+    this.result.observation = observation
+    await writeFile(join(lab.artifactsDir, 'observation.json'), JSON.stringify(observation, null, 2) + '\n')
     const unreachable = observation.hsms.filter(h => h.unreachable !== undefined)
     if (unreachable.length > 0) {
       throw new RunEnded('liveness', `the lab settled, then stopped answering: ${unreachable.map(h => `${h.name}: ${h.unreachable ?? ''}`).join('; ')}`)
     }
     const violations = runCheckers({ history: history.records, observation })
-    timings.checkMs = performance.now() - checkAt
-    result.violations = violations
+    this.timings.checkMs = performance.now() - checkAt
+    this.result.violations = violations
     const keys = observation.hsms.reduce((n, h) => n + h.keys.length, 0)
-    log(`check: 6 invariants over ${history.records.length} operations, ${observation.hsms.length} HSMs, ${keys} key copies, ${observation.backups.filter(b => !b.preexisting).length} new backups`)
+    this.log(`check: 6 invariants over ${history.records.length} operations, ${observation.hsms.length} HSMs, ${keys} key copies, ${observation.backups.filter(b => !b.preexisting).length} new backups`)
     if (violations.length > 0) throw new RunEnded('correctness', formatViolations(violations))
-    result.verdict = 'pass'
-  } catch (err) {
+  }
+
+  /** How a step ended the run: its verdict and why. */
+  ended (err: unknown): void {
     if (err instanceof RunEnded) {
-      result.verdict = err.verdict
-      result.failure = err.message
+      this.result.verdict = err.verdict
+      this.result.failure = err.message
     } else {
-      result.verdict = 'crash'
-      result.failure = `the runner failed: ${(err as Error).stack ?? String(err)}`
+      this.result.verdict = 'crash'
+      this.result.failure = `the runner failed: ${(err as Error).stack ?? String(err)}`
     }
   }
-  result.history = history?.records ?? []
-  result.exitCode = EXIT_OF[result.verdict]
 
-  // 6. Stop the lab; keep what explains a failure.
-  if (labDir !== undefined && labStarted) {
-    const downAt = performance.now()
-    const purge = result.verdict === 'pass' && tempRoot !== undefined
-    try {
-      // A restart the schedule queued holds the lab's lock until it ends.
-      await pendingRestarts?.()
-      if (result.artifactsDir !== undefined) {
-        await writeFile(join(result.artifactsDir, 'report.json'), JSON.stringify({ verdict: result.verdict, exitCode: result.exitCode, seed, failure: result.failure, violations: result.violations, timings }, null, 2) + '\n').catch(() => {})
+  /** 6. The lab stopped (deleted when the run passed in a temporary directory); what explains a failure kept. */
+  async stopLab (): Promise<void> {
+    const { result, labDir, tempRoot } = this
+    result.history = this.history?.records ?? []
+    result.exitCode = EXIT_OF[result.verdict]
+    if (labDir !== undefined && this.labStarted) {
+      const downAt = performance.now()
+      const purge = result.verdict === 'pass' && tempRoot !== undefined
+      try {
+        // A restart the schedule queued holds the lab's lock until it ends.
+        await this.pendingRestarts?.()
+        if (result.artifactsDir !== undefined) await this.writeReport(result.artifactsDir)
+        await labDown({ dir: labDir, purge })
+        if (purge && tempRoot !== undefined) await rm(tempRoot, { recursive: true, force: true })
+      } catch (err) {
+        this.options.print(`lab: could not be stopped: ${describeError(err)}`)
+        if (result.verdict === 'pass') { result.verdict = 'crash'; result.exitCode = SCENARIO_EXIT.CRASH; result.failure = `the lab could not be stopped: ${describeError(err)}` }
       }
-      await labDown({ dir: labDir, purge })
-      if (purge && tempRoot !== undefined) await rm(tempRoot, { recursive: true, force: true })
-    } catch (err) {
-      options.print(`lab: could not be stopped: ${describeError(err)}`)
-      if (result.verdict === 'pass') { result.verdict = 'crash'; result.exitCode = SCENARIO_EXIT.CRASH; result.failure = `the lab could not be stopped: ${describeError(err)}` }
+      this.timings.labDownMs = performance.now() - downAt
+    } else if (tempRoot !== undefined) {
+      // Only the inline topology is in it (no lab started): a leftover in the temporary directory costs the run nothing.
+      await rm(tempRoot, { recursive: true, force: true }).catch(() => {})
     }
-    timings.labDownMs = performance.now() - downAt
-  } else if (tempRoot !== undefined) {
-    await rm(tempRoot, { recursive: true, force: true }).catch(() => {})
+    this.timings.totalMs = performance.now() - this.startedAt
   }
-  timings.totalMs = elapsed()
 
-  runStartedAt = 0
-  if (result.verdict === 'pass') {
-    options.print(`PASS (${seconds(timings.totalMs)})`)
-  } else {
-    const heading: Record<Verdict, string> = {
-      pass: '',
-      invalid: 'INVALID SCENARIO',
-      crash: 'FAIL crash',
-      liveness: 'FAIL liveness',
-      correctness: 'FAIL correctness'
-    }
-    options.print(`${heading[result.verdict]}: ${result.failure ?? ''}`)
-    if (result.artifactsDir !== undefined) options.print(`history, observation and report kept in ${result.artifactsDir}`)
+  /** report.json beside the history; a report that cannot be written costs the run nothing (the verdict is printed too). */
+  private async writeReport (artifactsDir: string): Promise<void> {
+    const { result } = this
+    const report = { verdict: result.verdict, exitCode: result.exitCode, seed: this.seed, failure: result.failure, violations: result.violations, timings: result.timings }
+    await writeFile(join(artifactsDir, 'report.json'), JSON.stringify(report, null, 2) + '\n').catch(() => {})
   }
-  if (seed !== undefined) options.print(`replay: hsmlab scenario run ${options.file} --seed ${seed}`)
-  return result
+
+  /** The verdict, where the artifacts are, and the replay line. */
+  printVerdict (): void {
+    const { result, options } = this
+    this.runStartedAt = 0
+    if (result.verdict === 'pass') {
+      options.print(`PASS (${seconds(result.timings.totalMs)})`)
+    } else {
+      const heading: Record<Verdict, string> = {
+        pass: '',
+        invalid: 'INVALID SCENARIO',
+        crash: 'FAIL crash',
+        liveness: 'FAIL liveness',
+        correctness: 'FAIL correctness'
+      }
+      options.print(`${heading[result.verdict]}: ${result.failure ?? ''}`)
+      if (result.artifactsDir !== undefined) options.print(`history, observation and report kept in ${result.artifactsDir}`)
+    }
+    if (this.seed !== undefined) options.print(`replay: hsmlab scenario run ${options.file} --seed ${this.seed}`)
+  }
+}
+
+/** Runs one scenario; never throws (every failure is a verdict). */
+export async function runScenario (options: RunScenarioOptions): Promise<ScenarioResult> {
+  const run = new ScenarioRun(options)
+  try {
+    const resolved = await run.load()
+    const lab = await run.startLab(resolved)
+    const random = new Random(run.seed as number)
+    const nemesis = await run.runWorkload(resolved, lab, random)
+    await run.healAndSettle(resolved, lab, nemesis)
+    await run.observeAndCheck(resolved, lab)
+    run.result.verdict = 'pass'
+  } catch (err) {
+    run.ended(err)
+  }
+  await run.stopLab()
+  run.printVerdict()
+  return run.result
 }
 
 /** Every group or pair of groups the schedule sets faults on or heals. */

@@ -12,6 +12,8 @@ import { DEFAULT_TOPOLOGY_PATH } from '../defaults.js'
 import { scenarioDefaults } from './defaults.js'
 import { FileChecker, describe } from '../file-checker.js'
 import type { Json } from '../file-checker.js'
+import { checkFault as checkLabFault } from '../fault-vocabulary.js'
+import type { FaultDialect, FaultLinks, LabFault } from '../fault-vocabulary.js'
 
 /** One operation a workload stream may pick; `weight` makes it likelier. */
 export type WorkloadOp =
@@ -41,14 +43,17 @@ export interface WorkloadStream {
 }
 
 /** Which links a latency or reset fault applies to: every link of a group, or the links between two groups. */
-export type LinkSelector = { group: string } | { between: [string, string] }
+export type LinkSelector = FaultLinks
 
-/** A fault of the schedule. */
-export type Fault =
-  | { type: 'partition' | 'blackhole', group: string, durationMs?: number }
-  | (LinkSelector & { type: 'latency', ms: number, jitterMs: number, toxicity: number, durationMs?: number })
-  | (LinkSelector & { type: 'reset-peer', timeoutMs: number, toxicity: number, durationMs?: number })
-  | { type: 'flap', group: string, untilMs: number, upMs: [number, number], downMs: [number, number] }
+/** A flap: a group partitioned and healed in turn until `untilMs`, for random times in `downMs` and `upMs` (a schedule of partitions, not a fault of its own). */
+export interface Flap { type: 'flap', group: string, untilMs: number, upMs: [number, number], downMs: [number, number] }
+
+/**
+ * A fault of the schedule: one of the lab's faults in normal form (fault-vocabulary.ts; the file
+ * writes `reset-peer` and `jitterMs`, and every field is filled in), lifted after `durationMs` when
+ * given; or a flap.
+ */
+export type Fault = (LabFault & { durationMs?: number }) | Flap
 
 /** One entry of the schedule, at `atMs` (plus a random part of `jitterMs`) after the start. */
 export type ScheduleEntry = { atMs: number, jitterMs: number } & (
@@ -214,72 +219,59 @@ function checkStream (c: Checker, path: string, raw: unknown, index: number, dur
 
 const GROUP_RULE = 'a fault group: a region, "<region>/<cluster>", "<region>/<cluster>/hsm-N", or another group of the lab\'s links'
 
-function checkSelector (c: Checker, path: string, f: Json): LinkSelector | undefined {
-  if ((f.group === undefined) === (f.between === undefined)) {
-    c.fail(path, 'needs exactly one of "group" (every link of a group) and "between" (the links between two groups)')
-    return undefined
+/** The longest delay of a scheduled fault (latency, jitter, reset-peer's timeout): a minute, in milliseconds. */
+const FAULT_DELAY_MS_MAX = 60_000
+
+/**
+ * How a scenario spells faults: `reset-peer`, `jitterMs`, delays up to a minute, a toxicity above
+ * 0, every field filled in; groups are checked for their form here and against the lab's links
+ * once it runs.
+ */
+export const SCENARIO_FAULT_DIALECT: FaultDialect = {
+  words: { partition: ['partition'], blackhole: ['blackhole'], latency: ['latency'], reset_peer: ['reset-peer'] },
+  fieldNames: { jitter: 'jitterMs' },
+  fillDefaults: true,
+  number: (c, path, value, field) => {
+    const checker = c as Checker
+    if (field.unit === 'fraction') return checker.fraction(path, value, field.default) ?? null
+    return checker.int(path, value, 0, FAULT_DELAY_MS_MAX, field.required ? undefined : field.default) ?? null
+  },
+  group: (c, path, value) => c.string(path, value, /^\S+$/, GROUP_RULE),
+  between: (c, path, value) => {
+    if (!Array.isArray(value) || value.length !== 2 || !value.every(g => typeof g === 'string' && g !== '') || value[0] === value[1]) {
+      c.fail(path, `must be two different groups, like ["us-east-1", "us-west-2"], not ${describe(value)}`)
+      return undefined
+    }
+    return [value[0] as string, value[1] as string]
+  },
+  unknownType: (c, path, raw, listed) => {
+    c.fail(`${path}.type`, `must be one of ${listed.join(', ')}, not ${describe((raw as Json | null)?.type)}`)
   }
-  if (f.group !== undefined) {
-    const group = c.string(`${path}.group`, f.group, /^\S+$/, GROUP_RULE)
-    return group === undefined ? undefined : { group }
-  }
-  if (!Array.isArray(f.between) || f.between.length !== 2 || !f.between.every(g => typeof g === 'string' && g !== '') || f.between[0] === f.between[1]) {
-    c.fail(`${path}.between`, `must be two different groups, like ["us-east-1", "us-west-2"], not ${describe(f.between)}`)
-    return undefined
-  }
-  return { between: [f.between[0] as string, f.between[1] as string] }
 }
 
+const FLAP_FIELDS = ['type', 'group', 'untilMs', 'upMs', 'downMs']
+
+/** A fault of the schedule: one of the vocabulary's in the scenario's dialect, with an optional `durationMs`; or a flap. */
 function checkFault (c: Checker, path: string, raw: unknown): Fault | undefined {
-  const type = (raw as Json | null)?.type
-  const fields: Record<string, readonly string[]> = {
-    partition: ['type', 'group', 'durationMs'],
-    blackhole: ['type', 'group', 'durationMs'],
-    latency: ['type', 'group', 'between', 'ms', 'jitterMs', 'toxicity', 'durationMs'],
-    'reset-peer': ['type', 'group', 'between', 'timeoutMs', 'toxicity', 'durationMs'],
-    flap: ['type', 'group', 'untilMs', 'upMs', 'downMs']
+  let durationMs: number | undefined
+  const duration = (f: Json): boolean => {
+    durationMs = c.optionalInt(`${path}.durationMs`, f.durationMs, 1, MS_MAX)
+    return f.durationMs === undefined || durationMs !== undefined
   }
-  // Own entries only: `in` would take `constructor` or `toString` for a fault type.
-  if (typeof type !== 'string' || !Object.hasOwn(fields, type)) {
-    c.fail(`${path}.type`, `must be one of ${Object.keys(fields).join(', ')}, not ${describe(type)}`)
-    return undefined
+  if ((raw as Json | null)?.type !== 'flap') {
+    const fault = checkLabFault(c, path, raw, SCENARIO_FAULT_DIALECT, { words: ['flap'], fields: ['durationMs'], check: duration })
+    return fault === undefined ? undefined : { ...fault, ...(durationMs === undefined ? {} : { durationMs }) }
   }
-  const f = c.object(path, raw, fields[type] ?? [])
-  if (f === undefined) return undefined
-  const durationMs = c.optionalInt(`${path}.durationMs`, f.durationMs, 1, MS_MAX)
-  if (f.durationMs !== undefined && durationMs === undefined) return undefined
-  const duration = durationMs === undefined ? {} : { durationMs }
-  switch (type) {
-    case 'partition': case 'blackhole': {
-      const group = c.string(`${path}.group`, f.group, /^\S+$/, GROUP_RULE)
-      return group === undefined ? undefined : { type, group, ...duration }
-    }
-    case 'latency': {
-      const selector = checkSelector(c, path, f)
-      const ms = c.int(`${path}.ms`, f.ms, 0, 60_000)
-      const jitterMs = c.int(`${path}.jitterMs`, f.jitterMs, 0, 60_000, 0)
-      const toxicity = c.fraction(`${path}.toxicity`, f.toxicity, 1)
-      if (selector === undefined || ms === undefined || jitterMs === undefined || toxicity === undefined) return undefined
-      return { type, ...selector, ms, jitterMs, toxicity, ...duration }
-    }
-    case 'reset-peer': {
-      const selector = checkSelector(c, path, f)
-      const timeoutMs = c.int(`${path}.timeoutMs`, f.timeoutMs, 0, 60_000, 0)
-      const toxicity = c.fraction(`${path}.toxicity`, f.toxicity, 1)
-      if (selector === undefined || timeoutMs === undefined || toxicity === undefined) return undefined
-      return { type, ...selector, timeoutMs, toxicity, ...duration }
-    }
-    default: {
-      const group = c.string(`${path}.group`, f.group, /^\S+$/, GROUP_RULE)
-      const untilMs = c.int(`${path}.untilMs`, f.untilMs, 0, MS_MAX)
-      const upMs = c.range(`${path}.upMs`, f.upMs)
-      const downMs = c.range(`${path}.downMs`, f.downMs)
-      if (upMs !== undefined && upMs[1] === 0) c.fail(`${path}.upMs`, 'must allow some time up (max above 0)')
-      if (downMs !== undefined && downMs[1] === 0) c.fail(`${path}.downMs`, 'must allow some time down (max above 0)')
-      if (group === undefined || untilMs === undefined || upMs === undefined || downMs === undefined || upMs[1] === 0 || downMs[1] === 0) return undefined
-      return { type: 'flap', group, untilMs, upMs, downMs }
-    }
-  }
+  const f = c.object(path, raw, FLAP_FIELDS)
+  if (f === undefined || !duration(f)) return undefined
+  const group = c.string(`${path}.group`, f.group, /^\S+$/, GROUP_RULE)
+  const untilMs = c.int(`${path}.untilMs`, f.untilMs, 0, MS_MAX)
+  const upMs = c.range(`${path}.upMs`, f.upMs)
+  const downMs = c.range(`${path}.downMs`, f.downMs)
+  if (upMs !== undefined && upMs[1] === 0) c.fail(`${path}.upMs`, 'must allow some time up (max above 0)')
+  if (downMs !== undefined && downMs[1] === 0) c.fail(`${path}.downMs`, 'must allow some time down (max above 0)')
+  if (group === undefined || untilMs === undefined || upMs === undefined || downMs === undefined || upMs[1] === 0 || downMs[1] === 0) return undefined
+  return { type: 'flap', group, untilMs, upMs, downMs }
 }
 
 const KILL_TARGET = /^[a-z0-9-]+\/(control-plane|[A-Za-z0-9][A-Za-z0-9_-]{0,31}\/hsm-\d+)$/
