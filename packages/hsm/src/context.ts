@@ -1,7 +1,8 @@
 /**
  * The state an HSM process holds and the shape of its operation handlers. The server
- * (server.ts) owns connections and sessions; handler modules (handlers/*.ts) each export a
- * partial `HandlerTable`; replication.ts keeps the cluster's token keys in step. They meet here.
+ * (server.ts) owns connections and sessions; the key table (key-table.ts) owns the token keys;
+ * handler modules (handlers/*.ts) each export a partial `HandlerTable`; replication.ts keeps the
+ * cluster's token keys in step. They meet here.
  */
 import type { HsmCertificate, PasswordHash, SecureChannel, SigningKeyPair } from '@hsmlab/crypto'
 import type { OperationArgs, OperationName, OperationResult, PeerAddress, UserType } from '@hsmlab/protocol'
