@@ -33,8 +33,8 @@ import { decode, encode } from '@hsmlab/protocol'
 import type { HsmIdentity, KeyRecord, KeyTombstone, UserRecord } from './context.js'
 import { isTombstone } from './context.js'
 import { HsmError, HSM_ERR_BACKUP_FOREIGN, HSM_ERR_BACKUP_FORMAT, HSM_ERR_BACKUP_TAMPERED } from './errors.js'
-import { readKeyRecord, readUserRecord } from './handlers/masked-object-handlers.js'
-import type { RecordFault } from './handlers/masked-object-handlers.js'
+import { readKeyRecord, readUserRecord } from './masked-objects.js'
+import type { RecordFault } from './masked-objects.js'
 
 const MAGIC = utf8('HSMLABBK')
 const VERSION = 1

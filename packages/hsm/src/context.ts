@@ -1,11 +1,17 @@
 /**
  * The state an HSM process holds and the shape of its operation handlers. The server
- * (server.ts) owns connections and sessions; handler modules (handlers/*.ts) each export a
- * partial `HandlerTable`; replication.ts keeps the cluster's token keys in step. They meet here.
+ * (server.ts) owns connections and sessions; the key table (key-table.ts) owns the token keys;
+ * handler modules (handlers/*.ts) each export a partial `HandlerTable`; replication.ts keeps the
+ * cluster's token keys in step. They meet here.
  */
 import type { HsmCertificate, PasswordHash, SecureChannel, SigningKeyPair } from '@hsmlab/crypto'
-import type { AttributeValue, OperationArgs, OperationName, OperationResult, PeerAddress, UserType } from '@hsmlab/protocol'
+import type { OperationArgs, OperationName, OperationResult, PeerAddress, UserType } from '@hsmlab/protocol'
 import type { Store } from '@hsmlab/store'
+import type { KeyRecord, KeyTable } from './key-table.js'
+
+// Keys are the key table's (key-table.ts); their shapes are named here too, beside the users'.
+export type { KeyRecord, KeyTombstone } from './key-table.js'
+export { isTombstone } from './key-table.js'
 
 /** A user as one HSM stores it. Names compare case-insensitively; the type and password do not. */
 export interface UserRecord {
@@ -16,30 +22,6 @@ export interface UserRecord {
   loginFailureCount: number
   mofnPubKey: boolean
   twoFactor: boolean
-}
-
-/** A key (or one half of a key pair) as one HSM stores it. */
-export interface KeyRecord {
-  handle: number
-  /** OBJ_ATTR_CLASS: 2 public, 3 private, 4 secret. */
-  keyClass: number
-  /** OBJ_ATTR_KEY_TYPE. */
-  keyType: number
-  owner: number
-  sharedWith: number[]
-  mValue: number
-  /** Every OBJ_ATTR_* the key has, by id (label, id, flags, lengths, KCV, modulus...). */
-  attributes: Record<number, AttributeValue>
-  /** Secret bytes, or PKCS#8 DER for a private key, or SPKI DER for a public key. */
-  material: Uint8Array
-  /** Handle of the other half of a key pair, if any. */
-  pairHandle?: number
-}
-
-/** What the key store keeps for a deleted key, so that a delete reaches every HSM and a handle is never reused. */
-export interface KeyTombstone {
-  handle: number
-  deleted: true
 }
 
 /** What one connection knows about itself. */
@@ -105,12 +87,11 @@ export interface HsmContext {
   readonly identity: HsmIdentity
   readonly limits: HsmLimits
   readonly users: Store<UserRecord>
-  readonly keys: Store<KeyRecord | KeyTombstone>
+  /** The token keys and tombstones, with their locks and reservations. */
+  readonly keys: KeyTable
   /** Sessions currently open (for "user is logged in" checks and session-key lookup). */
   readonly sessions: ReadonlySet<Session>
   readonly replicator: Replicator
-  /** The next free handle in this HSM's slot. */
-  allocateHandle: () => number
   /** Current peers of the cluster. */
   peers: () => PeerAddress[]
   /**
@@ -129,7 +110,10 @@ export type Handler<O extends OperationName> = (ctx: HsmContext, session: Sessio
 /** A module's handlers by operation name. */
 export type HandlerTable = { [O in OperationName]?: Handler<O> }
 
-/** True for a tombstone. */
-export function isTombstone (record: KeyRecord | KeyTombstone): record is KeyTombstone {
-  return 'deleted' in record
+/** The user with this id on this HSM. */
+export function findUserById (ctx: HsmContext, userId: number): UserRecord | undefined {
+  const user = ctx.users.get(String(userId))
+  if (user !== undefined && user.userId === userId) return user
+  for (const u of ctx.users.values()) if (u.userId === userId) return u
+  return undefined
 }

@@ -55,6 +55,16 @@ export const hsmDefaults = {
   /** Slots are 0 to `slotsMax - 1`, so that every handle fits in 31 bits. @default 8192 */
   slotsMax: 8_192,
   /**
+   * Handles given out for key creations in flight that the key table remembers; past it, those
+   * long stored are forgotten (and, if still full, all of them). @default 4096
+   */
+  reservedHandlesMax: 4_096,
+  /**
+   * How long a key creation with minServers > 1 waits for the key to reach that many HSMs when
+   * the request gives no timeout, in milliseconds. @default 10000
+   */
+  keySyncTimeoutMs: 10_000,
+  /**
    * How far the time a backup request was signed at (`exportBackup`'s `requestedAtMs`) may be
    * from this HSM's clock, either way, in milliseconds; it bounds how long a captured request can
    * be replayed. @default 300000 (5 minutes)

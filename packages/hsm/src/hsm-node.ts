@@ -1,6 +1,7 @@
 /**
  * One HSM: loads its data directory (storage key unsealed with the manufacturer key, then the
- * `meta`, `users` and `keys` stores), builds the `HsmContext` the handlers share, starts the
+ * `meta`, `users` and `keys` stores), builds the `HsmContext` the handlers share (with the key
+ * table over the `keys` store), starts the
  * replicator and listens. `stop()` undoes all of it, in the reverse order.
  */
 import { resolve } from 'node:path'
@@ -18,6 +19,7 @@ import { keyHandlers } from './handlers/key-handlers.js'
 import { maskedObjectHandlers } from './handlers/masked-object-handlers.js'
 import { peerHandlers } from './handlers/peer-handlers.js'
 import { createUserHandlers } from './handlers/user-handlers.js'
+import { KeyTable } from './key-table.js'
 import { forComponent, silentLogger } from './logger.js'
 import type { Logger } from './logger.js'
 import { PeerBook } from './peers.js'
@@ -143,13 +145,12 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
       identity,
       limits,
       users: stores.users,
-      keys: stores.keys,
+      keys: new KeyTable({ store: stores.keys, nextHandle: handleAllocator(stores, identity.slot), keysMax: limits.keysMax, sessions }),
       sessions,
       get replicator (): Replicator {
         if (late === undefined) throw new Error('the replicator is used before it was created')
         return late
       },
-      allocateHandle: handleAllocator(stores, identity.slot),
       peers: () => peerBook.list(),
       runExclusive: async <T>(task: () => Promise<T>): Promise<T> => await exclusive.add(task)
     }

@@ -50,5 +50,5 @@ export { REQUEST_CHANNEL } from './server.js'
 export type { RequestEvent } from './server.js'
 export type { HsmLimits } from './context.js'
 
-export { REPLICATED_CHANNEL } from './handlers/peer-handlers.js'
-export type { ReplicatedMessage } from './handlers/peer-handlers.js'
+export { REPLICATED_CHANNEL } from './replication.js'
+export type { ReplicatedMessage } from './replication.js'

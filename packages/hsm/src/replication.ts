@@ -38,21 +38,53 @@
  *   HSM that was stopped or cut off catches up by itself, deletes included. Keys present on both
  *   sides are never overwritten, even when their digests differ (see peer-handlers.ts).
  *
- * Logs go to the `hsmlab:hsm:replication` child of `logger`; each stored key is also published
- * on the diagnostics channel `hsmlab:hsm:replicated` (see peer-handlers.ts).
+ * Logs go to the `hsmlab:hsm:replication` child of `logger`; each stored key, pushed or fetched,
+ * is also published on the diagnostics channel `hsmlab:hsm:replicated` (`storeReplicatedKey`).
+ * The answering side of every peer* request is handlers/peer-handlers.ts.
  */
+import { channel as diagnosticsChannel } from 'node:diagnostics_channel'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import { HsmConnection } from '@hsmlab/client'
 import type { ConnectOptions } from '@hsmlab/client'
-import { ReturnCode, WireError } from '@hsmlab/protocol'
+import { Attribute, ReturnCode, WireError } from '@hsmlab/protocol'
 import type { OperationArgs, OperationName, OperationResult, PeerAddress } from '@hsmlab/protocol'
 import type { HsmContext, KeyRecord, Replicator } from './context.js'
 import { isTombstone } from './context.js'
-import { maskKey, openMasked, readMaskedKey } from './handlers/masked-object-handlers.js'
-import { applyReplicatedDeletes, insertReplicatedKey } from './handlers/peer-handlers.js'
 import { inventorySummary } from './key-digest.js'
+import { maskKey, openMasked, readMaskedKey } from './masked-objects.js'
 import PQueue from 'p-queue'
+
+/** The diagnostics channel a replicated key is published on. */
+export const REPLICATED_CHANNEL = 'hsmlab:hsm:replicated'
+
+/** What `hsmlab:hsm:replicated` carries. */
+export interface ReplicatedMessage {
+  handle: number
+  /** The HSM the key came from. */
+  fromHsmId: string
+  /** The HSM that stored it. */
+  toHsmId: string
+  /** `Date.now()` when it was stored durably. */
+  atMs: number
+}
+
+const replicatedChannel = diagnosticsChannel(REPLICATED_CHANNEL)
+
+/**
+ * Stores a key that came from a peer (pushed to this HSM, or fetched by it), unless this HSM
+ * holds its handle already (a key or a tombstone), and publishes it on `REPLICATED_CHANNEL`.
+ * Returns true when it was stored.
+ */
+export async function storeReplicatedKey (ctx: HsmContext, record: KeyRecord, fromHsmId: string): Promise<boolean> {
+  if (record.attributes[Attribute.TOKEN] !== 1) return false
+  const stored = await ctx.keys.insertCopy(record)
+  if (stored && replicatedChannel.hasSubscribers) {
+    const message: ReplicatedMessage = { handle: record.handle, fromHsmId, toHsmId: ctx.identity.hsmId, atMs: Date.now() }
+    replicatedChannel.publish(message)
+  }
+  return stored
+}
 
 /** The part of `HsmConnection` the replicator uses (tests may supply their own). */
 export interface PeerConnection {
@@ -452,25 +484,25 @@ class Replication implements ClusterReplicator {
     let more = false
 
     const deleted = inventory.deleted.filter(handle => {
-      const record = ctx.keys.get(String(handle))
+      const record = ctx.keys.get(handle)
       return record === undefined || !isTombstone(record)
     })
     if (deleted.length > tombstonesPerRoundMax) more = true
-    const tombstoned = await applyReplicatedDeletes(ctx, deleted.slice(0, tombstonesPerRoundMax))
+    const tombstoned = await ctx.keys.tombstoneCopies(deleted.slice(0, tombstonesPerRoundMax))
     if (tombstoned > 0) this.log.info({ peer: link.hsmId, count: tombstoned }, 'deletes caught up from peer')
 
-    const missing = inventory.keys.filter(([handle]) => !ctx.keys.has(String(handle))).map(([handle]) => handle)
+    const missing = inventory.keys.filter(([handle]) => !ctx.keys.has(handle)).map(([handle]) => handle)
     if (missing.length > fetchesPerRoundMax) more = true
     const batch = missing.slice(0, fetchesPerRoundMax)
     let fetched = 0
     const worker = async (): Promise<void> => {
       for (let handle = batch.shift(); handle !== undefined; handle = batch.shift()) {
-        if (link.isClosed || this.stopped || ctx.keys.has(String(handle))) continue
+        if (link.isClosed || this.stopped || ctx.keys.has(handle)) continue
         try {
           const { blob } = await connection.call('peerFetch', { handle }, { timeoutMs: requestTimeoutMs })
           const { kind, payload } = openMasked(ctx, blob)
           if (kind !== 'key') continue
-          if (await insertReplicatedKey(ctx, readMaskedKey(payload).record, link.hsmId)) fetched++
+          if (await storeReplicatedKey(ctx, readMaskedKey(payload).record, link.hsmId)) fetched++
         } catch (err) {
           // Deleted there meanwhile (RET_INVALID_HANDLE), or the link dropped: the next round sees.
           this.log.debug({ peer: link.hsmId, handle, err: errorText(err) }, 'peerFetch failed')

@@ -14,6 +14,7 @@ import type { HandlerTable, HsmContext, HsmIdentity, KeyRecord, KeyTombstone, Re
 import { keyHandlers } from '../src/handlers/key-handlers.js'
 import { maskedObjectHandlers } from '../src/handlers/masked-object-handlers.js'
 import { peerHandlers } from '../src/handlers/peer-handlers.js'
+import { KeyTable } from '../src/key-table.js'
 
 /** The secrets of a test cluster; a "clone" shares lineage and masking key. */
 export interface TestCluster {
@@ -108,14 +109,14 @@ export async function testHsm (options: { cluster?: TestCluster, slot?: number, 
   const sessions = new Set<Session>()
   let next = 6
   let chain: Promise<unknown> = Promise.resolve()
+  const keysMax = options.keysMax ?? 3300
   const ctx: HsmContext = {
     identity,
-    limits: { keysMax: options.keysMax ?? 3300, usersMax: 1024, loginFailuresMax: 5 },
+    limits: { keysMax, usersMax: 1024, loginFailuresMax: 5 },
     users,
-    keys,
+    keys: new KeyTable({ store: keys, nextHandle: () => slot * 262144 + next++, keysMax, sessions }),
     sessions,
     replicator,
-    allocateHandle: () => slot * 262144 + next++,
     peers: () => [],
     runExclusive: async <T>(task: () => Promise<T>): Promise<T> => {
       const run = chain.then(task, task)

@@ -24,7 +24,7 @@
  *   replication or masked objects are copies and are not checked.
  * - `ctx.limits.keysMax` bounds the token keys of the HSM (RET_KEY_LIMIT); each session may hold
  *   as many session keys again.
- * - minServers > 1 waits (at most `timeoutMs`, default `KEY_SYNC_TIMEOUT_MS`) until the new key
+ * - minServers > 1 waits (at most `timeoutMs`, default `hsmDefaults.keySyncTimeoutMs`) until the new key
  *   is on that many HSMs; if not, the key is deleted again (tombstone, delete sent to the peers)
  *   and the call fails with RET_MIN_SERVERS_NOT_MET: "the key is not created". A session key
  *   never leaves this HSM, so minServers does not apply to it.
@@ -40,16 +40,17 @@
  * - Wrapping a public key is refused (RET_INVALID_INPUT): it is not secret, and wrapKey's file
  *   format is for secret and private keys.
  *
- * Concurrency: every read-modify-write of a stored key runs under a per-handle lock
- * (`withKeyLocks`), because a store read sees a write only once it is durable; key counts and IDs
- * of creations in flight are reserved synchronously.
+ * Concurrency: every read-modify-write of a stored key runs under its handle's lock in the key
+ * table (`ctx.keys.withLocks`), because a store read sees a write only once it is durable; key
+ * counts, IDs and handles of creations in flight are reserved there synchronously (key-table.ts).
  */
 import {
   Attribute, CMU_ATTRIBUTE_ORDER, CMU_SETTABLE_ATTRIBUTES, KeyClass, KeyType, ReturnCode, WireError, attributeName
 } from '@hsmlab/protocol'
 import type { AttributeValue, KeyAttribute, KeyCreationOptions, KeyListing } from '@hsmlab/protocol'
-import type { Handler, HandlerTable, HsmContext, KeyRecord, KeyTombstone, Session, UserRecord } from '../context.js'
-import { isTombstone } from '../context.js'
+import type { Handler, HandlerTable, HsmContext, KeyRecord, Session } from '../context.js'
+import { findUserById, isTombstone } from '../context.js'
+import { hsmDefaults } from '../defaults.js'
 import { keysHash } from '../key-digest.js'
 import {
   WrapMechanism, aesKeyUnwrap, aesKeyWrap, aesUnwrapWithIv, aesWrapWithIv, checkSecretKeySpec, checkSecretMaterial, decodeWrappedKey, describePrivateKey,
@@ -62,9 +63,6 @@ import { requireUser } from '../permissions.js'
 /** The user logged in on a session. */
 type SessionUser = NonNullable<Session['user']>
 
-/** How long a key creation with minServers > 1 waits by default, in milliseconds. @default 10000 */
-export const KEY_SYNC_TIMEOUT_MS = 10_000
-
 /** Default RSA modulus when genRSAKeyPair gives none, in bits. @default 2048 */
 export const RSA_MODULUS_BITS_DEFAULT = 2048
 
@@ -72,141 +70,10 @@ export const RSA_MODULUS_BITS_DEFAULT = 2048
 export const RSA_PUBLIC_EXPONENT_DEFAULT = 65537
 
 // ---------------------------------------------------------------------------------------------
-// Shared helpers (also used by the masked-object and peer handlers and by replication)
-
-const lockTables = new WeakMap<object, Map<string, Promise<void>>>()
-
-/** Lock name of one key handle. */
-export function handleLock (handle: number): string {
-  return `key:${handle}`
-}
-
-/**
- * Runs `task` once no earlier task holding any of `names` is running on this HSM. All names are
- * taken at once, in call order, so two tasks can never wait for each other.
- */
-export async function withKeyLocks<T> (ctx: HsmContext, names: string[], task: () => Promise<T>): Promise<T> {
-  let table = lockTables.get(ctx.keys)
-  if (table === undefined) { table = new Map(); lockTables.set(ctx.keys, table) }
-  const unique = [...new Set(names)]
-  const earlier: Array<Promise<void>> = []
-  let release!: () => void
-  const mine = new Promise<void>(resolve => { release = resolve })
-  for (const name of unique) {
-    const before = table.get(name)
-    if (before !== undefined) earlier.push(before)
-    table.set(name, mine)
-  }
-  try {
-    await Promise.all(earlier)
-    return await task()
-  } finally {
-    release()
-    for (const name of unique) if (table.get(name) === mine) table.delete(name)
-  }
-}
-
-/**
- * What creations in flight have claimed but not yet stored: token keys (for the key limit), IDs
- * (for uniqueness) and handles (so that a masked object inserted with its own handle cannot take
- * a handle the allocator just gave out).
- */
-interface Reservations { keys: number, ids: Set<string>, handles: Set<number> }
-const reservationTables = new WeakMap<object, Reservations>()
-const RESERVED_HANDLES_MAX = 4096
-
-function reservations (ctx: HsmContext): Reservations {
-  let r = reservationTables.get(ctx.keys)
-  if (r === undefined) { r = { keys: 0, ids: new Set(), handles: new Set() }; reservationTables.set(ctx.keys, r) }
-  return r
-}
-
-/** Forgets the reservation of handles `allocateKeyHandle` gave out, once stored (or abandoned). */
-export function releaseHandles (ctx: HsmContext, handles: number[]): void {
-  const reserved = reservations(ctx).handles
-  for (const handle of handles) reserved.delete(handle)
-}
-
-/**
- * True when `handle` is taken on this HSM: a stored key or tombstone, a session key, a handle
- * given out for a creation in flight, or one locked for an insert (unless the caller holds that
- * lock itself).
- */
-export function handleInUse (ctx: HsmContext, handle: number, lockedByCaller = false): boolean {
-  if (ctx.keys.has(String(handle))) return true
-  if (reservations(ctx).handles.has(handle)) return true
-  if (!lockedByCaller && lockTables.get(ctx.keys)?.has(handleLock(handle)) === true) return true
-  for (const s of ctx.sessions) if (s.sessionKeys.has(handle)) return true
-  return false
-}
-
-/** The live token key under `handle` (not a tombstone), if any. */
-export function liveTokenKey (ctx: HsmContext, handle: number): KeyRecord | undefined {
-  const record = ctx.keys.get(String(handle))
-  return record === undefined || isTombstone(record) ? undefined : record
-}
-
-/** How many live token keys this HSM holds. */
-export function tokenKeyCount (ctx: HsmContext): number {
-  let count = 0
-  for (const record of ctx.keys.values()) if (!isTombstone(record)) count++
-  return count
-}
-
-/** Throws RET_KEY_LIMIT unless `adding` more token keys fit under `ctx.limits.keysMax`. */
-export function checkKeyLimit (ctx: HsmContext, adding: number): void {
-  const count = tokenKeyCount(ctx) + reservations(ctx).keys
-  if (count + adding > ctx.limits.keysMax) {
-    throw new WireError(ReturnCode.KEY_LIMIT, `this HSM holds ${count} token keys, the limit is ${ctx.limits.keysMax}`)
-  }
-}
-
-/**
- * Checks the key limit for `adding` more token keys and holds their places until the returned
- * function is called (once they are stored, or abandoned), so concurrent creations cannot all
- * take the last place.
- */
-export function reserveKeySlots (ctx: HsmContext, adding: number): () => void {
-  checkKeyLimit(ctx, adding)
-  const reserved = reservations(ctx)
-  reserved.keys += adding
-  let released = false
-  return () => {
-    if (released) return
-    released = true
-    reserved.keys -= adding
-  }
-}
-
-/** A handle no key of this HSM holds, from `ctx.allocateHandle()`. */
-export function allocateKeyHandle (ctx: HsmContext): number {
-  // The allocator never repeats itself; the loop only guards against a handle that arrived from a
-  // peer or a masked object in this HSM's own slot (a restored backup of another HSM, say).
-  const reserved = reservations(ctx).handles
-  if (reserved.size >= RESERVED_HANDLES_MAX) {
-    // Handles of creations that failed before storing stay reserved; forget those long stored.
-    for (const handle of reserved) if (ctx.keys.has(String(handle))) reserved.delete(handle)
-    if (reserved.size >= RESERVED_HANDLES_MAX) reserved.clear()
-  }
-  for (let i = 0; i < 1024; i++) {
-    const handle = ctx.allocateHandle()
-    if (handleInUse(ctx, handle)) continue
-    reserved.add(handle)
-    return handle
-  }
-  throw new WireError(ReturnCode.INTERNAL, 'no free key handle found')
-}
-
-/** The user with this id on this HSM. */
-export function findUserById (ctx: HsmContext, userId: number): UserRecord | undefined {
-  const user = ctx.users.get(String(userId))
-  if (user !== undefined && user.userId === userId) return user
-  for (const u of ctx.users.values()) if (u.userId === userId) return u
-  return undefined
-}
+// Helpers
 
 /** A mutable copy of a record (store values are frozen). Material is shared: nothing writes to it. */
-export function copyRecord (record: KeyRecord): KeyRecord {
+function copyRecord (record: KeyRecord): KeyRecord {
   const copy: KeyRecord = {
     handle: record.handle,
     keyClass: record.keyClass,
@@ -219,11 +86,6 @@ export function copyRecord (record: KeyRecord): KeyRecord {
   }
   if (record.pairHandle !== undefined) copy.pairHandle = record.pairHandle
   return copy
-}
-
-/** The tombstone of a deleted handle. */
-export function tombstoneOf (handle: number): KeyTombstone {
-  return { handle, deleted: true }
 }
 
 function attrName (id: number): string {
@@ -242,7 +104,7 @@ interface FoundKey {
 function lookup (ctx: HsmContext, session: Session, handle: number): FoundKey | undefined {
   const sessionKey = session.sessionKeys.get(handle)
   if (sessionKey !== undefined) return { record: sessionKey, session: true }
-  const record = liveTokenKey(ctx, handle)
+  const record = ctx.keys.live(handle)
   return record === undefined ? undefined : { record, session: false }
 }
 
@@ -424,7 +286,7 @@ function creationOptions (args: KeyCreationOptions): CreateOptions {
     token: args.session !== true,
     id: args.id ?? '',
     minServers: args.minServers ?? 1,
-    timeoutMs: args.timeoutMs ?? KEY_SYNC_TIMEOUT_MS
+    timeoutMs: args.timeoutMs ?? hsmDefaults.keySyncTimeoutMs
   }
 }
 
@@ -433,12 +295,11 @@ function creationOptions (args: KeyCreationOptions): CreateOptions {
  * replicated. With minServers > 1 a failed replication deletes them again and rethrows.
  */
 async function storeNewKeys (ctx: HsmContext, session: Session, records: KeyRecord[], options: CreateOptions): Promise<void> {
-  const reserved = reservations(ctx)
   try {
     // Checks and reservations happen synchronously, so concurrent creations cannot both pass them.
     if (options.id !== '') {
       const other = findKeyWithId(ctx, session, options.id)
-      if (other !== undefined || reserved.ids.has(options.id)) {
+      if (other !== undefined || ctx.keys.isIdReserved(options.id)) {
         throw new WireError(ReturnCode.INVALID_INPUT, `a key with ID '${options.id}' already exists${other === undefined ? '' : ` (handle ${other.handle})`}; IDs are unique in the cluster`)
       }
     }
@@ -449,16 +310,16 @@ async function storeNewKeys (ctx: HsmContext, session: Session, records: KeyReco
       for (const record of records) session.sessionKeys.set(record.handle, record)
       return
     }
-    const release = reserveKeySlots(ctx, records.length)
-    if (options.id !== '') reserved.ids.add(options.id)
+    const release = ctx.keys.reserveSlots(records.length)
+    const releaseId = options.id !== '' ? ctx.keys.reserveId(options.id) : undefined
     try {
-      await ctx.keys.apply(records.map(record => ({ op: 'put' as const, id: String(record.handle), value: record })))
+      await ctx.keys.put(records)
     } finally {
       release()
-      if (options.id !== '') reserved.ids.delete(options.id)
+      releaseId?.()
     }
   } finally {
-    releaseHandles(ctx, records.map(r => r.handle))
+    ctx.keys.release(records.map(r => r.handle))
   }
   await replicateNew(ctx, records, options.minServers, options.timeoutMs)
 }
@@ -479,9 +340,9 @@ async function replicateNew (ctx: HsmContext, records: KeyRecord[], minServers: 
 }
 
 /** Tombstones token keys and tells the peers. */
-export async function deleteTokenKeys (ctx: HsmContext, handles: number[]): Promise<void> {
-  await withKeyLocks(ctx, handles.map(handleLock), async () => {
-    await ctx.keys.apply(handles.map(handle => ({ op: 'put' as const, id: String(handle), value: tombstoneOf(handle) })))
+async function deleteTokenKeys (ctx: HsmContext, handles: number[]): Promise<void> {
+  await ctx.keys.withLocks(handles, async () => {
+    await ctx.keys.tombstone(handles)
   })
   for (const handle of handles) ctx.replicator.keyDeleted(handle)
 }
@@ -489,7 +350,7 @@ export async function deleteTokenKeys (ctx: HsmContext, handles: number[]): Prom
 /** Writes a changed copy of a key back where it lives (store or session). */
 async function saveKey (ctx: HsmContext, session: Session, found: FoundKey, record: KeyRecord): Promise<void> {
   if (found.session) session.sessionKeys.set(record.handle, record)
-  else await ctx.keys.apply([{ op: 'put', id: String(record.handle), value: record }])
+  else await ctx.keys.put([record])
 }
 
 /**
@@ -500,7 +361,7 @@ async function modifyKey (
   ctx: HsmContext, session: Session, user: SessionUser, handle: number,
   change: (found: FoundKey) => KeyRecord | undefined
 ): Promise<void> {
-  await withKeyLocks(ctx, [handleLock(handle)], async () => {
+  await ctx.keys.withLocks([handle], async () => {
     const found = keyForOwner(ctx, session, user, handle)
     const updated = change(found)
     if (updated !== undefined) await saveKey(ctx, session, found, updated)
@@ -534,7 +395,7 @@ const getKeyInfo: Handler<'getKeyInfo'> = async (ctx, session, { handle }) => {
   if (user.userType === 'CU') {
     found = keyForUse(ctx, session, user, handle)
   } else {
-    const record = liveTokenKey(ctx, handle)
+    const record = ctx.keys.live(handle)
     if (record === undefined) throw new WireError(ReturnCode.INVALID_HANDLE, `there is no key with handle ${handle}`)
     found = { record, session: false }
   }
@@ -571,21 +432,21 @@ const getAttribute: Handler<'getAttribute'> = async (ctx, session, { handle, att
 /** KMU's setAttribute -a 1: a session key becomes a token key, keeps its handle, and is replicated. */
 async function makeTokenKey (ctx: HsmContext, session: Session, user: SessionUser, handle: number): Promise<void> {
   let created: KeyRecord | undefined
-  await withKeyLocks(ctx, [handleLock(handle)], async () => {
+  await ctx.keys.withLocks([handle], async () => {
     const found = keyForOwner(ctx, session, user, handle)
     if (!found.session) return // already a token key
-    const release = reserveKeySlots(ctx, 1)
+    const release = ctx.keys.reserveSlots(1)
     const record = copyRecord(found.record)
     record.attributes[Attribute.TOKEN] = 1
     try {
-      await ctx.keys.apply([{ op: 'put', id: String(handle), value: record }])
+      await ctx.keys.put([record])
     } finally {
       release()
     }
     session.sessionKeys.delete(handle)
     created = record
   })
-  if (created !== undefined) await replicateNew(ctx, [created], 1, KEY_SYNC_TIMEOUT_MS)
+  if (created !== undefined) await replicateNew(ctx, [created], 1, hsmDefaults.keySyncTimeoutMs)
 }
 
 const setAttribute: Handler<'setAttribute'> = async (ctx, session, { handle, attribute, value }) => {
@@ -645,7 +506,7 @@ const generateSymmetricKey: Handler<'generateSymmetricKey'> = async (ctx, sessio
   const options = creationOptions(args)
   const sharedWith = checkShareTargets(ctx, user.userId, args.shareWith)
   const material = generateSecretKey(args.keyType, args.sizeBytes)
-  const handle = allocateKeyHandle(ctx)
+  const handle = ctx.keys.allocate()
   const attributes = buildAttributes({
     keyClass: KeyClass.SECRET,
     keyType: args.keyType,
@@ -678,8 +539,8 @@ const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) =
     if (args.curveId === undefined) throw new WireError(ReturnCode.INVALID_INPUT, 'genECCKeyPair needs a curve id')
     material = await generateEcKeyPair(args.curveId)
   }
-  const publicHandle = allocateKeyHandle(ctx)
-  const privateHandle = allocateKeyHandle(ctx)
+  const publicHandle = ctx.keys.allocate()
+  const privateHandle = ctx.keys.allocate()
   const common = { keyType: material.keyType, token: options.token, label: args.label, id: options.id, local: true, kcv: publicKeyKcv(material.publicDer), rsa: rsaAttributes(material) }
   const publicKey: KeyRecord = {
     handle: publicHandle,
@@ -738,7 +599,7 @@ const findKey: Handler<'findKey'> = async (ctx, session, args) => {
 const deleteKey: Handler<'deleteKey'> = async (ctx, session, { handle }) => {
   const user = requireUser(session, 'CU')
   let token = false
-  await withKeyLocks(ctx, [handleLock(handle)], async () => {
+  await ctx.keys.withLocks([handle], async () => {
     const found = keyForOwner(ctx, session, user, handle)
     requireFlag(found.record, Attribute.DESTROYABLE, 'be deleted')
     if (found.session) {
@@ -747,7 +608,7 @@ const deleteKey: Handler<'deleteKey'> = async (ctx, session, { handle }) => {
     }
     // A tombstone, not a delete: the handle is never given out again, and the delete reaches
     // peers that were away (peerInventory lists tombstones).
-    await ctx.keys.apply([{ op: 'put', id: String(handle), value: tombstoneOf(handle) }])
+    await ctx.keys.tombstone([handle])
     token = true
   })
   if (token) ctx.replicator.keyDeleted(handle)
@@ -852,9 +713,9 @@ const unwrapKey: Handler<'unwrapKey'> = async (ctx, session, args) => {
       if (v === 0 || v === 1) attributes[id] = v
     }
   }
-  const handle = allocateKeyHandle(ctx)
+  const handle = ctx.keys.allocate()
   const record: KeyRecord = { handle, keyClass, keyType, owner: user.userId, sharedWith, mValue: 0, attributes, material }
-  await storeNewKeys(ctx, session, [record], { token, id: '', minServers: 1, timeoutMs: KEY_SYNC_TIMEOUT_MS })
+  await storeNewKeys(ctx, session, [record], { token, id: '', minServers: 1, timeoutMs: hsmDefaults.keySyncTimeoutMs })
   return { handle }
 }
 

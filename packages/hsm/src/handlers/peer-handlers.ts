@@ -14,70 +14,22 @@
  * for their owner existing here (users are not replicated, reference G.3).
  *
  * Each key that arrives is published on `node:diagnostics_channel` as `hsmlab:hsm:replicated`
- * with `{ handle, fromHsmId, toHsmId, atMs }` (the bench measures replication lag with it).
+ * (`REPLICATED_CHANNEL`, replication.ts; the bench measures replication lag with it).
  */
-import { channel as diagnosticsChannel } from 'node:diagnostics_channel'
 import { CryptoError } from '@hsmlab/crypto'
 import type { HsmCertificate } from '@hsmlab/crypto'
-import { Attribute, ReturnCode, WireError } from '@hsmlab/protocol'
-import type { Handler, HandlerTable, HsmContext, KeyRecord, Session } from '../context.js'
+import { ReturnCode, WireError } from '@hsmlab/protocol'
+import type { Handler, HandlerTable, HsmContext, Session } from '../context.js'
 import { isTombstone } from '../context.js'
 import { inventorySummary, keyDigest } from '../key-digest.js'
-import { handleLock, liveTokenKey, tombstoneOf, withKeyLocks } from './key-handlers.js'
-import { maskKey, openMasked, readMaskedKey } from './masked-object-handlers.js'
-
-/** The diagnostics channel a replicated key is published on. */
-export const REPLICATED_CHANNEL = 'hsmlab:hsm:replicated'
-
-/** What `hsmlab:hsm:replicated` carries. */
-export interface ReplicatedMessage {
-  handle: number
-  /** The HSM the key came from. */
-  fromHsmId: string
-  /** The HSM that stored it. */
-  toHsmId: string
-  /** `Date.now()` when it was stored durably. */
-  atMs: number
-}
-
-const replicatedChannel = diagnosticsChannel(REPLICATED_CHANNEL)
+import { maskKey, openMasked, readMaskedKey } from '../masked-objects.js'
+import { storeReplicatedKey } from '../replication.js'
 
 function requirePeer (session: Session): string {
   if (session.peer === undefined) {
     throw new WireError(ReturnCode.PEER_UNAUTHENTICATED, 'this connection has not proved that it is an HSM of this cluster (peerHello)')
   }
   return session.peer.hsmId
-}
-
-/**
- * Stores a key that came from a peer, unless this HSM holds its handle already (a key or a
- * tombstone). Returns true when it was stored.
- */
-export async function insertReplicatedKey (ctx: HsmContext, record: KeyRecord, fromHsmId: string): Promise<boolean> {
-  if (record.attributes[Attribute.TOKEN] !== 1) return false
-  const stored = await withKeyLocks(ctx, [handleLock(record.handle)], async () => {
-    if (ctx.keys.has(String(record.handle))) return false
-    await ctx.keys.apply([{ op: 'put', id: String(record.handle), value: record }])
-    return true
-  })
-  if (stored && replicatedChannel.hasSubscribers) {
-    const message: ReplicatedMessage = { handle: record.handle, fromHsmId, toHsmId: ctx.identity.hsmId, atMs: Date.now() }
-    replicatedChannel.publish(message)
-  }
-  return stored
-}
-
-/** Tombstones handles a peer reports deleted (present or not here). Returns how many were new. */
-export async function applyReplicatedDeletes (ctx: HsmContext, handles: number[]): Promise<number> {
-  if (handles.length === 0) return 0
-  return await withKeyLocks(ctx, handles.map(handleLock), async () => {
-    const fresh = handles.filter(handle => {
-      const record = ctx.keys.get(String(handle))
-      return record === undefined || !isTombstone(record)
-    })
-    if (fresh.length > 0) await ctx.keys.apply(fresh.map(handle => ({ op: 'put' as const, id: String(handle), value: tombstoneOf(handle) })))
-    return fresh.length
-  })
 }
 
 /** What peerInventory answers: every live token key with its digest, and every deleted handle. */
@@ -123,7 +75,7 @@ const peerInventory: Handler<'peerInventory'> = async (ctx, session, { unlessSum
 
 const peerFetch: Handler<'peerFetch'> = async (ctx, session, { handle }) => {
   requirePeer(session)
-  const record = liveTokenKey(ctx, handle)
+  const record = ctx.keys.live(handle)
   if (record === undefined) throw new WireError(ReturnCode.INVALID_HANDLE, `this HSM holds no key with handle ${handle}`)
   return { blob: maskKey(ctx, record) }
 }
@@ -132,13 +84,13 @@ const peerPush: Handler<'peerPush'> = async (ctx, session, { blob }) => {
   const from = requirePeer(session)
   const { kind, payload } = openMasked(ctx, blob)
   if (kind !== 'key') throw new WireError(ReturnCode.INVALID_INPUT, 'peerPush carries keys only')
-  await insertReplicatedKey(ctx, readMaskedKey(payload).record, from)
+  await storeReplicatedKey(ctx, readMaskedKey(payload).record, from)
   return {}
 }
 
 const peerDelete: Handler<'peerDelete'> = async (ctx, session, { handle }) => {
   requirePeer(session)
-  await applyReplicatedDeletes(ctx, [handle])
+  await ctx.keys.tombstoneCopies([handle])
   return {}
 }
 
