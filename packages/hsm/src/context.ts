@@ -16,6 +16,11 @@ export interface UserRecord {
   loginFailureCount: number
   mofnPubKey: boolean
   twoFactor: boolean
+  /**
+   * The user's RSA-2048 public key (PEM), registered by registerQuorumPubKey or by `-2fa`: the
+   * cluster uses the same key for quorum approvals and the second factor. Absent for none.
+   */
+  publicKeyPem?: string
 }
 
 /** A key (or one half of a key pair) as one HSM stores it. */
