@@ -41,7 +41,7 @@ describe('cloudhsm_mgmt_util key commands against real HSMs', () => {
       'getKeyInfo failed: HSM Error: Invalid object handle is passed to this operation\ngetKeyInfo failed on server 1(hsm1)\n')
     expect(asAlice.stdout).toContain(`aws-cloudhsm>getAttribute ${handle} 256\n\nAttribute Value on server 0(hsm0):\nOBJ_ATTR_KEY_TYPE\n0x0000001f\n\n` +
       'getAttribute failed: HSM Error: Invalid object handle is passed to this operation\ngetAttribute failed on server 1(hsm1)\n')
-    expect(asAlice.stdout).toContain(`server0>syncKey ${handle} 1\nsyncKey success\nserver0>exit\n`)
+    expect(asAlice.stdout).toContain(`server 0>syncKey ${handle} 1\nsyncKey success\nserver 0>exit\n`)
     expect(asAlice.stdout).toContain('shareKey success on server 0(hsm0)\nshareKey success on server 1(hsm1)\n')
     expect(asAlice.stdout).toContain(`aws-cloudhsm>getKeyInfo ${handle}\n` + info('server 0(hsm0)', true) + info('server 1(hsm1)', true) + 'aws-cloudhsm>quit')
 

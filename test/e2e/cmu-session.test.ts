@@ -83,8 +83,8 @@ describe('cloudhsm_mgmt_util against real HSMs', () => {
       'aws-cloudhsm>listUsers\n' + withBob + usersSection(labels[1] as string, [[1, 'CO', 'admin'], [2, 'AU', 'app_user']]) +
       'aws-cloudhsm>loginHSM CO admin co12345\n\n' + labels.map(l => `loginHSM success on ${l}\n`).join('') +
       "aws-cloudhsm>server 0\n\nServer is in 'E2' mode...\n" +
-      'server0>syncUser 3 1\nExtractMaskedObject: 0x0 !\nInsertMaskedObject: 0x0 !\nsyncUser success\n' +
-      'server0>exit\n' +
+      'server 0>syncUser 3 1\nExtractMaskedObject: 0x0 !\nInsertMaskedObject: 0x0 !\nsyncUser success\n' +
+      'server 0>exit\n' +
       'aws-cloudhsm>listUsers\n' + withBob + usersSection(labels[1] as string, [[1, 'CO', 'admin'], [2, 'AU', 'app_user'], [3, 'CU', 'bob']]) +
       'aws-cloudhsm>logoutHSM\n\n' + labels.map(l => `logoutHSM success on ${l}\n`).join('') +
       'aws-cloudhsm>loginHSM CU bob b0bpassword\n\n' + labels.map(l => `loginHSM success on ${l}\n`).join('') +
