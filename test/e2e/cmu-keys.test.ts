@@ -19,7 +19,7 @@ describe('cloudhsm_mgmt_util key commands against real HSMs', () => {
     const config = await cluster.cmuConfig()
     const setup = await runCmuBin([config], 'loginHSM PRECO admin password\nchangePswd PRECO admin co12345\ny\n' +
       'createUser CU alice p4ssword\ny\ncreateUser CU bob b0bpassword\ny\nquit\n')
-    expect(setup.stdout).toContain('createUser success on server 1(hsm1)\naws-cloudhsm>quit')
+    expect(setup.stdout).toContain('Creating User bob(CU) on 2 nodes\naws-cloudhsm>quit')
 
     const connection = await HsmConnection.connect({
       url: `ws://127.0.0.1:${cluster.hsms[0]?.port ?? 0}`,
