@@ -107,10 +107,11 @@ export function startupTrace (hsms: ReadonlyArray<{ port: number }>, indexes = h
   return text
 }
 
-/** The listUsers section of one server, rows given as [id, type, name, failures]. */
-export function usersSection (label: string, rows: Array<[number, string, string, number?]>): string {
+/** The listUsers section of one server, rows given as [id, type, name, failures, MofnPubKey, 2FA]. */
+export function usersSection (label: string, rows: Array<[number, string, string, number?, boolean?, boolean?]>): string {
   const header = '    User Id             User Type       User Name                          MofnPubKey    LoginFailureCnt         2FA'
-  const lines = rows.map(([id, type, name, failures = 0]) =>
-    String(id).padStart(10) + ' '.repeat(14) + type.padEnd(16) + name.padEnd(32) + 'NO'.padStart(11) + String(failures).padStart(16) + 'NO'.padStart(17))
+  const yesNo = (flag: boolean): string => flag ? 'YES' : 'NO'
+  const lines = rows.map(([id, type, name, failures = 0, mofn = false, twoFactor = false]) =>
+    String(id).padStart(10) + ' '.repeat(14) + type.padEnd(16) + name.padEnd(32) + yesNo(mofn).padStart(11) + String(failures).padStart(16) + yesNo(twoFactor).padStart(17))
   return [`Users on ${label}:`, `Number of users found:${rows.length}`, '', header, ...lines].join('\n') + '\n'
 }

@@ -19,7 +19,7 @@ describe('cloudhsm_mgmt_util key commands against real HSMs', () => {
     const config = await cluster.cmuConfig()
     const setup = await runCmuBin([config], 'loginHSM PRECO admin password\nchangePswd PRECO admin co12345\ny\n' +
       'createUser CU alice p4ssword\ny\ncreateUser CU bob b0bpassword\ny\nquit\n')
-    expect(setup.stdout).toContain('createUser success on server 1(hsm1)\naws-cloudhsm>quit')
+    expect(setup.stdout).toContain('Creating User bob(CU) on 2 nodes\naws-cloudhsm>quit')
 
     const connection = await HsmConnection.connect({
       url: `ws://127.0.0.1:${cluster.hsms[0]?.port ?? 0}`,
@@ -41,7 +41,7 @@ describe('cloudhsm_mgmt_util key commands against real HSMs', () => {
       'getKeyInfo failed: HSM Error: Invalid object handle is passed to this operation\ngetKeyInfo failed on server 1(hsm1)\n')
     expect(asAlice.stdout).toContain(`aws-cloudhsm>getAttribute ${handle} 256\n\nAttribute Value on server 0(hsm0):\nOBJ_ATTR_KEY_TYPE\n0x0000001f\n\n` +
       'getAttribute failed: HSM Error: Invalid object handle is passed to this operation\ngetAttribute failed on server 1(hsm1)\n')
-    expect(asAlice.stdout).toContain(`server0>syncKey ${handle} 1\nsyncKey success\nserver0>exit\n`)
+    expect(asAlice.stdout).toContain(`server 0>syncKey ${handle} 1\nsyncKey success\nserver 0>exit\n`)
     expect(asAlice.stdout).toContain('shareKey success on server 0(hsm0)\nshareKey success on server 1(hsm1)\n')
     expect(asAlice.stdout).toContain(`aws-cloudhsm>getKeyInfo ${handle}\n` + info('server 0(hsm0)', true) + info('server 1(hsm1)', true) + 'aws-cloudhsm>quit')
 

@@ -49,7 +49,7 @@ describe('syncKey into a clone: handles', () => {
     expect(await handlesLabelled(dir, onDr[0] as string, ALICE, 'free-handle')).toEqual([])
     const kept = await cmu(cross, [LOGIN, 'server 0', `syncKey ${free} 1`, `syncKey ${free} 1`, 'exit', 'quit'])
     // Both runs print only the success line: the key kept its handle.
-    expect(kept.split(`server0>syncKey ${free} 1\n`).slice(1).map(s => s.split('\n')[0])).toEqual(['syncKey success', 'syncKey success'])
+    expect(kept.split(`server 0>syncKey ${free} 1\n`).slice(1).map(s => s.split('\n')[0])).toEqual(['syncKey success', 'syncKey success'])
     expect(kept).not.toContain('was inserted')
     expect(await handlesLabelled(dir, onDr[0] as string, ALICE, 'free-handle')).toEqual([free])
 

@@ -77,6 +77,8 @@ export interface BackupContent {
   maskingKey: Uint8Array
   users: UserRecord[]
   keys: Array<KeyRecord | KeyTombstone>
+  /** The quorum M values by service (setMValue), as the service's backups carry quorum settings. */
+  quorumMValues: Record<number, number>
 }
 
 /** What a backup is made of. */
@@ -85,6 +87,8 @@ export interface BackupSource {
   users: Iterable<UserRecord>
   keys: Iterable<KeyRecord | KeyTombstone>
   createdAtMs: number
+  /** The quorum M values by service that were set. @default {} */
+  quorumMValues?: Record<number, number>
 }
 
 /** The persistent backup key (PBK) of an installation, derived from its manufacturer key. */
@@ -146,7 +150,8 @@ export function createBackup (source: BackupSource, backupKey: Uint8Array): { by
     sourceHsmId: identity.hsmId,
     maskingKey: identity.maskingKey,
     users,
-    keys
+    keys,
+    quorumMValues: source.quorumMValues ?? {}
   })
   const sealedEbk = seal(backupKey, ebk)
   const prefix = concatBytes(MAGIC, Uint8Array.of(VERSION), u32(headerBytes.length))
@@ -270,7 +275,23 @@ function readContent (plain: Uint8Array, header: BackupHeader): Omit<BackupConte
   if (!(v.maskingKey instanceof Uint8Array) || v.maskingKey.length !== 32) throw malformed('holds no masking key')
   if (!Array.isArray(v.users) || !Array.isArray(v.keys)) throw malformed('holds no user or key list')
   const fault: RecordFault = detail => malformed(detail)
-  const users = (v.users as unknown[]).map(u => readUserRecord(u, fault))
+  // A user's quorum/2FA public key rides beside the record readUserRecord checks.
+  const users = (v.users as unknown[]).map(u => {
+    const user = readUserRecord(u, fault)
+    const pem = (u as Record<string, unknown>).publicKeyPem
+    if (pem !== undefined && typeof pem !== 'string') throw malformed('holds a malformed user public key')
+    return pem === undefined ? user : { ...user, publicKeyPem: pem }
+  })
+  const quorumMValues: Record<number, number> = {}
+  // Backups made before quorum settings existed hold none: every M value is then 1.
+  if (v.quorumMValues !== undefined) {
+    const m = v.quorumMValues as Record<string, unknown> | null
+    if (typeof m !== 'object' || m === null) throw malformed('holds malformed quorum settings')
+    for (const [service, value] of Object.entries(m)) {
+      if (!/^\d+$/.test(service) || typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > 8) throw malformed('holds malformed quorum settings')
+      quorumMValues[Number(service)] = value
+    }
+  }
   const keys = (v.keys as unknown[]).map((k): KeyRecord | KeyTombstone => {
     const t = k as Record<string, unknown> | null
     if (t !== null && typeof t === 'object' && t.deleted === true) {
@@ -286,5 +307,5 @@ function readContent (plain: Uint8Array, header: BackupHeader): Omit<BackupConte
   if (new Set(users.map(u => u.userId)).size !== users.length || new Set(keys.map(k => k.handle)).size !== keys.length) {
     throw malformed('holds a user id or key handle twice')
   }
-  return { maskingKey: new Uint8Array(v.maskingKey), users, keys }
+  return { maskingKey: new Uint8Array(v.maskingKey), users, keys, quorumMValues }
 }

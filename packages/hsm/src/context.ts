@@ -22,6 +22,11 @@ export interface UserRecord {
   loginFailureCount: number
   mofnPubKey: boolean
   twoFactor: boolean
+  /**
+   * The user's RSA-2048 public key (PEM), registered by registerQuorumPubKey or by `-2fa`: the
+   * cluster uses the same key for quorum approvals and the second factor. Absent for none.
+   */
+  publicKeyPem?: string
 }
 
 /** What one connection knows about itself. */

@@ -37,6 +37,8 @@ export type StoreName = typeof STORE_NAMES[number]
 export const META_IDENTITY = 'identity'
 /** Id of the peer-list record in the meta store. */
 export const META_PEERS = 'peers'
+/** Id of the quorum settings (`QuorumSettings`) in the meta store. */
+export const META_QUORUM = 'quorum'
 
 /** The peer list the lab last set, with the version and signature it came with. */
 export interface PeerList {
@@ -46,7 +48,13 @@ export interface PeerList {
 }
 
 /** What the meta store holds. */
-export type MetaRecord = { kind: 'identity', identity: HsmIdentity } | ({ kind: 'peers' } & PeerList)
+export type MetaRecord = { kind: 'identity', identity: HsmIdentity } | ({ kind: 'peers' } & PeerList) | QuorumSettings
+
+/** The quorum minimum values (M) of this HSM by service, set by setMValue; a service not named has M = 1. */
+export interface QuorumSettings {
+  kind: 'quorum'
+  mValues: Record<number, number>
+}
 
 /** The opened stores of one HSM. */
 export interface DataStores {

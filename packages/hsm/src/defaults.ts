@@ -69,5 +69,12 @@ export const hsmDefaults = {
    * from this HSM's clock, either way, in milliseconds; it bounds how long a captured request can
    * be replayed. @default 300000 (5 minutes)
    */
-  backupRequestSkewMsMax: 300_000
+  backupRequestSkewMsMax: 300_000,
+  /**
+   * How long a quorum token is kept after getToken, in milliseconds ("by default, tokens expire
+   * ten minutes after their creation"). @default 600000 (10 minutes)
+   */
+  quorumTokenTtlMs: 600_000,
+  /** Quorum tokens an HSM holds at once ("the HSM can store up to 1024 quorum tokens"). @default 1024 */
+  quorumTokensMax: 1024
 } as const

@@ -18,8 +18,10 @@ import { createInfoHandlers } from './handlers/info-handlers.js'
 import { keyHandlers } from './handlers/key-handlers.js'
 import { maskedObjectHandlers } from './handlers/masked-object-handlers.js'
 import { peerHandlers } from './handlers/peer-handlers.js'
+import { createQuorumHandlers } from './handlers/quorum-handlers.js'
 import { createUserHandlers } from './handlers/user-handlers.js'
 import { KeyTable } from './key-table.js'
+import { QuorumTable } from './quorum-table.js'
 import { forComponent, silentLogger } from './logger.js'
 import type { Logger } from './logger.js'
 import { PeerBook } from './peers.js'
@@ -157,13 +159,15 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
     replicator = createReplicator(ctx, { ...opts.replication, logger: rootLogger })
     late = replicator
 
+    const quorum = new QuorumTable(stores.meta)
     const handlers: HandlerTable = {
-      ...createUserHandlers({ passwordHashCost: opts.passwordHashCost }),
+      ...createUserHandlers({ passwordHashCost: opts.passwordHashCost, quorum }),
+      ...createQuorumHandlers(quorum),
       ...createInfoHandlers({ certificates: buildCertificates(identity, opts.manufacturerKey), peerBook }),
       ...keyHandlers,
       ...maskedObjectHandlers,
       ...peerHandlers,
-      ...createBackupHandlers({ backupKey: deriveBackupKey(opts.manufacturerKey) })
+      ...createBackupHandlers({ backupKey: deriveBackupKey(opts.manufacturerKey), quorum })
     }
     const host = opts.host ?? hsmDefaults.host
     server = new HsmServer({

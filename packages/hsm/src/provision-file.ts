@@ -210,6 +210,7 @@ async function clusterContent (file: ProvisionFileOptions, manufacturerKey: Uint
   users: UserRecord[]
   keys: Array<KeyRecord | KeyTombstone>
   restoredFrom?: BackupHeader
+  quorumMValues?: Record<number, number>
 }> {
   const backupFile = file.backupFile
   if (backupFile === undefined) {
@@ -223,7 +224,7 @@ async function clusterContent (file: ProvisionFileOptions, manufacturerKey: Uint
   }
   try {
     const content = openBackup(bytes, deriveBackupKey(manufacturerKey))
-    return { lineage: content.header.lineage, maskingKey: content.maskingKey, users: content.users, keys: content.keys, restoredFrom: content.header }
+    return { lineage: content.header.lineage, maskingKey: content.maskingKey, users: content.users, keys: content.keys, restoredFrom: content.header, quorumMValues: content.quorumMValues }
   } catch (err) {
     if (err instanceof HsmError) throw new HsmError(err.code, `cannot restore the backup file ${backupFile}: ${err.message}`, { cause: err })
     throw err
@@ -240,7 +241,7 @@ export async function provisionFromFile (opts: ProvisionFromFileOptions): Promis
   const dataDir = resolve(opts.dataDir)
   const file = await readProvisionFile(opts.provisionFile)
   await checkUnprovisioned(dataDir)
-  const { lineage, maskingKey, users, keys, restoredFrom } = await clusterContent(file, opts.manufacturerKey, opts.passwordHashCost)
+  const { lineage, maskingKey, users, keys, restoredFrom, quorumMValues } = await clusterContent(file, opts.manufacturerKey, opts.passwordHashCost)
   const identity: HsmIdentity = {
     hsmId: file.hsmId,
     clusterId: file.clusterId,
@@ -253,7 +254,7 @@ export async function provisionFromFile (opts: ProvisionFromFileOptions): Promis
     label: file.label ?? HSM_LABEL,
     serialNumber: newSerialNumber()
   }
-  await installDataDir(dataDir, opts.manufacturerKey, { identity, users, keys }, { syncWrites: opts.syncWrites })
+  await installDataDir(dataDir, opts.manufacturerKey, { identity, users, keys, quorumMValues }, { syncWrites: opts.syncWrites })
   const made: ProvisionedFromFile = { hsmId: file.hsmId, clusterId: file.clusterId, slot: file.slot, dataDir, certificate: file.certificate, lineage }
   if (restoredFrom !== undefined) made.restoredFrom = restoredFrom
   return made

@@ -13,7 +13,7 @@ import {
 import type { HsmCertificate, SigningKeyPair } from '@hsmlab/crypto'
 import type { PeerAddress } from '@hsmlab/protocol'
 import type { HsmIdentity, KeyRecord, KeyTombstone, UserRecord } from './context.js'
-import { META_IDENTITY, STORAGE_KEY_FILE, hasStorageKey, openDataStores, storeFilesIn, writeStorageKey } from './data-dir.js'
+import { META_IDENTITY, META_QUORUM, STORAGE_KEY_FILE, hasStorageKey, openDataStores, storeFilesIn, writeStorageKey } from './data-dir.js'
 import type { DataStoreOptions } from './data-dir.js'
 import { hsmDefaults } from './defaults.js'
 import { HsmError, HSM_ERR_ALREADY_PROVISIONED, HSM_ERR_INVALID_ARGUMENT, HSM_ERR_MANUFACTURER_KEY } from './errors.js'
@@ -176,6 +176,8 @@ export interface DataDirContent {
   identity: HsmIdentity
   users: readonly UserRecord[]
   keys: ReadonlyArray<KeyRecord | KeyTombstone>
+  /** Quorum M values by service, from a backup. @default none (all 1) */
+  quorumMValues?: Record<number, number>
 }
 
 /** A serial number as getHSMInfo prints it (reference A.9). */
@@ -246,6 +248,9 @@ export async function installDataDir (dir: string, manufacturerKey: Uint8Array, 
     const stores = await openDataStores(staging, storageKey, options)
     try {
       await stores.meta.apply([{ op: 'put', id: META_IDENTITY, value: { kind: 'identity', identity: content.identity } }])
+      if (content.quorumMValues !== undefined && Object.keys(content.quorumMValues).length > 0) {
+        await stores.meta.apply([{ op: 'put', id: META_QUORUM, value: { kind: 'quorum', mValues: content.quorumMValues } }])
+      }
       await stores.users.apply(content.users.map(value => ({ op: 'put' as const, id: String(value.userId), value })))
       if (content.keys.length > 0) {
         await stores.keys.apply(content.keys.map(value => ({ op: 'put' as const, id: String(value.handle), value })))

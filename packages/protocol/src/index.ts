@@ -17,10 +17,11 @@ export type { ReturnCodeInfo, ReturnCodeKey } from './return-codes.js'
 export { asHello, asRequest, asResponse, asWelcome, decode, encode } from './codec.js'
 export { PROTOCOL_VERSION } from './frames.js'
 export type { HelloFrame, RequestFrame, ResponseFrame, WelcomeFrame } from './frames.js'
-export { OPERATION_SPECS, USER_TYPES, isOperationName } from './operations.js'
+export { OPERATION_SPECS, QUORUM_SERVICES, USER_TYPES, isOperationName } from './operations.js'
 export type {
   AttributeValue, HsmInfo, KeyAttribute, KeyCreationOptions, KeyInfo, KeyListing, OperationArgs,
-  OperationMap, OperationName, OperationResult, PeerAddress, UserInfo, UserType
+  OperationMap, OperationName, OperationResult, PeerAddress, QuorumApproval, QuorumService, QuorumTokenInfo, TwoFactorResponse,
+  UserInfo, UserType
 } from './operations.js'
 export { Attribute, CMU_ATTRIBUTE_ORDER, CMU_SETTABLE_ATTRIBUTES, EC_CURVES, KeyClass, KeyType, attributeName } from './attributes.js'
 export { checkShape } from './schema.js'

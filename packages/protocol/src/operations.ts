@@ -94,14 +94,63 @@ export interface KeyCreationOptions {
   timeoutMs?: number
 }
 
+/** A quorum service (setMValue, getToken): 3 USER_MGMT (user management), 4 MISC_CO (setMValue itself). */
+export type QuorumService = 3 | 4
+export const QUORUM_SERVICES: readonly QuorumService[] = [3, 4]
+
+/** A quorum token as getToken and listTokens tell it (reference: quorum-authentication-crypto-officers.md). */
+export interface QuorumTokenInfo {
+  /** Per HSM, from 1. */
+  id: number
+  service: number
+  /** The HSM's node number (its slot in the cluster). */
+  node: number
+  /** 0: the token is not for a key. */
+  keyHandle: number
+  userName: string
+  /** Seconds the token is still guaranteed to exist (0 once expired). */
+  validitySec: number
+  /** The M value of the service when the token was made. */
+  required: number
+  /** Names of the users whose signatures were accepted. */
+  approvers: string[]
+}
+
+/** One approval of approveToken: the approver and its signature over the token file. */
+export interface QuorumApproval {
+  /** 2 for CO, 1 for CU (the approval file's `Approver Type`). */
+  approverType: number
+  approverName: string
+  signature: Uint8Array
+}
+
+/** The second factor of loginHSM, createUser and changePswd `-2fa`: a signature over this HSM's challenge (getChallenge). */
+export interface TwoFactorResponse {
+  /** RSA PKCS#1 v1.5 SHA-256 signature of the challenge digest's bytes. */
+  signature: Uint8Array
+  /** The PEM public key to register (createUser, changePswd); absent at login. */
+  publicKeyPem?: string
+}
+
 /** Argument and result types of each operation. */
 export interface OperationMap {
-  login: { args: { userType: UserType, userName: string, password: string }, result: { userId: number, userType: UserType } }
+  login: { args: { userType: UserType, userName: string, password: string, twoFactor?: TwoFactorResponse }, result: { userId: number, userType: UserType } }
   logout: { args: Record<string, never>, result: Record<string, never> }
   listUsers: { args: Record<string, never>, result: { users: UserInfo[] } }
-  createUser: { args: { userType: UserType, userName: string, password: string }, result: { userId: number } }
+  createUser: { args: { userType: UserType, userName: string, password: string, twoFactor?: TwoFactorResponse }, result: { userId: number } }
   deleteUser: { args: { userType: UserType, userName: string }, result: Record<string, never> }
-  changePassword: { args: { userType: UserType, userName: string, password: string }, result: { userType: UserType } }
+  changePassword: { args: { userType: UserType, userName: string, password: string, twoFactor?: TwoFactorResponse }, result: { userType: UserType } }
+  /** A fresh 32-byte digest for this session to sign (-2fa); the next login, createUser or changePassword with `twoFactor` uses it up. */
+  getChallenge: { args: Record<string, never>, result: { digest: Uint8Array } }
+
+  /** Quorum (M of N): a CO registers its own RSA-2048 public key, proving it holds the private key by `signature` over `token`. */
+  registerQuorumPubKey: { args: { userType: UserType, userName: string, token: Uint8Array, signature: Uint8Array, publicKeyPem: string }, result: Record<string, never> }
+  getQuorumToken: { args: { service: number, userName: string }, result: { token: QuorumTokenInfo, line: string } }
+  /** `tokenFile`: the whole file getToken wrote (every HSM's token), which the approvers signed. */
+  approveQuorumToken: { args: { tokenFile: Uint8Array, approvals: QuorumApproval[] }, result: { token: QuorumTokenInfo } }
+  listQuorumTokens: { args: Record<string, never>, result: { tokens: QuorumTokenInfo[] } }
+  getMValue: { args: { service: number }, result: { mValue: number } }
+  setMValue: { args: { service: number, mValue: number }, result: Record<string, never> }
   getHsmInfo: { args: Record<string, never>, result: HsmInfo }
   getCertificate: { args: { certType: number }, result: { pem: string } }
 
@@ -176,6 +225,8 @@ const userType = { type: 'string', oneOf: USER_TYPES } as const
 const userName = { type: 'string', min: 1, max: 64 } as const
 const password = { type: 'string', min: 0, max: 256 } as const
 const handle = { type: 'int', min: 0 } as const
+const twoFactor = { type: 'object', optional: true } as const
+const quorumService = { type: 'int', oneOf: QUORUM_SERVICES } as const
 const creation = {
   label: { type: 'string', max: 127 },
   id: { type: 'string', optional: true, max: 127 },
@@ -189,12 +240,19 @@ const creation = {
 
 /** The argument shape of every operation. */
 export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
-  login: { userType, userName, password },
+  login: { userType, userName, password, twoFactor },
   logout: {},
   listUsers: {},
-  createUser: { userType, userName, password },
+  createUser: { userType, userName, password, twoFactor },
   deleteUser: { userType, userName },
-  changePassword: { userType, userName, password },
+  changePassword: { userType, userName, password, twoFactor },
+  getChallenge: {},
+  registerQuorumPubKey: { userType, userName, token: { type: 'bytes', min: 1, max: 245 }, signature: { type: 'bytes', max: 1024 }, publicKeyPem: { type: 'string', max: 4096 } },
+  getQuorumToken: { service: quorumService, userName },
+  approveQuorumToken: { tokenFile: { type: 'bytes', max: 64 * 1024 }, approvals: { type: 'object[]', min: 1, max: 8 } },
+  listQuorumTokens: {},
+  getMValue: { service: quorumService },
+  setMValue: { service: quorumService, mValue: { type: 'int', min: 1, max: 8 } },
   getHsmInfo: {},
   getCertificate: { certType: { type: 'int', oneOf: [1, 2, 4, 8, 16] } },
 

@@ -56,6 +56,9 @@ export const ReturnCode = {
   PEER_UNAUTHENTICATED: rc(0xa0, 'RET_PEER_UNAUTHENTICATED', 'HSM Error: Only an authenticated HSM of this cluster may perform this operation', false),
   INTERNAL: rc(0xa1, 'RET_INTERNAL', 'HSM Error: Internal error', false),
   STORAGE_FULL: rc(0xa2, 'RET_STORAGE_FULL', 'HSM Error: The HSM has no storage space left for this change; nothing was changed', false),
+  TWO_FACTOR_REQUIRED: rc(0xa4, 'RET_2FA_REQUIRED', 'HSM Error: This user has two-factor authentication: log in with -2fa', false),
+  QUORUM_TOKEN_NOT_FOUND: rc(0xa5, 'RET_TOKEN_NOT_FOUND', 'HSM Error: No quorum token of this session matches the token file (it was used, expired or is from another session)', false),
+  QUORUM_TOKENS_FULL: rc(0xa6, 'RET_TOKEN_LIMIT', 'HSM Error: The HSM holds the maximum number of quorum tokens and none has expired', false),
   SERVER_UNREACHABLE: rc(0x30000087, 'RET_SERVER_UNREACHABLE', 'HSM CLUSTER ERROR: The server did not answer', false),
 } as const satisfies Record<string, ReturnCodeInfo>
 

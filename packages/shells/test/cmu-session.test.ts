@@ -135,12 +135,12 @@ describe('login and users', () => {
     const r = await runSession(hsms(2), 'loginHSM PRECO admin password\nlogoutHSM\nloginHSM PRECO admin nope\nquit\n')
     expect(r.out).toBe(connectedTrace(2) +
       'aws-cloudhsm>loginHSM PRECO admin password\n\n' +
-      'loginHSM success on server 0(10.0.0.1)\nloginHSM success on server 1(10.0.0.2)\n' +
+      'loginHSM success on server 0(10.0.0.1)\nloginHSM success on server 1(10.0.0.2)\n\n' +
       'aws-cloudhsm>logoutHSM\n\n' +
-      'logoutHSM success on server 0(10.0.0.1)\nlogoutHSM success on server 1(10.0.0.2)\n' +
+      'logoutHSM success on server 0(10.0.0.1)\nlogoutHSM success on server 1(10.0.0.2)\n\n' +
       'aws-cloudhsm>loginHSM PRECO admin nope\n\n' +
       'loginHSM failed: HSM Error: RET_USER_LOGIN_FAILURE\nloginHSM failed on server 0(10.0.0.1)\n' +
-      'loginHSM failed: HSM Error: RET_USER_LOGIN_FAILURE\nloginHSM failed on server 1(10.0.0.2)\n' +
+      'loginHSM failed: HSM Error: RET_USER_LOGIN_FAILURE\nloginHSM failed on server 1(10.0.0.2)\n\n' +
       QUIT)
   })
 
@@ -154,7 +154,7 @@ describe('login and users', () => {
   it('activates the cluster: changePswd PRECO admin, then listUsers shows CO (activate-cluster)', async () => {
     const r = await runSession(hsms(1), 'loginHSM PRECO admin password\nchangePswd PRECO admin co12345\ny\nlistUsers\nquit\n', { names: ['server1'] })
     expect(r.out).toContain('aws-cloudhsm>changePswd PRECO admin co12345\n\n' + BANNER + '\nDo you want to continue(y/n)?y\n' +
-      'Changing password for admin(PRECO) on 1 nodes\nchangePswd success on server 0(server1)\n' +
+      'Changing password for admin(PRECO) on 1 nodes\n' +
       'aws-cloudhsm>listUsers\nUsers on server 0(server1):\nNumber of users found:2\n\n' + HEADER + '\n' +
       '         1              CO              admin                                    NO               0               NO\n' +
       '         2              AU              app_user                                 NO               0               NO\n')
@@ -163,9 +163,8 @@ describe('login and users', () => {
   it('creates a user on every server after y; n sends nothing; other answers ask again', async () => {
     const r = await runSession(activated(2), 'loginHSM CO admin co12345\ncreateUser CU bob p4ssword\nmaybe\nn\ncreateUser CU bob p4ssword\ny\nquit\n')
     expect(r.out).toContain('aws-cloudhsm>createUser CU bob p4ssword\n\n' + BANNER +
-      "\nDo you want to continue(y/n)?maybe\nInvalid option, please type 'y' or 'n'\n\nDo you want to continue(y/n)?n\naws-cloudhsm>createUser")
-    expect(r.out).toContain('Do you want to continue(y/n)?y\nCreating User bob(CU) on 2 nodes\n' +
-      'createUser success on server 0(10.0.0.1)\ncreateUser success on server 1(10.0.0.2)\naws-cloudhsm>quit')
+      "\nDo you want to continue(y/n)?Invalid option, please type 'y' or 'n'\n\nDo you want to continue(y/n)?n\naws-cloudhsm>createUser")
+    expect(r.out).toContain('Do you want to continue(y/n)?y\nCreating User bob(CU) on 2 nodes\naws-cloudhsm>quit')
     expect(r.calls.filter(c => c.op === 'createUser')).toHaveLength(2)
   })
 
@@ -181,10 +180,9 @@ describe('login and users', () => {
     const r = await runSession([a, b, c], 'createUser CU bob p4ssword\ny\nR\nx\ni\nquit\n')
     expect(r.out).toContain('Creating User bob(CU) on 3 nodes\n' +
       'createUser failed: RET_MXN_AUTH_FAILED\ncreating user on server 0(10.0.0.1) failed\n\nRetry/Ignore/Abort?(R/I/A):R\n' +
-      'createUser success on server 0(10.0.0.1)\n' +
       'createUser failed: HSM Error: This user is already created\ncreating user on server 1(10.0.0.2) failed\n\n' +
       "Retry/Ignore/Abort?(R/I/A):x\nInvalid option, please type 'R', 'I' or 'A'\n\nRetry/Ignore/Abort?(R/I/A):i\n" +
-      'createUser success on server 2(10.0.0.3)\naws-cloudhsm>quit')
+      'aws-cloudhsm>quit')
 
     const [d, e] = activated(2)
     if (d === undefined || e === undefined) throw new Error('two HSMs')
@@ -216,10 +214,10 @@ describe('server mode and synchronisation (A.4, G.4)', () => {
   it('enters server mode, acts on that server only, and exits', async () => {
     const r = await runSession(hsms(2), 'server 1\nlistUsers\nexit\nquit\n')
     expect(r.out).toBe(connectedTrace(2) +
-      "aws-cloudhsm>server 1\n\nServer is in 'E2' mode...\nserver1>listUsers\nUsers on server 1(10.0.0.2):\nNumber of users found:2\n\n" + HEADER + '\n' +
+      "aws-cloudhsm>server 1\n\nServer is in 'E2' mode...\nserver 1>listUsers\nUsers on server 1(10.0.0.2):\nNumber of users found:2\n\n" + HEADER + '\n' +
       '         1              PRECO           admin                                    NO               0               NO\n' +
       '         2              AU              app_user                                 NO               0               NO\n' +
-      'server1>exit\n' + QUIT)
+      'server 1>exit\n' + QUIT)
     expect(r.calls.map(c => c.serverId)).toEqual([1])
   })
 
@@ -228,7 +226,7 @@ describe('server mode and synchronisation (A.4, G.4)', () => {
     if (a === undefined || b === undefined) throw new Error('two HSMs')
     a.handle('createUser', { userType: 'CU', userName: 'alice', password: 'p4ssword' })
     const r = await runSession([a, b], 'loginHSM CO admin co12345\nserver 0\nsyncUser 3 1\nexit\nquit\n')
-    expect(r.out).toContain('server0>syncUser 3 1\nExtractMaskedObject: 0x0 !\nInsertMaskedObject: 0x0 !\nsyncUser success\nserver0>exit\n')
+    expect(r.out).toContain('server 0>syncUser 3 1\nExtractMaskedObject: 0x0 !\nInsertMaskedObject: 0x0 !\nsyncUser success\nserver 0>exit\n')
     expect(b.users.map(u => u.userName)).toContain('alice')
   })
 
@@ -237,11 +235,11 @@ describe('server mode and synchronisation (A.4, G.4)', () => {
     if (a === undefined || b === undefined) throw new Error('two HSMs')
     b.override('insertMaskedObject', () => { throw new WireError(ReturnCode.MASKED_OBJECT_LINEAGE) })
     const r = await runSession([a, b], 'loginHSM CO admin co12345\nserver 0\nsyncUser 1 1\nsyncUser 9 1\nsyncUser 1 0\nquit\n')
-    expect(r.out).toContain('server0>syncUser 1 1\nExtractMaskedObject: 0x0 !\nInsertMaskedObject: 0x9c !\n' +
+    expect(r.out).toContain('server 0>syncUser 1 1\nExtractMaskedObject: 0x0 !\nInsertMaskedObject: 0x9c !\n' +
       'syncUser failed: HSM Error: The masked object comes from a cluster that is neither this cluster nor a clone of it\n' +
       'syncUser failed on server 1(10.0.0.2)\n')
-    expect(r.out).toContain("server0>syncUser 9 1\nExtractMaskedObject: 0x9d !\nsyncUser failed: HSM Error: user isn't initialized or user with this name doesn't exist\nsyncUser failed on server 0(10.0.0.1)\n")
-    expect(r.out).toContain('server0>syncUser 1 0\nError: the destination must be another server than the source (server 0)\n')
+    expect(r.out).toContain("server 0>syncUser 9 1\nExtractMaskedObject: 0x9d !\nsyncUser failed: HSM Error: user isn't initialized or user with this name doesn't exist\nsyncUser failed on server 0(10.0.0.1)\n")
+    expect(r.out).toContain('server 0>syncUser 1 0\nError: the destination must be another server than the source (server 0)\n')
   })
 
   it('syncKey and syncUser failures carry what the HSM said about them', async () => {
@@ -251,10 +249,10 @@ describe('server mode and synchronisation (A.4, G.4)', () => {
     const missing = 'the owner of key 262151, bob (user 4), does not exist on this HSM; sync the user first (syncUser)'
     b.override('insertMaskedObject', () => { throw new WireError(ReturnCode.CREDENTIALS_INCONSISTENT, missing) })
     const r = await runSession([a, b], 'loginHSM CO admin co12345\nserver 0\nsyncKey 262151 1\nsyncUser 1 1\nquit\n')
-    expect(r.out).toContain('server0>syncKey 262151 1\n' +
+    expect(r.out).toContain('server 0>syncKey 262151 1\n' +
       `syncKey failed: HSM Error: The owner or shared users of the object are missing or different on this HSM (${missing})\n` +
       'syncKey failed on server 1(10.0.0.2)\n')
-    expect(r.out).toContain('server0>syncUser 1 1\nExtractMaskedObject: 0x0 !\nInsertMaskedObject: 0x9f !\n' +
+    expect(r.out).toContain('server 0>syncUser 1 1\nExtractMaskedObject: 0x0 !\nInsertMaskedObject: 0x9f !\n' +
       `syncUser failed: HSM Error: The owner or shared users of the object are missing or different on this HSM (${missing})\n` +
       'syncUser failed on server 1(10.0.0.2)\n')
   })
@@ -267,10 +265,10 @@ describe('server mode and synchronisation (A.4, G.4)', () => {
     a.loggedIn = a.users[0]
     b.loggedIn = b.users[0]
     const first = await runSession([a, b], 'server 0\nsyncKey 262151 1\nquit\n')
-    expect(first.out).toContain('server0>syncKey 262151 1\nsyncKey success\n')
+    expect(first.out).toContain('server 0>syncKey 262151 1\nsyncKey success\n')
     expect(first.calls.find(c => c.op === 'insertMaskedObject')?.args).toMatchObject({ sameHandle: true })
     const second = await runSession([a, b], 'server 0\nsyncKey 262151 1\nquit\n')
-    expect(second.out).toContain('server0>syncKey 262151 1\nKey 262151 was inserted on server 1(10.0.0.2) with handle 262152\nsyncKey success\n')
+    expect(second.out).toContain('server 0>syncKey 262151 1\nKey 262151 was inserted on server 1(10.0.0.2) with handle 262152\nsyncKey success\n')
   })
 
   it('info server shows the HSM id and who is logged in', async () => {
@@ -284,7 +282,7 @@ describe('server mode and synchronisation (A.4, G.4)', () => {
     const { dir } = tmpConfig(1)
     const file = join(dir, 'cert.pem')
     const r = await runSession(hsms(2), `server 1\ngetCert ${file} 4\nquit\n`)
-    expect(r.out).toContain(`server1>getCert ${file} 4\ngetCert Success\n`)
+    expect(r.out).toContain(`server 1>getCert ${file} 4\ngetCert Success\n`)
     expect(readFileSync(file, 'utf8')).toContain('hsm-abcdefghij1 4')
   })
 })
@@ -303,8 +301,8 @@ describe('keys', () => {
     const r = await runSession(withKey(hsms(2)), 'findAllKeys 4 1\nquit\n')
     const hash = 'ab'.repeat(32)
     expect(r.out).toContain('aws-cloudhsm>findAllKeys 4 1\n' +
-      `Keys on server 0(10.0.0.1):\nNumber of keys found 2\nnumber of keys matched from start index 0::2\n262162(s),7\nKey Hash:\n${hash}\n\nfindAllKeys success on server 0(10.0.0.1)\n\n` +
-      `Keys on server 1(10.0.0.2):\nNumber of keys found 2\nnumber of keys matched from start index 0::2\n262162(s),7\nKey Hash:\n${hash}\n\nfindAllKeys success on server 1(10.0.0.2)\naws-cloudhsm>`)
+      `Keys on server 0(10.0.0.1):\nNumber of keys found 2\nnumber of keys matched from start index 0::2\n262162(s),7(o)\nKey Hash:\n${hash}\n\nfindAllKeys success on server 0(10.0.0.1)\n\n` +
+      `Keys on server 1(10.0.0.2):\nNumber of keys found 2\nnumber of keys matched from start index 0::2\n262162(s),7(o)\nKey Hash:\n${hash}\n\nfindAllKeys success on server 1(10.0.0.2)\naws-cloudhsm>`)
   })
 
   it('getKeyInfo takes -k or a bare handle', async () => {

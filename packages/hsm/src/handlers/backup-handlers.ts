@@ -22,6 +22,8 @@ export interface BackupHandlerDeps {
   requestSkewMsMax?: number
   /** The clock, in milliseconds since the epoch. @default Date.now */
   now?: () => number
+  /** Where the quorum M values come from, for the backup to carry them. @default none (all 1) */
+  quorum?: { mValues: () => Record<number, number> }
 }
 
 /** The backup handlers. */
@@ -39,7 +41,7 @@ export function createBackupHandlers (deps: BackupHandlerDeps): HandlerTable {
     if (skewMs > skewMsMax) {
       throw new WireError(ReturnCode.PERMISSION_DENIED, `the backup request was signed for time ${requestedAtMs} (ms since the epoch), ${skewMs} ms away from this HSM's clock (${createdAtMs}); at most ${skewMsMax} ms are allowed: sign a new request, and check the clocks`)
     }
-    const { bytes, header } = createBackup({ identity, users: ctx.users.values(), keys: ctx.keys.values(), createdAtMs }, deps.backupKey)
+    const { bytes, header } = createBackup({ identity, users: ctx.users.values(), keys: ctx.keys.values(), createdAtMs, quorumMValues: deps.quorum?.mValues() }, deps.backupKey)
     return { backup: bytes, createdAtMs, keyCount: header.keyCount, userCount: header.userCount }
   }
 

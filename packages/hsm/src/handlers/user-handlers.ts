@@ -13,18 +13,28 @@
  */
 import { bytesEqual, hashPassword, verifyPassword } from '@hsmlab/crypto'
 import { ReturnCode, WireError } from '@hsmlab/protocol'
-import type { UserInfo, UserType } from '@hsmlab/protocol'
-import type { Handler, HandlerTable, HsmContext, UserRecord } from '../context.js'
+import type { TwoFactorResponse, UserInfo, UserType } from '@hsmlab/protocol'
+import type { Handler, HandlerTable, HsmContext, Session, UserRecord } from '../context.js'
 import { isTombstone } from '../context.js'
 import { hsmDefaults } from '../defaults.js'
 import { isCryptoOfficer, isLoggedInAnywhere, requireUser, userTypeMatches } from '../permissions.js'
+import { readRsa2048PublicKey } from '../quorum-table.js'
+import type { QuorumTable } from '../quorum-table.js'
 import { endLogin } from '../session.js'
 
 /** Options of `createUserHandlers`. */
 export interface UserHandlerOptions {
   /** scrypt cost of new password verifiers. @default hsmDefaults.passwordHashCost */
   passwordHashCost?: number
+  /**
+   * Quorum settings and 2FA challenges: with them, user management (service 3) needs an approved
+   * token once its M value is above 1, and `-2fa` is checked. Without them, neither is.
+   */
+  quorum?: QuorumTable
 }
+
+/** Service 3 of quorum authentication: creating and deleting users, changing another user's password. */
+const USER_MGMT = 3
 
 const USER_NAME = /^[A-Za-z0-9_]{1,31}$/
 const PASSWORD_LENGTH_MIN = 7
@@ -73,8 +83,20 @@ async function putUser (ctx: HsmContext, user: UserRecord): Promise<void> {
 /** The user handlers; `passwordHashCost` sets the cost of verifiers made by createUser and changePassword. */
 export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTable {
   const cost = options.passwordHashCost ?? hsmDefaults.passwordHashCost
+  const quorum = options.quorum
+  const authorize = (session: Session): () => void => quorum?.authorize(session, USER_MGMT) ?? (() => {})
+  /** The key a `-2fa` answer registers, once its signature of this session's challenge checked out. */
+  const secondFactorKey = (session: Session, twoFactor: TwoFactorResponse | undefined): string | undefined => {
+    if (twoFactor === undefined || quorum === undefined) return undefined
+    const pem = twoFactor.publicKeyPem
+    if (typeof pem !== 'string' || !(twoFactor.signature instanceof Uint8Array)) throw new WireError(ReturnCode.INVALID_INPUT, '-2fa needs a public key and a signature')
+    readRsa2048PublicKey(pem)
+    quorum.checkSecondFactor(session.id, pem, twoFactor.signature)
+    return pem
+  }
 
-  const login: Handler<'login'> = async (ctx, session, { userType, userName, password }) => {
+  const login: Handler<'login'> = async (ctx, session, args) => {
+    const { userType, userName, password } = args
     if (session.user !== undefined) {
       throw new WireError(ReturnCode.ALREADY_LOGGED_IN, `${session.user.userName} is logged in on this session; log out first`)
     }
@@ -94,6 +116,12 @@ export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTa
       if (session.user !== undefined) throw new WireError(ReturnCode.ALREADY_LOGGED_IN, `${session.user.userName} is logged in on this session; log out first`)
       if (user.loginFailureCount >= max) throw new WireError(ReturnCode.USER_LOCKED_OUT, `${user.userName} failed to log in ${user.loginFailureCount} times`)
       const ok = bytesEqual(user.password.salt, seen.password.salt) ? matched : await verifyPassword(password, user.password)
+      if (ok && user.twoFactor && quorum !== undefined) {
+        // The second factor; given for a user without 2FA, it is ignored (manage-2fa.md).
+        const signature = args.twoFactor?.signature
+        if (!(signature instanceof Uint8Array)) throw new WireError(ReturnCode.TWO_FACTOR_REQUIRED, `${user.userName} has 2FA: log in with -2fa`)
+        quorum.checkSecondFactor(session.id, user.publicKeyPem ?? '', signature)
+      }
       if (!ok) {
         // Durable before the answer: a crash cannot hand back a failed attempt.
         await putUser(ctx, { ...user, loginFailureCount: user.loginFailureCount + 1 })
@@ -128,15 +156,21 @@ export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTa
       if (other !== undefined) throw new WireError(ReturnCode.USER_ALREADY_EXISTS, `user ${other.userName} (${other.userType}) already exists with id ${other.userId}`)
     }
     exists()
+    if (args.twoFactor !== undefined && userType !== 'CO') throw new WireError(ReturnCode.INVALID_USER_TYPE, '2FA is for crypto officers only')
+    const publicKeyPem = secondFactorKey(session, args.twoFactor)
     const password = await hashPassword(args.password, cost)
     return await ctx.runExclusive(async () => {
       requireUser(session, 'CO')
       exists()
+      const useToken = authorize(session)
       if (ctx.users.size >= ctx.limits.usersMax) throw new WireError(ReturnCode.USER_LIMIT, `this HSM holds ${ctx.users.size} users, the limit is ${ctx.limits.usersMax}`)
       let maxId = 0
       for (const u of ctx.users.values()) maxId = Math.max(maxId, u.userId)
       const user: UserRecord = { userId: maxId + 1, userType, userName: args.userName, password, loginFailureCount: 0, mofnPubKey: false, twoFactor: false }
+      // A 2FA user is also registered for quorum: one key for both (manage-2fa.md).
+      if (publicKeyPem !== undefined) Object.assign(user, { mofnPubKey: true, twoFactor: true, publicKeyPem })
       await putUser(ctx, user)
+      useToken()
       return { userId: user.userId }
     })
   }
@@ -161,7 +195,9 @@ export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTa
         for (const u of ctx.users.values()) if (isCryptoOfficer(u.userType)) officers++
         if (officers <= 1) throw new WireError(ReturnCode.PERMISSION_DENIED, `${target.userName} is the last crypto officer of this HSM`)
       }
+      const useToken = authorize(session)
       await ctx.users.apply([{ op: 'delete', id: String(target.userId) }])
+      useToken()
       return {}
     })
   }
@@ -169,6 +205,7 @@ export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTa
   const changePassword: Handler<'changePassword'> = async (ctx, session, args) => {
     requireUser(session)
     checkPassword(args.password)
+    const publicKeyPem = secondFactorKey(session, args.twoFactor)
     const password = await hashPassword(args.password, cost)
     return await ctx.runExclusive(async () => {
       const actor = requireUser(session)
@@ -182,10 +219,21 @@ export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTa
           throw new WireError(ReturnCode.USER_LOGGED_IN, `${target.userName} is logged in on this HSM; its password cannot be changed now`)
         }
       }
+      // Another user's password is user management (service 3).
+      const useToken = self ? () => {} : authorize(session)
       // A PRECO changing its own password activates the cluster and becomes a CO (reference B.1).
       const userType: UserType = self && target.userType === 'PRECO' ? 'CO' : target.userType
+      if (publicKeyPem !== undefined && !isCryptoOfficer(userType)) throw new WireError(ReturnCode.INVALID_USER_TYPE, '2FA is for crypto officers only')
+      // With -2fa the key is set or rotated; without it a 2FA user loses 2FA, and with it the
+      // quorum registration of the same key (manage-2fa.md, "Quorum authentication and 2FA").
+      const keys: Partial<UserRecord> = publicKeyPem !== undefined
+        ? { twoFactor: true, mofnPubKey: true, publicKeyPem }
+        : target.twoFactor ? { twoFactor: false, mofnPubKey: false, publicKeyPem: undefined } : {}
       // A reset by a CO is also how a locked-out user is unlocked (reference B.2).
-      await putUser(ctx, { ...target, userType, password, loginFailureCount: 0 })
+      const updated: UserRecord = { ...target, ...keys, userType, password, loginFailureCount: 0 }
+      if (updated.publicKeyPem === undefined) delete updated.publicKeyPem
+      await putUser(ctx, updated)
+      useToken()
       if (self) session.user = { ...actor, userType }
       return { userType }
     })

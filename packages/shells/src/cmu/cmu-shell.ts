@@ -23,11 +23,12 @@ import {
   connectionFailedLine, invalidChoice, serverLabel, serverPrompt
 } from './format.js'
 import { KEY_COMMANDS } from './key-commands.js'
+import { QUORUM_COMMANDS } from './quorum-commands.js'
 import { SESSION_COMMANDS } from './session-commands.js'
 import { USER_COMMANDS } from './user-commands.js'
 
 /** Every CMU command, in the order `help` lists them. */
-export const CMU_COMMANDS: readonly CmuCommand[] = [...USER_COMMANDS, ...KEY_COMMANDS, ...SESSION_COMMANDS]
+export const CMU_COMMANDS: readonly CmuCommand[] = [...USER_COMMANDS, ...KEY_COMMANDS, ...QUORUM_COMMANDS, ...SESSION_COMMANDS]
 
 /** Collaborators of `runCmu`, replaced in tests. */
 export interface CmuComponents {
@@ -218,11 +219,20 @@ class CmuShell implements CmuContext {
     if (leadingBlank) this.println()
     this.printLines([...CAUTION_BANNER, ''])
     for (;;) {
-      const answer = await this.ask(CONFIRM_PROMPT)
-      if (answer === undefined) return false
+      // The answer is echoed (piped input) only when it is y or n: the guide's createUser
+      // examples show `Do you want to continue(y/n)?Invalid option, please type 'y' or 'n'`,
+      // the reply itself not shown.
+      const answer = await this.io.readLine(CONFIRM_PROMPT)
+      if (answer === undefined) {
+        this.io.println()
+        return false
+      }
       const a = answer.trim()
-      if (a === 'y' || a === 'Y') return true
-      if (a === 'n' || a === 'N') return false
+      const valid = a === 'y' || a === 'Y' || a === 'n' || a === 'N'
+      if (valid) {
+        if (!this.io.terminal) this.io.println(answer)
+        return a === 'y' || a === 'Y'
+      }
       this.printLines([CONFIRM_INVALID, ''])
     }
   }

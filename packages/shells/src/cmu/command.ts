@@ -136,9 +136,3 @@ export function parseCredentials (command: string, args: readonly string[]): Cre
     twoFactorPath: args[4]
   }
 }
-
-/** What CMU prints for features hsmlab does not simulate. */
-export function notSimulated (ctx: CmuContext, command: string, what: string): undefined {
-  ctx.println(`${command}: ${what} is not simulated by hsmlab`)
-  return undefined
-}

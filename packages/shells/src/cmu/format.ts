@@ -5,7 +5,7 @@
  * returns lines without their newline.
  */
 import { CMU_ATTRIBUTE_ORDER, attributeName } from '@hsmlab/protocol'
-import type { AttributeValue, HsmInfo, KeyAttribute, KeyInfo, KeyListing, UserInfo } from '@hsmlab/protocol'
+import type { AttributeValue, HsmInfo, KeyAttribute, KeyInfo, KeyListing, QuorumTokenInfo, UserInfo } from '@hsmlab/protocol'
 
 /** `server 0(10.0.2.9)`: how every per-server line names a server. */
 export function serverLabel (id: number, name: string): string {
@@ -101,9 +101,12 @@ export function listUsersSection (label: string, users: readonly UserInfo[]): st
 
 // ---- findAllKeys (A.10) ----
 
-/** `8(o),9(s),11`: owned keys marked (o), shared (s), public keys bare. */
+/**
+ * `8(o),9(s)`: keys the user owns marked (o), its public keys too (the HSM lists a public key for
+ * its owner only, and the guide's findAllKeys examples mark it (o)); shared keys (s).
+ */
 export function keyList (keys: readonly KeyListing[]): string {
-  return keys.map(k => `${k.handle}${k.relation === 'owned' ? '(o)' : k.relation === 'shared' ? '(s)' : ''}`).join(',')
+  return keys.map(k => `${k.handle}${k.relation === 'shared' ? '(s)' : '(o)'}`).join(',')
 }
 
 /** One server's section of findAllKeys, ending with its success line. */
@@ -247,9 +250,9 @@ export const SERVER_MODE_LINE = "Server is in 'E2' mode..."
 /** The prompt in global mode: no trailing space, as the AWS examples show `aws-cloudhsm>listUsers`. */
 export const GLOBAL_PROMPT = 'aws-cloudhsm>'
 
-/** The prompt in server mode (`server0>`, docs/cmu.md). */
+/** The prompt in server mode (`server 0>`, as syncUser.md shows it; docs/cmu.md). */
 export function serverPrompt (id: number): string {
-  return `server${id}>`
+  return `server ${id}>`
 }
 
 /** `ExtractMaskedObject: 0x0 !` — a syncUser step and its return code. */
@@ -259,3 +262,34 @@ export function syncStepLine (step: 'ExtractMaskedObject' | 'InsertMaskedObject'
 
 /** What quit prints after its blank line. */
 export const DISCONNECTING_LINE = 'disconnecting from servers, please wait...'
+
+// ---- quorum (quorum-authentication-crypto-officers*.md) ----
+
+const QUORUM_SERVICE_NAMES: Readonly<Record<number, string>> = { 3: 'USER_MGMT', 4: 'MISC_CO' }
+
+/** The `Token:` block of getToken and listTokens. */
+export function tokenLines (token: QuorumTokenInfo): string[] {
+  return ['Token:', `Id:${token.id}`, `Service:${token.service}`, `Node:${token.node}`, `Key Handle:${token.keyHandle}`, `User:${token.userName}`]
+}
+
+/** One server's section of listTokens: a blank line, the banner, each token, the count. */
+export function listTokensSection (serverId: number, name: string, tokens: readonly QuorumTokenInfo[]): string[] {
+  const lines = ['', '=====================', `    Server ${serverId}(${name})`, '=====================']
+  tokens.forEach((token, i) => {
+    lines.push(`-------- Token - ${i} ----------`, ...tokenLines(token), `Token Validity: ${token.validitySec} sec`,
+      `Required num of approvers : ${token.required}`, `Current num of approvals : ${token.approvers.length}`,
+      ...token.approvers.map((name, j) => `Approver-${j}: ${name}`))
+  })
+  lines.push(`Num of tokens = ${tokens.length}`)
+  return lines
+}
+
+/** `MValue of service 3[USER_MGMT] on server 0 : [2]` */
+export function getMValueLine (service: number, serverId: number, mValue: number): string {
+  return `MValue of service ${service}[${QUORUM_SERVICE_NAMES[service] ?? 'UNKNOWN'}] on server ${serverId} : [${mValue}]`
+}
+
+/** `Setting M Value(2) for 3 on 2 nodes` */
+export function settingMValueLine (mValue: number, service: number, nodes: number): string {
+  return `Setting M Value(${mValue}) for ${service} on ${nodes} nodes`
+}

@@ -1,10 +1,9 @@
 /**
  * CMU's session and HSM commands (reference A.4, A.6, A.8, A.9, A.10): server, exit, info,
- * getHSMInfo, getCert, enable_e2e, help, quit, and the quorum (M of N) commands, which hsmlab
- * names but does not simulate.
+ * getHSMInfo, getCert, enable_e2e, help, quit. The quorum commands are in quorum-commands.ts.
  */
 import type { CmuCommand, CmuContext } from './command.js'
-import { UsageError, expectArgCount, notSimulated, parseInteger, parseServerId } from './command.js'
+import { UsageError, expectArgCount, parseInteger, parseServerId } from './command.js'
 import { writePrivateFile } from '../private-file.js'
 import {
   DISCONNECTING_LINE, INFO_SERVER_HEADER, SERVER_MODE_LINE, failureLines, gettingHsmInfoLine, hsmInfoBlock,
@@ -162,23 +161,7 @@ const quit: CmuCommand = {
   }
 }
 
-function quorumCommand (name: string, syntax: string, summary: string): CmuCommand {
-  return {
-    name,
-    syntax,
-    summary: `${summary} (not simulated)`,
-    async run (ctx) { notSimulated(ctx, name, 'quorum authentication (M of N)') }
-  }
-}
-
 /** The session and HSM commands, in help order. */
 export const SESSION_COMMANDS: readonly CmuCommand[] = [
-  server, exit, info, getHSMInfo, getCert, enableE2e,
-  quorumCommand('registerQuorumPubKey', 'registerQuorumPubKey <user-type> <user-name> <registration-token> <signed-registration-token> <public-key>', 'Register a quorum public key'),
-  quorumCommand('getToken', 'getToken <service> <user-name> <token-file>', 'Get a quorum token'),
-  quorumCommand('approveToken', 'approveToken <approval-file>', 'Approve a quorum token'),
-  quorumCommand('listTokens', 'listTokens', 'List quorum tokens'),
-  quorumCommand('getMValue', 'getMValue <service>', 'Show the quorum size of a service'),
-  quorumCommand('setMValue', 'setMValue <service> <m>', 'Set the quorum size of a service'),
-  help, quit
+  server, exit, info, getHSMInfo, getCert, enableE2e, help, quit
 ]

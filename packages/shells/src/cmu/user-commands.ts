@@ -2,11 +2,18 @@
  * CMU's user commands (reference A.6, A.10): loginHSM, logoutHSM, listUsers, createUser,
  * deleteUser, changePswd, syncUser. createUser, deleteUser and changePswd go through the servers
  * one at a time, because a failure on one server asks the person what to do before the next.
+ *
+ * `-2fa <path>` (manage-2fa.md): CMU asks each HSM for a challenge, writes the authdata file
+ * (JSON: Version, PublicKey, Data[{HsmId, Digest, Signature}]), waits for the person to sign
+ * each digest and fill in the signatures (and the public key for createUser and changePswd),
+ * then sends each HSM its signature.
  */
+import { readFile } from 'node:fs/promises'
 import type { ServerEntry } from '@hsmlab/client'
-import type { UserType } from '@hsmlab/protocol'
+import type { TwoFactorResponse, UserType } from '@hsmlab/protocol'
+import { writePrivateFile } from '../private-file.js'
 import type { CmuCommand, CmuContext, Credentials } from './command.js'
-import { UsageError, expectArgCount, notSimulated, parseCredentials, parseInteger, parseServerId, parseUserType } from './command.js'
+import { UsageError, expectArgCount, parseCredentials, parseInteger, parseServerId, parseUserType } from './command.js'
 import { reasonWithDetail } from './failures.js'
 import type { Failure } from './failures.js'
 import {
@@ -16,10 +23,47 @@ import {
 const PASSWORD_PROMPT = 'Enter password:'
 
 /** The password of credentials, asked for after `-hpswd`; undefined when input ended (nothing is sent). */
-async function passwordOf (ctx: CmuContext, command: string, credentials: Credentials): Promise<string | undefined> {
-  if (credentials.twoFactorPath !== undefined) return notSimulated(ctx, command, 'two-factor authentication (-2fa)')
+async function passwordOf (ctx: CmuContext, credentials: Credentials): Promise<string | undefined> {
   if (credentials.password !== undefined) return credentials.password
   return await ctx.askSecret(PASSWORD_PROMPT)
+}
+
+/** hsmlab's words when the authdata file is ready to sign (the guide does not show CMU's). */
+export function twoFactorPromptLines (path: string, withPublicKey: boolean): string[] {
+  return [`Sign each Digest in ${path} with your 2FA private key (SHA-256, RSA PKCS#1 v1.5) and put the`,
+    `Base64 signatures in its Signature fields${withPublicKey ? ', and your PEM public key in PublicKey' : ''}.`]
+}
+
+/** What the authdata file says for each server, or undefined (after saying why) when it cannot be used. */
+async function secondFactor (ctx: CmuContext, command: string, path: string, withPublicKey: boolean): Promise<Map<number, TwoFactorResponse> | undefined> {
+  const outcomes = await ctx.fanOut('getChallenge', {})
+  const data: Array<{ HsmId: string, Digest: string, Signature: string }> = []
+  for (const { server, label, outcome } of outcomes) {
+    if (!outcome.ok) {
+      ctx.printLines(failureLines(command, label, outcome.failure.reason))
+      return undefined
+    }
+    data.push({ HsmId: server.connection?.hsmId ?? '', Digest: Buffer.from(outcome.result.digest).toString('base64'), Signature: '' })
+  }
+  await writePrivateFile(path, `${JSON.stringify({ Version: '1.0', PublicKey: '', Data: data }, null, 4)}\n`)
+  ctx.printLines(twoFactorPromptLines(path, withPublicKey))
+  if (await ctx.ask('Press Enter to continue:') === undefined) return undefined
+  let answer: { PublicKey?: unknown, Data?: unknown }
+  try {
+    answer = JSON.parse(await readFile(path, 'utf8')) as typeof answer
+  } catch (err) {
+    ctx.println(`${command} failed: cannot read the authdata file ${path}: ${(err as Error).message}`)
+    return undefined
+  }
+  const rows = Array.isArray(answer.Data) ? answer.Data as Array<Record<string, unknown>> : []
+  const responses = new Map<number, TwoFactorResponse>()
+  for (const { server } of outcomes) {
+    const row = rows.find(r => r.HsmId === server.connection?.hsmId)
+    const response: TwoFactorResponse = { signature: Buffer.from(typeof row?.Signature === 'string' ? row.Signature : '', 'base64') }
+    if (withPublicKey && typeof answer.PublicKey === 'string') response.publicKeyPem = answer.PublicKey
+    responses.set(server.id, response)
+  }
+  return responses
 }
 
 /** Prints `<cmd> success on …` or the failure lines for each outcome. */
@@ -36,11 +80,19 @@ const loginHSM: CmuCommand = {
   summary: 'Log in to the HSMs (PRECO, CO, CU or AU)',
   async run (ctx, args) {
     const credentials = parseCredentials('loginHSM', args)
-    const password = await passwordOf(ctx, 'loginHSM', credentials)
+    const password = await passwordOf(ctx, credentials)
     if (password === undefined) return
+    const factors = credentials.twoFactorPath === undefined ? undefined : await secondFactor(ctx, 'loginHSM', credentials.twoFactorPath, false)
+    if (credentials.twoFactorPath !== undefined && factors === undefined) return
     ctx.println()
-    const outcomes = await ctx.fanOut('login', { userType: credentials.userType, userName: credentials.userName, password })
+    const { userType, userName } = credentials
+    const outcomes = await Promise.all(ctx.targets().map(async server => {
+      const twoFactor = factors?.get(server.id)
+      return { label: ctx.label(server), outcome: await ctx.call(server, 'login', { userType, userName, password, ...(twoFactor === undefined ? {} : { twoFactor }) }) }
+    }))
     printResults(ctx, 'loginHSM', outcomes)
+    // The guide's last revision shows a blank line before the next prompt.
+    ctx.println()
   }
 }
 
@@ -52,6 +104,7 @@ const logoutHSM: CmuCommand = {
     expectArgCount('logoutHSM', args, 0)
     ctx.println()
     printResults(ctx, 'logoutHSM', await ctx.fanOut('logout', {}))
+    ctx.println()
   }
 }
 
@@ -69,23 +122,20 @@ const listUsers: CmuCommand = {
 }
 
 /**
- * createUser and changePswd: password, banner, then each server in turn; a failure asks
+ * createUser and changePswd: password, banner, then each server in turn; a success prints
+ * nothing (the guide's examples end with `Creating User … on N nodes`), a failure asks
  * Retry/Ignore/Abort (R tries that server again, I goes on to the next, A stops).
  */
 async function eachServerWithRetry (
   ctx: CmuContext,
   step: (server: ServerEntry) => Promise<{ ok: true } | { ok: false, reason: string }>,
-  success: (label: string) => string,
   failure: (label: string, reason: string) => string[]
 ): Promise<void> {
   for (const server of ctx.targets()) {
     const label = ctx.label(server)
     for (;;) {
       const outcome = await step(server)
-      if (outcome.ok) {
-        ctx.println(success(label))
-        break
-      }
+      if (outcome.ok) break
       ctx.printLines([...failure(label, outcome.reason), ''])
       const answer = await ctx.choose(RETRY_IGNORE_ABORT_PROMPT, ['R', 'I', 'A'], 'A')
       if (answer === 'A') return
@@ -100,17 +150,19 @@ const createUser: CmuCommand = {
   summary: 'Create a user (CO or CU) on the HSMs',
   async run (ctx, args) {
     const credentials = parseCredentials('createUser', args)
-    const password = await passwordOf(ctx, 'createUser', credentials)
+    const password = await passwordOf(ctx, credentials)
     if (password === undefined) return
+    const factors = credentials.twoFactorPath === undefined ? undefined : await secondFactor(ctx, 'createUser', credentials.twoFactorPath, true)
+    if (credentials.twoFactorPath !== undefined && factors === undefined) return
     if (!await ctx.confirm(true)) return
     const { userType, userName } = credentials
     ctx.println(`Creating User ${userName}(${userType}) on ${ctx.targets().length} nodes`)
     await eachServerWithRetry(ctx,
       async server => {
-        const o = await ctx.call(server, 'createUser', { userType, userName, password })
+        const twoFactor = factors?.get(server.id)
+        const o = await ctx.call(server, 'createUser', { userType, userName, password, ...(twoFactor === undefined ? {} : { twoFactor }) })
         return o.ok ? { ok: true } : { ok: false, reason: o.failure.reason }
       },
-      label => successLine('createUser', label),
       (label, reason) => [`createUser failed: ${reason}`, `creating user on ${label} failed`])
   }
 }
@@ -121,17 +173,19 @@ const changePswd: CmuCommand = {
   summary: "Change a user's password (a PRECO's change activates the cluster)",
   async run (ctx, args) {
     const credentials = parseCredentials('changePswd', args)
-    const password = await passwordOf(ctx, 'changePswd', credentials)
+    const password = await passwordOf(ctx, credentials)
     if (password === undefined) return
+    const factors = credentials.twoFactorPath === undefined ? undefined : await secondFactor(ctx, 'changePswd', credentials.twoFactorPath, true)
+    if (credentials.twoFactorPath !== undefined && factors === undefined) return
     if (!await ctx.confirm(true)) return
     const { userType, userName } = credentials
     ctx.println(`Changing password for ${userName}(${userType}) on ${ctx.targets().length} nodes`)
     await eachServerWithRetry(ctx,
       async server => {
-        const o = await ctx.call(server, 'changePassword', { userType, userName, password })
+        const twoFactor = factors?.get(server.id)
+        const o = await ctx.call(server, 'changePassword', { userType, userName, password, ...(twoFactor === undefined ? {} : { twoFactor }) })
         return o.ok ? { ok: true } : { ok: false, reason: o.failure.reason }
       },
-      label => successLine('changePswd', label),
       (label, reason) => failureLines('changePswd', label, reason))
   }
 }
