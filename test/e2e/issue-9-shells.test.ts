@@ -59,7 +59,7 @@ describe('issue 9: the shells', () => {
     expect(await kmu.run(`exportPrivateKey -k ${privateHandle} -w ${wrapping} -out fresh-private.pem`)).toContain('is written to fresh-private.pem')
     expect(await kmu.run(`wrapKey -k ${secret} -w ${wrapping} -out wrapped.key -m 4`)).toContain('Wrapped Key written to file "wrapped.key"')
     expect(await kmu.run(`extractMaskedObject -o ${nex} -out masked.obj`)).toContain('written to file "masked.obj"')
-    expect(await kmu.run(`getAttribute -o ${wrapping} -a 512 -out attributes`)).toContain('Attributes dumped into attributes file')
+    expect(await kmu.run(`getAttribute -o ${wrapping} -a 512 -out attributes`)).toContain('Written to: attributes file')
     expect(await kmu.run(`sign -f message -k ${privateHandle} -m 1 -out signature`)).toContain('signature is written to file signature')
 
     expect(readFileSync(join(cwd, 'private.pem'), 'utf8')).toContain('PRIVATE KEY')

@@ -123,7 +123,7 @@ export function outputOf (stdout: string, line: string): string {
   const at = stdout.indexOf(`>${line}\n`)
   if (at === -1) throw new Error(`CMU did not run '${line}':\n${stdout}`)
   const start = at + line.length + 2
-  const next = /(?:aws-cloudhsm|server\d+)>/g
+  const next = /(?:aws-cloudhsm|server ?\d+)>/g
   next.lastIndex = start
   const end = next.exec(stdout)?.index ?? stdout.length
   return stdout.slice(start, end)
