@@ -196,7 +196,7 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   deleteUser: { userType, userName },
   changePassword: { userType, userName, password },
   getHsmInfo: {},
-  getCertificate: { certType: { type: 'int', oneOf: [1, 2, 4, 8, 16] } },
+  getCertificate: { certType: { type: 'int', oneOf: [1, 2, 4, 8, 16, 32, 64] } },
 
   findAllKeys: { userId: { type: 'int', min: 0 }, withHash: { type: 'bool' } },
   getKeyInfo: { handle },
