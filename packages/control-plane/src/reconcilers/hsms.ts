@@ -238,8 +238,12 @@ export class HsmReconciler {
       } else if (c.state === 'UNINITIALIZED' && c.certificates.ClusterCsr === undefined) {
         // The first HSM made the CSR with the key its HsmCertificate certifies: SignedCert must certify that key.
         if (clusterCsr !== undefined && c.csrPem === undefined && c.certificates.HsmCertificate !== undefined) {
-          c.csrPem = clusterCsr
-          c.csrPublicKeyPem = publicKeyPemOfCertificate(c.certificates.HsmCertificate)
+          try {
+            c.csrPublicKeyPem = publicKeyPemOfCertificate(c.certificates.HsmCertificate)
+            c.csrPem = clusterCsr
+          } catch (err) {
+            log.warn({ clusterId: c.clusterId, err: (err as Error).message }, 'the HSM certificate cannot be read: the cluster has no CSR yet')
+          }
         }
         if (c.csrPem !== undefined) c.certificates.ClusterCsr = c.csrPem
       }
