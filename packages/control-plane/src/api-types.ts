@@ -127,6 +127,9 @@ export interface ApiOutputs {
   TagResource: Record<string, never>
   UntagResource: Record<string, never>
   ListTags: { TagList: Tag[], NextToken?: string }
+  GetResourcePolicy: { Policy?: string }
+  PutResourcePolicy: { ResourceArn: string, Policy: string }
+  DeleteResourcePolicy: { ResourceArn: string, Policy?: string }
   /** hsmlab extension: make a backup of an ACTIVE cluster now. */
   HsmlabCreateBackup: { Backup: Backup }
   /** hsmlab extension: replace the region's routes to HSMs. */

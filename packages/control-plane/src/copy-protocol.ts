@@ -30,6 +30,8 @@ export interface CopyRequest {
   mode?: 'FIPS' | 'NON_FIPS'
   tags: Tag[]
   nextSlot: number
+  /** The ClusterCertificate of the source backup's cluster (a cluster made from the copy shows it). */
+  clusterCertificate?: string
 }
 
 /** True when a body another region sent is a whole copy request. */
@@ -39,6 +41,7 @@ export function isCopyRequest (value: unknown): value is CopyRequest {
     typeof v.sourceBackup === 'string' && fits(v.sourceBackup, shapes.backupId) && typeof v.createdAtMs === 'number' &&
     typeof v.hsmType === 'string' && Array.isArray(v.tags) && typeof v.nextSlot === 'number' &&
     (v.sourceCluster === undefined || typeof v.sourceCluster === 'string') &&
+    (v.clusterCertificate === undefined || typeof v.clusterCertificate === 'string') &&
     (v.mode === undefined || v.mode === 'FIPS' || v.mode === 'NON_FIPS') &&
     // Each tag an object: a null one made the record's tags throw, and the answer a 500.
     v.tags.every(t => typeof t === 'object' && t !== null && typeof t.Key === 'string' && typeof t.Value === 'string')

@@ -146,6 +146,13 @@ export interface BackupRecord {
   userCount?: number
   /** The next free handle slot of the cluster when it was made; a cluster restored from it starts there. */
   nextSlot: number
+  /**
+   * The resource policy (PutResourcePolicy), as given: a JSON policy document. A copy of the
+   * backup does not carry it (the copy is another resource), nor does a cluster made from it.
+   */
+  resourcePolicy?: string
+  /** The ClusterCertificate of the cluster it was made from, which a cluster made from it shows again. */
+  clusterCertificate?: string
   /** For a copy in progress. */
   copy?: { requestId: string, deadlineLabMs: number, attempts: number, lastError?: string }
   /** Lab time of the state DELETED. */

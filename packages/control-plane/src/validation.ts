@@ -57,6 +57,10 @@ export const shapes = {
   hsmType: str('((p|)hsm[0-9][a-z.]*\\.[a-zA-Z]+)', { max: 32 }),
   cert: str('[a-zA-Z0-9+-/=\\s]*', { max: 20_000 }),
   resourceId: str('(?:cluster|backup)-[2-7a-zA-Z]{11,16}'),
+  /** CloudHsmArn: the ARN of a backup, cluster or HSM (resource policies). */
+  cloudHsmArn: str('arn:aws(-(us-gov))?:cloudhsm:([a-z]{2}(-(gov|isob|iso))?-(east|west|north|south|central){1,2}-[0-9]{1}):[0-9]{12}:(backup/backup|cluster/cluster|hsm/hsm)-[2-7a-zA-Z]{11,16}'),
+  /** ResourcePolicy: a policy document, 1 to 20000 characters. */
+  resourcePolicy: str(undefined, { min: 1, max: 20_000 }),
   nextToken: str('.*', { max: 256 }),
   boolean: { kind: 'boolean' },
   networkType: { kind: 'string', oneOf: ['IPV4', 'DUALSTACK'] },
@@ -129,6 +133,10 @@ export const requestShapes = {
   TagResource: request({ ResourceId: shapes.resourceId, TagList: tagList }, ['ResourceId', 'TagList']),
   UntagResource: request({ ResourceId: shapes.resourceId, TagKeyList: tagKeyList }, ['ResourceId', 'TagKeyList']),
   ListTags: request({ ResourceId: shapes.resourceId, NextToken: shapes.nextToken, MaxResults: { kind: 'integer', min: 1, max: 100 } }, ['ResourceId']),
+  // The model requires no member of these three; the handlers ask for what they need (api/resource-policies.ts).
+  GetResourcePolicy: request({ ResourceArn: shapes.cloudHsmArn }),
+  PutResourcePolicy: request({ ResourceArn: shapes.cloudHsmArn, Policy: shapes.resourcePolicy }),
+  DeleteResourcePolicy: request({ ResourceArn: shapes.cloudHsmArn }),
   HsmlabCreateBackup: request({ ClusterId: shapes.clusterId }, ['ClusterId']),
   HsmlabSetHsmRoutes: request({ Routes: { kind: 'list', member: hsmRoute, max: 10_000 } }, ['Routes']),
   HsmlabDescribeHsmRoutes: request({})

@@ -159,7 +159,8 @@ describe('cloudhsmv2 API (no HSM processes)', () => {
   it('answers protocol errors: unknown operation, a body that is not JSON, a wrong path', async () => {
     const cp = await startTestControlPlane()
     expect(await post(cp.url, 'BaldrApiService.Nope', '{}')).toMatchObject({ status: 400, json: { __type: 'UnknownOperationException' } })
-    expect(await post(cp.url, 'BaldrApiService.GetResourcePolicy', '{}')).toMatchObject({ status: 400, json: { __type: 'UnknownOperationException' } })
+    // Served since issue 15: without a ResourceArn it is a request error, not an unknown operation.
+    expect(await post(cp.url, 'BaldrApiService.GetResourcePolicy', '{}')).toMatchObject({ status: 400, json: { __type: 'CloudHsmInvalidRequestException' } })
     expect(await post(cp.url, undefined, '{}')).toMatchObject({ status: 400, json: { __type: 'UnknownOperationException' } })
     expect(await post(cp.url, 'BaldrApiService.DescribeClusters', '{not json')).toMatchObject({ status: 400, json: { __type: 'SerializationException' } })
     expect(await post(cp.url, 'BaldrApiService.DescribeClusters', '')).toMatchObject({ status: 200, json: { Clusters: [] } })

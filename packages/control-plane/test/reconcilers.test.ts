@@ -223,7 +223,7 @@ describe('the HSM reconciler', () => {
     expect([hsm?.state, hsm?.port, hsm?.pid, hsm?.provisioned]).toEqual(['ACTIVE', 4000, 1000, true])
     const cluster = t.store.state.clusters['cluster-newaaaaaaaa']
     expect(cluster?.lineage).toBe('lineage-1')
-    expect(cluster?.certificates).toEqual({ ClusterCsr: 'the csr', ManufacturerHardwareCertificate: 'cert 2', HsmCertificate: 'cert 8', AwsHardwareCertificate: 'cert 16' })
+    expect(cluster?.certificates).toEqual({ ClusterCsr: 'the csr', ManufacturerHardwareCertificate: 'cert 2', HsmCertificate: 'cert 16', AwsHardwareCertificate: 'cert 32' })
 
     // Its process dies: DEGRADED at once, started again only once its delay passed, on its port.
     t.supervisor.pids.delete('hsm-firstaaaaaa')

@@ -2,7 +2,7 @@
 // them, the state store, the lab clock, the X.509 checks of InitializeCluster, and the error codes
 // kept in step with docs/errors.md.
 import { execFileSync } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, createPublicKey, randomBytes } from 'node:crypto'
 import { appendFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -12,7 +12,8 @@ import { tmpDir, waitFor } from '@hsmlab/testing'
 import * as cp from '../src/index.js'
 import { LabClock } from '../src/clock.js'
 import { violations, requestShapes } from '../src/validation.js'
-import { checkSignedCertificate, createClusterCsr } from '../src/x509.js'
+import { certificationRequest, p256KeyFromSeed, x509Name } from '@hsmlab/crypto'
+import { checkSignedCertificate } from '../src/x509.js'
 import { copyRefusal } from '../src/copy-protocol.js'
 import { BackupFiles } from '../src/backup-files.js'
 import { CopyReconciler } from '../src/reconcilers/copies.js'
@@ -227,7 +228,10 @@ describe('lab clock', () => {
 describe('X.509 for InitializeCluster', () => {
   it('accepts a certificate of the CSR signed by the trust anchor, and nothing else', () => {
     const dir = tmpDir()
-    const { publicKeyPem: keyPem, csrPem } = createClusterCsr('cluster-abcdefghijk')
+    // A CSR as an HSM makes it (hsm certificates.ts, type 64).
+    const key = p256KeyFromSeed(new Uint8Array(32).fill(7))
+    const csrPem = certificationRequest(x509Name('cluster-abcdefghijk', 'test'), key)
+    const keyPem = createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString()
     writeFileSync(join(dir, 'csr.pem'), csrPem)
     const run = (...args: string[]): void => { execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' }) }
     run('req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30', '-subj', '/CN=customerCA')

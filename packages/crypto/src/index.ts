@@ -22,5 +22,7 @@ export type { CertificateSubject, HsmCertificate, SigningKeyPair } from './ident
 export { ClientHandshake, SecureChannel, acceptHandshake } from './channel.js'
 export type { ClientHello, IdentityProof, ServerWelcome } from './channel.js'
 export { derOid, derPrintableString, derSequence, derSet, derTlv, derUtf8String, toPem } from './der.js'
+export { ROOT_FILE_NAMES, certificationRequest, p256KeyFromSeed, standInRoots, x509Certificate, x509Name } from './x509.js'
+export type { StandInRoot, X509CertificateSpec } from './x509.js'
 export { hashPassword, verifyPassword } from './password.js'
 export type { PasswordHash } from './password.js'

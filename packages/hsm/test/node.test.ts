@@ -71,7 +71,10 @@ describe('the in-process node', () => {
     })
     expect(info.serialNumber).toMatch(/^3\.0A0101-ICM\d{6}$/)
     expect(info.loggedInAs).toBeUndefined()
-    for (const certType of [1, 2, 4, 8, 16]) {
+    // 1, 2, 16, 32: X.509 (the chain openssl verifies); 64: the cluster's CSR; 4, 8: hsmlab's own trust.
+    for (const certType of [1, 2, 16, 32]) expect((await conn.call('getCertificate', { certType })).pem).toMatch(/^-----BEGIN CERTIFICATE-----\n/)
+    expect((await conn.call('getCertificate', { certType: 64 })).pem).toMatch(/^-----BEGIN CERTIFICATE REQUEST-----\n/)
+    for (const certType of [4, 8]) {
       const { pem } = await conn.call('getCertificate', { certType })
       expect(pem).toMatch(/^-----BEGIN HSMLAB CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END HSMLAB CERTIFICATE-----\n$/)
       const doc = JSON.parse(Buffer.from(pem.split('\n').slice(1, -2).join(''), 'base64').toString('utf8')) as { certType: number, publicKey: string }

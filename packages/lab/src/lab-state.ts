@@ -22,6 +22,8 @@
  * secrets/passwords.json            the topology's passwords (0600; secrets/ 0700)
  * lab.lock                          held by a running `up` or `down` (holds its pid)
  * manufacturer.key                  the installation's manufacturer key (0600), given to every control plane
+ * roots/AWS_CloudHSM_Root-G1.crt, roots/cavium_cert.crt   hsmlab's stand-ins for the AWS CloudHSM and
+ *                                   manufacturer roots, made from the manufacturer key (verify-hsm-identity)
  * regions.json                      region → control-plane endpoint (direct)
  * <region>/regions.json             that region's control plane's --regions-file: the others through its WAN links
  * fault-proxy/proxies.json          the fault proxy's --config: every link's proxy as last made
@@ -158,6 +160,8 @@ export class LabLayout {
   get regionsFile (): string { return join(this.dir, REGIONS_FILE_NAME) }
   get kmuConfig (): string { return join(this.dir, KMU_CONFIG_FILE_NAME) }
   get caDir (): string { return join(this.dir, 'ca') }
+  /** Where the stand-in roots of the HSMs' certificate chains are written (ROOT_FILE_NAMES). */
+  get rootsDir (): string { return join(this.dir, 'roots') }
   get caKeyFile (): string { return join(this.caDir, 'issuing-ca.key') }
   get caCertFile (): string { return join(this.caDir, 'issuing-ca.crt') }
   cmuConfig (region: string, cluster: string): string { return join(this.dir, `${region}-${cluster}.cfg`) }

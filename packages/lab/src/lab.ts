@@ -11,14 +11,14 @@
  */
 import { channel } from 'node:diagnostics_channel'
 import { access, chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { relative, resolve, sep } from 'node:path'
+import { join, relative, resolve, sep } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { HsmConnection, writeCmuConfig } from '@hsmlab/client'
 import type { ServerConfig } from '@hsmlab/client'
 import { CONTROL_PLANE_BIN_PATH, ControlPlaneClient } from '@hsmlab/control-plane'
 import type { Backup, Cluster, Hsm } from '@hsmlab/control-plane'
-import { decodeTrustAnchor } from '@hsmlab/crypto'
-import { createManufacturerKey, writeManufacturerKey } from '@hsmlab/hsm'
+import { ROOT_FILE_NAMES, decodeTrustAnchor, standInRoots } from '@hsmlab/crypto'
+import { createManufacturerKey, readManufacturerKey, writeManufacturerKey } from '@hsmlab/hsm'
 import { writeFileAtomic } from '@hsmlab/process'
 import { ClusterBuilder } from './cluster-builder.js'
 import type { BuildStep, BuiltCluster } from './cluster-builder.js'
@@ -370,8 +370,22 @@ function recordExternalFaultProxy (fp: FaultProxyState, endpoint: string, dir: s
 }
 
 async function loadOrCreateManufacturerKey (layout: LabLayout): Promise<void> {
-  if (await exists(layout.manufacturerKeyFile)) return
-  await writeManufacturerKey(layout.manufacturerKeyFile, createManufacturerKey())
+  if (!await exists(layout.manufacturerKeyFile)) await writeManufacturerKey(layout.manufacturerKeyFile, createManufacturerKey())
+  await writeStandInRoots(layout)
+}
+
+/**
+ * The stand-in AWS CloudHSM and manufacturer roots that every HSM certificate of this
+ * installation chains to, where a user following the guide's "Verify the identity and
+ * authenticity of your cluster's HSM" finds them (the guide downloads AWS's and the manufacturer's).
+ */
+async function writeStandInRoots (layout: LabLayout): Promise<void> {
+  const roots = standInRoots(await readManufacturerKey(layout.manufacturerKeyFile))
+  await mkdir(layout.rootsDir, { recursive: true })
+  for (const [which, name] of Object.entries(ROOT_FILE_NAMES) as Array<[keyof typeof ROOT_FILE_NAMES, string]>) {
+    const file = join(layout.rootsDir, name)
+    if (!await exists(file)) await writeFile(file, roots[which].certPem)
+  }
 }
 
 async function loadOrCreateCa (layout: LabLayout): Promise<CustomerCa> {

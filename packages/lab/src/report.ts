@@ -4,6 +4,7 @@
  * to type next), the status tables, and one line for `down`.
  */
 import { isAbsolute, join, relative } from 'node:path'
+import { ROOT_FILE_NAMES } from '@hsmlab/crypto'
 import { DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD } from '@hsmlab/hsm'
 import { labDefaults } from './defaults.js'
 import type { LabFault } from './fault-vocabulary.js'
@@ -108,6 +109,7 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
   if (result.faultProxyStarted) did.push('started the fault proxy')
   lines.push(`hsmlab: lab ready in ${seconds} s (${did.length === 0 ? `nothing to start: ${plural(status.regions.length, 'control plane')} and ${plural(count, 'HSM')} running` : did.join(', ')})`)
   lines.push(`  data and logs: ${status.dir}`)
+  lines.push(`  stand-in roots: ${Object.values(ROOT_FILE_NAMES).map(name => displayPath(join(status.dir, 'roots', name), cwd)).join(', ')} (the AWS and manufacturer roots of the HSM certificates)`)
   lines.push(faultsLine(status))
   if (result.faultsApplied.length > 0) lines.push(`  faults of the topology set: ${result.faultsApplied.map(describeFault).join('; ')}`)
   let firstCu: { name: string, password: string } | undefined

@@ -254,7 +254,7 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   getMValue: { service: quorumService },
   setMValue: { service: quorumService, mValue: { type: 'int', min: 1, max: 8 } },
   getHsmInfo: {},
-  getCertificate: { certType: { type: 'int', oneOf: [1, 2, 4, 8, 16] } },
+  getCertificate: { certType: { type: 'int', oneOf: [1, 2, 4, 8, 16, 32, 64] } },
 
   findAllKeys: { userId: { type: 'int', min: 0 }, withHash: { type: 'bool' } },
   getKeyInfo: { handle },

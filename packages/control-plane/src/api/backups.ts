@@ -117,7 +117,8 @@ export async function copyBackupToRegion (ctx: ApiContext, req: ApiRequest<'Copy
     hsmType: source.hsmType,
     ...(source.mode === undefined ? {} : { mode: source.mode }),
     tags: tags ?? source.tags,
-    nextSlot: source.nextSlot
+    nextSlot: source.nextSlot,
+    ...(source.clusterCertificate === undefined ? {} : { clusterCertificate: source.clusterCertificate })
   }
   let lastError = ''
   let done = false

@@ -9,7 +9,7 @@ import { randomResourceId } from '@hsmlab/hsm'
 import { invalidRequest, notFound } from '../errors.js'
 import type { ClusterRecord, ClusterState } from '../state-store.js'
 import { fits, shapes } from '../validation.js'
-import { checkSignedCertificate, createClusterCsr } from '../x509.js'
+import { checkSignedCertificate } from '../x509.js'
 import { backupIdOf, checkFilterValues, checkFilters, checkTags, clusterOf, page, readToken, retentionDays } from './common.js'
 import type { ApiRequest } from '../api-types.js'
 import type { ApiContext } from './context.js'
@@ -62,8 +62,7 @@ export async function createCluster (ctx: ApiContext, req: ApiRequest<'CreateClu
   const tags = checkTags(req.TagList)
   const sourceBackupId = req.SourceBackupId === undefined ? undefined : backupIdOf(req.SourceBackupId, region, accountId)
   const clusterId = randomResourceId('cluster')
-  // A cluster made from a backup is never initialized: it has no CSR.
-  const csr = sourceBackupId === undefined ? createClusterCsr(clusterId) : undefined
+  // A new cluster's CSR is made by its first HSM (reconcilers/hsms.ts); one made from a backup is never initialized: it has none.
   // The anchor's secret key goes to the engine's keyring (durably) before the cluster is recorded;
   // a cluster that is not recorded after all takes it away again.
   const anchorPublicKey = await ctx.createTrustAnchor(clusterId)
@@ -73,11 +72,14 @@ export async function createCluster (ctx: ApiContext, req: ApiRequest<'CreateClu
       throw invalidRequest(`You have reached the limit of ${ctx.settings.clustersMax} clusters in ${region}; delete a cluster first (hsmlab: raise it with --clusters-max)`)
     }
     let nextSlot = 0
+    let clusterCertificate: string | undefined
     if (sourceBackupId !== undefined) {
       const backup = draft.backups[sourceBackupId]
       if (backup === undefined) throw notFound(`Backup ${sourceBackupId} not found`)
       if (backup.state !== 'READY') throw invalidRequest(`Backup ${sourceBackupId} is in state ${backup.state}: a cluster can be created only from a READY backup`)
       nextSlot = backup.nextSlot
+      // The cluster the backup was made from was initialized with it: a cluster made from the backup shows it too.
+      clusterCertificate = backup.clusterCertificate
     }
     const record: ClusterRecord = {
       clusterId,
@@ -93,8 +95,7 @@ export async function createCluster (ctx: ApiContext, req: ApiRequest<'CreateClu
       retentionDays: days,
       tags,
       anchorPublicKey: Buffer.from(anchorPublicKey).toString('base64'),
-      ...(csr === undefined ? {} : { csrPublicKeyPem: csr.publicKeyPem, csrPem: csr.csrPem }),
-      certificates: {},
+      certificates: clusterCertificate === undefined ? {} : { ClusterCertificate: clusterCertificate },
       nextSlot,
       peersVersion: 0,
       transitionAtRealMs: Date.now() + ctx.settings.clusterCreateDelayMs

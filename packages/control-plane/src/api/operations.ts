@@ -16,6 +16,7 @@ import { copyBackupToRegion, deleteBackup, describeBackups, hsmlabCreateBackup, 
 import { createCluster, deleteCluster, describeClusters, initializeCluster, modifyCluster } from './clusters.js'
 import type { ApiContext } from './context.js'
 import { createHsm, deleteHsm } from './hsms.js'
+import { deleteResourcePolicy, getResourcePolicy, putResourcePolicy } from './resource-policies.js'
 import { hsmlabDescribeHsmRoutes, hsmlabSetHsmRoutes } from './routes.js'
 import { listTags, tagResource, untagResource } from './tags.js'
 
@@ -41,6 +42,9 @@ const HANDLERS: { readonly [N in ApiOperationName]: Handler<N> } = {
   TagResource: tagResource,
   UntagResource: untagResource,
   ListTags: listTags,
+  GetResourcePolicy: getResourcePolicy,
+  PutResourcePolicy: putResourcePolicy,
+  DeleteResourcePolicy: deleteResourcePolicy,
   HsmlabCreateBackup: hsmlabCreateBackup,
   HsmlabSetHsmRoutes: hsmlabSetHsmRoutes,
   HsmlabDescribeHsmRoutes: hsmlabDescribeHsmRoutes
@@ -62,5 +66,5 @@ export function operationOf (name: string): { name: ApiOperationName, run: Opera
   return run === undefined ? undefined : { name: name as ApiOperationName, run }
 }
 
-/** Operations of the AWS model that hsmlab does not serve (backup sharing across accounts). */
-export const UNSUPPORTED_OPERATIONS: readonly string[] = ['GetResourcePolicy', 'PutResourcePolicy', 'DeleteResourcePolicy']
+/** Operations of the AWS model that hsmlab does not serve: none since the resource policies (issue 15). */
+export const UNSUPPORTED_OPERATIONS: readonly string[] = []

@@ -106,7 +106,8 @@ export class BackupReconciler implements BackupMaker {
         ...(cluster.mode === undefined ? {} : { mode: cluster.mode }),
         reason,
         ...(fromHsmId === undefined ? {} : { sourceHsmId: fromHsmId }),
-        nextSlot: cluster.nextSlot
+        nextSlot: cluster.nextSlot,
+        ...(cluster.certificates.ClusterCertificate === undefined ? {} : { clusterCertificate: cluster.certificates.ClusterCertificate })
       }
       draft.backups[record.backupId] = record
       return record.backupId

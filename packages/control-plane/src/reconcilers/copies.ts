@@ -126,6 +126,7 @@ export class CopyReconciler implements CopyEndpoints {
         ...(body.mode === undefined ? {} : { mode: body.mode }),
         reason: 'copy',
         nextSlot: body.nextSlot,
+        ...(body.clusterCertificate === undefined ? {} : { clusterCertificate: body.clusterCertificate }),
         copy: { requestId: body.requestId, deadlineLabMs: now + this.c.tuning.copyRetryWindowLabSeconds * 1000, attempts: 0 }
       }
       draft.backups[record.backupId] = record

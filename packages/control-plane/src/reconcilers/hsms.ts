@@ -25,6 +25,7 @@ import type { BackupMaker } from './backups.js'
 import type { HsmDirectory } from './hsm-directory.js'
 import type { PeerReconciler } from './peers.js'
 import { backoff } from './runtime.js'
+import { publicKeyPemOfCertificate } from '../x509.js'
 import type { ReconcilerComponents } from './runtime.js'
 
 const ACTIVE_HSM_MESSAGE = 'HSM created.'
@@ -182,6 +183,7 @@ export class HsmReconciler {
     const askCertificates = cluster !== undefined && cluster.certificates.HsmCertificate === undefined
     const askInfo = askCertificates || (cluster !== undefined && (cluster.lineage === undefined || known.state !== 'CREATE_IN_PROGRESS'))
     let lineage: string | undefined
+    let clusterCsr: string | undefined
     const certificates: Record<string, string> = {}
     if (askInfo) {
       // Its port is recorded before it is asked, so a control plane that dies meanwhile adopts it where it listens.
@@ -197,15 +199,17 @@ export class HsmReconciler {
       if (address !== undefined) {
         try {
           const certificate = async (certType: number): Promise<string> => (await this.p.links.call(address, 'getCertificate', { certType })).pem
-          const [info, manufacturer, hsmCertificate, aws] = await Promise.all([
+          // The HSM's X.509 chain (hsm certificates.ts): 2 manufacturer hardware, 16 HSM, 32 AWS hardware, 64 the cluster's CSR.
+          const [info, manufacturer, hsmCertificate, aws, csr] = await Promise.all([
             this.p.links.call(address, 'getHsmInfo', {}),
-            ...(askCertificates ? [certificate(2), certificate(8), certificate(16)] : [])
+            ...(askCertificates ? [certificate(2), certificate(16), certificate(32), certificate(64)] : [])
           ])
           lineage = info.lineage
-          if (manufacturer !== undefined && hsmCertificate !== undefined && aws !== undefined) {
+          if (manufacturer !== undefined && hsmCertificate !== undefined && aws !== undefined && csr !== undefined) {
             certificates.ManufacturerHardwareCertificate = manufacturer
             certificates.HsmCertificate = hsmCertificate
             certificates.AwsHardwareCertificate = aws
+            clusterCsr = csr
           }
         } catch (err) {
           log.warn({ hsmId, err: (err as Error).message }, 'the HSM is ready but did not answer getHsmInfo/getCertificate')
@@ -232,6 +236,15 @@ export class HsmReconciler {
         delete c.stateMessage
         log.info({ clusterId: c.clusterId, from: c.sourceBackupId }, 'cluster restored from its backup: ACTIVE')
       } else if (c.state === 'UNINITIALIZED' && c.certificates.ClusterCsr === undefined) {
+        // The first HSM made the CSR with the key its HsmCertificate certifies: SignedCert must certify that key.
+        if (clusterCsr !== undefined && c.csrPem === undefined && c.certificates.HsmCertificate !== undefined) {
+          try {
+            c.csrPublicKeyPem = publicKeyPemOfCertificate(c.certificates.HsmCertificate)
+            c.csrPem = clusterCsr
+          } catch (err) {
+            log.warn({ clusterId: c.clusterId, err: (err as Error).message }, 'the HSM certificate cannot be read: the cluster has no CSR yet')
+          }
+        }
         if (c.csrPem !== undefined) c.certificates.ClusterCsr = c.csrPem
       }
     })
