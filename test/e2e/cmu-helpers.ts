@@ -4,6 +4,8 @@
  * them, and the real `cloudhsm_mgmt_util` bin run as a child process with a session piped in.
  * Every process is killed when the test ends (spawnNode registers it), also when the test fails.
  */
+import { execFileSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -114,4 +116,17 @@ export function usersSection (label: string, rows: Array<[number, string, string
   const lines = rows.map(([id, type, name, failures = 0, mofn = false, twoFactor = false]) =>
     String(id).padStart(10) + ' '.repeat(14) + type.padEnd(16) + name.padEnd(32) + yesNo(mofn).padStart(11) + String(failures).padStart(16) + yesNo(twoFactor).padStart(17))
   return [`Users on ${label}:`, `Number of users found:${rows.length}`, '', header, ...lines].join('\n') + '\n'
+}
+
+/** Runs openssl in `dir`, as the guide's quorum and 2FA pages do. */
+export function openssl (dir: string, ...args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' })
+}
+
+/** An officer's RSA-2048 key pair and signed registration token, made as the guide makes them. */
+export function makeOfficerKey (dir: string, name: string): void {
+  openssl(dir, 'genrsa', '-out', `${name}.key`, '2048')
+  openssl(dir, 'rsa', '-in', `${name}.key`, '-outform', 'PEM', '-pubout', '-out', `${name}.pub`)
+  writeFileSync(join(dir, `${name}.token`), 'token to be signed\n')
+  openssl(dir, 'dgst', '-sha256', '-sign', `${name}.key`, '-out', `${name}.token.sig`, `${name}.token`)
 }

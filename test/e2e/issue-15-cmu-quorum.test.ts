@@ -11,12 +11,11 @@
  * cloudhsm_mgmt_util-registerQuorumPubKey.md, manage-2fa.md), the lab's server names in place of
  * the guide's IPs; the token validity, which counts down, is checked apart.
  */
-import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { tmpDir } from '@hsmlab/testing'
-import { runCmuBin, startCluster, startCmuBin, startupTrace, usersSection } from './cmu-helpers.js'
+import { makeOfficerKey, openssl, runCmuBin, startCluster, startCmuBin, startupTrace, usersSection } from './cmu-helpers.js'
 
 const LABELS = ['server 0(hsm0)', 'server 1(hsm1)']
 const BANNER = [
@@ -31,18 +30,6 @@ const BANNER = [
 ].join('\n') + '\n'
 const SETUP = 'loginHSM PRECO admin password\nchangePswd PRECO admin co12345\ny\n' +
   'createUser CO officer1 0fficer1\ny\ncreateUser CO officer2 0fficer2\ny\nquit\n'
-
-function openssl (dir: string, ...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' })
-}
-
-/** An officer's RSA-2048 key pair and signed registration token, made as the guide makes them. */
-function makeOfficerKey (dir: string, name: string): void {
-  openssl(dir, 'genrsa', '-out', `${name}.key`, '2048')
-  openssl(dir, 'rsa', '-in', `${name}.key`, '-outform', 'PEM', '-pubout', '-out', `${name}.pub`)
-  writeFileSync(join(dir, `${name}.token`), 'token to be signed\n')
-  openssl(dir, 'dgst', '-sha256', '-sign', `${name}.key`, '-out', `${name}.token.sig`, `${name}.token`)
-}
 
 const tokenBlock = (node: number): string => `Token:\nId:1\nService:3\nNode:${node}\nKey Handle:0\nUser:officer1\n`
 const serverBanner = (i: number): string => `\n=====================\n    Server ${i}(hsm${i})\n=====================\n`

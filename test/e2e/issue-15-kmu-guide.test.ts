@@ -69,6 +69,14 @@ describe('issue 15: the AWS key_mgmt_util examples, replayed', () => {
     expect(await shell.exit()).toBe(0)
   })
 
+  it('genECCKeyPair and the -a 512 dump of its private key, with VALUE_LEN, MODULUS and MODULUS_BITS', async () => {
+    const { shell, cwd } = await session()
+    await replayTranscript(shell, cwd, fixture('ecc.txt'), read)
+    // OBJ_ATTR_MODULUS is the public point: the 65 bytes of an uncompressed P-256 point.
+    expect(read(join(cwd, 'attr_262177'))).toMatch(/\nOBJ_ATTR_MODULUS\n04[0-9a-f]{128}\n/)
+    expect(await shell.exit()).toBe(0)
+  })
+
   it('a session key is listed on its own node only', async () => {
     const { shell, cwd } = await session()
     await replayTranscript(shell, cwd, fixture('session.txt'), read)

@@ -275,13 +275,8 @@ function readContent (plain: Uint8Array, header: BackupHeader): Omit<BackupConte
   if (!(v.maskingKey instanceof Uint8Array) || v.maskingKey.length !== 32) throw malformed('holds no masking key')
   if (!Array.isArray(v.users) || !Array.isArray(v.keys)) throw malformed('holds no user or key list')
   const fault: RecordFault = detail => malformed(detail)
-  // A user's quorum/2FA public key rides beside the record readUserRecord checks.
-  const users = (v.users as unknown[]).map(u => {
-    const user = readUserRecord(u, fault)
-    const pem = (u as Record<string, unknown>).publicKeyPem
-    if (pem !== undefined && typeof pem !== 'string') throw malformed('holds a malformed user public key')
-    return pem === undefined ? user : { ...user, publicKeyPem: pem }
-  })
+  // readUserRecord keeps a user's quorum/2FA public key too.
+  const users = (v.users as unknown[]).map(u => readUserRecord(u, fault))
   const quorumMValues: Record<number, number> = {}
   // Backups made before quorum settings existed hold none: every M value is then 1.
   if (v.quorumMValues !== undefined) {

@@ -113,6 +113,8 @@ export interface AsymmetricMaterial {
   publicExponent?: number
   /** EC: the OpenSSL name of the curve. */
   curve?: string
+  /** EC: the public point as the SPKI holds it (uncompressed: 0x04, x, y). */
+  ecPoint?: Uint8Array
 }
 
 const RSA_BITS_MIN = 2048
@@ -145,6 +147,31 @@ export function curveName (curveId: number): string {
   throw new WireError(ReturnCode.INVALID_INPUT, `curve ${curveId} is not supported (supported: ${known})`)
 }
 
+/** The length and where the content starts of the DER element at `at`. */
+function derElement (der: Uint8Array, at: number): { start: number, end: number } {
+  let length = der[at + 1] ?? 0
+  let start = at + 2
+  if (length > 0x80) {
+    const octets = length & 0x7f
+    length = 0
+    for (let i = 0; i < octets; i++) length = length * 256 + (der[start + i] ?? 0)
+    start += octets
+  }
+  return { start, end: start + length }
+}
+
+/**
+ * The subjectPublicKey bits of an SPKI (for EC keys, the public point), read from the DER that
+ * Node itself exported: SEQUENCE { SEQUENCE algorithm, BIT STRING (a zero unused-bits byte, then
+ * the key) }.
+ */
+function spkiKeyBits (spki: Uint8Array): Uint8Array {
+  const outer = derElement(spki, 0)
+  const algorithm = derElement(spki, outer.start)
+  const bits = derElement(spki, algorithm.end)
+  return spki.slice(bits.start + 1, bits.end)
+}
+
 function describeKeyObjects (privateKey: KeyObject | undefined, publicKey: KeyObject): AsymmetricMaterial {
   const publicDer = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }))
   const privateDer = privateKey === undefined ? undefined : new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }))
@@ -167,6 +194,7 @@ function describeKeyObjects (privateKey: KeyObject | undefined, publicKey: KeyOb
     const curve = publicKey.asymmetricKeyDetails?.namedCurve
     if (curve !== undefined) material.curve = curve
     if (privateDer !== undefined) material.privateDer = privateDer
+    material.ecPoint = spkiKeyBits(publicDer)
     return material
   }
   throw new WireError(ReturnCode.INVALID_INPUT, `keys of type ${String(publicKey.asymmetricKeyType)} are not supported (RSA and EC only)`)

@@ -10,7 +10,9 @@
  *   owner and shared users on the source HSM, so the destination can check that they are the
  *   same people ("both clusters must have consistent CO and CU credentials");
  * - a user: `{ format: 'hsmlab/masked-user/v1', user: UserRecord }` — with the password verifier
- *   (salted scrypt), never a clear password.
+ *   (salted scrypt), never a clear password, and the user's quorum/2FA public key when it has one
+ *   (syncUser must carry it: without it the destination shows `MofnPubKey YES` but can check
+ *   neither approvals nor a second factor of that user).
  */
 import { CryptoError, CRYPTO_ERR_LINEAGE, maskObject, unmaskObject } from '@hsmlab/crypto'
 import type { MaskedObjectHeader } from '@hsmlab/crypto'
@@ -82,6 +84,7 @@ export function maskUser (ctx: HsmContext, user: UserRecord): Uint8Array {
     mofnPubKey: user.mofnPubKey,
     twoFactor: user.twoFactor
   }
+  if (user.publicKeyPem !== undefined) plain.publicKeyPem = user.publicKeyPem
   return maskObject(ctx.identity.maskingKey, header, encode({ format: USER_FORMAT, user: plain }))
 }
 
@@ -180,7 +183,7 @@ export function readMaskedKey (payload: Record<string, unknown>): MaskedKey {
   return { record, users }
 }
 
-/** A user record from decoded MessagePack, shape checked (masked users and backups carry them). */
+/** A user record from decoded MessagePack, shape checked, with its public key (masked users and backups carry them). */
 export function readUserRecord (value: unknown, fault: RecordFault = maskedFault('user')): UserRecord {
   const v = value as Record<string, unknown> | null | undefined
   if (typeof v !== 'object' || v === null) throw fault('holds no user record')
@@ -190,10 +193,10 @@ export function readUserRecord (value: unknown, fault: RecordFault = maskedFault
   if (!isInt(v.userId) || v.userId < 0 || typeof v.userName !== 'string' || !USER_TYPES.includes(v.userType as UserType) ||
       !isInt(v.loginFailureCount) || typeof v.mofnPubKey !== 'boolean' || typeof v.twoFactor !== 'boolean' ||
       password === null || password === undefined || password.algorithm !== 'scrypt' || !isInt(password.cost) ||
-      salt === undefined || hash === undefined) {
+      salt === undefined || hash === undefined || (v.publicKeyPem !== undefined && v.publicKeyPem !== null && typeof v.publicKeyPem !== 'string')) {
     throw fault('holds a malformed user record')
   }
-  return {
+  const user: UserRecord = {
     userId: v.userId,
     userType: v.userType as UserType,
     userName: v.userName,
@@ -202,4 +205,6 @@ export function readUserRecord (value: unknown, fault: RecordFault = maskedFault
     mofnPubKey: v.mofnPubKey,
     twoFactor: v.twoFactor
   }
+  if (typeof v.publicKeyPem === 'string') user.publicKeyPem = v.publicKeyPem
+  return user
 }

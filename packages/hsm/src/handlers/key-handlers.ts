@@ -186,10 +186,12 @@ export interface AttributeSpec {
   extractable: boolean
   /** Generated on this HSM (1) or imported / unwrapped (0). */
   local: boolean
-  /** Secret keys: length in bytes. */
+  /** Secret keys: length in bytes; RSA and EC keys: see `asymmetricAttributes`. */
   valueLen?: number
   kcv?: Uint8Array
   rsa?: { modulus: Uint8Array, modulusBits: number, publicExponent: number }
+  /** EC keys: OBJ_ATTR_MODULUS is the public point, OBJ_ATTR_MODULUS_BITS the curve's OpenSSL NID. */
+  ec?: { point: Uint8Array, curveNid: number }
 }
 
 /** The usage attributes a new key gets, by class and type (PKCS#11 conventions). */
@@ -250,6 +252,10 @@ export function buildAttributes (spec: AttributeSpec): Record<number, AttributeV
     attributes[Attribute.MODULUS] = spec.rsa.modulus
     attributes[Attribute.MODULUS_BITS] = spec.rsa.modulusBits
     attributes[Attribute.PUBLIC_EXPONENT] = spec.rsa.publicExponent
+  }
+  if (spec.ec !== undefined) {
+    attributes[Attribute.MODULUS] = spec.ec.point
+    attributes[Attribute.MODULUS_BITS] = spec.ec.curveNid
   }
   return attributes
 }
@@ -523,9 +529,34 @@ const generateSymmetricKey: Handler<'generateSymmetricKey'> = async (ctx, sessio
   return { handle }
 }
 
-function rsaAttributes (material: AsymmetricMaterial): AttributeSpec['rsa'] {
-  if (material.modulus === undefined || material.modulusBits === undefined || material.publicExponent === undefined) return undefined
-  return { modulus: material.modulus, modulusBits: material.modulusBits, publicExponent: material.publicExponent }
+/**
+ * OpenSSL's NID of each curve hsmlab makes keys on: the HSM stores it as an EC key's
+ * OBJ_ATTR_MODULUS_BITS (the guide's genECCKeyPair page dumps a P-256 private key with
+ * `0x0000019f`, 415, NID_X9_62_prime256v1).
+ */
+const EC_CURVE_NIDS: Readonly<Record<string, number>> = { prime256v1: 415, secp224r1: 713, secp256k1: 714, secp384r1: 715, secp521r1: 716 }
+
+/**
+ * The attributes of an RSA or EC key that come from its material, as the guide's dumps show them
+ * (key_mgmt_util-genRSAKeyPair.md, key_mgmt_util-genECCKeyPair.md):
+ * - RSA: modulus, modulus bits, public exponent, and OBJ_ATTR_VALUE_LEN of modulus bits / 4 (the
+ *   page's 2048-bit public key: "the key length (512, `0x200`)"; no page dumps a private key, which
+ *   gets the same);
+ * - EC: the public point as OBJ_ATTR_MODULUS, the curve's NID as OBJ_ATTR_MODULUS_BITS, and
+ *   OBJ_ATTR_VALUE_LEN the length of the key's DER (the page's P-256 private key: 0x8a, 138, the
+ *   length of its PKCS#8; a public key: its SPKI's).
+ */
+function asymmetricAttributes (material: AsymmetricMaterial, keyClass: number): Pick<AttributeSpec, 'valueLen' | 'rsa' | 'ec'> {
+  if (material.modulus !== undefined && material.modulusBits !== undefined && material.publicExponent !== undefined) {
+    return {
+      valueLen: Math.floor(material.modulusBits / 4),
+      rsa: { modulus: material.modulus, modulusBits: material.modulusBits, publicExponent: material.publicExponent }
+    }
+  }
+  const der = keyClass === KeyClass.PRIVATE ? material.privateDer : material.publicDer
+  const curveNid = material.curve === undefined ? undefined : EC_CURVE_NIDS[material.curve]
+  if (material.ecPoint === undefined || curveNid === undefined || der === undefined) return {}
+  return { valueLen: der.length, ec: { point: material.ecPoint, curveNid } }
 }
 
 const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) => {
@@ -541,7 +572,7 @@ const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) =
   }
   const publicHandle = ctx.keys.allocate()
   const privateHandle = ctx.keys.allocate()
-  const common = { keyType: material.keyType, token: options.token, label: args.label, id: options.id, local: true, kcv: publicKeyKcv(material.publicDer), rsa: rsaAttributes(material) }
+  const common = { keyType: material.keyType, token: options.token, label: args.label, id: options.id, local: true, kcv: publicKeyKcv(material.publicDer) }
   const publicKey: KeyRecord = {
     handle: publicHandle,
     keyClass: KeyClass.PUBLIC,
@@ -549,7 +580,7 @@ const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) =
     owner: user.userId,
     sharedWith: [],
     mValue: 0,
-    attributes: buildAttributes({ ...common, keyClass: KeyClass.PUBLIC, extractable: true }),
+    attributes: buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PUBLIC), keyClass: KeyClass.PUBLIC, extractable: true }),
     material: material.publicDer,
     pairHandle: privateHandle
   }
@@ -561,7 +592,7 @@ const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) =
     // Public keys cannot be shared: `-u` shares the private half.
     sharedWith,
     mValue: args.mValue ?? 0,
-    attributes: buildAttributes({ ...common, keyClass: KeyClass.PRIVATE, extractable: args.extractable ?? true }),
+    attributes: buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PRIVATE), keyClass: KeyClass.PRIVATE, extractable: args.extractable ?? true }),
     material: material.privateDer,
     pairHandle: publicHandle
   }
@@ -704,7 +735,7 @@ const unwrapKey: Handler<'unwrapKey'> = async (ctx, session, args) => {
     material = described.privateDer
     attributes = buildAttributes({
       keyClass, keyType, token, label, id: '', extractable: args.extractable ?? true, local: false,
-      kcv: publicKeyKcv(described.publicDer), rsa: rsaAttributes(described)
+      kcv: publicKeyKcv(described.publicDer), ...asymmetricAttributes(described, keyClass)
     })
   }
   if (header !== undefined) {

@@ -6,7 +6,7 @@
  * The layout follows the real tool's: every block starts with a blank line and is indented with
  * one tab (`\n\tCfm3GenerateSymmetricKey returned: 0x00 : HSM Return: SUCCESS\n`).
  */
-import { Attribute, attributeName, describeReturnCode, formatNodeState, formatReturnCode } from '@hsmlab/protocol'
+import { Attribute, KeyType, attributeName, describeReturnCode, formatNodeState, formatReturnCode } from '@hsmlab/protocol'
 import type { AttributeValue, KeyAttribute, KeyInfo, UserInfo } from '@hsmlab/protocol'
 
 /** One node's line in the cluster status block: its server id and the code it answered. */
@@ -220,10 +220,16 @@ export function attributeDump (attributes: readonly KeyAttribute[], all: boolean
   const chosen = all
     ? ATTRIBUTE_DUMP_ORDER.flatMap(id => attributes.filter(a => a.id === id))
     : [...attributes]
+  // An EC key's OBJ_ATTR_MODULUS is its public point, which the genECCKeyPair page's dump prints
+  // as bare hex on one line (an RSA modulus has `0x` and lines of 80).
+  const ec = attributes.some(a => a.id === Attribute.KEY_TYPE && a.value === KeyType.EC)
   let file = ''
   for (const attribute of chosen) {
     const name = attributeName(attribute.id) ?? attribute.name
-    file += `${name}\n${formatAttributeValue(attribute.id, attribute.value, all)}\n`
+    const value = ec && attribute.id === Attribute.MODULUS && attribute.value instanceof Uint8Array
+      ? hex(attribute.value)
+      : formatAttributeValue(attribute.id, attribute.value, all)
+    file += `${name}\n${value}\n`
   }
   if (!all) return { file }
   const size = chosen.reduce((sum, a) => sum + attributeSize(a), 0)
