@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { Toxiproxy } from 'toxiproxy-node-client'
-import type { Latency } from 'toxiproxy-node-client'
+import type { ICreateToxicBody, Latency } from 'toxiproxy-node-client'
 import { describe, expect, it } from 'vitest'
 import { HsmConnection, readCmuConfig } from '@hsmlab/client'
 import { ControlPlaneClient } from '@hsmlab/control-plane'
@@ -101,7 +101,8 @@ describe('the fault layer of a lab', () => {
     const connection = await HsmConnection.connect({ url: hsm0.endpoint, trustAnchor: anchor, expectedClusterId: primary.id })
     try {
       const proxy = await toxiproxy.get('us-east-1/primary/hsm-0')
-      const toxic = await proxy.addToxic<Latency>({ type: 'latency', stream: 'downstream', toxicity: 1, attributes: { latency: 400, jitter: 0 } })
+      // No name: the server names it (checked below); the client's type asks for one all the same.
+      const toxic = await proxy.addToxic<Latency>({ type: 'latency', stream: 'downstream', toxicity: 1, attributes: { latency: 400, jitter: 0 } } as ICreateToxicBody<Latency>)
       expect(toxic.name).toBe('latency_downstream')
       expect(await elapsedMs(async () => await connection.call('getHsmInfo', {}))).toBeGreaterThanOrEqual(390)
       await toxic.remove()
