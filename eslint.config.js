@@ -28,6 +28,9 @@ export default defineConfig(
       // A `let` assigned once, after a closure that reads it was made (a callback wired before
       // the object it calls exists), cannot be a const.
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
+      // Rejecting with a caught `unknown` passes on what was thrown, as a rethrow does (which
+      // only-throw-error allows).
+      '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingUnknown: true }],
       'no-restricted-properties': ['error',
         { object: 'describe', property: 'only', message: 'A focused test hides the rest of the suite.' },
         { object: 'it', property: 'only', message: 'A focused test hides the rest of the suite.' },
