@@ -5,7 +5,7 @@
  * disagree.
  */
 import { Attribute, KeyClass, ReturnCode, describeReturnCode, formatReturnCode } from '@hsmlab/protocol'
-import type { KeyCreationOptions, UserType } from '@hsmlab/protocol'
+import type { KeyCreationOptions } from '@hsmlab/protocol'
 import { LOCAL_FAILURE, errorLine } from './kmu-args.js'
 import type { FlagSpec, ParsedFlags } from './kmu-args.js'
 import {
@@ -126,7 +126,7 @@ async function loginHSM (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
     password = await ctx.io.readSecret('Enter password: ')
     if (password === undefined) return LOCAL_FAILURE
   }
-  const outcomes = await ctx.callEach('login', { userType: userType as UserType, userName, password })
+  const outcomes = await ctx.callEach('login', { userType, userName, password })
   return printEach(ctx, 'Cfm3LoginHSM', outcomes)
 }
 
