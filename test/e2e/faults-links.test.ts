@@ -130,7 +130,7 @@ describe('the fault layer of a lab', () => {
     expect(blackhole.code, blackhole.stderr).toBe(0)
     expect(blackhole.stdout).toBe('blackholed us-east-1/primary/hsm-1: 3 links\n  peer/us-east-1/primary/hsm-0->hsm-1\n  peer/us-east-1/primary/hsm-1->hsm-0\n  us-east-1/primary/hsm-1\n')
     cmu.type('listUsers')
-    at = await cmu.waitForOutput(`listUsers failed on server 1(${name1})\n`, at)
+    await cmu.waitForOutput(`listUsers failed on server 1(${name1})\n`, at)
     const users = usersSection(`server 0(${name0})`, [[1, 'CO', 'admin'], [2, 'AU', 'app_user'], [3, 'CU', 'alice']])
     expect(cmu.process.stdout()).toContain(`aws-cloudhsm>listUsers\n${users}listUsers failed: server did not respond within 1000 ms\nlistUsers failed on server 1(${name1})\n`)
     expect((await lab.hsmlab(['fault', 'heal', 'us-east-1/primary/hsm-1'])).code).toBe(0)
@@ -144,7 +144,7 @@ describe('the fault layer of a lab', () => {
     const partition = await lab.hsmlab(['fault', 'partition', hsm0.id])
     expect(partition.code, partition.stderr).toBe(0)
     again.type('listUsers')
-    at = await again.waitForOutput('aws-cloudhsm>', at)
+    await again.waitForOutput('aws-cloudhsm>', at)
     expect(again.process.stdout()).toContain(`aws-cloudhsm>listUsers\nlistUsers failed: server is not connected\nlistUsers failed on server 0(${name0})\n` +
       usersSection(`server 1(${name1})`, [[1, 'CO', 'admin'], [2, 'AU', 'app_user'], [3, 'CU', 'alice']]))
     again.type('quit')
