@@ -13,7 +13,7 @@ import {
   mergeUsers, resultLine
 } from './kmu-format.js'
 import type { NodeStatus } from './kmu-format.js'
-import type { KmuContext } from './kmu-session.js'
+import type { KmuContext } from './kmu-context.js'
 import { USAGE } from './kmu-usage.js'
 
 /** One command: its flags and its handler. */
