@@ -81,7 +81,7 @@ describe('cloudhsm_mgmt_util when HSMs fail', () => {
     cmu.type('y')
     at = await cmu.waitForOutput('Retry/Ignore/Abort?(R/I/A):', at)
     cmu.type('I')
-    at = await cmu.waitForOutput('aws-cloudhsm>', at)
+    await cmu.waitForOutput('aws-cloudhsm>', at)
     expect(cmu.process.stdout()).toContain('Changing password for admin(PRECO) on 3 nodes\n' +
       'changePswd failed: server is not connected\nchangePswd failed on server 1(hsm1)\n\nRetry/Ignore/Abort?(R/I/A):I\n' +
       'aws-cloudhsm>')
@@ -93,13 +93,13 @@ describe('cloudhsm_mgmt_util when HSMs fail', () => {
     const cluster = await startCluster(2)
     const config = await cluster.cmuConfig()
     const cmu = startCmuBin([config, '--request-timeout-ms', '1500'])
-    let at = await cmu.waitForOutput('aws-cloudhsm>')
+    const at = await cmu.waitForOutput('aws-cloudhsm>')
     const silent = cluster.hsms[1]?.process.child
     silent?.kill('SIGSTOP')
     onTestFinished(() => { silent?.kill('SIGCONT') })
     const started = Date.now()
     cmu.type('listUsers')
-    at = await cmu.waitForOutput('listUsers failed on server 1(hsm1)\n', at)
+    await cmu.waitForOutput('listUsers failed on server 1(hsm1)\n', at)
     expect(Date.now() - started).toBeGreaterThanOrEqual(1400)
     expect(cmu.process.stdout()).toContain('Users on server 0(hsm0):\n')
     expect(cmu.process.stdout()).toContain('listUsers failed: server did not respond within 1500 ms\nlistUsers failed on server 1(hsm1)\n')

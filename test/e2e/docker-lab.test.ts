@@ -16,14 +16,12 @@
  * deadline; the project is taken down with its volumes at the end, also on failure, and the
  * containers' logs are printed when the test failed.
  */
-import { execFile, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { describe, expect, it, onTestFailed, onTestFinished } from 'vitest'
 import { tmpDir, waitFor } from '@hsmlab/testing'
 
-const exec = promisify(execFile)
 const root = new URL('../..', import.meta.url).pathname.replace(/\/$/, '')
 const SETUP = join(root, 'scripts/docker/podman-setup.sh')
 const PROJECT = `hsmlab-e2e-${process.pid}`

@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { Toxiproxy } from 'toxiproxy-node-client'
-import type { Latency } from 'toxiproxy-node-client'
+import type { ICreateToxicBody, Latency } from 'toxiproxy-node-client'
 import { describe, expect, it } from 'vitest'
 import { HsmConnection, readCmuConfig } from '@hsmlab/client'
 import { ControlPlaneClient } from '@hsmlab/control-plane'
@@ -101,7 +101,8 @@ describe('the fault layer of a lab', () => {
     const connection = await HsmConnection.connect({ url: hsm0.endpoint, trustAnchor: anchor, expectedClusterId: primary.id })
     try {
       const proxy = await toxiproxy.get('us-east-1/primary/hsm-0')
-      const toxic = await proxy.addToxic<Latency>({ type: 'latency', stream: 'downstream', toxicity: 1, attributes: { latency: 400, jitter: 0 } })
+      // No name: the server names it (checked below); the client's type asks for one all the same.
+      const toxic = await proxy.addToxic<Latency>({ type: 'latency', stream: 'downstream', toxicity: 1, attributes: { latency: 400, jitter: 0 } } as ICreateToxicBody<Latency>)
       expect(toxic.name).toBe('latency_downstream')
       expect(await elapsedMs(async () => await connection.call('getHsmInfo', {}))).toBeGreaterThanOrEqual(390)
       await toxic.remove()
@@ -129,7 +130,7 @@ describe('the fault layer of a lab', () => {
     expect(blackhole.code, blackhole.stderr).toBe(0)
     expect(blackhole.stdout).toBe('blackholed us-east-1/primary/hsm-1: 3 links\n  peer/us-east-1/primary/hsm-0->hsm-1\n  peer/us-east-1/primary/hsm-1->hsm-0\n  us-east-1/primary/hsm-1\n')
     cmu.type('listUsers')
-    at = await cmu.waitForOutput(`listUsers failed on server 1(${name1})\n`, at)
+    await cmu.waitForOutput(`listUsers failed on server 1(${name1})\n`, at)
     const users = usersSection(`server 0(${name0})`, [[1, 'CO', 'admin'], [2, 'AU', 'app_user'], [3, 'CU', 'alice']])
     expect(cmu.process.stdout()).toContain(`aws-cloudhsm>listUsers\n${users}listUsers failed: server did not respond within 1000 ms\nlistUsers failed on server 1(${name1})\n`)
     expect((await lab.hsmlab(['fault', 'heal', 'us-east-1/primary/hsm-1'])).code).toBe(0)
@@ -143,7 +144,7 @@ describe('the fault layer of a lab', () => {
     const partition = await lab.hsmlab(['fault', 'partition', hsm0.id])
     expect(partition.code, partition.stderr).toBe(0)
     again.type('listUsers')
-    at = await again.waitForOutput('aws-cloudhsm>', at)
+    await again.waitForOutput('aws-cloudhsm>', at)
     expect(again.process.stdout()).toContain(`aws-cloudhsm>listUsers\nlistUsers failed: server is not connected\nlistUsers failed on server 0(${name0})\n` +
       usersSection(`server 1(${name1})`, [[1, 'CO', 'admin'], [2, 'AU', 'app_user'], [3, 'CU', 'alice']]))
     again.type('quit')

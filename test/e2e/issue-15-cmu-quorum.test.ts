@@ -53,8 +53,8 @@ describe('issue 15: CMU quorum authentication and 2FA as the guide shows them', 
     cmu.type(register('officer1', '0fficer1') + register('officer2', '0fficer2') +
       'listUsers\nloginHSM CO officer1 0fficer1\nsetMValue 3 2\ny\ngetMValue 3\ngetMValue 4\n' +
       'createUser CU user1 password\ny\nA\n' + `getToken 3 officer1 ${f('officer1.token')}`)
-    let at = await cmu.waitForOutput('getToken success on server 1(hsm1)\n')
-    at = await cmu.waitForOutput('aws-cloudhsm>', at)
+    const at = await cmu.waitForOutput('getToken success on server 1(hsm1)\n')
+    await cmu.waitForOutput('aws-cloudhsm>', at)
 
     // The approvers sign the token file outside the HSM, as the guide does with openssl.
     openssl(dir, 'dgst', '-sha256', '-sign', 'officer1.key', '-out', 'officer1.token.sig1', 'officer1.token')
@@ -140,10 +140,10 @@ describe('issue 15: CMU quorum authentication and 2FA as the guide shows them', 
     }
     const cmu = startCmuBin([config])
     cmu.type(`loginHSM CO admin co12345\ncreateUser CO officer3 0fficer3 -2fa ${authdata}`)
-    let at = await cmu.waitForOutput('Press Enter to continue:')
+    const at = await cmu.waitForOutput('Press Enter to continue:')
     signAuthdata(true)
     cmu.type('\ny\nlistUsers\nlogoutHSM\nloginHSM CO officer3 0fficer3\n' + `loginHSM CO officer3 0fficer3 -2fa ${authdata}`)
-    at = await cmu.waitForOutput('Press Enter to continue:', at)
+    await cmu.waitForOutput('Press Enter to continue:', at)
     signAuthdata(false)
     cmu.type('\ninfo server 0\nquit')
     expect(await cmu.process.exited).toBe(0)

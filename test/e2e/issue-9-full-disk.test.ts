@@ -58,7 +58,7 @@ function cannotMount (): string | undefined {
     unmount(probe)
     return undefined
   } catch (err) {
-    return `mounting a tmpfs is not allowed here (${String((err as { stderr?: unknown }).stderr ?? (err as Error).message).trim()}); run as root`
+    return `mounting a tmpfs is not allowed here (${String((err as { stderr?: string | Buffer }).stderr ?? (err as Error).message).trim()}); run as root`
   } finally {
     rmSync(probe, { recursive: true, force: true })
   }

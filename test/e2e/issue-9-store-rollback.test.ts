@@ -49,7 +49,7 @@ describe('issue 9: an HSM refuses store files put back, cut short or deleted, an
     writeFileSync(join(dataDirs[0]!, 'keys.wal'), earlierKeysWal)
     // HSM 1: keys.wal cut at its last record boundary (the last acknowledged key gone).
     const keysWal1 = join(dataDirs[1]!, 'keys.wal')
-    truncateSync(keysWal1, recordStarts(readFileSync(keysWal1)).at(-1)!)
+    truncateSync(keysWal1, recordStarts(readFileSync(keysWal1)).at(-1))
     // HSM 2: users.wal deleted (no users at all, not even the CO).
     rmSync(join(dataDirs[2]!, 'users.wal'))
     // HSM 3: every file of its key store deleted (an empty key store, as if new).

@@ -14,7 +14,7 @@ import { isAbsolute } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { HsmConnection, readCmuConfig } from '@hsmlab/client'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
-import { HSMLAB_BIN, isRunning, spawnNode, startLab, waitFor } from '@hsmlab/testing'
+import { HSMLAB_BIN, isRunning, spawnNode, startLab } from '@hsmlab/testing'
 import type { LabStatusCluster, LabStatusHsm, LabStatusJson } from '@hsmlab/testing'
 
 const topology = {

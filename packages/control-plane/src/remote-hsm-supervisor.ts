@@ -222,7 +222,7 @@ export class RemoteHsmSupervisor implements HsmProcesses {
   }
 
   /** Watches HSM `hsmId` if its host runs it as process `pid`; false when it does not (or does not answer). */
-  async adopt (hsmId: string, pid: number, paths: HsmPaths, pollMs: number): Promise<boolean> {
+  async adopt (hsmId: string, pid: number, _paths: HsmPaths, _pollMs: number): Promise<boolean> {
     if (this.tracked.has(hsmId)) return this.tracked.get(hsmId)?.pid === pid
     const host = this.hostAt(this.opts.addressOf(hsmId))
     if (host === undefined) return false
@@ -260,7 +260,7 @@ export class RemoteHsmSupervisor implements HsmProcesses {
   }
 
   /** Has the host of HSM `hsmId` delete it (stopping it if it runs); the host is then free for another HSM. */
-  async removeData (hsmId: string, paths: HsmPaths): Promise<void> {
+  async removeData (hsmId: string, _paths: HsmPaths): Promise<void> {
     const host = this.hostAt(this.opts.addressOf(hsmId))
     if (host === undefined) {
       this.opts.log.warn({ hsmId, address: this.opts.addressOf(hsmId) }, 'no HSM host of the hosts file has this HSM\'s address: nothing to delete')

@@ -163,6 +163,7 @@ function show (value: unknown): string {
   try {
     return `'${JSON.stringify(value)}'`
   } catch {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- what JSON cannot show (a cycle) shows as String shows it
     return `'${String(value)}'`
   }
 }

@@ -161,17 +161,17 @@ class Router {
     const n = rest.length
     const exists = (name: string): boolean => this.#api.collection.has(name)
     const proxyRoute = (name: string): Handler | 'method-not-allowed' => {
-      if (method === 'GET') return async () => await this.#api.proxyShow(name)
+      if (method === 'GET') return async () => this.#api.proxyShow(name)
       if (method === 'DELETE') return async () => await this.#api.proxyDelete(name)
       return one(['POST', 'PATCH'], async (body, m) => await this.#api.proxyUpdate(name, body, m))
     }
     const toxicsRoute = (name: string): Handler | 'method-not-allowed' => method === 'GET'
-      ? async () => await this.#api.toxicIndex(name)
-      : one(['POST'], async body => await this.#api.toxicCreate(name, body))
+      ? async () => this.#api.toxicIndex(name)
+      : one(['POST'], async body => this.#api.toxicCreate(name, body))
     const toxicRoute = (name: string, toxic: string): Handler | 'method-not-allowed' => {
-      if (method === 'GET') return async () => await this.#api.toxicShow(name, toxic)
-      if (method === 'DELETE') return async () => await this.#api.toxicDelete(name, toxic)
-      return one(['POST', 'PATCH'], async (body, m) => await this.#api.toxicUpdate(name, toxic, body, m))
+      if (method === 'GET') return async () => this.#api.toxicShow(name, toxic)
+      if (method === 'DELETE') return async () => this.#api.toxicDelete(name, toxic)
+      return one(['POST', 'PATCH'], async (body, m) => this.#api.toxicUpdate(name, toxic, body, m))
     }
     const joined = (end: number): string => rest.slice(0, end).join('/')
     // Toxiproxy's reading first, when it names an existing proxy; then the whole path as a name.

@@ -70,27 +70,26 @@ export class Proxy {
     this.listen = init.listen
     this.upstream = init.upstream
     this.groups = [...(init.groups ?? [])]
-    const proxy = this
     this.#connectionHost = {
       name: this.name,
       logger: host.logger,
       bufferBytesMax: host.bufferBytesMax,
       readBufferBytes: host.readBufferBytes,
       upstreamAddress: () => {
-        const parsed = splitHostPort(proxy.upstream)
+        const parsed = splitHostPort(this.upstream)
         if ('error' in parsed) return undefined
         return { host: parsed.host === '' ? 'localhost' : parsed.host, port: parsed.port }
       },
-      toxics: direction => proxy.#chains[direction],
-      isBlackholed: () => proxy.blackholed,
-      drawApplied: (connection, toxic) => host.drawApplied(proxy.name, connection, toxic),
-      drawInt: (connection, toxic, kind, n) => host.drawInt(proxy.name, connection, toxic, kind, n),
+      toxics: direction => this.#chains[direction],
+      isBlackholed: () => this.blackholed,
+      drawApplied: (connection, toxic) => host.drawApplied(this.name, connection, toxic),
+      drawInt: (connection, toxic, kind, n) => host.drawInt(this.name, connection, toxic, kind, n),
       onEvent: (connection, event) => {
         if (event === 'close') {
-          proxy.#connections.delete(connection)
-          if (proxy.#connections.size === 0) proxy.#onDrained?.()
+          this.#connections.delete(connection)
+          if (this.#connections.size === 0) this.#onDrained?.()
         }
-        host.onConnectionEvent(proxy.name, connection.id, event)
+        host.onConnectionEvent(this.name, connection.id, event)
       }
     }
   }

@@ -153,7 +153,7 @@ export async function openDataStores (dir: string, storageKey: Uint8Array, optio
   const openOne = async <V>(name: StoreName): Promise<Store<V>> => {
     try {
       const store = await openStore<V>({ dir, name, key: deriveKey(storageKey, `store/${name}`), ...options })
-      opened.push(store as Store<unknown>)
+      opened.push(store)
       return store
     } catch (err) {
       const code = (err as { code?: unknown }).code

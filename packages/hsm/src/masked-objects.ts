@@ -159,7 +159,7 @@ export function readKeyRecord (value: unknown, fault: RecordFault = maskedFault(
     keyClass: v.keyClass,
     keyType: v.keyType,
     owner: v.owner,
-    sharedWith: [...(v.sharedWith as number[])],
+    sharedWith: [...v.sharedWith],
     mValue: v.mValue,
     attributes: attributes as Record<number, AttributeValue>,
     material

@@ -31,7 +31,7 @@ import type { SecureChannel } from '@hsmlab/crypto'
 import {
   OPERATION_SPECS, PROTOCOL_VERSION, ReturnCode, WireError, asHello, asRequest, checkShape, decode, encode, isOperationName
 } from '@hsmlab/protocol'
-import type { OperationName, ResponseFrame } from '@hsmlab/protocol'
+import type { ResponseFrame } from '@hsmlab/protocol'
 import { STORE_ERR_NO_SPACE } from '@hsmlab/store'
 import type { HandlerTable, HsmContext, Session } from './context.js'
 import { HsmError, HSM_ERR_LISTEN } from './errors.js'
@@ -90,7 +90,7 @@ function checkingIntervalMs (timeoutMs: number): number {
 /** The id of something that looked like a request, or 0. */
 function idOf (value: unknown): number {
   if (typeof value === 'object' && value !== null && 'id' in value) {
-    const id = (value as { id: unknown }).id
+    const id = value.id
     if (typeof id === 'number' && Number.isSafeInteger(id)) return id
   }
   return 0
@@ -352,7 +352,7 @@ export class HsmServer {
     const handlers = this.options.handlers
     const handler = (Object.hasOwn(handlers, op) ? handlers[op] : undefined) as AnyHandler | undefined
     if (handler === undefined) throw new WireError(ReturnCode.UNKNOWN_OPERATION, `this HSM does not serve '${op}'`)
-    checkPrecoRestriction(session, op as OperationName)
+    checkPrecoRestriction(session, op)
     return await handler(this.options.ctx, session, args)
   }
 

@@ -10,7 +10,7 @@ import type { SecureChannel } from '@hsmlab/crypto'
 import { KeyType, ReturnCode, WireError } from '@hsmlab/protocol'
 import { waitFor } from '@hsmlab/testing'
 import type { OperationArgs, OperationName, OperationResult } from '@hsmlab/protocol'
-import type { HsmContext, Session } from '../src/context.js'
+import type { Session } from '../src/context.js'
 import { peerHandlers } from '../src/handlers/peer-handlers.js'
 import { inventorySummary } from '../src/key-digest.js'
 import { maskKey } from '../src/masked-objects.js'
@@ -159,7 +159,7 @@ function memoryNetwork (hsms: Map<string, TestHsm>): { connect: PeerConnector, d
       call: async <O extends OperationName>(op: O, args: OperationArgs<O>): Promise<OperationResult<O>> => {
         calls.push(op)
         if (closed || down.has(id)) throw new Error('link closed')
-        const handler = peerHandlers[op] as ((c: HsmContext, s: Session, a: OperationArgs<O>) => Promise<OperationResult<O>>) | undefined
+        const handler = peerHandlers[op]
         if (handler === undefined) throw new WireError(ReturnCode.UNKNOWN_OPERATION)
         return await handler(target.ctx, session, args)
       },

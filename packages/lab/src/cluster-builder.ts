@@ -309,7 +309,7 @@ export class ClusterBuilder {
     let adding: Promise<{ ids: string[] } | { error: unknown }> | undefined
     if (spec.cloneOf === undefined) {
       if (cluster === undefined) {
-        cluster = await this.createCluster(record, spec)
+        await this.createCluster(record, spec)
         created = true
       }
       cluster = await this.waitCluster(record, ['UNINITIALIZED', 'INITIALIZE_IN_PROGRESS', 'INITIALIZED', 'ACTIVE', 'DEGRADED'])
@@ -358,7 +358,7 @@ export class ClusterBuilder {
           throw new SourceFailed(err instanceof LabError ? err.code : LAB_ERR_CLUSTER, `${this.where(record)}: its source ${sourceKey} could not be built`, { cause: err })
         }
         const backupId = await this.restorableBackup(record, source)
-        cluster = await this.createCluster(record, spec, backupId)
+        await this.createCluster(record, spec, backupId)
         created = true
       }
       cluster = await this.waitCluster(record, ['UNINITIALIZED', 'ACTIVE', 'DEGRADED'])
@@ -484,7 +484,7 @@ export class ClusterBuilder {
       }
     }))
     const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map(o => o.reason as Error)
-    if (failed.length === 1) throw failed[0]
+    if (failed.length === 1) throw failed[0] as Error
     if (failed.length > 1) throw new LabError(LAB_ERR_ACTIVATION, failed.map(f => f.message).join('\n'), { cause: failed[0] })
     const api = this.ctx.apiOf(record.region)
     const id = record.id as string

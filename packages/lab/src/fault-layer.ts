@@ -178,7 +178,7 @@ export async function ensureFaultProxy (layout: LabLayout, lab: LabState, writer
       if (fp.pid !== null) await waitGone(fp.pid, labDefaults.stopTimeoutMs)
     }
   }
-  if (failure !== undefined) throw failure
+  if (failure !== undefined) throw failure as Error
   await writer.save(lab)
   return true
 }

@@ -12,6 +12,7 @@ export function describe (value: unknown): string {
   if (Array.isArray(value)) return 'an array'
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)
   if (typeof value === 'object') return 'an object'
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- only a number, boolean or undefined is left
   return String(value)
 }
 
@@ -44,6 +45,6 @@ export class FileChecker {
     if (value === undefined) { this.fail(path, `is missing (an array of at least ${minLength})`); return undefined }
     if (!Array.isArray(value)) { this.fail(path, `must be an array, not ${describe(value)}`); return undefined }
     if (value.length < minLength) { this.fail(path, `must list at least ${minLength}`); return undefined }
-    return value
+    return value as unknown[]
   }
 }

@@ -677,7 +677,7 @@ async function linkRegions (layout: LabLayout, lab: LabState, planes: ControlPla
   const regions = lab.controlPlanes.map(cp => cp.region)
   const outcomes = await Promise.allSettled(regions.map(async region => await planes.starting.get(region)))
   const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map(o => o.reason as Error)
-  if (failed.length === 1) throw failed[0]
+  if (failed.length === 1) throw failed[0] as Error
   if (failed.length > 1) throw new LabError(LAB_ERR_CONTROL_PLANE, `some control planes could not be started:\n${failed.map(f => `- ${f.message}`).join('\n')}`, { cause: failed[0] })
   const started = regions.filter((_, i) => (outcomes[i] as PromiseFulfilledResult<boolean>).value)
   const faultProxyStarted = await faultLayer.result()
@@ -1078,7 +1078,7 @@ export async function labDown (options: LabDownOptions = {}): Promise<LabDownRes
       const kind = p.dataDir === layout.faultProxyConfigFile ? 'fault-proxy' : p.dataDir === layout.controlPlaneDataDir(region) ? 'control-plane' : 'hsm'
       if (how !== 'gone') result.stopped.push({ kind, region: kind === 'fault-proxy' ? '' : region, pid: p.pid, how })
     }))
-    if (unreadable !== undefined && options.purge !== true) throw unreadable
+    if (unreadable !== undefined && options.purge !== true) throw unreadable as Error
     if (options.purge === true) {
       await rm(layout.dir, { recursive: true, force: true })
       released = true

@@ -3,7 +3,7 @@
  * so that tests can check what was sent (or that nothing was) and what KMU printed.
  */
 import type { ServerEntry } from '@hsmlab/client'
-import type { KmuCluster, KmuIo } from '../src/kmu/kmu-session.js'
+import type { KmuCluster, KmuIo } from '../src/kmu/kmu-context.js'
 
 export interface RecordedCall {
   serverId: number

@@ -55,7 +55,7 @@ export function encodeChanges (changes: unknown): EncodedChange[] {
     } catch (err) {
       throw invalid(`change ${i} (id ${JSON.stringify(id)}) cannot be encoded: ${(err as Error).message}`, err)
     }
-    out.push({ bytes, change: op === 'put' ? { op, id, value: settle(packr.unpack(bytes).value) } : { op, id } })
+    out.push({ bytes, change: op === 'put' ? { op, id, value: settle((packr.unpack(bytes) as { value: unknown }).value) } : { op, id } })
   }
   return out
 }
@@ -129,7 +129,7 @@ export function decodeSnapshot (plaintext: Uint8Array): { seq: number, entries: 
     if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || e[1] === undefined) throw new ShapeError('holds an entry that is not [id, value]')
     out.push([e[0], settle(e[1])])
   }
-  return { seq: seq as number, entries: out }
+  return { seq, entries: out }
 }
 
 function unpack (bytes: Uint8Array): unknown {

@@ -23,8 +23,8 @@ function freshOptions (extra: Partial<StoreOptions> = {}): StoreOptions {
 }
 
 /** Opens a store that is closed when the test ends. */
-async function open (options: StoreOptions): Promise<Store<any>> {
-  const store = await openStore<any>(options)
+async function open (options: StoreOptions): Promise<Store<unknown>> {
+  const store = await openStore<unknown>(options)
   onTestFinished(async () => { await store.close() })
   return store
 }
@@ -63,7 +63,7 @@ describe('openStore on disk', () => {
   it('writes concurrent applies as few group commits, one write at a time', async () => {
     const fs = failingFileSystem()
     const options = freshOptions()
-    const store = await openDiskStore<any>(options, fs)
+    const store = await openDiskStore<unknown>(options, fs)
     onTestFinished(async () => { await store.close() })
     // Creating the store wrote its first manifest.
     const atOpen = fs.writes
@@ -132,10 +132,10 @@ describe('openStore on disk', () => {
 })
 
 describe('openStore when a write fails', () => {
-  async function openFailing (extra: Partial<StoreOptions> = {}): Promise<{ store: Store<any>, fs: ReturnType<typeof failingFileSystem>, options: StoreOptions }> {
+  async function openFailing (extra: Partial<StoreOptions> = {}): Promise<{ store: Store<unknown>, fs: ReturnType<typeof failingFileSystem>, options: StoreOptions }> {
     const fs = failingFileSystem()
     const options = freshOptions(extra)
-    const store = await openDiskStore<any>(options, fs)
+    const store = await openDiskStore<unknown>(options, fs)
     onTestFinished(async () => { await store.close() })
     return { store, fs, options }
   }
@@ -200,7 +200,7 @@ describe('openStore when a write fails', () => {
       expect(existsSync(`${snap}.tmp`)).toBe(false)
       expect(existsSync(snap)).toBe(step === 'syncDirectory')
       expect(walFrames(join(options.dir, 'users.wal'))).toHaveLength(3)
-      const again = await openDiskStore<any>(options, fs)
+      const again = await openDiskStore<unknown>(options, fs)
       onTestFinished(async () => { await again.close() })
       await again.apply([{ op: 'put', id: 'k3', value: 3 }])
       fs.failOn(undefined)

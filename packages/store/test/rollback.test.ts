@@ -28,8 +28,8 @@ function pathOf (options: StoreOptions, kind: FileKind): string {
   return join(options.dir, `keys.${kind}`)
 }
 
-async function open (options: StoreOptions): Promise<Store<any>> {
-  const store = await openStore<any>(options)
+async function open (options: StoreOptions): Promise<Store<unknown>> {
+  const store = await openStore<unknown>(options)
   onTestFinished(async () => { await store.close() })
   return store
 }
@@ -185,7 +185,7 @@ describe('crash points around the manifest', () => {
     const fs = failingFileSystem()
     const options = fresh({ snapshotAfterRecords: 3 })
     await putRecords(options, 1, 2)
-    const store = await openDiskStore<any>(options, fs)
+    const store = await openDiskStore<unknown>(options, fs)
     // The snapshot after record 3 stops before the WAL is emptied ...
     fs.failOn('truncate')
     await store.apply([{ op: 'put', id: 'k3', value: 3 }])

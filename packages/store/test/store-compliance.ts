@@ -4,14 +4,14 @@
  * The factory runs inside each test, so it may use per-test helpers such as `tmpDir()`.
  */
 import { describe, expect, it, onTestFinished } from 'vitest'
-import type { Store } from '../src/index.js'
+import type { Change, Store } from '../src/index.js'
 
 /** Makes a fresh, empty store for one test; the suite closes it when the test ends. */
-export type StoreFactory = () => Promise<Store<any>> | Store<any>
+export type StoreFactory = () => Promise<Store<unknown>> | Store<unknown>
 
 /** Registers the compliance tests for one store implementation. */
 export function storeComplianceTests (name: string, factory: StoreFactory): void {
-  const fresh = async (): Promise<Store<any>> => {
+  const fresh = async (): Promise<Store<unknown>> => {
     const store = await factory()
     onTestFinished(async () => { await store.close() })
     return store
@@ -59,7 +59,7 @@ export function storeComplianceTests (name: string, factory: StoreFactory): void
     it('rejects a batch with a bad change as a whole, leaving the store as it was', async () => {
       const store = await fresh()
       await store.apply([{ op: 'put', id: 'keep', value: 1 }])
-      const bad: any[] = [
+      const bad: unknown[] = [
         [{ op: 'put', id: 'x', value: 1 }, { op: 'rename', id: 'keep' }],
         [{ op: 'put', id: 'x', value: 1 }, { op: 'put', id: 7, value: 1 }],
         [{ op: 'put', id: 'x', value: 1 }, { op: 'put', id: 'y' }],
@@ -68,7 +68,7 @@ export function storeComplianceTests (name: string, factory: StoreFactory): void
         'not an array'
       ]
       for (const changes of bad) {
-        await expect(store.apply(changes)).rejects.toMatchObject({ code: 'STORE_ERR_INVALID_ARGUMENT' })
+        await expect(store.apply(changes as Array<Change<unknown>>)).rejects.toMatchObject({ code: 'STORE_ERR_INVALID_ARGUMENT' })
       }
       expect([...store.entries()]).toEqual([['keep', 1]])
       // The store keeps working after rejecting bad batches.
@@ -121,7 +121,7 @@ export function storeComplianceTests (name: string, factory: StoreFactory): void
         bytes: new Uint8Array([1, 2, 3]), list: [1, 'two', { three: 3 }, new Uint8Array([4])]
       }
       await store.apply([{ op: 'put', id: 'v', value }])
-      const got = store.get('v')
+      const got = store.get('v') as typeof value
       expect(got).toEqual(value)
       // Plain Uint8Array, not a Buffer view into some larger decode buffer.
       expect(Object.getPrototypeOf(got.bytes)).toBe(Uint8Array.prototype)
@@ -141,13 +141,13 @@ export function storeComplianceTests (name: string, factory: StoreFactory): void
       input.bytes[0] = 0
       expect(store.get('v')).toEqual({ a: { b: [1, 2] }, bytes: new Uint8Array([9]) })
       // ...and the value read back is frozen all the way down.
-      const got = store.get('v')
+      const got = store.get('v') as { a: { b: number[] }, x?: number }
       expect(Object.isFrozen(got)).toBe(true)
       expect(Object.isFrozen(got.a)).toBe(true)
       expect(Object.isFrozen(got.a.b)).toBe(true)
       expect(() => { got.a.b.push(3) }).toThrow(TypeError)
       expect(() => { got.x = 1 }).toThrow(TypeError)
-      expect(store.get('v').a.b).toEqual([1, 2])
+      expect((store.get('v') as typeof got).a.b).toEqual([1, 2])
     })
 
     it('closes twice, rejects apply after close, and still finishes batches accepted before', async () => {

@@ -44,8 +44,8 @@ function crashedBefore (fixture: Fixture, seq: number): void {
   writeFileSync(fixture.manifest, fixture.manifests[seq]!)
 }
 
-async function open (options: StoreOptions): Promise<Store<any>> {
-  const store = await openStore<any>(options)
+async function open (options: StoreOptions): Promise<Store<unknown>> {
+  const store = await openStore<unknown>(options)
   onTestFinished(async () => { await store.close() })
   return store
 }

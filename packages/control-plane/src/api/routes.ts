@@ -64,6 +64,6 @@ export async function hsmlabSetHsmRoutes (ctx: ApiContext, req: ApiRequest<'Hsml
 }
 
 /** `HsmlabDescribeHsmRoutes {}` → `{Routes: [{HsmId, From, Endpoint, Upstream?, InUse, Delivered}]}`. */
-export async function hsmlabDescribeHsmRoutes (ctx: ApiContext, req: ApiRequest<'HsmlabDescribeHsmRoutes'>): Promise<unknown> {
+export async function hsmlabDescribeHsmRoutes (ctx: ApiContext, _req: ApiRequest<'HsmlabDescribeHsmRoutes'>): Promise<unknown> {
   return { Routes: (ctx.store.state.hsmRoutes ?? []).map(r => render(ctx, r)) }
 }

@@ -40,7 +40,7 @@ export async function untagResource (ctx: ApiContext, req: ApiRequest<'UntagReso
 
 export async function listTags (ctx: ApiContext, req: ApiRequest<'ListTags'>): Promise<unknown> {
   const offset = readToken(req.NextToken, `tags:${req.ResourceId}`)
-  const resource = resourceOf(ctx.store.state as ControlPlaneState, req.ResourceId)
+  const resource = resourceOf(ctx.store.state, req.ResourceId)
   const result = page(resource.tags, offset, req.MaxResults, `tags:${req.ResourceId}`)
   return { TagList: result.items.map(t => ({ ...t })), ...(result.nextToken === undefined ? {} : { NextToken: result.nextToken }) }
 }

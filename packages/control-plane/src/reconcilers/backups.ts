@@ -75,7 +75,7 @@ export class BackupReconciler implements BackupMaker {
     const realNow = this.c.runtime.realNow()
     for (const cluster of Object.values(store.state.clusters)) {
       if (cluster.state === 'ACTIVE' && this.directory.running(cluster.clusterId).length > 0 && this.dailyBackupDue(cluster, labNow, realNow)) {
-        this.c.runtime.run(`daily:${cluster.clusterId}`, async () => {
+        void this.c.runtime.run(`daily:${cluster.clusterId}`, async () => {
           const backup = await this.make(cluster.clusterId, 'daily')
           await backup.done
           // A failed daily backup is not tried again at once (the HSM may be busy or restarting).
@@ -85,7 +85,7 @@ export class BackupReconciler implements BackupMaker {
     }
     for (const backup of Object.values(store.state.backups)) {
       // A local backup left CREATE_IN_PROGRESS by a restart: export it again (copies are reconcilers/copies.ts).
-      if (backup.state === 'CREATE_IN_PROGRESS' && backup.copy === undefined) this.c.runtime.run(`backup:${backup.backupId}`, async () => { await this.exportInto(backup.backupId) })
+      if (backup.state === 'CREATE_IN_PROGRESS' && backup.copy === undefined) void this.c.runtime.run(`backup:${backup.backupId}`, async () => { await this.exportInto(backup.backupId) })
     }
   }
 

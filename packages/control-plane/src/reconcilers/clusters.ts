@@ -75,7 +75,7 @@ export class ClusterReconciler {
       if (cluster.state !== 'INITIALIZED' || (this.lastActivationPoll.get(cluster.clusterId) ?? 0) + ACTIVATION_POLL_MS > realNow) continue
       if (this.directory.running(cluster.clusterId).length === 0) continue
       this.lastActivationPoll.set(cluster.clusterId, realNow)
-      runtime.run(`activate:${cluster.clusterId}`, async () => { await this.pollActivation(cluster.clusterId) })
+      void runtime.run(`activate:${cluster.clusterId}`, async () => { await this.pollActivation(cluster.clusterId) })
     }
   }
 

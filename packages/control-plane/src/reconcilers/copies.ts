@@ -36,7 +36,7 @@ import type { ReconcilerComponents } from './runtime.js'
 /** An answer of an internal path: a status and a JSON body, or the bytes of a backup. */
 export interface InternalAnswer {
   status: number
-  body: Uint8Array | unknown
+  body: unknown
   sha256?: string
 }
 
@@ -87,7 +87,7 @@ export class CopyReconciler implements CopyEndpoints {
     for (const [requestId, abandoned] of Object.entries(store.state.abandonedCopies ?? {})) {
       if ((this.cancelSentAt.get(requestId) ?? 0) + tuning.copyRetryDelayMaxMs > realNow) continue
       this.cancelSentAt.set(requestId, realNow)
-      runtime.run(`cancel:${requestId}`, async () => { await this.cancelAbandoned(requestId, abandoned, labNow) })
+      void runtime.run(`cancel:${requestId}`, async () => { await this.cancelAbandoned(requestId, abandoned, labNow) })
     }
     for (const backup of Object.values(store.state.backups)) {
       if (backup.state === 'CREATE_IN_PROGRESS' && backup.copy !== undefined) this.start(backup.backupId)
@@ -159,7 +159,7 @@ export class CopyReconciler implements CopyEndpoints {
 
   /** Runs the copy recorded as `backupId` (once at a time); `firstAnswer` is its first attempt's answer, when already asked for. */
   private start (backupId: string, firstAnswer?: Promise<RegionResponse>): void {
-    this.c.runtime.run(`copy:${backupId}`, async () => { await this.run(backupId, firstAnswer) })
+    void this.c.runtime.run(`copy:${backupId}`, async () => { await this.run(backupId, firstAnswer) })
   }
 
   /** Ends a copy as DELETED with `reason`. */

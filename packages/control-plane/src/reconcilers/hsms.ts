@@ -93,12 +93,12 @@ export class HsmReconciler {
     for (const hsm of Object.values(store.state.hsms)) {
       const key = `hsm:${hsm.hsmId}`
       if (hsm.state === 'CREATE_IN_PROGRESS' && hsm.halted !== true && (this.restartAt.get(hsm.hsmId) ?? 0) <= realNow) {
-        runtime.run(key, async () => { await this.provision(hsm.hsmId) })
+        void runtime.run(key, async () => { await this.provision(hsm.hsmId) })
       } else if (hsm.state === 'DELETE_IN_PROGRESS') {
-        runtime.run(key, async () => { await this.delete(hsm.hsmId) })
+        void runtime.run(key, async () => { await this.delete(hsm.hsmId) })
       } else if ((hsm.state === 'ACTIVE' || hsm.state === 'DEGRADED') && hsm.halted !== true &&
         this.p.supervisor.pidOf(hsm.hsmId) === undefined && (this.restartAt.get(hsm.hsmId) ?? 0) <= realNow) {
-        runtime.run(key, async () => { await this.restart(hsm.hsmId) })
+        void runtime.run(key, async () => { await this.restart(hsm.hsmId) })
       }
     }
   }

@@ -36,7 +36,7 @@ export class PeerReconciler {
       const active = this.directory.running(cluster.clusterId)
       if (active.length === 0 || !this.keyring.has(cluster.clusterId)) continue
       if (active.some(h => this.pushed.get(h.hsmId) !== this.peerSetKey(h, active))) {
-        this.c.runtime.run(`peers:${cluster.clusterId}`, async () => { await this.push(cluster.clusterId) })
+        void this.c.runtime.run(`peers:${cluster.clusterId}`, async () => { await this.push(cluster.clusterId) })
       }
     }
   }

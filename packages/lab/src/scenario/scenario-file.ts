@@ -58,7 +58,7 @@ export type Fault = (LabFault & { durationMs?: number }) | Flap
 /** One entry of the schedule, at `atMs` (plus a random part of `jitterMs`) after the start. */
 export type ScheduleEntry = { atMs: number, jitterMs: number } & (
   | { action: 'fault', fault: Fault }
-  | { action: 'heal', group: string | 'all' }
+  | { action: 'heal', group: string } // a group's name, or 'all'
   | { action: 'kill', target: string, restartAfterMs?: number }
 )
 
@@ -312,6 +312,7 @@ export function parseScenario (json: unknown, source = 'scenario'): Scenario {
   const top = c.object('scenario', json, ['name', 'description', 'topology', 'seed', 'durationMs', 'settleTimeoutMs', 'requestTimeoutMs', 'workload', 'schedule'])
   let scenario: Scenario | undefined
   if (top !== undefined) {
+    // eslint-disable-next-line no-control-regex -- control characters are what this pattern refuses
     const name = c.string('name', top.name, /^[^\x00-\x1f\x7f]{1,100}$/, 'a name of 1 to 100 characters on one line')
     if (top.description !== undefined && typeof top.description !== 'string') c.fail('description', `must be a string, not ${describe(top.description)}`)
     if (top.topology !== undefined && typeof top.topology !== 'string' && (typeof top.topology !== 'object' || top.topology === null || Array.isArray(top.topology))) {

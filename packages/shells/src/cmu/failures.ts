@@ -23,7 +23,7 @@ export interface Failure {
 interface CodedError { code?: unknown, message?: unknown, cause?: unknown, returnCode?: ReturnCodeInfo, status?: unknown, detail?: unknown }
 
 function asCoded (err: unknown): CodedError {
-  return typeof err === 'object' && err !== null ? err as CodedError : { message: String(err) }
+  return typeof err === 'object' && err !== null ? err : { message: String(err) }
 }
 
 function messageOf (err: unknown): string {

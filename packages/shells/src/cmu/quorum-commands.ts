@@ -97,7 +97,7 @@ async function readApprovalFile (path: string): Promise<ApprovalFile> {
     entries.push([(m[1] ?? '').toLowerCase(), m[2] ?? ''])
   }
   const value = (key: string): string | undefined => entries.find(([k]) => k === key)?.[1]
-  const tokenPath = value('multi token file path') || value('token file path') // eslint-disable-line @typescript-eslint/prefer-nullish-coalescing -- an empty path means "not given"
+  const tokenPath = value('multi token file path') || value('token file path') // ||, not ??: an empty path means "not given"
   if (tokenPath === undefined || tokenPath === '') throw new UsageError('the approval file names no token file (Multi Token File Path)')
   const count = Number(value('number of approvals'))
   const types = entries.filter(([k]) => k === 'approver type').map(([, v]) => v)

@@ -5,7 +5,7 @@
  * disagree.
  */
 import { Attribute, KeyClass, ReturnCode, describeReturnCode, formatReturnCode } from '@hsmlab/protocol'
-import type { KeyCreationOptions, UserType } from '@hsmlab/protocol'
+import type { KeyCreationOptions } from '@hsmlab/protocol'
 import { LOCAL_FAILURE, errorLine } from './kmu-args.js'
 import type { FlagSpec, ParsedFlags } from './kmu-args.js'
 import {
@@ -13,7 +13,7 @@ import {
   mergeUsers, resultLine
 } from './kmu-format.js'
 import type { NodeStatus } from './kmu-format.js'
-import type { KmuContext } from './kmu-session.js'
+import type { KmuContext } from './kmu-context.js'
 import { USAGE } from './kmu-usage.js'
 
 /** One command: its flags and its handler. */
@@ -126,7 +126,7 @@ async function loginHSM (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
     password = await ctx.io.readSecret('Enter password: ')
     if (password === undefined) return LOCAL_FAILURE
   }
-  const outcomes = await ctx.callEach('login', { userType: userType as UserType, userName, password })
+  const outcomes = await ctx.callEach('login', { userType, userName, password })
   return printEach(ctx, 'Cfm3LoginHSM', outcomes)
 }
 

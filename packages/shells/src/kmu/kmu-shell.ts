@@ -13,8 +13,9 @@ import type { CommandLineWords } from '../command-line.js'
 import { ConsoleIo } from '../console-io.js'
 import type { ConsoleStreams } from '../console-io.js'
 import { LOCAL_FAILURE } from './kmu-args.js'
+import type { KmuIo } from './kmu-context.js'
 import { KmuSession } from './kmu-session.js'
-import type { CommandOutcome, KmuIo } from './kmu-session.js'
+import type { CommandOutcome } from './kmu-session.js'
 
 /** Where key_mgmt_util reads and writes. */
 export interface KmuStreams extends ConsoleStreams {
