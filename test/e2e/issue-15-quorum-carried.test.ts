@@ -73,8 +73,8 @@ describe('issue 15: quorum settings travel with backups, clones and syncUser', (
     const session = startCmuBin([both])
     session.type('loginHSM CO admin co12345\nserver 0\nsyncUser 3 1\nexit\nlistUsers\nlogoutHSM\n' +
       `loginHSM CO officer1 0fficer1\ngetToken 3 officer1 ${join(dir, 'officer1.token')}`)
-    let at = await session.waitForOutput('getToken success on server 1(hsm1)\n')
-    at = await session.waitForOutput('aws-cloudhsm>', at)
+    const at = await session.waitForOutput('getToken success on server 1(hsm1)\n')
+    await session.waitForOutput('aws-cloudhsm>', at)
     // officer1 approves its own token (M is 1), signing the token file with openssl.
     openssl(dir, 'dgst', '-sha256', '-sign', 'officer1.key', '-out', 'officer1.token.sig1', 'officer1.token')
     writeFileSync(join(dir, 'approval.txt'), [
