@@ -18,10 +18,13 @@
  * await labDown({ dir: '/tmp/lab', purge: true })
  * ```
  */
-export { UP_CHANNEL, labBackup, labDown, labStatus, labUp } from './lab.js'
+export { UP_CHANNEL, labUp } from './lab-up.js'
+export type { UpProgress } from './lab-up.js'
+export { labStatus } from './lab-status.js'
+export { labBackup, labDown } from './lab-admin.js'
+export type { LabBackupOptions, LabDownOptions } from './lab-admin.js'
 export type {
-  ClusterStatus, ControlPlaneStatus, FaultsStatus, HsmRunState, HsmStatus, LabBackupOptions, LabDownOptions, LabDownResult, LabLocation, LabStatus,
-  LabUpOptions, LabUpResult, RegionStatus, UpProgress
+  ClusterStatus, ControlPlaneStatus, FaultsStatus, HsmRunState, HsmStatus, LabDownResult, LabLocation, LabStatus, LabUpOptions, LabUpResult, RegionStatus
 } from './lab.js'
 export { applyFault, healFaults, listFaults } from './faults.js'
 export type { AppliedFault, ApplyFaultOptions, FaultLabLocation, FaultListing, HealedFaults, HealFaultsOptions, LinkFaults } from './faults.js'

@@ -18,7 +18,9 @@ import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { labDefaults } from '../defaults.js'
 import { LAB_ERR_USAGE, LabError } from '../errors.js'
-import { labBackup, labDown, labStatus, labUp } from '../lab.js'
+import { labBackup, labDown } from '../lab-admin.js'
+import { labStatus } from '../lab-status.js'
+import { labUp } from '../lab-up.js'
 import { formatDown, formatStatus, formatUpSummary } from '../report.js'
 
 /** Where `main` writes, and the directory it resolves `--dir` and `--topology` against. */
