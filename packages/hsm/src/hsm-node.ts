@@ -182,7 +182,9 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
       headersTimeoutMs: opts.headersTimeoutMs ?? hsmDefaults.headersTimeoutMs,
       heartbeatIntervalMs: opts.heartbeatIntervalMs ?? hsmDefaults.heartbeatIntervalMs,
       requestsInFlightMax: opts.requestsInFlightMax ?? hsmDefaults.requestsInFlightMax,
-      connectionsMax: opts.connectionsMax ?? hsmDefaults.connectionsMax
+      connectionsMax: opts.connectionsMax ?? hsmDefaults.connectionsMax,
+      // Quorum tokens and 2FA challenges belong to a session: they go with its connection.
+      onSessionEnd: session => { quorum.endSession(session.id) }
     })
     const bound = await server.listen()
     await replicator.start()

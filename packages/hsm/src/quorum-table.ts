@@ -5,9 +5,10 @@
  * - M values by service (3 USER_MGMT, 4 MISC_CO), 1 unless setMValue said otherwise, durable in
  *   the meta store (and so in backups and the clusters made from them);
  * - quorum tokens, in memory only: the guide says a token "is only valid as long as your current
- *   login session is open", so each belongs to the session and user that asked for it. A token
- *   expires `tokenTtlMs` after getToken; hsmlab drops an expired token the first time it looks at
- *   the table, so an expired token never approves anything (docs/cmu.md says why);
+ *   login session is open", so each belongs to the session and user that asked for it, and goes
+ *   when that session's connection closes (`endSession`). A token also expires `tokenTtlMs` after
+ *   getToken; hsmlab drops an expired token the first time it looks at the table, so an expired
+ *   token never approves anything (docs/cmu.md says why);
  * - the challenge of `-2fa`: a random digest per session, used up by the next signed answer.
  *
  * Signatures are RSA PKCS#1 v1.5 over SHA-256, what `openssl dgst -sha256 -sign key.pem` makes.
@@ -202,6 +203,16 @@ export class QuorumTable {
       throw new WireError(ReturnCode.MXN_AUTH_FAILED, `service ${service} (${QUORUM_SERVICE_NAMES[service] ?? '?'}) needs a quorum token approved by ${required} users`)
     }
     return () => { this.tokens.delete(token.id) }
+  }
+
+  /**
+   * Forgets what belongs to a session whose connection closed: its tokens and its challenge. No
+   * later session can present them, so keeping them only held places of the table until they
+   * expired (a client reconnecting in a loop could fill it).
+   */
+  endSession (sessionId: number): void {
+    for (const [id, token] of this.tokens) if (token.sessionId === sessionId) this.tokens.delete(id)
+    this.challenges.delete(sessionId)
   }
 
   // ---- 2FA challenges ----

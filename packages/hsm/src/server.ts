@@ -72,6 +72,8 @@ export interface HsmServerOptions {
   heartbeatIntervalMs: number
   requestsInFlightMax: number
   connectionsMax: number
+  /** Called once a connection's session has ended (its socket closed), for state kept per session elsewhere. */
+  onSessionEnd?: (session: Session) => void
 }
 
 type AnyHandler = (ctx: HsmContext, session: Session, args: unknown) => Promise<unknown>
@@ -263,6 +265,7 @@ export class HsmServer {
       endLogin(conn.session)
       delete conn.session.peer
       delete conn.session.channel
+      this.options.onSessionEnd?.(conn.session)
       this.log.debug({ session: conn.session.id, remote }, 'connection closed')
     })
   }
