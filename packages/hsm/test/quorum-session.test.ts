@@ -30,4 +30,15 @@ describe('quorum tokens', () => {
     expect(token.userName).toBe('admin')
     expect((await second.call('listQuorumTokens', {})).tokens.map(t => t.id)).toEqual([token.id])
   })
+
+  it('go with the login that asked for them', async () => {
+    const hsm = await startTestHsm()
+    const conn = await activate(hsm)
+    await conn.call('getQuorumToken', { service: 3, userName: 'admin' })
+    expect((await conn.call('listQuorumTokens', {})).tokens).toHaveLength(1)
+    // Whoever logs in next on the same connection starts without them.
+    await conn.call('logout', {})
+    await conn.call('login', { userType: 'CO', userName: 'admin', password: 'officer1pw' })
+    expect((await conn.call('listQuorumTokens', {})).tokens).toEqual([])
+  })
 })

@@ -136,6 +136,9 @@ export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTa
   const logout: Handler<'logout'> = async (_ctx, session) => {
     requireUser(session)
     endLogin(session)
+    // A quorum token is valid for the login session that asked for it: the next user to log in
+    // on this connection must not find (and spend) it.
+    quorum?.endSession(session.id)
     return {}
   }
 
