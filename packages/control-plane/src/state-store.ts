@@ -220,11 +220,14 @@ const FORMAT = 'hsmlab-control-plane/v1'
 export class StateStore {
   readonly file: string
   private current: ControlPlaneState
+  /** `current` as written: a transaction that leaves it unchanged needs no write. */
+  private currentText: string
   private queue: Promise<unknown> = Promise.resolve()
 
   private constructor (file: string, state: ControlPlaneState) {
     this.file = file
     this.current = state
+    this.currentText = JSON.stringify(state)
   }
 
   /** Reads the state of `dataDir`, or starts an empty one; refuses another region's or version's. */
@@ -282,8 +285,12 @@ export class StateStore {
       // structuredClone gives every object Object's prototype back.
       const draft = withoutPrototypes(structuredClone(this.current))
       const result = change(draft)
+      const text = JSON.stringify(draft)
+      // Most passes of the reconcilers change nothing; a write (two fsyncs) for each would slow
+      // every pass. A write ordered after `after` is always made, to keep that order.
+      if (text === this.currentText && options.after === undefined) return result
       try {
-        await writeFileAtomic(this.file, JSON.stringify(draft), { renameAfter: options.after })
+        await writeFileAtomic(this.file, text, { renameAfter: options.after })
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code
         if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err
@@ -292,6 +299,7 @@ export class StateStore {
         throw new ControlPlaneError(CP_ERR_NO_SPACE, message, { cause: err })
       }
       this.current = draft
+      this.currentText = text
       return result
     }
     const next = this.queue.then(run, run)

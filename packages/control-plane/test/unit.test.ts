@@ -3,7 +3,7 @@
 // kept in step with docs/errors.md.
 import { execFileSync } from 'node:child_process'
 import { createHash, createPublicKey, randomBytes } from 'node:crypto'
-import { appendFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { appendFileSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -137,6 +137,19 @@ describe('regions and copies', () => {
 })
 
 describe('state store', () => {
+  it('writes nothing for a change that changes nothing, and writes every real change', async () => {
+    const dir = tmpDir()
+    const store = await StateStore.open(dir, 'us-east-1', '111122223333')
+    const inode = (): number => statSync(store.file).ino
+    const before = inode()
+    // The reconcilers' passes mostly find nothing to do: no write (two fsyncs) for those.
+    await store.transact(draft => { draft.clusters.a = {} as ClusterRecord; delete draft.clusters.a })
+    expect(inode()).toBe(before)
+    await store.transact(draft => { draft.clusters.b = {} as ClusterRecord })
+    expect(inode()).not.toBe(before)
+    expect(Object.keys((JSON.parse(readFileSync(store.file, 'utf8')) as ControlPlaneState).clusters)).toEqual(['b'])
+  })
+
   it('makes a change that waits for another write durable and current only after it, and not at all when it fails', async () => {
     const dir = tmpDir()
     const store = await StateStore.open(dir, 'us-east-1', '111122223333')
