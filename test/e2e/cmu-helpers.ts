@@ -15,6 +15,18 @@ import { HSM_BIN_PATH, createClusterSecrets, createManufacturerKey, provisionHsm
 import { spawnNode, tmpDir, waitFor } from '@hsmlab/testing'
 import type { SpawnedProcess } from '@hsmlab/testing'
 
+/** What CMU prints for a critical operation answered `y`, as the guide shows it. */
+export const CAUTION_ANSWERED_Y = [
+  '*************************CAUTION********************************',
+  'This is a CRITICAL operation, should be done on all nodes in the',
+  'cluster. AWS does NOT synchronize these changes automatically with the',
+  'nodes on which this operation is not executed or failed, please',
+  'ensure this operation is executed on all nodes in the cluster.',
+  '****************************************************************',
+  '',
+  'Do you want to continue(y/n)?y'
+].join('\n') + '\n'
+
 /** The committed launcher of the CMU bin, as a user runs it. */
 export const CMU_BIN = fileURLToPath(new URL('../../packages/shells/bin/cloudhsm_mgmt_util.js', import.meta.url))
 

@@ -10,21 +10,11 @@
  */
 import { describe, expect, it } from 'vitest'
 import { tmpDir } from '@hsmlab/testing'
-import { runCmuBin, startCluster, startupTrace, usersSection } from './cmu-helpers.js'
+import { CAUTION_ANSWERED_Y, runCmuBin, startCluster, startupTrace, usersSection } from './cmu-helpers.js'
 
 const QUIT = 'aws-cloudhsm>quit\n\ndisconnecting from servers, please wait...\n'
-const BANNER = [
-  '',
-  '*************************CAUTION********************************',
-  'This is a CRITICAL operation, should be done on all nodes in the',
-  'cluster. AWS does NOT synchronize these changes automatically with the',
-  'nodes on which this operation is not executed or failed, please',
-  'ensure this operation is executed on all nodes in the cluster.',
-  '****************************************************************',
-  '',
-  'Do you want to continue(y/n)?y',
-  ''
-].join('\n')
+// The guide's sessions show a blank line before the banner after these commands.
+const BANNER = '\n' + CAUTION_ANSWERED_Y
 const ACTIVATE = 'loginHSM PRECO admin password\nchangePswd PRECO admin co12345\ny\n'
 
 /** What ACTIVATE prints on servers `labels`. */

@@ -15,19 +15,9 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { tmpDir } from '@hsmlab/testing'
-import { makeOfficerKey, openssl, runCmuBin, startCluster, startCmuBin, startupTrace, usersSection } from './cmu-helpers.js'
+import { CAUTION_ANSWERED_Y as BANNER, makeOfficerKey, openssl, runCmuBin, startCluster, startCmuBin, startupTrace, usersSection } from './cmu-helpers.js'
 
 const LABELS = ['server 0(hsm0)', 'server 1(hsm1)']
-const BANNER = [
-  '*************************CAUTION********************************',
-  'This is a CRITICAL operation, should be done on all nodes in the',
-  'cluster. AWS does NOT synchronize these changes automatically with the',
-  'nodes on which this operation is not executed or failed, please',
-  'ensure this operation is executed on all nodes in the cluster.',
-  '****************************************************************',
-  '',
-  'Do you want to continue(y/n)?y'
-].join('\n') + '\n'
 const SETUP = 'loginHSM PRECO admin password\nchangePswd PRECO admin co12345\ny\n' +
   'createUser CO officer1 0fficer1\ny\ncreateUser CO officer2 0fficer2\ny\nquit\n'
 
