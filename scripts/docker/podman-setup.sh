@@ -107,11 +107,21 @@ fi
 
 # 4. Docker's API.
 sock="$dir/podman.sock"
+# A service whose working directory was deleted (started from a clone since removed) starts no
+# container: conmon fails with "Failed to get working directory" and runc with "write child:
+# broken pipe". Stop such a service so that a new one starts below.
+if [ -f "$dir/service.pid" ]; then
+  old_pid=$(cat "$dir/service.pid")
+  case "$(readlink "/proc/$old_pid/cwd" 2>/dev/null || true)" in
+    *' (deleted)') say "stopping podman system service $old_pid: its working directory is gone"; kill "$old_pid" 2>/dev/null || true; rm -f "$sock" ;;
+  esac
+fi
 if ! curl -fsS --max-time 5 --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; then
   say "starting podman system service on $sock"
   rm -f "$sock"
   # Detached from this shell (setsid) so that it outlives it; --time=0: it never stops on its own.
-  setsid podman system service --time=0 "unix://$sock" </dev/null >>"$dir/service.log" 2>&1 &
+  # Started in / so that its working directory (which conmon inherits) outlives this checkout.
+  (cd / && exec setsid podman system service --time=0 "unix://$sock" </dev/null >>"$dir/service.log" 2>&1) &
   echo $! > "$dir/service.pid"
   i=0
   until curl -fsS --max-time 5 --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; do
