@@ -85,6 +85,12 @@ export interface Replicator {
   keyDeleted: (handle: number) => void
   /** The peers changed (setPeers). */
   peersChanged: (peers: PeerAddress[]) => void
+  /**
+   * syncApply applied these masked objects and user deletions here: pass them on to the peers
+   * (peerSyncApply), since peerPush never replaces a key a peer holds and users are not
+   * replicated otherwise. Not waited for.
+   */
+  syncApplied?: (objects: Uint8Array[], deleteUsers: string[]) => void
   start: () => Promise<void>
   stop: () => Promise<void>
 }

@@ -16,6 +16,10 @@
  *   applied first, then keys (a key's owner may come in the same call), then key deletions, then
  *   user deletions (a user's keys go before it). Each group is one durable write.
  * - `setSyncRole`: the trust anchor's signed, versioned, durable role (sync-role.ts).
+ * - `peerSyncApply`: what syncApply applied, passed on to the other HSMs of the replica cluster
+ *   (replication.ts, `syncApplied`): in-cluster key replication carries new keys and deletions
+ *   but never replaces a key a peer holds, nor carries users. It is sent in order, to the peers
+ *   linked at the time; one that was away is repaired by the task's next diff.
  *
  * How syncApply places what it gets:
  * - a user is matched by *name* (user ids may differ between clusters): present, it is replaced
@@ -263,7 +267,7 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
   }
 
   /** Inserts or replaces keys at their handles, in one durable write; outcomes by index. */
-  const applyKeys = async (ctx: HsmContext, opened: Array<Extract<Opened, { kind: 'key' }>>, outcomes: SyncOutcome[]): Promise<void> => {
+  const applyKeys = async (ctx: HsmContext, opened: Array<Extract<Opened, { kind: 'key' }>>, outcomes: SyncOutcome[], replicate: boolean): Promise<void> => {
     const candidates: Array<{ index: number, record: KeyRecord }> = []
     for (const { index, masked } of opened) {
       const handle = masked.record.handle
@@ -336,7 +340,7 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
       }
     })
     // New keys reach the other HSMs of this cluster by in-cluster replication, as any new key.
-    for (const record of created) ctx.replicator.keyCreated(record, 1, hsmDefaults.keySyncTimeoutMs).catch(() => { /* the replicator logs; anti-entropy retries */ })
+    if (replicate) for (const record of created) ctx.replicator.keyCreated(record, 1, hsmDefaults.keySyncTimeoutMs).catch(() => { /* the replicator logs; anti-entropy retries */ })
   }
 
   const deleteKeys = async (ctx: HsmContext, handles: number[], outcomes: SyncOutcome[], offset: number): Promise<void> => {
@@ -392,17 +396,13 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
     names.forEach((name, i) => { outcomes[offset + i] ??= { kind: 'user', name, ok: true } })
   }
 
-  const syncApply: Handler<'syncApply'> = async (ctx, session, { objects, deleteKeys: keyDeletes, deleteUsers: userDeletes }) => {
-    requireSync(session)
+  /**
+   * Applies objects and deletions here, one outcome each. From a client of syncApply (`fromPeer`
+   * false) new keys and deletions are replicated to the peers by key replication; from a peer
+   * (peerSyncApply) they are not sent on again.
+   */
+  const applyAll = async (ctx: HsmContext, objects: Uint8Array[], keyDeletes: number[], userDeletes: string[], fromPeer: boolean): Promise<SyncOutcome[]> => {
     const outcomes: SyncOutcome[] = new Array<SyncOutcome>(objects.length + keyDeletes.length + userDeletes.length)
-    const role = roles.current()
-    if (role.role !== 'replica') {
-      const refused = refusal(SyncOutcomeCode.NOT_A_REPLICA, `cluster ${ctx.identity.clusterId} is not a replica of a synchronisation task (its role is '${role.role}')`)
-      objects.forEach((_, i) => { outcomes[i] = { kind: 'key', ...refused } })
-      keyDeletes.forEach((handle, i) => { outcomes[objects.length + i] = { kind: 'key', handle, ...refused } })
-      userDeletes.forEach((name, i) => { outcomes[objects.length + keyDeletes.length + i] = { kind: 'user', name, ...refused } })
-      return { outcomes }
-    }
     const users: Array<Extract<Opened, { kind: 'user' }>> = []
     const keys: Array<Extract<Opened, { kind: 'key' }>> = []
     objects.forEach((blob, index) => {
@@ -418,10 +418,39 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
       }
     })
     await applyUsers(ctx, users, outcomes)
-    await applyKeys(ctx, keys, outcomes)
+    await applyKeys(ctx, keys, outcomes, !fromPeer)
     await deleteKeys(ctx, keyDeletes, outcomes, objects.length)
     await deleteUsers(ctx, userDeletes, outcomes, objects.length + keyDeletes.length)
+    return outcomes
+  }
+
+  const syncApply: Handler<'syncApply'> = async (ctx, session, { objects, deleteKeys: keyDeletes, deleteUsers: userDeletes }) => {
+    requireSync(session)
+    const role = roles.current()
+    if (role.role !== 'replica') {
+      const refused = refusal(SyncOutcomeCode.NOT_A_REPLICA, `cluster ${ctx.identity.clusterId} is not a replica of a synchronisation task (its role is '${role.role}')`)
+      const outcomes: SyncOutcome[] = [
+        ...objects.map((): SyncOutcome => ({ kind: 'key', ...refused })),
+        ...keyDeletes.map((handle): SyncOutcome => ({ kind: 'key', handle, ...refused })),
+        ...userDeletes.map((name): SyncOutcome => ({ kind: 'user', name, ...refused }))
+      ]
+      return { outcomes }
+    }
+    const outcomes = await applyAll(ctx, objects, keyDeletes, userDeletes, false)
+    // Users and replaced keys reach the other HSMs of this cluster this way (key replication
+    // carries only new keys and deletions); each is idempotent there too.
+    const applied = objects.filter((_, i) => outcomes[i]?.ok === true)
+    const deletedUsers = userDeletes.filter((_, i) => outcomes[objects.length + keyDeletes.length + i]?.ok === true)
+    ctx.replicator.syncApplied?.(applied, deletedUsers)
     return { outcomes }
+  }
+
+  const peerSyncApply: Handler<'peerSyncApply'> = async (ctx, session, { objects, deleteUsers: userDeletes }) => {
+    if (session.peer === undefined) {
+      throw new WireError(ReturnCode.PEER_UNAUTHENTICATED, 'this connection has not proved that it is an HSM of this cluster (peerHello)')
+    }
+    await applyAll(ctx, objects, [], userDeletes, true)
+    return {}
   }
 
   const setSyncRole: Handler<'setSyncRole'> = async (ctx, _session, { role, primaryClusterId, version, signature }) => {
@@ -433,5 +462,5 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
     return {}
   }
 
-  return { syncHello, syncChanges, syncExtract, syncApply, setSyncRole }
+  return { syncHello, syncChanges, syncExtract, syncApply, peerSyncApply, setSyncRole }
 }
