@@ -38,6 +38,7 @@
  */
 import { Attribute, ReturnCode, WireError } from '@hsmlab/protocol'
 import type { OperationResult, SyncExtractedObject, SyncOutcome, SyncResource } from '@hsmlab/protocol'
+import { readMaskedObjectHeader } from '@hsmlab/crypto'
 import { STORE_ERR_NO_SPACE } from '@hsmlab/store'
 import type { Handler, HandlerTable, HsmContext, KeyRecord, Session, UserRecord } from '../context.js'
 import { isTombstone } from '../context.js'
@@ -122,6 +123,22 @@ function current (ctx: HsmContext, refs: ResourceRef[]): SyncResource[] {
 /** This HSM's users by lowercase name: one scan for a whole batch (user-handlers' findUserByName scans per call). */
 function usersByName (ctx: HsmContext): Map<string, UserRecord> {
   return new Map([...ctx.users.values()].map(u => [u.userName.toLowerCase(), u]))
+}
+
+/**
+ * What a blob names itself in its clear header (`key 6`, `user alice`), for the outcome of one
+ * that is refused before it is opened: a hint for the caller, not authenticated.
+ */
+function namedBy (blob: Uint8Array): Pick<SyncOutcome, 'kind' | 'handle' | 'name'> {
+  try {
+    const { kind, name } = readMaskedObjectHeader(blob)
+    const rest = name.slice(name.indexOf(' ') + 1)
+    if (kind === 'user') return { kind, name: rest }
+    const handle = Number(rest)
+    return Number.isSafeInteger(handle) ? { kind, handle } : { kind }
+  } catch {
+    return { kind: 'key' }
+  }
 }
 
 function refusal (code: string, message: string): { ok: false, code: string, message: string } {
@@ -422,8 +439,8 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
       } catch (err) {
         const lineage = err instanceof WireError && err.status === ReturnCode.MASKED_OBJECT_LINEAGE.code
         outcomes[index] = lineage
-          ? { kind: 'key', ...refusal(SyncOutcomeCode.LINEAGE_REFUSED, `${(err as Error).message}; cluster ${ctx.identity.clusterId} is of lineage ${ctx.identity.lineage}`) }
-          : { kind: 'key', ...refusal(SyncOutcomeCode.INVALID_OBJECT, (err as Error).message) }
+          ? { ...namedBy(blob), ...refusal(SyncOutcomeCode.LINEAGE_REFUSED, `${(err as Error).message}; cluster ${ctx.identity.clusterId} is of lineage ${ctx.identity.lineage}`) }
+          : { ...namedBy(blob), ...refusal(SyncOutcomeCode.INVALID_OBJECT, (err as Error).message) }
       }
     })
     await applyUsers(ctx, users, outcomes)
@@ -439,7 +456,7 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
     if (role.role !== 'replica') {
       const refused = refusal(SyncOutcomeCode.NOT_A_REPLICA, `cluster ${ctx.identity.clusterId} is not a replica of a synchronisation task (its role is '${role.role}')`)
       const outcomes: SyncOutcome[] = [
-        ...objects.map((): SyncOutcome => ({ kind: 'key', ...refused })),
+        ...objects.map((blob): SyncOutcome => ({ ...namedBy(blob), ...refused })),
         ...keyDeletes.map((handle): SyncOutcome => ({ kind: 'key', handle, ...refused })),
         ...userDeletes.map((name): SyncOutcome => ({ kind: 'user', name, ...refused }))
       ]
