@@ -132,6 +132,25 @@ export interface TwoFactorResponse {
   publicKeyPem?: string
 }
 
+/** Parameters of a PKCS#11 mechanism (CK_GCM_PARAMS, CK_RSA_PKCS_OAEP_PARAMS, CK_RSA_PKCS_PSS_PARAMS, an IV). */
+export interface MechanismParams {
+  /** CBC, CTR (the counter block) and GCM IV. */
+  iv?: Uint8Array
+  /** GCM additional authenticated data. */
+  aad?: Uint8Array
+  /** GCM tag length in bits. @default 128 */
+  tagBits?: number
+  /** OAEP and PSS: the CKM_SHA* of the hash (MGF1 uses the same). */
+  hashMechanism?: number
+  /** PSS salt length in bytes. */
+  saltBytes?: number
+  /** OAEP label (CKZ_DATA_SPECIFIED source data). */
+  label?: Uint8Array
+}
+
+/** One PKCS#11 mechanism applied with a key to data. */
+export type MechanismCall = MechanismParams & { handle: number, mechanism: number, data: Uint8Array }
+
 /** Argument and result types of each operation. */
 export interface OperationMap {
   login: { args: { userType: UserType, userName: string, password: string, twoFactor?: TwoFactorResponse }, result: { userId: number, userType: UserType } }
@@ -185,6 +204,16 @@ export interface OperationMap {
   aesWrapData: { args: { wrappingHandle: number, unwrap: boolean, data: Uint8Array, iv?: Uint8Array }, result: { data: Uint8Array } }
   sign: { args: { handle: number, mechanism: number, data: Uint8Array }, result: { signature: Uint8Array } }
   verify: { args: { handle: number, mechanism: number, data: Uint8Array, signature: Uint8Array }, result: Record<string, never> }
+  /**
+   * PKCS#11 crypto (the client daemon's, issue 16): `mechanism` is a CKM_* number, its parameters
+   * in `MechanismParams`. Sign and verify take secret keys for HMAC, private / public keys otherwise.
+   */
+  p11Encrypt: { args: MechanismCall, result: { data: Uint8Array } }
+  p11Decrypt: { args: MechanismCall, result: { data: Uint8Array } }
+  p11Sign: { args: MechanismCall, result: { signature: Uint8Array } }
+  p11Verify: { args: MechanismCall & { signature: Uint8Array }, result: Record<string, never> }
+  /** Random bytes from the HSM; needs no login (PKCS#11 C_GenerateRandom works in a public session). */
+  generateRandom: { args: { bytes: number }, result: { data: Uint8Array } }
 
   extractMaskedObject: { args: { kind: 'key' | 'user', handle?: number, userId?: number }, result: { blob: Uint8Array } }
   /** `sameHandle`: keep the key's handle (syncKey); otherwise a new handle (KMU insertMaskedObject). */
@@ -236,6 +265,18 @@ const creation = {
   mValue: { type: 'int', optional: true, min: 0, max: 8 },
   minServers: { type: 'int', optional: true, min: 1, max: 28 },
   timeoutMs: { type: 'int', optional: true, min: 0, max: 600_000 }
+} as const
+
+const mechanismCall = {
+  handle,
+  mechanism: { type: 'int', min: 0 },
+  data: { type: 'bytes', max: 16 * 1024 * 1024 },
+  iv: { type: 'bytes', optional: true, max: 256 },
+  aad: { type: 'bytes', optional: true, max: 1024 * 1024 },
+  tagBits: { type: 'int', optional: true, oneOf: [32, 64, 96, 104, 112, 120, 128] },
+  hashMechanism: { type: 'int', optional: true, min: 0 },
+  saltBytes: { type: 'int', optional: true, min: 0, max: 512 },
+  label: { type: 'bytes', optional: true, max: 1024 }
 } as const
 
 /** The argument shape of every operation. */
@@ -299,6 +340,11 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   aesWrapData: { wrappingHandle: handle, unwrap: { type: 'bool' }, data: { type: 'bytes', max: 1024 * 1024 }, iv: { type: 'bytes', optional: true, max: 8 } },
   sign: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 } },
   verify: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 }, signature: { type: 'bytes', max: 8192 } },
+  p11Encrypt: mechanismCall,
+  p11Decrypt: mechanismCall,
+  p11Sign: mechanismCall,
+  p11Verify: { ...mechanismCall, signature: { type: 'bytes', max: 8192 } },
+  generateRandom: { bytes: { type: 'int', min: 0, max: 1024 * 1024 } },
 
   extractMaskedObject: { kind: { type: 'string', oneOf: ['key', 'user'] }, handle: { ...handle, optional: true }, userId: { type: 'int', optional: true, min: 0 } },
   insertMaskedObject: {

@@ -59,6 +59,7 @@ export const ReturnCode = {
   TWO_FACTOR_REQUIRED: rc(0xa4, 'RET_2FA_REQUIRED', 'HSM Error: This user has two-factor authentication: log in with -2fa', false),
   QUORUM_TOKEN_NOT_FOUND: rc(0xa5, 'RET_TOKEN_NOT_FOUND', 'HSM Error: No quorum token of this session matches the token file (it was used, expired or is from another session)', false),
   QUORUM_TOKENS_FULL: rc(0xa6, 'RET_TOKEN_LIMIT', 'HSM Error: The HSM holds the maximum number of quorum tokens and none has expired', false),
+  MECHANISM_INVALID: rc(0xa7, 'RET_MECHANISM_INVALID', 'HSM Error: The mechanism is not supported for this operation', false),
   SERVER_UNREACHABLE: rc(0x30000087, 'RET_SERVER_UNREACHABLE', 'HSM CLUSTER ERROR: The server did not answer', false),
 } as const satisfies Record<string, ReturnCodeInfo>
 

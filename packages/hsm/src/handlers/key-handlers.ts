@@ -122,7 +122,7 @@ function invalidHandle (handle: number, user: SessionUser): WireError {
 }
 
 /** A key the CU may use: owned, shared with it, or public. */
-function keyForUse (ctx: HsmContext, session: Session, user: SessionUser, handle: number): FoundKey {
+export function keyForUse (ctx: HsmContext, session: Session, user: SessionUser, handle: number): FoundKey {
   const found = lookup(ctx, session, handle)
   if (found === undefined || relationOf(found.record, user.userId) === undefined) throw invalidHandle(handle, user)
   if (found.session && found.record.owner !== user.userId) throw invalidHandle(handle, user)
@@ -138,13 +138,13 @@ function keyForOwner (ctx: HsmContext, session: Session, user: SessionUser, hand
   return found
 }
 
-function requireFlag (record: KeyRecord, attribute: number, what: string): void {
+export function requireFlag (record: KeyRecord, attribute: number, what: string): void {
   if (record.attributes[attribute] !== 1) {
     throw new WireError(ReturnCode.KEY_ACCESS_DENIED, `key ${record.handle} may not be used to ${what} (${attrName(attribute)} is 0)`)
   }
 }
 
-function requireKind (record: KeyRecord, keyClass: number, keyType: number | undefined, what: string): void {
+export function requireKind (record: KeyRecord, keyClass: number, keyType: number | undefined, what: string): void {
   if (record.keyClass !== keyClass || (keyType !== undefined && record.keyType !== keyType)) {
     throw new WireError(ReturnCode.INVALID_INPUT, `key ${record.handle} (class ${record.keyClass}, type ${record.keyType}) cannot ${what}`)
   }
