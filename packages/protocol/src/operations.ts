@@ -92,6 +92,9 @@ export interface KeyCreationOptions {
   minServers?: number
   /** How long to wait for minServers, in milliseconds. */
   timeoutMs?: number
+  /** Usage attributes (OBJ_ATTR_ENCRYPT ... DERIVE, TRUSTED, DESTROYABLE) to set to 1 / 0 instead of the defaults (PKCS#11 templates); of a pair, the private half's. */
+  usageOn?: number[]
+  usageOff?: number[]
 }
 
 /** A quorum service (setMValue, getToken): 3 USER_MGMT (user management), 4 MISC_CO (setMValue itself). */
@@ -180,7 +183,7 @@ export interface OperationMap {
   shareKey: { args: { handle: number, userId: number, share: boolean }, result: Record<string, never> }
   generateSymmetricKey: { args: KeyCreationOptions & { keyType: number, sizeBytes: number }, result: { handle: number } }
   generateKeyPair: {
-    args: KeyCreationOptions & { algorithm: 'RSA' | 'EC', modulusBits?: number, publicExponent?: number, curveId?: number },
+    args: KeyCreationOptions & { algorithm: 'RSA' | 'EC', modulusBits?: number, publicExponent?: number, curveId?: number, publicUsageOn?: number[], publicUsageOff?: number[] },
     result: { publicHandle: number, privateHandle: number }
   }
   findKey: {
@@ -264,7 +267,9 @@ const creation = {
   shareWith: { type: 'int[]', optional: true, max: 1024 },
   mValue: { type: 'int', optional: true, min: 0, max: 8 },
   minServers: { type: 'int', optional: true, min: 1, max: 28 },
-  timeoutMs: { type: 'int', optional: true, min: 0, max: 600_000 }
+  timeoutMs: { type: 'int', optional: true, min: 0, max: 600_000 },
+  usageOn: { type: 'int[]', optional: true, max: 16 },
+  usageOff: { type: 'int[]', optional: true, max: 16 }
 } as const
 
 const mechanismCall = {
@@ -308,7 +313,9 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
     algorithm: { type: 'string', oneOf: ['RSA', 'EC'] },
     modulusBits: { type: 'int', optional: true },
     publicExponent: { type: 'int', optional: true },
-    curveId: { type: 'int', optional: true }
+    curveId: { type: 'int', optional: true },
+    publicUsageOn: creation.usageOn,
+    publicUsageOff: creation.usageOff
   },
   findKey: {
     keyClass: { type: 'int', optional: true },

@@ -271,6 +271,17 @@ const CARRIED_ON_UNWRAP: readonly number[] = [
   Attribute.VERIFY, Attribute.DERIVE, Attribute.DESTROYABLE, Attribute.WRAP_WITH_TRUSTED
 ]
 
+/** A new key's usage attributes as a PKCS#11 template asks (`usageOn` / `usageOff`), over the defaults. */
+function applyUsage (attributes: Record<number, AttributeValue>, on: number[] | undefined, off: number[] | undefined): Record<number, AttributeValue> {
+  for (const [ids, value] of [[on, 1], [off, 0]] as const) {
+    for (const id of ids ?? []) {
+      if (!BOOLEAN_SETTABLE.has(id)) throw new WireError(ReturnCode.INVALID_ATTRIBUTE, `${attrName(id)} is not a usage attribute a new key can set`)
+      attributes[id] = value
+    }
+  }
+  return attributes
+}
+
 function asBoolean (attribute: number, value: number | string): 0 | 1 {
   if (value === 0 || value === '0') return 0
   if (value === 1 || value === '1') return 1
@@ -524,6 +535,7 @@ const generateSymmetricKey: Handler<'generateSymmetricKey'> = async (ctx, sessio
     valueLen: args.sizeBytes,
     kcv: secretKeyKcv(args.keyType, material)
   })
+  applyUsage(attributes, args.usageOn, args.usageOff)
   const record: KeyRecord = { handle, keyClass: KeyClass.SECRET, keyType: args.keyType, owner: user.userId, sharedWith, mValue: args.mValue ?? 0, attributes, material }
   await storeNewKeys(ctx, session, [record], options)
   return { handle }
@@ -580,7 +592,7 @@ const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) =
     owner: user.userId,
     sharedWith: [],
     mValue: 0,
-    attributes: buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PUBLIC), keyClass: KeyClass.PUBLIC, extractable: true }),
+    attributes: applyUsage(buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PUBLIC), keyClass: KeyClass.PUBLIC, extractable: true }), args.publicUsageOn, args.publicUsageOff),
     material: material.publicDer,
     pairHandle: privateHandle
   }
@@ -592,7 +604,7 @@ const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) =
     // Public keys cannot be shared: `-u` shares the private half.
     sharedWith,
     mValue: args.mValue ?? 0,
-    attributes: buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PRIVATE), keyClass: KeyClass.PRIVATE, extractable: args.extractable ?? true }),
+    attributes: applyUsage(buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PRIVATE), keyClass: KeyClass.PRIVATE, extractable: args.extractable ?? true }), args.usageOn, args.usageOff),
     material: material.privateDer,
     pairHandle: publicHandle
   }
