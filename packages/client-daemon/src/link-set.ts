@@ -104,8 +104,9 @@ export class HsmLink {
     this.stopped = true
     if (this.timer !== undefined) clearTimeout(this.timer)
     await this.connecting
-    await this.connection?.close()
+    const connection = this.connection
     this.connection = undefined
+    await connection?.close()
   }
 }
 
