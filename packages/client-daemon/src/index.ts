@@ -26,3 +26,9 @@ export type { Field } from './wire.js'
 
 /** Absolute path of the `hsmlab-client` launcher, for the lab. */
 export const CLIENT_DAEMON_BIN_PATH: string = new URL('../bin/hsmlab-client.js', import.meta.url).pathname
+
+/**
+ * Absolute path of libhsmlab_pkcs11.so as the workspace builds it (packages/pkcs11/build), unless
+ * HSMLAB_PKCS11_MODULE names another (an installed copy).
+ */
+export const PKCS11_MODULE_PATH: string = process.env.HSMLAB_PKCS11_MODULE ?? new URL('../../pkcs11/build/libhsmlab_pkcs11.so', import.meta.url).pathname

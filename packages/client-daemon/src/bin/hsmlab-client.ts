@@ -2,11 +2,13 @@
 /**
  * `hsmlab-client`: the client daemon of one cluster (docs/pkcs11.md).
  *
- *   hsmlab-client --config CMU.cfg --socket PATH [--label NAME] [--log-level silent] [--operation-timeout-ms 20000]
+ *   hsmlab-client --config CMU.cfg --socket PATH [--label NAME] [--data-dir DIR] [--log-level silent] [--operation-timeout-ms 20000]
  *
  * `--config` is a CMU configuration (cloudhsm_mgmt_util.cfg: the cluster's HSMs and its trust
  * anchor), as `hsmlab up` writes one per cluster. Once the socket listens it prints
  * `{"event":"ready","pid":…,"socket":…,"hsms":N}` on stdout; logs are JSON lines on stderr.
+ * `--data-dir` names the directory the daemon's files are kept in by whoever started it (the lab
+ * keeps its output and log there, and finds its processes by it); the daemon itself writes nothing.
  * SIGTERM or SIGINT: it closes every connection, removes the socket and exits 0.
  */
 import { parseArgs } from 'node:util'
@@ -19,7 +21,7 @@ import type { ClientDaemon } from '../client-daemon.js'
 import { clientDaemonDefaults } from '../defaults.js'
 import { forComponent } from '../logger.js'
 
-const USAGE = 'usage: hsmlab-client --config CMU.cfg --socket PATH [--label NAME] [--log-level silent] [--operation-timeout-ms 20000]'
+const USAGE = 'usage: hsmlab-client --config CMU.cfg --socket PATH [--label NAME] [--data-dir DIR] [--log-level silent] [--operation-timeout-ms 20000]'
 
 interface Parsed {
   config: string
@@ -38,6 +40,7 @@ function parse (argv: string[]): Parsed | 'help' {
       config: { type: 'string' },
       socket: { type: 'string' },
       label: { type: 'string' },
+      'data-dir': { type: 'string' },
       'log-level': { type: 'string' },
       'operation-timeout-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' }
