@@ -917,6 +917,16 @@ static CK_RV encode_params (CK_MECHANISM_PTR m, buf_t *b) {
       break;
     }
     case CKM_AES_GCM: {
+      /* PKCS#11 v2.40's header first had no ulIvBits (errata); some applications still pass that layout. */
+      struct gcm_without_iv_bits { CK_BYTE_PTR pIv; CK_ULONG ulIvLen; CK_BYTE_PTR pAAD; CK_ULONG ulAADLen; CK_ULONG ulTagBits; };
+      if (m->pParameter != NULL && m->ulParameterLen == sizeof(struct gcm_without_iv_bits) && sizeof(struct gcm_without_iv_bits) != sizeof(CK_GCM_PARAMS)) {
+        struct gcm_without_iv_bits *p = m->pParameter;
+        if (p->pIv == NULL || p->ulIvLen == 0) return CKR_MECHANISM_PARAM_INVALID;
+        field(b, TAG_IV, p->pIv, p->ulIvLen);
+        if (p->pAAD != NULL && p->ulAADLen > 0) field(b, TAG_AAD, p->pAAD, p->ulAADLen);
+        field_u64(b, TAG_TAG_BITS, p->ulTagBits == 0 ? 128 : p->ulTagBits);
+        break;
+      }
       if (m->pParameter == NULL || m->ulParameterLen != sizeof(CK_GCM_PARAMS)) return CKR_MECHANISM_PARAM_INVALID;
       CK_GCM_PARAMS *p = m->pParameter;
       if (p->pIv == NULL || p->ulIvLen == 0) return CKR_MECHANISM_PARAM_INVALID;
