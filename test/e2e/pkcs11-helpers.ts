@@ -54,10 +54,10 @@ export function clientOf (cluster: LabStatusCluster | undefined): ClientStatusJs
   return client
 }
 
-/** A lab of TWO_USERS_TOPOLOGY, the library built, and the cluster's client status. */
-export async function startPkcs11Lab (args: string[] = []): Promise<{ lab: StartedLab, cluster: LabStatusCluster, client: ClientStatusJson, env: NodeJS.ProcessEnv }> {
+/** A lab (TWO_USERS_TOPOLOGY unless given), the library built, and the first cluster's client status. */
+export async function startPkcs11Lab (args: string[] = [], topology: object = TWO_USERS_TOPOLOGY): Promise<{ lab: StartedLab, cluster: LabStatusCluster, client: ClientStatusJson, env: NodeJS.ProcessEnv }> {
   ensurePkcs11Library()
-  const lab = await startLab({ topology: TWO_USERS_TOPOLOGY, args })
+  const lab = await startLab({ topology, args })
   const cluster = lab.status.regions[0]?.clusters[0]
   if (cluster === undefined) throw new Error('no cluster')
   const client = clientOf(cluster)

@@ -6,13 +6,15 @@
  * Balancing: calls go round-robin over the HSMs whose connection is open (an HSM that is not
  * ACTIVE closes or refuses connections, so open means usable). A call that may be repeated
  * (reads, crypto) and fails because its connection closed or timed out is tried again on the next
- * open HSM, until every HSM was tried or the operation's deadline passed; one that may not
+ * open HSM, until every HSM was tried or the operation's deadline passed, and so is one that an
+ * HSM answers with RET_INVALID_HANDLE (the key may not have replicated there yet); one that may not
  * (creating or destroying a key) fails with the error. A connection that closes is opened again in
  * the background, after `reconnectDelayMs`, doubling up to `reconnectDelayMaxMs`, and logged in
  * again; a login the HSM refuses leaves that HSM out until the next attempt.
  */
 import { HsmConnection, WireError } from '@hsmlab/client'
 import type { ServerConfig } from '@hsmlab/client'
+import { ReturnCode } from '@hsmlab/protocol'
 import type { OperationArgs, OperationName, OperationResult } from '@hsmlab/protocol'
 import type { Logger } from '@hsmlab/process'
 
@@ -169,7 +171,11 @@ export class LinkSet {
         const result = await connection.call(op, args, { timeoutMs: Math.min(remaining, this.options.requestTimeoutMs) })
         return { result, link }
       } catch (err) {
-        if (!isConnectionFailure(err)) throw err
+        // A token key acknowledged on some HSMs may not have reached this one yet (replication is
+        // asynchronous): a read that may be repeated asks the next HSM before answering "no such key".
+        const missing = err instanceof WireError && err.status === ReturnCode.INVALID_HANDLE.code && opts.retry && opts.pinned === undefined
+        if (!isConnectionFailure(err) && !missing) throw err
+        if (missing && link === candidates[candidates.length - 1]) throw err
         last = err
         this.options.logger.debug({ server: link.index, op, err: (err as Error).message }, 'HSM call failed')
         if (!opts.retry) break
