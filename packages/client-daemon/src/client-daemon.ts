@@ -529,9 +529,8 @@ export class ClientDaemon {
     const mechanism = f.u64(Tag.MECHANISM)
     const pub = templateOf(f, Tag.PUB_ATTR)
     const priv = templateOf(f, Tag.ATTR)
-    const args: Parameters<LinkSet['call']>[1] & Record<string, unknown> = {}
+    const args: { algorithm: 'RSA' | 'EC', modulusBits?: number, publicExponent?: number, curveId?: number } = { algorithm: 'RSA' }
     if (mechanism === Ckm.RSA_PKCS_KEY_PAIR_GEN) {
-      args.algorithm = 'RSA'
       const bits = templateUlong(pub, Cka.MODULUS_BITS)
       if (bits === undefined) throw new Refusal(Ckr.TEMPLATE_INCOMPLETE, 'the public key template needs CKA_MODULUS_BITS')
       args.modulusBits = bits
@@ -558,7 +557,7 @@ export class ClientDaemon {
     const publicUsage = usageOf(pub)
     const { result, link } = await links.call('generateKeyPair', {
       ...creation, ...args, usageOn: usage.on, usageOff: usage.off, publicUsageOn: publicUsage.on, publicUsageOff: publicUsage.off
-    } as Parameters<LinkSet['call']>[1] as never, { retry: false, deadline }) as { result: { publicHandle: number, privateHandle: number }, link: HsmLink }
+    }, { retry: false, deadline })
     if (creation.session) this.remember(app, f.u64(Tag.SESSION) ?? 0, link, [result.publicHandle, result.privateHandle])
     return [[Tag.HANDLE, u64(result.publicHandle)], [Tag.HANDLE2, u64(result.privateHandle)]]
   }

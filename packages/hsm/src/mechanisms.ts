@@ -337,7 +337,7 @@ export function signKeyKind (mechanism: number): 'rsa' | 'ec' | 'secret' {
 /** Signs with a private key (a KeyObject) or an HMAC secret (raw bytes). ECDSA signatures are r || s, as PKCS#11 has them. */
 export function p11SignData (mechanism: number, params: MechanismParams, key: KeyObject | Uint8Array, data: Uint8Array): Uint8Array {
   const s = signScheme(mechanism)
-  if (s.scheme === 'hmac') return new Uint8Array(createHmac(s.hash as Hash, key as Uint8Array).update(data).digest())
+  if (s.scheme === 'hmac') return new Uint8Array(createHmac(s.hash as Hash, key).update(data).digest())
   const k = key as KeyObject
   if (s.scheme === 'ecdsa') {
     if (s.hash !== undefined) return new Uint8Array(nodeSign(s.hash, data, { key: k, dsaEncoding: 'ieee-p1363' }))
@@ -360,7 +360,7 @@ export function p11VerifyData (mechanism: number, params: MechanismParams, key: 
   const s = signScheme(mechanism)
   try {
     if (s.scheme === 'hmac') {
-      const mac = createHmac(s.hash as Hash, key as Uint8Array).update(data).digest()
+      const mac = createHmac(s.hash as Hash, key).update(data).digest()
       return mac.length === signature.length && timingSafeEqual(mac, signature)
     }
     const k = key as KeyObject
