@@ -513,7 +513,9 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     const built = await building.result()
 
     const described = await routeLinks(layout, lab, writer, built, linkedRegions, planes, faultOptions)
-    await ensureClientDaemons(layout, lab.clusters)
+    // A lab whose control planes run elsewhere (the Docker lab's one-shot `up`) starts no process
+    // that would outlive it: there the client daemon is a service of its own (docker-compose.yml `app`).
+    if (!lab.controlPlanes.some(cp => cp.endpoint !== undefined)) await ensureClientDaemons(layout, lab.clusters)
     const faultsApplied = await applyTopologyFaults(lab, writer, linkedRegions.faultProxyStarted || faultsChanged)
     const elapsedMs = performance.now() - startedAt
     progress('done')
