@@ -16,7 +16,7 @@ it('documents every CLIENT_DAEMON_ERR_* code in docs/errors.md, and no other', (
 
 it('documents the return-value table in docs/pkcs11.md', () => {
   const doc = readFileSync(new URL('../../../docs/pkcs11.md', import.meta.url), 'utf8')
-  const names = new Map(Object.entries(Ckr).map(([name, value]) => [value, `CKR_${name}`]))
+  const names = new Map<number, string>(Object.entries(Ckr).map(([name, value]): [number, string] => [value, `CKR_${name}`]))
   for (const [code, row] of RETURN_VALUE_TABLE) {
     const line = doc.split('\n').find(l => l.startsWith(`| \`${describeReturnCode(code).name}\``))
     expect(line, describeReturnCode(code).name).toBeDefined()
