@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { tmpDir } from '@hsmlab/testing'
 import { kmuOnce } from './kmu-driver.js'
-import { ALICE_PIN, BOB_PIN, PKCS11_LIBRARY, pkcs11Tool, run, startPkcs11Lab } from './pkcs11-helpers.js'
+import { ALICE_PIN, BOB_PIN, PKCS11_LIBRARY, clientOf, pkcs11Tool, run, startPkcs11Lab } from './pkcs11-helpers.js'
 
 describe('issue 16: pkcs11-tool against a lab', () => {
   it('finds the daemon from the status, makes and uses keys as alice, keeps them from bob', async () => {
@@ -86,5 +86,13 @@ describe('issue 16: pkcs11-tool against a lab', () => {
     const gone = await run('pkcs11-tool', ['--module', PKCS11_LIBRARY, '--list-token-slots', '--login', '--pin', ALICE_PIN, '--list-objects'], { ...env, HSMLAB_PKCS11_SOCKET: join(work, 'no-daemon.sock') })
     expect(gone.code).not.toBe(0)
     expect(gone.out + gone.err).toContain('CKR_DEVICE_ERROR')
+
+    // `hsmlab down` stops the daemon; the application then gets CKR_DEVICE_ERROR, and `up` brings it back.
+    await lab.down()
+    expect(clientOf((await lab.statusJson()).regions[0]?.clusters[0]).state).toBe('DOWN')
+    const down = await run('pkcs11-tool', ['--module', PKCS11_LIBRARY, '--login', '--pin', ALICE_PIN, '--list-objects'], env)
+    expect(down.out + down.err).toContain('CKR_DEVICE_ERROR')
+    await lab.up()
+    expect(await pkcs11Tool([...alice, '--list-objects', '--type', 'secrkey'], env)).toContain('app-aes')
   })
 })

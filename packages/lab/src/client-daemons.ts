@@ -45,9 +45,21 @@ function recorded (file: string): { pid: number, config: string } | undefined {
   }
 }
 
+/**
+ * The recorded daemon's pid while it runs: alive, not a zombie (its parent, `hsmlab up`, is gone,
+ * and not every init reaps), and still hsmlab-client (a pid alone proves nothing: it is reused).
+ */
 function running (file: string): number | undefined {
   const r = recorded(file)
-  return r !== undefined && isProcessAlive(r.pid) ? r.pid : undefined
+  if (r === undefined || !isProcessAlive(r.pid)) return undefined
+  try {
+    const stat = readFileSync(`/proc/${r.pid}/stat`, 'utf8')
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return undefined
+    if (!readFileSync(`/proc/${r.pid}/cmdline`, 'utf8').includes(CLIENT_DAEMON_BIN_PATH)) return undefined
+  } catch {
+    // No /proc (not Linux): the pid is all there is to go by.
+  }
+  return r.pid
 }
 
 /** The `client` entry of a cluster in the status report. */
@@ -68,7 +80,7 @@ async function startOne (layout: LabLayout, record: ClusterState, logLevel: stri
   const config = layout.cmuConfig(record.region, record.name)
   const hash = createHash('sha256').update(await readFile(config)).digest('hex')
   const before = recorded(files.pid)
-  if (before !== undefined && isProcessAlive(before.pid)) {
+  if (before !== undefined && running(files.pid) !== undefined) {
     if (before.config === hash) return
     await stopProcess(before.pid, labDefaults.stopTimeoutMs)
   }
