@@ -2,7 +2,7 @@
 /**
  * `hsmlab-client`: the client daemon of one cluster (docs/pkcs11.md).
  *
- *   hsmlab-client --config CMU.cfg --socket PATH [--label NAME] [--data-dir DIR] [--log-level silent] [--operation-timeout-ms 20000]
+ *   hsmlab-client --config CMU.cfg --socket PATH [--label NAME] [--data-dir DIR] [--log-level silent] [--operation-timeout-ms 20000] [--token-key-min-servers 1]
  *
  * `--config` is a CMU configuration (cloudhsm_mgmt_util.cfg: the cluster's HSMs and its trust
  * anchor), as `hsmlab up` writes one per cluster. Once the socket listens it prints
@@ -21,7 +21,7 @@ import type { ClientDaemon } from '../client-daemon.js'
 import { clientDaemonDefaults } from '../defaults.js'
 import { forComponent } from '../logger.js'
 
-const USAGE = 'usage: hsmlab-client --config CMU.cfg --socket PATH [--label NAME] [--data-dir DIR] [--log-level silent] [--operation-timeout-ms 20000]'
+const USAGE = 'usage: hsmlab-client --config CMU.cfg --socket PATH [--label NAME] [--data-dir DIR] [--log-level silent] [--operation-timeout-ms 20000] [--token-key-min-servers 1]'
 
 interface Parsed {
   config: string
@@ -29,6 +29,7 @@ interface Parsed {
   label: string
   logLevel: LevelWithSilent
   operationTimeoutMs: number
+  tokenKeyMinServers: number
 }
 
 function parse (argv: string[]): Parsed | 'help' {
@@ -43,6 +44,7 @@ function parse (argv: string[]): Parsed | 'help' {
       'data-dir': { type: 'string' },
       'log-level': { type: 'string' },
       'operation-timeout-ms': { type: 'string' },
+      'token-key-min-servers': { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -53,7 +55,9 @@ function parse (argv: string[]): Parsed | 'help' {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, not '${logLevel}'`)
   const timeout = values['operation-timeout-ms'] === undefined ? clientDaemonDefaults.operationTimeoutMs : Number(values['operation-timeout-ms'])
   if (!Number.isSafeInteger(timeout) || timeout < 1) throw new UsageError('--operation-timeout-ms must be a positive integer')
-  return { config: values.config, socket: resolve(values.socket), label: values.label ?? 'hsmlab', logLevel: logLevel as LevelWithSilent, operationTimeoutMs: timeout }
+  const minServers = values['token-key-min-servers'] === undefined ? clientDaemonDefaults.tokenKeyMinServers : Number(values['token-key-min-servers'])
+  if (!Number.isSafeInteger(minServers) || minServers < 1 || minServers > 28) throw new UsageError('--token-key-min-servers must be an integer from 1 to 28')
+  return { config: values.config, socket: resolve(values.socket), label: values.label ?? 'hsmlab', logLevel: logLevel as LevelWithSilent, operationTimeoutMs: timeout, tokenKeyMinServers: minServers }
 }
 
 const program: ServerProgram<Parsed, ClientDaemon, Logger> = {
@@ -69,7 +73,8 @@ const program: ServerProgram<Parsed, ClientDaemon, Logger> = {
       socketPath: options.socket,
       label: options.label,
       logger: forComponent(logger, 'daemon'),
-      operationTimeoutMs: options.operationTimeoutMs
+      operationTimeoutMs: options.operationTimeoutMs,
+      tokenKeyMinServers: options.tokenKeyMinServers
     })
   },
   ready: daemon => ({ socket: daemon.socketPath, hsms: daemon.connectedHsms })
