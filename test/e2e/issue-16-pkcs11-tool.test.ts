@@ -13,7 +13,8 @@
 import { statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { tmpDir } from '@hsmlab/testing'
+import { tmpDir, waitFor } from '@hsmlab/testing'
+import { runCmuBin } from './cmu-helpers.js'
 import { kmuOnce } from './kmu-driver.js'
 import { ALICE_PIN, BOB_PIN, PKCS11_LIBRARY, clientOf, pkcs11Tool, run, startPkcs11Lab } from './pkcs11-helpers.js'
 
@@ -69,7 +70,14 @@ describe('issue 16: pkcs11-tool against a lab', () => {
 
     // The token key is an HSM token key: KMU finds it by its label, on the cluster's configuration.
     const kmu = await kmuOnce(lab.cwd, ['--config', cluster.cmuConfig, 'singlecmd', 'loginHSM', '-u', 'CU', '-s', 'alice', '-p', 'Alice1234', 'findKey', '-l', 'app-aes'])
-    expect(kmu.out).toMatch(/number of keys matched from start index 0::0\n\d+/)
+    const handle = /number of keys matched from start index 0::0\n(\d+)/.exec(kmu.out)?.[1]
+    expect(handle, kmu.out).toBeDefined()
+    // CMU findAllKeys lists it as alice's (user 3: admin 1, app_user 2, alice 3, bob 4), on each HSM.
+    // (It replicates right after it is acknowledged: wait until the second HSM has it too.)
+    await waitFor(async () => {
+      const cmu = await runCmuBin([cluster.cmuConfig], 'loginHSM CO admin Admin1234\nfindAllKeys 3 0\nquit\n')
+      return cmu.stdout.match(new RegExp(`\\b${handle ?? ''}\\(o\\)`, 'g'))?.length === 2
+    }, { timeoutMs: 30_000, what: 'CMU findAllKeys listing the key on both HSMs' })
 
     // Bob sees none of alice's private and secret keys (every CU sees every public key, as on
     // CloudHSM), and cannot sign with hers.
