@@ -4,7 +4,8 @@
  * process): AES-GCM/CBC/ECB/CTR, RSA PKCS#1 v1.5, PSS (hashing and on a digest) and OAEP, ECDSA
  * on P-256, P-384 and secp256k1, HMAC, SHA digests, AES key wrap, random; session objects that
  * die with their session; the CU permission rules with their CK_RVs; many calls in flight at once
- * (pkcs11js's *Async calls run on libuv's threads).
+ * (pkcs11js's *Async calls run on libuv's threads); a daemon that stops (CKR_DEVICE_ERROR) and
+ * comes back (a new login).
  *
  * Method: a lab of one cluster of 2 HSMs with CUs alice and bob (startPkcs11Lab); results made in
  * the HSM are checked with node:crypto against the public keys read from CKA_MODULUS /
@@ -80,6 +81,7 @@ describe('issue 16: pkcs11js against a lab', () => {
     await mechanisms()
     await objects()
     permissions()
+    await restart()
   })
 
   function loginRules (): void {
@@ -281,6 +283,22 @@ describe('issue 16: pkcs11js against a lab', () => {
     p11.C_DestroyObject(session, pair.privateKey)
     expect(rvOf(() => p11.C_GetAttributeValue(session, pair.privateKey, [{ type: pkcs11js.CKA_LABEL }]))).toBe('CKR_OBJECT_HANDLE_INVALID')
     p11.C_Logout(session)
+    p11.C_CloseSession(session)
+  }
+
+  /** The daemon stops and comes back (hsmlab down, up): CKR_DEVICE_ERROR meanwhile, then a new login. */
+  async function restart (): Promise<void> {
+    const session = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION)
+    p11.C_Login(session, pkcs11js.CKU_USER, ALICE_PIN)
+    const key = p11.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [{ type: pkcs11js.CKA_TOKEN, value: T }, { type: pkcs11js.CKA_VALUE_LEN, value: 16 }])
+    await lab.down()
+    expect(rvOf(() => p11.C_GenerateRandom(session, Buffer.alloc(8)))).toBe('CKR_DEVICE_ERROR')
+    await lab.up()
+    // The library saw the daemon close its sockets: the login is gone.
+    expect(rvOf(() => p11.C_EncryptInit(session, { mechanism: pkcs11js.CKM_AES_ECB }, key))).toBe('CKR_USER_NOT_LOGGED_IN')
+    p11.C_Login(session, pkcs11js.CKU_USER, ALICE_PIN)
+    p11.C_EncryptInit(session, { mechanism: pkcs11js.CKM_AES_ECB }, key)
+    expect(p11.C_Encrypt(session, Buffer.alloc(16), Buffer.alloc(16))).toHaveLength(16)
     p11.C_CloseSession(session)
   }
 })

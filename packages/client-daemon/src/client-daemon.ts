@@ -58,6 +58,7 @@ export interface ClientDaemonOptions {
   reconnectDelayMaxMs?: number
   tokenKeyMinServers?: number
   tokenKeySyncTimeoutMs?: number
+  destroyedRememberedMax?: number
   findResultsMax?: number
 }
 
@@ -105,6 +106,8 @@ interface App {
   sockets: number
   login?: LinkSet
   objects: Map<number, SessionObject>
+  /** Token keys this application destroyed (oldest first): gone for it at once, before the delete reaches every HSM. */
+  destroyed: Set<number>
 }
 
 function templateOf (fields: Fields, tag: number): Template {
@@ -149,6 +152,7 @@ export class ClientDaemon {
       reconnectDelayMaxMs: options.reconnectDelayMaxMs ?? d.reconnectDelayMaxMs,
       tokenKeyMinServers: options.tokenKeyMinServers ?? d.tokenKeyMinServers,
       tokenKeySyncTimeoutMs: options.tokenKeySyncTimeoutMs ?? d.tokenKeySyncTimeoutMs,
+      destroyedRememberedMax: options.destroyedRememberedMax ?? d.destroyedRememberedMax,
       findResultsMax: options.findResultsMax ?? d.findResultsMax
     }
     this.probe = this.linkSet()
@@ -289,7 +293,7 @@ export class ClientDaemon {
       const key = token.toString('hex')
       let app = this.apps.get(key)
       if (app === undefined) {
-        app = { token: key, sockets: 0, objects: new Map() }
+        app = { token: key, sockets: 0, objects: new Map(), destroyed: new Set() }
         this.apps.set(key, app)
       }
       app.sockets++
@@ -313,6 +317,7 @@ export class ClientDaemon {
 
   /** The link a handle must be used on (a session object's), or undefined for a token object. */
   private route (app: App, handle: number): HsmLink | undefined {
+    if (app.destroyed.has(handle)) throw new WireError(0xa8, `key ${handle} was destroyed`)
     const o = app.objects.get(handle)
     if (o === undefined) return undefined
     if (o.link.generation !== o.generation || !o.link.open) {
@@ -356,6 +361,10 @@ export class ClientDaemon {
         const handle = f.u64(Tag.HANDLE) ?? 0
         const pinned = this.route(app, handle)
         await links.call('deleteKey', { handle }, { retry: false, deadline, ...(pinned === undefined ? {} : { pinned }) })
+        if (pinned === undefined) {
+          app.destroyed.add(handle)
+          if (app.destroyed.size > this.o.destroyedRememberedMax) app.destroyed.delete(app.destroyed.values().next().value as number)
+        }
         app.objects.delete(handle)
         return []
       }
@@ -433,8 +442,11 @@ export class ClientDaemon {
     if (id !== undefined) args.id = idString(id)
     const found: number[] = []
     if (token !== false) {
-      const { result } = await links.call('findKey', args, { retry: true, deadline })
-      found.push(...result.handles.filter(h => !app.objects.has(h)))
+      // Every HSM is asked: a token key is acknowledged once on the HSM that made it and reaches
+      // the others a moment later, and an application finds what it just made.
+      const answers = await links.fromAll('findKey', args, deadline)
+      const union = new Set(answers.flatMap(a => a.handles))
+      found.push(...[...union].sort((a, b) => a - b).filter(h => !app.objects.has(h) && !app.destroyed.has(h)))
     }
     if (token !== true) {
       for (const [handle, o] of app.objects) if (o.link.open && o.link.generation === o.generation) found.push(handle)

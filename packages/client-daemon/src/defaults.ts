@@ -25,6 +25,11 @@ export const clientDaemonDefaults = {
   tokenKeyMinServers: 1,
   /** How long to wait for minServers, in milliseconds. @default 5000 */
   tokenKeySyncTimeoutMs: 5_000,
+  /**
+   * Token keys an application destroyed that the daemon remembers, so that this application never
+   * sees them again while the delete reaches the other HSMs. @default 10000
+   */
+  destroyedRememberedMax: 10_000,
   /** Most objects one C_FindObjectsInit returns. @default 100000 */
   findResultsMax: 100_000,
   /** Log level. @default 'silent' */

@@ -184,6 +184,25 @@ export class LinkSet {
     throw new ClusterUnreachable(last === undefined ? 'no HSM of the cluster is connected' : `no HSM answered: ${(last as Error).message}`)
   }
 
+  /**
+   * The same read on every open link at once; the answers of those that answered. Throws the HSM's
+   * refusal if one refused, or ClusterUnreachable when none answered.
+   */
+  async fromAll<O extends OperationName> (op: O, args: OperationArgs<O>, deadline: number): Promise<Array<OperationResult<O>>> {
+    const open = this.openLinks()
+    if (open.length === 0) throw new ClusterUnreachable('no HSM of the cluster is connected')
+    const outcomes = await Promise.allSettled(open.map(async link => {
+      const connection = link.connection
+      if (connection === undefined) throw new ClusterUnreachable('the connection closed')
+      return await connection.call(op, args, { timeoutMs: Math.max(1, Math.min(deadline - Date.now(), this.options.requestTimeoutMs)) })
+    }))
+    const refused = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected' && !isConnectionFailure(o.reason))
+    if (refused !== undefined) throw refused.reason
+    const answers = outcomes.flatMap(o => o.status === 'fulfilled' ? [o.value] : [])
+    if (answers.length === 0) throw new ClusterUnreachable('no HSM answered')
+    return answers
+  }
+
   /** The same call on every open link (setAttribute: each HSM's copy). */
   async everywhere<O extends OperationName> (op: O, args: OperationArgs<O>, deadline: number): Promise<void> {
     const open = this.openLinks()

@@ -328,9 +328,21 @@ static int open_socket (slot_t *s, long long deadline) {
   return fd;
 }
 
+/* True when an idle socket was closed by the daemon (it restarted): it never sends unasked. */
+static int stale (int fd) {
+  struct pollfd p = { .fd = fd, .events = POLLIN };
+  return poll(&p, 1, 0) != 0;
+}
+
 /* Makes sure the slot's anchor socket is open (it holds the application's login in the daemon). */
 static int ensure_anchor (slot_t *s, long long deadline) {
   pthread_mutex_lock(&s->lock);
+  if (s->anchor >= 0 && stale(s->anchor)) {
+    /* The daemon that held the login is gone: a new one knows no login of this application. */
+    close(s->anchor);
+    s->anchor = -1;
+    s->logged_in = 0;
+  }
   int have = s->anchor >= 0;
   pthread_mutex_unlock(&s->lock);
   if (have) return 0;
@@ -353,7 +365,10 @@ static CK_RV rpc (CK_SLOT_ID slot, int op, buf_t *fields, resp_t *out) {
   if (ensure_anchor(s, deadline) != 0) return CKR_DEVICE_ERROR;
   int fd = -1;
   pthread_mutex_lock(&s->lock);
-  if (s->pooled > 0) fd = s->pool[--s->pooled];
+  while (fd < 0 && s->pooled > 0) {
+    fd = s->pool[--s->pooled];
+    if (stale(fd)) { close(fd); fd = -1; }
+  }
   pthread_mutex_unlock(&s->lock);
   if (fd < 0) fd = open_socket(s, deadline);
   if (fd < 0) return CKR_DEVICE_ERROR;
