@@ -209,9 +209,16 @@ export class LinkSet {
     if (open.length === 0) throw new ClusterUnreachable('no HSM of the cluster is connected')
     const outcomes = await Promise.allSettled(open.map(async link => await link.connection?.call(op, args, { timeoutMs: Math.max(1, Math.min(deadline - Date.now(), this.options.requestTimeoutMs)) })))
     const answered = outcomes.filter(o => o.status === 'fulfilled')
-    const refused = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected' && !isConnectionFailure(o.reason))
+    // An HSM the key has not reached yet answers "invalid handle"; it gets the changed key by
+    // replication. Any other refusal, or that answer from every HSM, is the caller's.
+    const lagging = (reason: unknown): boolean => reason instanceof WireError && reason.status === ReturnCode.INVALID_HANDLE.code && answered.length > 0
+    const refused = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected' && !isConnectionFailure(o.reason) && !lagging(o.reason))
     if (refused !== undefined) throw refused.reason
-    if (answered.length === 0) throw new ClusterUnreachable('no HSM answered')
+    if (answered.length === 0) {
+      const invalid = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected' && !isConnectionFailure(o.reason))
+      if (invalid !== undefined) throw invalid.reason
+      throw new ClusterUnreachable('no HSM answered')
+    }
   }
 
   async stop (): Promise<void> {
