@@ -15,6 +15,7 @@ import { HsmError, HSM_ERR_INVALID_ARGUMENT } from './errors.js'
 import { deriveBackupKey } from './backup.js'
 import { createBackupHandlers } from './handlers/backup-handlers.js'
 import { createInfoHandlers } from './handlers/info-handlers.js'
+import { cryptoHandlers } from './handlers/crypto-handlers.js'
 import { keyHandlers } from './handlers/key-handlers.js'
 import { maskedObjectHandlers } from './handlers/masked-object-handlers.js'
 import { peerHandlers } from './handlers/peer-handlers.js'
@@ -187,6 +188,7 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
       ...createQuorumHandlers(quorum),
       ...createInfoHandlers({ certificates: buildCertificates(identity, opts.manufacturerKey), peerBook }),
       ...keyHandlers,
+      ...cryptoHandlers,
       ...maskedObjectHandlers,
       ...peerHandlers,
       ...createBackupHandlers({ backupKey: deriveBackupKey(opts.manufacturerKey), quorum }),

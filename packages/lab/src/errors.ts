@@ -40,6 +40,9 @@ export const LAB_ERR_FAULTS = 'LAB_ERR_FAULTS'
 /** `hsmlab scenario run`: the scenario file cannot be read, is not JSON, is not a valid scenario, or names what its topology does not have. */
 export const LAB_ERR_SCENARIO = 'LAB_ERR_SCENARIO'
 
+/** `hsmlab up`: a cluster's client daemon (hsmlab-client) exited before its ready line or was not ready in time. */
+export const LAB_ERR_CLIENT_DAEMON = 'LAB_ERR_CLIENT_DAEMON'
+
 /** Every code of this package. */
 export const LAB_ERROR_CODES: readonly string[] = [
   LAB_ERR_USAGE,
@@ -54,5 +57,6 @@ export const LAB_ERROR_CODES: readonly string[] = [
   LAB_ERR_ACTIVATION,
   LAB_ERR_BACKUP,
   LAB_ERR_FAULTS,
-  LAB_ERR_SCENARIO
+  LAB_ERR_SCENARIO,
+  LAB_ERR_CLIENT_DAEMON
 ]

@@ -36,7 +36,7 @@ export { LAB_STATE_FORMAT, LabLayout, readLabState } from './lab-state.js'
 export { DEFAULT_TOPOLOGY_PATH, labDefaults } from './defaults.js'
 export {
   LabError, LAB_ERROR_CODES, LAB_ERR_ACTIVATION, LAB_ERR_BACKUP, LAB_ERR_BUSY, LAB_ERR_CLUSTER, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS, LAB_ERR_HSM_START,
-  LAB_ERR_NO_LAB, LAB_ERR_SCENARIO, LAB_ERR_STATE, LAB_ERR_TOPOLOGY, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
+  LAB_ERR_NO_LAB, LAB_ERR_CLIENT_DAEMON, LAB_ERR_SCENARIO, LAB_ERR_STATE, LAB_ERR_TOPOLOGY, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
 } from './errors.js'
 export { SCENARIO_EXIT, parseScenario, readScenario, resolveScenario, runScenario } from './scenario/index.js'
 export type { RunScenarioOptions, Scenario, ScenarioResult, Verdict } from './scenario/index.js'

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises'
 import { HsmConnection } from '@hsmlab/client'
 import type { Cluster, ControlPlaneClient, Hsm } from '@hsmlab/control-plane'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
+import { clientStatusOf } from './client-daemons.js'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_NO_LAB } from './errors.js'
 import { LabLayout, readLabState } from './lab-state.js'
@@ -80,7 +81,7 @@ export function reportOf (layout: LabLayout, lab: LabState, views: Map<string, R
       const spec = specOf.get(`${record.region}/${record.name}`)
       const described = view?.clusters.get(record)
       const cloneOf = spec?.cloneOf === undefined ? null : `${spec.cloneOf.region}/${spec.cloneOf.cluster}`
-      const files = { cmuConfig: layout.cmuConfig(record.region, record.name), trustAnchor: layout.trustAnchorFile(record.region, record.name) }
+      const files = { cmuConfig: layout.cmuConfig(record.region, record.name), trustAnchor: layout.trustAnchorFile(record.region, record.name), client: clientStatusOf(layout, record) }
       if (described !== undefined) {
         const state = described.State ?? 'UNKNOWN'
         return {

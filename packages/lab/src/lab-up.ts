@@ -21,6 +21,7 @@ import { ROOT_FILE_NAMES, standInRoots } from '@hsmlab/crypto'
 import { createManufacturerKey, readManufacturerKey, writeManufacturerKey } from '@hsmlab/hsm'
 import { writeFileAtomic } from '@hsmlab/process'
 import { ClusterBuilder } from './cluster-builder.js'
+import { ensureClientDaemons } from './client-daemons.js'
 import type { BuildStep, BuiltCluster } from './cluster-builder.js'
 import { createCustomerCa } from './customer-ca.js'
 import type { CustomerCa } from './customer-ca.js'
@@ -512,6 +513,9 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     const built = await building.result()
 
     const described = await routeLinks(layout, lab, writer, built, linkedRegions, planes, faultOptions)
+    // A lab whose control planes run elsewhere (the Docker lab's one-shot `up`) starts no process
+    // that would outlive it: there the client daemon is a service of its own (docker-compose.yml `app`).
+    if (!lab.controlPlanes.some(cp => cp.endpoint !== undefined)) await ensureClientDaemons(layout, lab.clusters)
     const faultsApplied = await applyTopologyFaults(lab, writer, linkedRegions.faultProxyStarted || faultsChanged)
     const elapsedMs = performance.now() - startedAt
     progress('done')

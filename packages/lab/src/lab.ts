@@ -8,6 +8,7 @@ import { access } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { ControlPlaneClient } from '@hsmlab/control-plane'
 import type { Cluster, Hsm } from '@hsmlab/control-plane'
+import type { ClientStatus } from './client-daemons.js'
 import { labDefaults } from './defaults.js'
 import type { ClusterState, ControlPlaneState, LabState } from './lab-state.js'
 import type { LabFault } from './fault-vocabulary.js'
@@ -123,6 +124,8 @@ export interface ClusterStatus {
   cmuConfig: string
   /** The trust anchor file (the configurations' CAfile for this cluster's HSMs). */
   trustAnchor: string
+  /** Its client daemon and the PKCS#11 library: the socket, the module, and the environment an application sets (docs/pkcs11.md). */
+  client: ClientStatus
   hsms: HsmStatus[]
 }
 
@@ -200,7 +203,7 @@ export interface LabDownResult {
   /** False when DIR held no lab. */
   found: boolean
   /** Every process that ran: `terminated` stopped on SIGTERM (an HSM: by its control plane), `killed` needed SIGKILL. */
-  stopped: Array<{ kind: 'control-plane' | 'hsm' | 'fault-proxy', region: string, pid: number, how: 'terminated' | 'killed' }>
+  stopped: Array<{ kind: 'control-plane' | 'hsm' | 'fault-proxy' | 'client-daemon', region: string, pid: number, how: 'terminated' | 'killed' }>
   /** Control planes that run elsewhere (`up --control-plane`), left as they are: stop them as they were started. */
   leftRunning: Array<{ region: string, endpoint: string }>
   purged: boolean

@@ -122,6 +122,7 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
       lines.push(...table(hsmRows(cluster), '    '))
       lines.push(`    users: ${credentials(topology, cluster)}`)
       lines.push(`    CMU:   npx cloudhsm_mgmt_util ${displayPath(cluster.cmuConfig, cwd)}`)
+      lines.push(`    PKCS#11: ${pkcs11Line(cluster)}`)
     }
   }
   const crosses = Object.entries(status.cmuConfigs)
@@ -152,6 +153,12 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
   return lines.join('\n') + '\n'
 }
 
+/** The one line an application's shell pastes to reach a cluster through the PKCS#11 library (docs/pkcs11.md). */
+function pkcs11Line (cluster: ClusterStatus): string {
+  const env = Object.entries(cluster.client.env).map(([k, v]) => `${k}=${v}`).join(' ')
+  return `export ${env} HSMLAB_PKCS11_MODULE=${cluster.client.pkcs11Module}`
+}
+
 /** What `hsmlab status` prints without --json. */
 export function formatStatus (status: LabStatus): string {
   const hsms = status.regions.flatMap(r => r.clusters).flatMap(c => c.hsms)
@@ -165,6 +172,7 @@ export function formatStatus (status: LabStatus): string {
     for (const cluster of region.clusters) {
       lines.push(clusterLine(cluster) + (cluster.stateMessage === undefined ? '' : `: ${cluster.stateMessage}`))
       lines.push(`    CMU config: ${cluster.cmuConfig}`)
+      lines.push(`    PKCS#11 (client daemon ${cluster.client.state}): ${pkcs11Line(cluster)}`)
       lines.push(...table(hsmRows(cluster), '    '))
       for (const h of cluster.hsms) {
         if (h.stateMessage === undefined) continue

@@ -19,7 +19,7 @@ export { PROTOCOL_VERSION } from './frames.js'
 export type { HelloFrame, RequestFrame, ResponseFrame, WelcomeFrame } from './frames.js'
 export { OPERATION_SPECS, QUORUM_SERVICES, SYNC_ROLES, USER_TYPES, isOperationName } from './operations.js'
 export type {
-  AttributeValue, HsmInfo, KeyAttribute, KeyCreationOptions, KeyInfo, KeyListing, OperationArgs,
+  AttributeValue, HsmInfo, KeyAttribute, KeyCreationOptions, KeyInfo, KeyListing, MechanismCall, MechanismParams, OperationArgs,
   OperationMap, OperationName, OperationResult, PeerAddress, QuorumApproval, QuorumService, QuorumTokenInfo, SyncExtractedObject,
   SyncOutcome, SyncResource, SyncRole, TwoFactorResponse, UserInfo, UserType
 } from './operations.js'

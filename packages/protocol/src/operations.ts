@@ -95,6 +95,9 @@ export interface KeyCreationOptions {
   minServers?: number
   /** How long to wait for minServers, in milliseconds. */
   timeoutMs?: number
+  /** Usage attributes (OBJ_ATTR_ENCRYPT ... DERIVE, TRUSTED, DESTROYABLE) to set to 1 / 0 instead of the defaults (PKCS#11 templates); of a pair, the private half's. */
+  usageOn?: number[]
+  usageOff?: number[]
 }
 
 /** A quorum service (setMValue, getToken): 3 USER_MGMT (user management), 4 MISC_CO (setMValue itself). */
@@ -176,6 +179,24 @@ export interface SyncOutcome {
   code?: string
   message?: string
 }
+/** Parameters of a PKCS#11 mechanism (CK_GCM_PARAMS, CK_RSA_PKCS_OAEP_PARAMS, CK_RSA_PKCS_PSS_PARAMS, an IV). */
+export interface MechanismParams {
+  /** CBC, CTR (the counter block) and GCM IV. */
+  iv?: Uint8Array
+  /** GCM additional authenticated data. */
+  aad?: Uint8Array
+  /** GCM tag length in bits. @default 128 */
+  tagBits?: number
+  /** OAEP and PSS: the CKM_SHA* of the hash (MGF1 uses the same). */
+  hashMechanism?: number
+  /** PSS salt length in bytes. */
+  saltBytes?: number
+  /** OAEP label (CKZ_DATA_SPECIFIED source data). */
+  label?: Uint8Array
+}
+
+/** One PKCS#11 mechanism applied with a key to data. */
+export type MechanismCall = MechanismParams & { handle: number, mechanism: number, data: Uint8Array }
 
 /** Argument and result types of each operation. */
 export interface OperationMap {
@@ -206,7 +227,7 @@ export interface OperationMap {
   shareKey: { args: { handle: number, userId: number, share: boolean }, result: Record<string, never> }
   generateSymmetricKey: { args: KeyCreationOptions & { keyType: number, sizeBytes: number }, result: { handle: number } }
   generateKeyPair: {
-    args: KeyCreationOptions & { algorithm: 'RSA' | 'EC', modulusBits?: number, publicExponent?: number, curveId?: number },
+    args: KeyCreationOptions & { algorithm: 'RSA' | 'EC', modulusBits?: number, publicExponent?: number, curveId?: number, publicUsageOn?: number[], publicUsageOff?: number[] },
     result: { publicHandle: number, privateHandle: number }
   }
   findKey: {
@@ -230,6 +251,16 @@ export interface OperationMap {
   aesWrapData: { args: { wrappingHandle: number, unwrap: boolean, data: Uint8Array, iv?: Uint8Array }, result: { data: Uint8Array } }
   sign: { args: { handle: number, mechanism: number, data: Uint8Array }, result: { signature: Uint8Array } }
   verify: { args: { handle: number, mechanism: number, data: Uint8Array, signature: Uint8Array }, result: Record<string, never> }
+  /**
+   * PKCS#11 crypto (the client daemon's, issue 16): `mechanism` is a CKM_* number, its parameters
+   * in `MechanismParams`. Sign and verify take secret keys for HMAC, private / public keys otherwise.
+   */
+  p11Encrypt: { args: MechanismCall, result: { data: Uint8Array } }
+  p11Decrypt: { args: MechanismCall, result: { data: Uint8Array } }
+  p11Sign: { args: MechanismCall, result: { signature: Uint8Array } }
+  p11Verify: { args: MechanismCall & { signature: Uint8Array }, result: Record<string, never> }
+  /** Random bytes from the HSM; needs no login (PKCS#11 C_GenerateRandom works in a public session). */
+  generateRandom: { args: { bytes: number }, result: { data: Uint8Array } }
 
   extractMaskedObject: { args: { kind: 'key' | 'user', handle?: number, userId?: number }, result: { blob: Uint8Array } }
   /** `sameHandle`: keep the key's handle (syncKey); otherwise a new handle (KMU insertMaskedObject). */
@@ -305,7 +336,21 @@ const creation = {
   shareWith: { type: 'int[]', optional: true, max: 1024 },
   mValue: { type: 'int', optional: true, min: 0, max: 8 },
   minServers: { type: 'int', optional: true, min: 1, max: 28 },
-  timeoutMs: { type: 'int', optional: true, min: 0, max: 600_000 }
+  timeoutMs: { type: 'int', optional: true, min: 0, max: 600_000 },
+  usageOn: { type: 'int[]', optional: true, max: 16 },
+  usageOff: { type: 'int[]', optional: true, max: 16 }
+} as const
+
+const mechanismCall = {
+  handle,
+  mechanism: { type: 'int', min: 0 },
+  data: { type: 'bytes', max: 16 * 1024 * 1024 },
+  iv: { type: 'bytes', optional: true, max: 256 },
+  aad: { type: 'bytes', optional: true, max: 1024 * 1024 },
+  tagBits: { type: 'int', optional: true, oneOf: [32, 64, 96, 104, 112, 120, 128] },
+  hashMechanism: { type: 'int', optional: true, min: 0 },
+  saltBytes: { type: 'int', optional: true, min: 0, max: 512 },
+  label: { type: 'bytes', optional: true, max: 1024 }
 } as const
 
 /** The argument shape of every operation. */
@@ -337,7 +382,9 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
     algorithm: { type: 'string', oneOf: ['RSA', 'EC'] },
     modulusBits: { type: 'int', optional: true },
     publicExponent: { type: 'int', optional: true },
-    curveId: { type: 'int', optional: true }
+    curveId: { type: 'int', optional: true },
+    publicUsageOn: creation.usageOn,
+    publicUsageOff: creation.usageOff
   },
   findKey: {
     keyClass: { type: 'int', optional: true },
@@ -369,6 +416,11 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   aesWrapData: { wrappingHandle: handle, unwrap: { type: 'bool' }, data: { type: 'bytes', max: 1024 * 1024 }, iv: { type: 'bytes', optional: true, max: 8 } },
   sign: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 } },
   verify: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 }, signature: { type: 'bytes', max: 8192 } },
+  p11Encrypt: mechanismCall,
+  p11Decrypt: mechanismCall,
+  p11Sign: mechanismCall,
+  p11Verify: { ...mechanismCall, signature: { type: 'bytes', max: 8192 } },
+  generateRandom: { bytes: { type: 'int', min: 0, max: 1024 * 1024 } },
 
   extractMaskedObject: { kind: { type: 'string', oneOf: ['key', 'user'] }, handle: { ...handle, optional: true }, userId: { type: 'int', optional: true, min: 0 } },
   insertMaskedObject: {

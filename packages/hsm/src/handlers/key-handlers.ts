@@ -125,7 +125,7 @@ function invalidHandle (handle: number, user: SessionUser): WireError {
 }
 
 /** A key the CU may use: owned, shared with it, or public. */
-function keyForUse (ctx: HsmContext, session: Session, user: SessionUser, handle: number): FoundKey {
+export function keyForUse (ctx: HsmContext, session: Session, user: SessionUser, handle: number): FoundKey {
   const found = lookup(ctx, session, handle)
   if (found === undefined || relationOf(found.record, user.userId) === undefined) throw invalidHandle(handle, user)
   if (found.session && found.record.owner !== user.userId) throw invalidHandle(handle, user)
@@ -141,13 +141,13 @@ function keyForOwner (ctx: HsmContext, session: Session, user: SessionUser, hand
   return found
 }
 
-function requireFlag (record: KeyRecord, attribute: number, what: string): void {
+export function requireFlag (record: KeyRecord, attribute: number, what: string): void {
   if (record.attributes[attribute] !== 1) {
     throw new WireError(ReturnCode.KEY_ACCESS_DENIED, `key ${record.handle} may not be used to ${what} (${attrName(attribute)} is 0)`)
   }
 }
 
-function requireKind (record: KeyRecord, keyClass: number, keyType: number | undefined, what: string): void {
+export function requireKind (record: KeyRecord, keyClass: number, keyType: number | undefined, what: string): void {
   if (record.keyClass !== keyClass || (keyType !== undefined && record.keyType !== keyType)) {
     throw new WireError(ReturnCode.INVALID_INPUT, `key ${record.handle} (class ${record.keyClass}, type ${record.keyType}) cannot ${what}`)
   }
@@ -273,6 +273,17 @@ const CARRIED_ON_UNWRAP: readonly number[] = [
   Attribute.TRUSTED, Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP, Attribute.SIGN,
   Attribute.VERIFY, Attribute.DERIVE, Attribute.DESTROYABLE, Attribute.WRAP_WITH_TRUSTED
 ]
+
+/** A new key's usage attributes as a PKCS#11 template asks (`usageOn` / `usageOff`), over the defaults. */
+function applyUsage (attributes: Record<number, AttributeValue>, on: number[] | undefined, off: number[] | undefined): Record<number, AttributeValue> {
+  for (const [ids, value] of [[on, 1], [off, 0]] as const) {
+    for (const id of ids ?? []) {
+      if (!BOOLEAN_SETTABLE.has(id)) throw new WireError(ReturnCode.INVALID_ATTRIBUTE, `${attrName(id)} is not a usage attribute a new key can set`)
+      attributes[id] = value
+    }
+  }
+  return attributes
+}
 
 function asBoolean (attribute: number, value: number | string): 0 | 1 {
   if (value === 0 || value === '0') return 0
@@ -533,6 +544,7 @@ const generateSymmetricKey: Handler<'generateSymmetricKey'> = async (ctx, sessio
     valueLen: args.sizeBytes,
     kcv: secretKeyKcv(args.keyType, material)
   })
+  applyUsage(attributes, args.usageOn, args.usageOff)
   const record: KeyRecord = { handle, keyClass: KeyClass.SECRET, keyType: args.keyType, owner: user.userId, sharedWith, mValue: args.mValue ?? 0, attributes, material }
   await storeNewKeys(ctx, session, [record], options)
   return { handle }
@@ -589,7 +601,7 @@ const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) =
     owner: user.userId,
     sharedWith: [],
     mValue: 0,
-    attributes: buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PUBLIC), keyClass: KeyClass.PUBLIC, extractable: true }),
+    attributes: applyUsage(buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PUBLIC), keyClass: KeyClass.PUBLIC, extractable: true }), args.publicUsageOn, args.publicUsageOff),
     material: material.publicDer,
     pairHandle: privateHandle
   }
@@ -601,7 +613,7 @@ const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) =
     // Public keys cannot be shared: `-u` shares the private half.
     sharedWith,
     mValue: args.mValue ?? 0,
-    attributes: buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PRIVATE), keyClass: KeyClass.PRIVATE, extractable: args.extractable ?? true }),
+    attributes: applyUsage(buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PRIVATE), keyClass: KeyClass.PRIVATE, extractable: args.extractable ?? true }), args.usageOn, args.usageOff),
     material: material.privateDer,
     pairHandle: publicHandle
   }
