@@ -100,12 +100,12 @@ export class SyncRecords {
     return records
   }
 
-  /** The record, if any. */
+  /** The record, if any (do not change it; use `set`). */
   get (primaryClusterId: string, key: string): SyncRecord | undefined {
     return this.tasks.get(primaryClusterId)?.get(key)
   }
 
-  /** Every record of a task (a live view: do not change it; use `set`, `remove`). */
+  /** Every record of a task (a live view: do not change it or its records; use `set`, `remove`). */
   of (primaryClusterId: string): ReadonlyMap<string, SyncRecord> {
     return this.tasks.get(primaryClusterId) ?? new Map()
   }
@@ -115,8 +115,14 @@ export class SyncRecords {
     let map = this.tasks.get(primaryClusterId)
     if (map === undefined) { map = new Map(); this.tasks.set(primaryClusterId, map) }
     const key = recordKey(record.replicaClusterId, record.resourceType, record.resourceId)
-    if (!map.has(key)) this.sorted.delete(primaryClusterId)
-    map.set(key, record)
+    const existing = map.get(key)
+    if (existing === undefined) {
+      this.sorted.delete(primaryClusterId)
+      map.set(key, { ...record })
+    } else {
+      // Changed in place: the listing order (which holds the same objects) stays valid.
+      Object.assign(existing, record)
+    }
     this.dirty = true
   }
 

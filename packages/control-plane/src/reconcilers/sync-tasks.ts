@@ -95,6 +95,7 @@ export class SyncTaskReconciler {
   private readonly region: string
   private readonly primaries = new Map<string, PrimaryView>()
   private readonly replicas = new Map<string, ReplicaView>()
+  private readonly confirming = new Map<string, Promise<void>>()
 
   constructor (components: ReconcilerComponents & { directory: HsmDirectory, sync: SyncHsmCaller, records: SyncRecords, region: string }) {
     this.c = components
@@ -536,7 +537,18 @@ export class SyncTaskReconciler {
 
   // ------------------------------------------------------------------ confirmations
 
+  /** One confirmation at a time per replica: the API's and the pass's share it. */
   private async confirm (primary: string, replicaId: string): Promise<void> {
+    const key = `${primary}:${replicaId}`
+    let running = this.confirming.get(key)
+    if (running === undefined) {
+      running = this.confirmOnce(primary, replicaId).finally(() => { this.confirming.delete(key) })
+      this.confirming.set(key, running)
+    }
+    await running
+  }
+
+  private async confirmOnce (primary: string, replicaId: string): Promise<void> {
     const replica = this.replicaOf(primary, replicaId)
     if (replica === undefined || replica.confirmed) return
     const view = this.replicaView(primary, replicaId)
