@@ -245,6 +245,12 @@ export interface OperationMap {
   peerFetch: { args: { handle: number }, result: { blob: Uint8Array } }
   peerPush: { args: { blob: Uint8Array }, result: Record<string, never> }
   peerDelete: { args: { handle: number }, result: Record<string, never> }
+  /**
+   * What syncApply applied on a replica HSM, passed on to the other HSMs of its cluster: users and
+   * changed keys (masked objects, inserted or replaced the way syncApply does) and deleted users,
+   * which the key replication of peerPush and peerDelete does not carry.
+   */
+  peerSyncApply: { args: { objects: Uint8Array[], deleteUsers: string[] }, result: Record<string, never> }
 
   /** Admin: the lab (holder of the cluster's trust anchor) tells an HSM who its peers are. */
   setPeers: { args: { peers: PeerAddress[], version: number, signature: Uint8Array }, result: Record<string, never> }
@@ -377,6 +383,7 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   peerFetch: { handle },
   peerPush: { blob: { type: 'bytes', max: 1024 * 1024 } },
   peerDelete: { handle },
+  peerSyncApply: { objects: { type: 'bytes[]', max: SYNC_BATCH_KEYS_MAX + SYNC_BATCH_USERS_MAX }, deleteUsers: { type: 'string[]', max: SYNC_BATCH_USERS_MAX } },
 
   setPeers: { peers: { type: 'object[]', max: 28 }, version: { type: 'int', min: 0 }, signature: { type: 'bytes' } },
   exportBackup: { requestedAtMs: { type: 'int', min: 0 }, signature: { type: 'bytes', max: 1024 } },
