@@ -223,16 +223,22 @@ export class SyncTaskReconciler {
       const task = this.c.store.state.syncTasks?.[primary]
       const replica = task?.replicas.find(r => r.clusterId === replicaId)
       if (task === undefined || replica === undefined || replica.state !== 'ASSOCIATED' || !replica.confirmed) return
-      let waitMs = this.c.tuning.syncWatchWaitMs
-      if (!view.woken || this.primaries.get(primary)?.ready !== true) {
-        // Nothing new: wait for a change, or for the next retry.
-      } else {
+      if (this.primaries.get(primary)?.ready !== true || !view.woken) {
+        // Nothing to compare yet, or nothing new: wait for the watch (which wakes the pushers
+        // once it knows the primary, and at each change), or for the next retry.
         view.woken = false
-        const next = await this.round(task, replica, view)
-        if (next === 0) { view.woken = true; continue }
-        waitMs = next
+        await this.waitForWake(view, this.c.tuning.syncWatchWaitMs, signal)
+        continue
       }
-      await this.waitForWake(view, waitMs, signal)
+      view.woken = false
+      const next = await this.round(task, replica, view)
+      if (next === 0) {
+        view.woken = true
+        // Again at once, but after whatever else waits on the event loop.
+        await new Promise(resolve => setImmediate(resolve))
+        continue
+      }
+      await this.waitForWake(view, next, signal)
     }
   }
 
