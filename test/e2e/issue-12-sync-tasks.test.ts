@@ -18,23 +18,8 @@ import type { SyncResourceRecord } from '@hsmlab/control-plane'
 import { Attribute, KeyType } from '@hsmlab/protocol'
 import { startLab, waitFor } from '@hsmlab/testing'
 import type { LabStatusCluster } from '@hsmlab/testing'
+import { ADMIN, ALICE, SYNC_TOPOLOGY, keysOf } from './issue-12-helpers.js'
 import { clusterOf, sessionOn } from './regions-helpers.js'
-
-const ALICE = { type: 'CU' as const, name: 'alice', password: 'Alice1234' }
-const ADMIN = { type: 'CO' as const, name: 'admin', password: 'Admin1234' }
-
-export const SYNC_TOPOLOGY = {
-  regions: [
-    { name: 'us-east-1', clusters: [{ name: 'primary', hsms: 1, activate: { admin: ADMIN.password }, users: [{ type: 'CU', name: 'alice', password: ALICE.password }] }] },
-    { name: 'us-west-2', clusters: [{ name: 'dr', hsms: 2, cloneOf: { region: 'us-east-1', cluster: 'primary' } }] }
-  ]
-}
-
-/** A user's keys on an HSM (asked by a crypto officer): handles and the hash findAllKeys gives over them. */
-async function keysOf (connection: HsmConnection, userId: number): Promise<{ handles: number[], hash: string | undefined }> {
-  const { keys, hash } = await connection.call('findAllKeys', { userId, withHash: true })
-  return { handles: keys.map(k => k.handle).sort((a, b) => a - b), hash }
-}
 
 async function refusal (promise: Promise<unknown>): Promise<string> {
   try {

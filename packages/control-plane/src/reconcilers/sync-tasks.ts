@@ -275,10 +275,18 @@ export class SyncTaskReconciler {
       void this.records.flush()
       return view.nextAttemptAtRealMs - now
     }
+    const attemptAt = clock.now() / 1000
+    // The records an attempt is made for count it once, whether it fails at the inventory or later.
+    const counted = new Set<string>()
     if (view.known === undefined || view.stale) {
+      // What is known of the replica may be wrong (a failed or cut attempt): it is asked again
+      // first; the differences as far as they are known now are what this attempt is for.
+      const believed = view.known !== undefined
+      const pending = this.updateRecords(task, replica, pv, view, undefined).filter(ch => (view.retries.get(ch.key)?.atRealMs ?? 0) <= now)
+      // The first comparison (nothing known yet) is no attempt to carry anything.
+      if (believed) this.countAttempt(primary, replica, pending, attemptAt, counted)
       const inventory = await this.inventory(task, replica)
       if ('cause' in inventory) {
-        this.updateRecords(task, replica, pv, view, undefined)
         this.failReplica(task, replica, view, inventory.cause)
         return this.retryDelayMs(view.failures)
       }
@@ -294,7 +302,8 @@ export class SyncTaskReconciler {
       const nextRetry = Math.min(...changes.map(ch => view.retries.get(ch.key)?.atRealMs ?? Infinity))
       return Number.isFinite(nextRetry) ? Math.max(1, nextRetry - now) : tuning.syncWatchWaitMs
     }
-    const outcome = await this.carry(task, replica, view, pv, due, clock.now() / 1000)
+    this.countAttempt(primary, replica, due, attemptAt, counted)
+    const outcome = await this.carry(task, replica, view, pv, due)
     void this.records.flush()
     if (outcome !== undefined) {
       this.failReplica(task, replica, view, outcome)
@@ -303,6 +312,17 @@ export class SyncTaskReconciler {
     view.failures = 0
     view.cause = undefined
     return 0
+  }
+
+  /** Counts an attempt, once, in the records of these changes. */
+  private countAttempt (primary: string, replica: SyncTaskReplicaRecord, changes: Change[], attemptAt: number, counted: Set<string>): void {
+    for (const ch of changes) {
+      const key = recordKey(replica.clusterId, ch.type, ch.id)
+      if (counted.has(key)) continue
+      counted.add(key)
+      const record = this.records.get(primary, key) ?? blank(replica.clusterId, ch.type, ch.id)
+      this.records.set(primary, { ...record, attempts: record.attempts + 1, lastAttemptAt: attemptAt })
+    }
   }
 
   /** Asks the replica's region what the replica holds. */
@@ -350,6 +370,8 @@ export class SyncTaskReconciler {
   private updateRecords (task: SyncTaskRecord, replica: SyncTaskReplicaRecord, pv: PrimaryView, view: ReplicaView, failing: SyncCause | undefined): Change[] {
     const primary = task.primaryClusterId
     const matcher = scopeMatcher(task.scope)
+    // Nothing known of the replica yet (a start): its records say what it holds, as far as they go.
+    const fromRecords = view.known === undefined
     const known = view.known ?? new Map<string, SyncResource>()
     const nowSeconds = this.c.clock.now() / 1000
     const changes: Change[] = []
@@ -376,7 +398,14 @@ export class SyncTaskReconciler {
     }
     for (const [key, r] of pv.resources) {
       if (!matcher.has(r, replica.syncType)) continue
-      touch(r, false, known.get(key)?.digest === r.digest)
+      const equal = fromRecords
+        ? this.records.get(primary, recordKey(replica.clusterId, typeOf(r), idOf(r)))?.status === 'SYNCHRONIZED'
+        : known.get(key)?.digest === r.digest
+      touch(r, false, equal)
+    }
+    if (fromRecords) {
+      // Deletions are not known yet: records of resources gone from the primary stay until they are.
+      for (const [key, record] of this.records.of(primary)) if (record.replicaClusterId === replica.clusterId) live.add(key)
     }
     for (const [key, r] of known) {
       if (pv.resources.has(key) || !matcher.has(r, replica.syncType)) continue
@@ -389,13 +418,8 @@ export class SyncTaskReconciler {
   }
 
   /** Extracts the changes from the primary and applies them on the replica; resolves with the cause when the whole attempt failed. */
-  private async carry (task: SyncTaskRecord, replica: SyncTaskReplicaRecord, view: ReplicaView, pv: PrimaryView, due: Change[], attemptAt: number): Promise<SyncCause | undefined> {
+  private async carry (task: SyncTaskRecord, replica: SyncTaskReplicaRecord, view: ReplicaView, pv: PrimaryView, due: Change[]): Promise<SyncCause | undefined> {
     const primary = task.primaryClusterId
-    for (const ch of due) {
-      const key = recordKey(replica.clusterId, ch.type, ch.id)
-      const record = this.records.get(primary, key) ?? blank(replica.clusterId, ch.type, ch.id)
-      this.records.set(primary, { ...record, attempts: record.attempts + 1, lastAttemptAt: attemptAt })
-    }
     const inserts = due.filter(ch => !ch.deletion)
     let objects: SyncExtractedObject[]
     try {
