@@ -30,10 +30,13 @@ export const SYNC_ASSOCIATE_PATH = '/_hsmlab/sync/associate'
 export const SYNC_DISASSOCIATE_PATH = '/_hsmlab/sync/disassociate'
 export const SYNC_APPLY_PATH = '/_hsmlab/sync/apply'
 
-/** The failure causes of a synchronisation record (stable codes, docs/control-plane.md). */
+/**
+ * The failure causes of a synchronisation record (stable codes, docs/control-plane.md "Records
+ * and failure causes"): the control plane's own, then the outcome codes of the HSMs' syncApply.
+ */
 export const SYNC_FAILURE_CODES = [
-  'REPLICA_UNREACHABLE', 'REPLICA_UNAVAILABLE', 'PRIMARY_UNAVAILABLE', 'HANDLE_TAKEN', 'OWNER_MISSING', 'LINEAGE_REFUSED', 'STORAGE_REFUSED',
-  'REPLICA_DISASSOCIATED', 'REPLICA_NOT_ASSOCIATED', 'NOT_A_REPLICA', 'INVALID'
+  'REPLICA_UNREACHABLE', 'REPLICA_UNAVAILABLE', 'PRIMARY_UNAVAILABLE', 'REPLICA_NOT_ASSOCIATED', 'REPLICA_DISASSOCIATED',
+  'HANDLE_TAKEN', 'OWNER_MISSING', 'LINEAGE_REFUSED', 'STORAGE_REFUSED', 'USER_OWNS_KEYS', 'NOT_A_REPLICA', 'INVALID_OBJECT'
 ] as const
 
 /** Codes of the refusals of the internal paths (the `code` of their error bodies). */

@@ -272,6 +272,13 @@ describe('errors', () => {
     expect([...cp.CONTROL_PLANE_ERROR_CODES].sort()).toEqual(exported)
   })
 
+  it('documents every failure cause of a synchronisation record in docs/control-plane.md', () => {
+    const page = readFileSync(new URL('../../../docs/control-plane.md', import.meta.url), 'utf8')
+    const table = page.slice(page.indexOf('### Records and failure causes'), page.indexOf('### Between regions'))
+    const documented = [...table.matchAll(/`([A-Z_]+)`/g)].map(m => m[1]).filter(c => c !== undefined && /_/.test(c)).sort()
+    expect(documented).toEqual([...cp.SYNC_FAILURE_CODES].sort())
+  })
+
   it('errors carry a stable code, a name and their cause', () => {
     const err = new cp.ControlPlaneError(cp.CP_ERR_STATE, 'bad', { cause: new Error('x') })
     expect(err).toMatchObject({ name: 'ControlPlaneError', code: 'CP_ERR_STATE', message: 'bad' })
