@@ -160,9 +160,11 @@ export class SyncReplicaReconciler implements SyncEndpoints {
     // The HSM applies only as a replica: it gets its role first if it has not taken it yet.
     if (record !== undefined && this.pushed.get(hsm.hsmId) !== roleOf(record)) await this.pushRoles(body.replicaClusterId).catch(() => {})
     try {
+      const started = performance.now()
       const result = await this.sync.call(address, 'syncApply', {
         objects: body.objects.map(o => new Uint8Array(Buffer.from(o, 'base64'))), deleteKeys: body.deleteKeys, deleteUsers: body.deleteUsers
       })
+      this.c.log.debug({ replica: body.replicaClusterId, hsmId: address.hsmId, objects: body.objects.length, ms: Math.round((performance.now() - started) * 10) / 10 }, 'applied on the replica')
       const answer: SyncApplyAnswer = { outcomes: result.outcomes }
       return { status: 200, body: answer }
     } catch (err) {

@@ -303,8 +303,10 @@ export class SyncTaskReconciler {
       return Number.isFinite(nextRetry) ? Math.max(1, nextRetry - now) : tuning.syncWatchWaitMs
     }
     this.countAttempt(primary, replica, due, attemptAt, counted)
+    const carryStart = performance.now()
     const outcome = await this.carry(task, replica, view, pv, due)
     void this.records.flush()
+    this.c.log.debug({ primary, replica: replica.clusterId, changes: due.length, ms: Math.round((performance.now() - carryStart) * 10) / 10, failed: outcome?.code }, 'differences carried')
     if (outcome !== undefined) {
       this.failReplica(task, replica, view, outcome)
       return this.retryDelayMs(view.failures)
@@ -422,8 +424,10 @@ export class SyncTaskReconciler {
     const primary = task.primaryClusterId
     const inserts = due.filter(ch => !ch.deletion)
     let objects: SyncExtractedObject[]
+    const extractStart = performance.now()
     try {
       objects = await this.extract(primary, pv, inserts)
+      this.c.log.debug({ primary, objects: inserts.length, ms: Math.round((performance.now() - extractStart) * 10) / 10 }, 'extracted from the primary')
     } catch (err) {
       return { code: 'PRIMARY_UNAVAILABLE', message: `The primary ${primary} cannot give its resources: ${(err as Error).message}` }
     }
