@@ -71,11 +71,6 @@ export class SyncReplicaReconciler implements SyncEndpoints {
     }
   }
 
-  /** Forgets what a deleted HSM was sent. */
-  forget (hsmId: string): void {
-    this.pushed.delete(hsmId)
-  }
-
   /** True when the cluster is or was a replica here (it then cannot be a primary). */
   replicaRecord (clusterId: string): SyncReplicaOfRecord | undefined {
     return this.c.store.state.syncReplicaOf?.[clusterId]
