@@ -71,8 +71,8 @@ export class SyncReplicaReconciler implements SyncEndpoints {
     }
   }
 
-  /** True when the cluster is or was a replica here (it then cannot be a primary). */
-  replicaRecord (clusterId: string): SyncReplicaOfRecord | undefined {
+  /** The record of a cluster of this region that is or was a replica, if any. */
+  private replicaRecord (clusterId: string): SyncReplicaOfRecord | undefined {
     return this.c.store.state.syncReplicaOf?.[clusterId]
   }
 
