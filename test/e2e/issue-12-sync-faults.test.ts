@@ -4,7 +4,8 @@
  * record is FAILED with REPLICA_UNREACHABLE within a few seconds (not left SYNCHRONIZING); once
  * healed every record is SYNCHRONIZED by itself, and the replica holds exactly the primary's keys
  * (nothing lost, nothing twice). A SIGKILL of the primary's control plane in the middle of a sync
- * followed by `hsmlab up` picks up where it stopped, from the durable task.
+ * followed by `hsmlab up` picks up where it stopped, from the durable task; so does a SIGKILL of
+ * the replica's control plane (the records are FAILED while it is down).
  *
  * Method: a lab of real processes (startLab) with us-east-1/primary and its clone us-west-2/dr;
  * the task made through ControlPlaneClient; keys made by alice through the client library;
@@ -79,5 +80,24 @@ describe('a synchronisation task under faults', () => {
       const seen = await Promise.all(drAdmins.map(async s => await keysOf(s.connection, alice.userId)))
       return seen.every(k => k.hash === final.hash && JSON.stringify(k.handles) === JSON.stringify(final.handles))
     }, { timeoutMs: 10_000, what: 'every HSM of the replica with exactly the primary\'s keys after the restart' })
+
+    // The replica's control plane is killed while keys are being carried: they are FAILED meanwhile, and SYNCHRONIZED once it is back.
+    const westPid = again.regions.find(r => r.name === 'us-west-2')?.controlPlane?.pid as number
+    const second = Promise.all(Array.from({ length: 10 }, async (_, i) => await aes(`second-burst-${i}`)))
+    process.kill(westPid, 'SIGKILL')
+    const made2 = await second
+    await waitFor(async () => (await restarted.allSyncResources({ ClusterId: primary.id, Status: 'FAILED' })).length > 0, { timeoutMs: 10_000, what: 'FAILED records while the replica\'s control plane is down' })
+    await lab.up()
+    const total = 4 + made.length + made2.length
+    await waitFor(async () => {
+      const all = await restarted.allSyncResources({ ClusterId: primary.id })
+      return all.length === total && all.every(r => r.Status === 'SYNCHRONIZED')
+    }, { timeoutMs: 20_000, what: 'every record SYNCHRONIZED after the replica\'s control plane is back' })
+    const last = await keysOf(admin.connection, alice.userId)
+    expect(last.handles).toHaveLength(total)
+    await waitFor(async () => {
+      const seen = await Promise.all(drAdmins.map(async s => await keysOf(s.connection, alice.userId)))
+      return seen.every(k => k.hash === last.hash && JSON.stringify(k.handles) === JSON.stringify(last.handles))
+    }, { timeoutMs: 10_000, what: 'every HSM of the replica with exactly the primary\'s keys after its control plane\'s restart' })
   })
 })

@@ -56,7 +56,18 @@ describe('a synchronisation task between two regions', () => {
     const aes = async (label: string): Promise<number> => (await alice.connection.call('generateSymmetricKey', { keyType: KeyType.AES, sizeBytes: 32, label })).handle
     const before = await aes('before-the-task')
 
-    // Refused: a cluster of another lineage; a task needs its replica's region to differ.
+    // Refused: a replica in the primary's region; more than 3 replicas; a replica holding a key the primary does not have.
+    expect(await refusal(api.createSyncTask({ ClusterId: primary.id, Replicas: [{ ClusterId: primary.id, Region: 'us-east-1', SyncType: 'KEYS' }] })))
+      .toMatch(new RegExp(`Replica ${primary.id} is in us-east-1, the region of primary ${primary.id}: a replica must be in another region`))
+    expect(await refusal(api.createSyncTask({ ClusterId: primary.id, Replicas: ['A', 'B', 'C', 'D'].map(l => ({ ClusterId: `cluster-${l}bcdefghijk`, Region: 'us-west-2', SyncType: 'KEYS' as const })) })))
+      .toMatch(/A synchronisation task has at most 3 replicas; 4 were given/)
+    const [drAlice] = await sessionsOn(dr, ALICE)
+    if (drAlice === undefined) throw new Error('no session on the replica')
+    const stray = (await drAlice.connection.call('generateSymmetricKey', { keyType: KeyType.AES, sizeBytes: 32, label: 'only-on-dr' })).handle
+    expect(await refusal(api.createSyncTask({ ClusterId: primary.id, Replicas: [{ ClusterId: dr.id, Region: 'us-west-2', SyncType: 'KEYS' }] })))
+      .toMatch(new RegExp(`Replica ${dr.id} \\(us-west-2\\) holds 1 resource that primary ${primary.id} does not: key ${stray} \\(owner alice\\)`))
+    await drAlice.connection.call('deleteKey', { handle: stray })
+    // Refused: a cluster of another lineage.
     expect(await refusal(api.createSyncTask({ ClusterId: primary.id, Replicas: [{ ClusterId: other.id, Region: 'us-west-2', SyncType: 'KEYS' }] })))
       .toMatch(new RegExp(`CloudHsmInvalidRequestException: Cluster ${other.id} \\(us-west-2\\) is of another lineage \\(.+\\) than primary ${primary.id}`))
     const task = await api.createSyncTask({
