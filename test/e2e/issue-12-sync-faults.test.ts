@@ -5,7 +5,7 @@
  * healed every record is SYNCHRONIZED by itself, and the replica holds exactly the primary's keys
  * (nothing lost, nothing twice). A SIGKILL of the primary's control plane in the middle of a sync
  * followed by `hsmlab up` picks up where it stopped, from the durable task; so does a SIGKILL of
- * the replica's control plane (the records are FAILED while it is down).
+ * the replica's control plane (the records are FAILED while it is down), and of an HSM of each.
  *
  * Method: a lab of real processes (startLab) with us-east-1/primary and its clone us-west-2/dr;
  * the task made through ControlPlaneClient; keys made by alice through the client library;
@@ -20,7 +20,7 @@ import { clusterOf, fault, sessionOn } from './regions-helpers.js'
 import { ADMIN, ALICE, SYNC_TOPOLOGY, keysOf } from './issue-12-helpers.js'
 
 describe('a synchronisation task under faults', () => {
-  it('fails records with a cause while the replica region is cut off, heals by itself, and goes on after a SIGKILL of the primary\'s control plane', async () => {
+  it('fails records with a cause while the replica region is cut off, heals by itself, and goes on after a SIGKILL of either control plane or of their HSMs', async () => {
     const lab = await startLab({ topology: SYNC_TOPOLOGY })
     const primary = clusterOf(lab.status, 'us-east-1', 'primary')
     const dr = clusterOf(lab.status, 'us-west-2', 'dr')
@@ -99,5 +99,25 @@ describe('a synchronisation task under faults', () => {
       const seen = await Promise.all(drAdmins.map(async s => await keysOf(s.connection, alice.userId)))
       return seen.every(k => k.hash === last.hash && JSON.stringify(k.handles) === JSON.stringify(last.handles))
     }, { timeoutMs: 10_000, what: 'every HSM of the replica with exactly the primary\'s keys after its control plane\'s restart' })
+
+    // The HSMs: the replica's first HSM (the one applying) and the primary's are killed; their control planes restart them, and the task goes on.
+    const now = await lab.statusJson()
+    process.kill(clusterOf(now, 'us-west-2', 'dr').hsms[0]?.pid as number, 'SIGKILL')
+    process.kill(clusterOf(now, 'us-east-1', 'primary').hsms[0]?.pid as number, 'SIGKILL')
+    const back = await waitFor(async () => await sessionOn(primary, primaryHsm.endpoint, ALICE).catch(() => undefined), { timeoutMs: 20_000, what: 'the primary\'s HSM back' })
+    const afterKill = (await back.connection.call('generateSymmetricKey', { keyType: KeyType.AES, sizeBytes: 32, label: 'after-the-hsm-kills' })).handle
+    await waitFor(async () => {
+      const all = await restarted.allSyncResources({ ClusterId: primary.id })
+      return all.length === total + 1 && all.every(r => r.Status === 'SYNCHRONIZED') && all.some(r => r.ResourceId === String(afterKill))
+    }, { timeoutMs: 30_000, what: 'every record SYNCHRONIZED after the HSMs were killed' })
+    const adminBack = await sessionOn(primary, primaryHsm.endpoint, ADMIN)
+    const end = await keysOf(adminBack.connection, alice.userId)
+    expect(end.handles).toHaveLength(total + 1)
+    await waitFor(async () => {
+      const sessions = await Promise.all(dr.hsms.map(async h => await sessionOn(dr, h.endpoint, ADMIN))).catch(() => undefined)
+      if (sessions === undefined) return false
+      const seen = await Promise.all(sessions.map(async s => await keysOf(s.connection, alice.userId)))
+      return seen.every(k => k.hash === end.hash && JSON.stringify(k.handles) === JSON.stringify(end.handles))
+    }, { timeoutMs: 20_000, what: 'every HSM of the replica with exactly the primary\'s keys after the HSMs were killed' })
   })
 })
