@@ -31,6 +31,7 @@ import type { ReplicatorOptions } from './replication.js'
 import { HsmServer } from './server.js'
 import { SyncChangeFeed, keyChangeRefs, observeStore, userChangeRefs } from './sync-feed.js'
 import type { FeedLookups } from './sync-feed.js'
+import { warmSyncDigests } from './sync-digest.js'
 import { SyncRoleBook } from './sync-role.js'
 import PQueue from 'p-queue'
 
@@ -210,6 +211,7 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
     })
     const bound = await server.listen()
     await replicator.start()
+    const stopWarming = warmSyncDigests(ctx)
     const url = `ws://${bound.host.includes(':') ? `[${bound.host}]` : bound.host}:${bound.port}`
     log.info({ hsmId: identity.hsmId, clusterId: identity.clusterId, url }, 'HSM listening')
 
@@ -221,6 +223,7 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
         log.info({ hsmId: identity.hsmId }, 'HSM stopping')
         // Long polls answer now (with what they have) instead of holding the stop up.
         feed.close()
+        stopWarming()
         await running.close(opts.stopTimeoutMs ?? hsmDefaults.stopTimeoutMs)
         await runningReplicator.stop()
         // Closing a store waits for the writes it already accepted.

@@ -52,4 +52,5 @@ export type { RequestEvent } from './server.js'
 export type { HsmLimits } from './context.js'
 
 export { REPLICATED_CHANNEL } from './replication.js'
+export { SyncOutcomeCode } from './handlers/sync-handlers.js'
 export type { ReplicatedMessage } from './replication.js'

@@ -68,3 +68,25 @@ export function syncUserDigest (user: UserRecord): string {
   if (Object.isFrozen(user)) userCache.set(user, digest)
   return digest
 }
+
+/**
+ * Computes the digest of every key and user in the background, `chunk` records per turn of the
+ * event loop, so that the first full syncChanges after a start answers from the cache (some
+ * 200 ms for 3,300 keys and 1,000 users otherwise). Returns the function that stops it.
+ */
+export function warmSyncDigests (ctx: HsmContext, chunk = 256): () => void {
+  let stopped = false
+  const records = [...ctx.keys.values(), ...ctx.users.values()]
+  let next = 0
+  const step = (): void => {
+    if (stopped) return
+    for (const end = Math.min(records.length, next + chunk); next < end; next++) {
+      const record = records[next]!
+      if ('userName' in record) syncUserDigest(record)
+      else if (!('deleted' in record)) syncKeyDigest(ctx, record)
+    }
+    if (next < records.length) setImmediate(step)
+  }
+  setImmediate(step)
+  return () => { stopped = true }
+}

@@ -105,6 +105,7 @@ describe('syncExtract and syncApply', () => {
     const extracted = await p.call('syncExtract', { keys: [ours, davesKey], users: [] })
     const { outcomes } = await r.call('syncApply', { objects: [...extracted.objects.map(o => o.blob), foreign.objects[0]!.blob, new Uint8Array([1, 2, 3])], deleteKeys: [], deleteUsers: [] })
     expect(codes(outcomes)).toEqual(['HANDLE_TAKEN', 'OWNER_MISSING', 'LINEAGE_REFUSED', 'INVALID_OBJECT'])
+    expect(outcomes[2]).toMatchObject({ kind: 'user', name: 'admin' })
     expect(outcomes[0]!.message).toContain(`handle ${ours}`)
     expect(outcomes[1]!.message).toContain('dave')
     // The replica's own key is untouched.

@@ -39,7 +39,8 @@ async function expectAllChangesRefused (co: HsmConnection, alice: HsmConnection,
     ['createUser', async () => await co.call('createUser', { userType: 'CU', userName: 'mallory', password: 'mallorypw' })],
     ['deleteUser', async () => await co.call('deleteUser', { userType: 'CU', userName: 'bob' })],
     ['changePassword (other)', async () => await co.call('changePassword', { userType: 'CU', userName: 'bob', password: 'changed1' })],
-    ['changePassword (own)', async () => await alice.call('changePassword', { userType: 'CU', userName: 'alice', password: 'changed1' })]
+    ['changePassword (own)', async () => await alice.call('changePassword', { userType: 'CU', userName: 'alice', password: 'changed1' })],
+    ['registerQuorumPubKey', async () => await co.call('registerQuorumPubKey', { userType: 'CO', userName: 'admin', token: new Uint8Array(8), signature: new Uint8Array(8), publicKeyPem: 'not checked first' })]
   ]
   for (const [what, attempt] of attempts) {
     const err = await attempt().then(() => undefined, (e: unknown) => e)

@@ -31,6 +31,8 @@
  * - setAttribute and shareKey change this HSM's copy only; CMU sends them to every HSM itself,
  *   and in-cluster replication never overwrites an existing key (reference G.3: the key hash of
  *   findAllKeys is how a person sees a divergence, syncKey repairs it).
+ * - On a replica of a synchronisation task (sync-role.ts), making, changing or deleting a token
+ *   key fails with RET_SYNC_REPLICA_READ_ONLY; session keys and crypto with existing keys work.
  * - unwrapKey makes a key the caller owns with OBJ_ATTR_LOCAL 0, NEVER_EXTRACTABLE 0 and
  *   ALWAYS_SENSITIVE 0; it keeps the usage attributes and label of the wrapped key's header but not
  *   its OBJ_ATTR_ID (the original usually still exists in the cluster, and IDs are unique).

@@ -38,6 +38,7 @@
  */
 import { Attribute, ReturnCode, WireError } from '@hsmlab/protocol'
 import type { OperationResult, SyncExtractedObject, SyncOutcome, SyncResource } from '@hsmlab/protocol'
+import { readMaskedObjectHeader } from '@hsmlab/crypto'
 import { STORE_ERR_NO_SPACE } from '@hsmlab/store'
 import type { Handler, HandlerTable, HsmContext, KeyRecord, Session, UserRecord } from '../context.js'
 import { isTombstone } from '../context.js'
@@ -49,7 +50,6 @@ import { endLogin } from '../session.js'
 import { syncKeyDigest, syncUserDigest, userNameOf } from '../sync-digest.js'
 import type { ResourceRef, SyncChangeFeed } from '../sync-feed.js'
 import type { SyncRoleBook } from '../sync-role.js'
-import { findUserByName } from './user-handlers.js'
 
 /** What the sync handlers need besides the context. */
 export interface SyncHandlerDeps {
@@ -120,6 +120,27 @@ function current (ctx: HsmContext, refs: ResourceRef[]): SyncResource[] {
   return resources
 }
 
+/** This HSM's users by lowercase name: one scan for a whole batch (user-handlers' findUserByName scans per call). */
+function usersByName (ctx: HsmContext): Map<string, UserRecord> {
+  return new Map([...ctx.users.values()].map(u => [u.userName.toLowerCase(), u]))
+}
+
+/**
+ * What a blob names itself in its clear header (`key 6`, `user alice`), for the outcome of one
+ * that is refused before it is opened: a hint for the caller, not authenticated.
+ */
+function namedBy (blob: Uint8Array): Pick<SyncOutcome, 'kind' | 'handle' | 'name'> {
+  try {
+    const { kind, name } = readMaskedObjectHeader(blob)
+    const rest = name.slice(name.indexOf(' ') + 1)
+    if (kind === 'user') return { kind, name: rest }
+    const handle = Number(rest)
+    return Number.isSafeInteger(handle) ? { kind, handle } : { kind }
+  } catch {
+    return { kind: 'key' }
+  }
+}
+
 function refusal (code: string, message: string): { ok: false, code: string, message: string } {
   return { ok: false, code, message }
 }
@@ -141,14 +162,14 @@ type Opened =
   | { index: number, kind: 'key', masked: MaskedKey }
 
 /** Maps a masked key's owner and sharing users, by name, to this HSM's users; an outcome when one is missing. */
-function localKey (ctx: HsmContext, { record, users }: MaskedKey): KeyRecord | SyncOutcome {
+function localKey (ctx: HsmContext, byName: ReadonlyMap<string, UserRecord>, { record, users }: MaskedKey): KeyRecord | SyncOutcome {
   const names = new Map(users.map(u => [u.userId, u.userName]))
   const local = (userId: number, role: string): number | SyncOutcome => {
     const name = names.get(userId)
     if (name === undefined) {
       return { kind: 'key', handle: record.handle, ...refusal(SyncOutcomeCode.OWNER_MISSING, `the primary does not name the ${role} (user ${userId}) of key ${record.handle}`) }
     }
-    const here = findUserByName(ctx, name)
+    const here = byName.get(name.toLowerCase())
     if (here === undefined) {
       return { kind: 'key', handle: record.handle, ...refusal(SyncOutcomeCode.OWNER_MISSING, `the ${role} of key ${record.handle}, ${name}, is not a user of cluster ${ctx.identity.clusterId}`) }
     }
@@ -208,8 +229,9 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
   const syncExtract: Handler<'syncExtract'> = async (ctx, session, { keys, users }) => {
     requireSync(session)
     const objects: SyncExtractedObject[] = []
+    const byName = usersByName(ctx)
     for (const name of new Set(users.map(n => n.toLowerCase()))) {
-      const user = findUserByName(ctx, name)
+      const user = byName.get(name)
       if (user === undefined) continue
       objects.push({ kind: 'user', name: user.userName, digest: syncUserDigest(user), blob: maskUser(ctx, user) })
     }
@@ -227,14 +249,14 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
     await ctx.runExclusive(async () => {
       const puts: UserRecord[] = []
       const placed: Array<{ index: number, user: UserRecord }> = []
+      const byName = usersByName(ctx)
       let nextId = 0
       for (const u of ctx.users.values()) nextId = Math.max(nextId, u.userId)
       let count = ctx.users.size
       for (const { index, user } of opened) {
         const name = user.userName
         // Two objects of one name in a call: the later one wins, as a second call would.
-        const earlier = placed.find(p => p.user.userName.toLowerCase() === name.toLowerCase())
-        const here = earlier?.user ?? findUserByName(ctx, name)
+        const here = byName.get(name.toLowerCase())
         let userId: number
         if (here !== undefined) {
           userId = here.userId
@@ -247,6 +269,7 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
         }
         const record: UserRecord = { ...user, userId }
         if (record.publicKeyPem === undefined) delete record.publicKeyPem
+        byName.set(name.toLowerCase(), record)
         puts.push(record)
         placed.push({ index, user: record })
       }
@@ -269,13 +292,14 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
   /** Inserts or replaces keys at their handles, in one durable write; outcomes by index. */
   const applyKeys = async (ctx: HsmContext, opened: Array<Extract<Opened, { kind: 'key' }>>, outcomes: SyncOutcome[], replicate: boolean): Promise<void> => {
     const candidates: Array<{ index: number, record: KeyRecord }> = []
+    const byName = usersByName(ctx)
     for (const { index, masked } of opened) {
       const handle = masked.record.handle
       if (masked.record.attributes[Attribute.TOKEN] !== 1) {
         outcomes[index] = { kind: 'key', handle, ...refusal(SyncOutcomeCode.INVALID_OBJECT, `the masked key ${handle} is not a token key`) }
         continue
       }
-      const local = localKey(ctx, masked)
+      const local = localKey(ctx, byName, masked)
       if ('ok' in local) outcomes[index] = local
       else candidates.push({ index, record: local })
     }
@@ -369,13 +393,15 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
     if (names.length === 0) return
     await ctx.runExclusive(async () => {
       const gone: UserRecord[] = []
+      const byName = usersByName(ctx)
+      const owned = new Map<number, number>()
+      for (const key of ctx.keys.values()) if (!isTombstone(key)) owned.set(key.owner, (owned.get(key.owner) ?? 0) + 1)
       names.forEach((name, i) => {
-        const user = findUserByName(ctx, name)
+        const user = byName.get(name.toLowerCase())
         if (user === undefined || gone.includes(user)) return
-        let owned = 0
-        for (const key of ctx.keys.values()) if (!isTombstone(key) && key.owner === user.userId) owned++
-        if (owned > 0) {
-          outcomes[offset + i] = { kind: 'user', name, ...refusal(SyncOutcomeCode.USER_OWNS_KEYS, `${user.userName} owns ${owned} key(s) on cluster ${ctx.identity.clusterId}; delete them first`) }
+        const count = owned.get(user.userId) ?? 0
+        if (count > 0) {
+          outcomes[offset + i] = { kind: 'user', name, ...refusal(SyncOutcomeCode.USER_OWNS_KEYS, `${user.userName} owns ${count} key(s) on cluster ${ctx.identity.clusterId}; delete them first`) }
           return
         }
         gone.push(user)
@@ -413,8 +439,8 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
       } catch (err) {
         const lineage = err instanceof WireError && err.status === ReturnCode.MASKED_OBJECT_LINEAGE.code
         outcomes[index] = lineage
-          ? { kind: 'key', ...refusal(SyncOutcomeCode.LINEAGE_REFUSED, `${(err as Error).message}; cluster ${ctx.identity.clusterId} is of lineage ${ctx.identity.lineage}`) }
-          : { kind: 'key', ...refusal(SyncOutcomeCode.INVALID_OBJECT, (err as Error).message) }
+          ? { ...namedBy(blob), ...refusal(SyncOutcomeCode.LINEAGE_REFUSED, `${(err as Error).message}; cluster ${ctx.identity.clusterId} is of lineage ${ctx.identity.lineage}`) }
+          : { ...namedBy(blob), ...refusal(SyncOutcomeCode.INVALID_OBJECT, (err as Error).message) }
       }
     })
     await applyUsers(ctx, users, outcomes)
@@ -430,7 +456,7 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
     if (role.role !== 'replica') {
       const refused = refusal(SyncOutcomeCode.NOT_A_REPLICA, `cluster ${ctx.identity.clusterId} is not a replica of a synchronisation task (its role is '${role.role}')`)
       const outcomes: SyncOutcome[] = [
-        ...objects.map((): SyncOutcome => ({ kind: 'key', ...refused })),
+        ...objects.map((blob): SyncOutcome => ({ ...namedBy(blob), ...refused })),
         ...keyDeletes.map((handle): SyncOutcome => ({ kind: 'key', handle, ...refused })),
         ...userDeletes.map((name): SyncOutcome => ({ kind: 'user', name, ...refused }))
       ]
