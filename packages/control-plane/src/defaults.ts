@@ -57,6 +57,11 @@ export const controlPlaneDefaults = {
   syncRetryDelayMaxMs: 1_000,
   /** How long one long poll for changes on the primary's HSM (syncChanges) waits, in milliseconds. @default 5000 */
   syncWatchWaitMs: 5_000,
+  /**
+   * How often a replica's inventory is asked again although nothing failed, in milliseconds: an HSM
+   * of the replica that missed what its cluster spread (it was away) is repaired then. @default 30000
+   */
+  syncResyncIntervalMs: 30_000,
   /** Largest body of one apply request to a replica's region (masked objects, base64), in bytes. @default 524288 */
   syncApplyBatchBytesMax: 524_288,
   /** Replicas a synchronisation task may have associated at once (issue 12). @default 3 */

@@ -51,6 +51,8 @@ class FakeSyncHsm {
   /** Handles whose apply this HSM refuses (a different key there). */
   readonly taken = new Set<number>()
   applied = 0
+  /** The keys and users syncApply inserted, in order. */
+  readonly inserted: string[] = []
 
   static key (r: { kind: 'key' | 'user', handle?: number, name?: string }): string { return r.kind === 'key' ? `k:${r.handle ?? 0}` : `u:${r.name ?? ''}` }
 
@@ -102,7 +104,7 @@ class FakeSyncHsm {
           const id = r.kind === 'key' ? { handle: r.handle } : { name: r.name }
           if (this.role !== 'replica') outcomes.push({ kind: r.kind, ...id, ok: false, code: 'NOT_A_REPLICA', message: 'not a replica' })
           else if (r.kind === 'key' && this.taken.has(r.handle)) outcomes.push({ kind: 'key', ...id, ok: false, code: 'HANDLE_TAKEN', message: `handle ${r.handle} holds another key` })
-          else { this.put(r); outcomes.push({ kind: r.kind, ...id, ok: true, digest: r.digest }) }
+          else { this.put(r); this.inserted.push(FakeSyncHsm.key(r)); outcomes.push({ kind: r.kind, ...id, ok: true, digest: r.digest }) }
         }
         for (const h of args.deleteKeys as number[]) { this.drop(`k:${h}`); outcomes.push({ kind: 'key', handle: h, ok: true }) }
         for (const n of args.deleteUsers as string[]) { this.drop(`u:${n}`); outcomes.push({ kind: 'user', name: n, ok: true }) }
@@ -224,12 +226,12 @@ function recordsOf (region: Region): Map<string, SyncResourceRecord> {
   }]))
 }
 
-/** A primary with keys 1 (alice) and 2 (bob), users alice and bob, and a clone of it in us-west-2. */
+/** A primary with keys 1 (alice) and 2 (bob), users alice and bob, and a clone of it in us-west-2 (two HSMs). */
 async function twoClusters (): Promise<{ t: Awaited<ReturnType<typeof setup>>, primary: FakeSyncHsm, replica: FakeSyncHsm, replica2: FakeSyncHsm }> {
   const t = await setup()
   const [primary] = await addCluster(t.east, PRIMARY, 'lineage-1', ['hsm-primaryAAAAAA'], t.hsms)
   const [replica, replica2] = await addCluster(t.west, REPLICA, 'lineage-1', ['hsm-replicaBBBBBB', 'hsm-replicaBBBBB2'], t.hsms)
-  for (const hsm of [primary, replica] as FakeSyncHsm[]) { hsm.key(1, 'alice'); hsm.key(2, 'bob'); hsm.user('alice'); hsm.user('bob') }
+  for (const hsm of [primary, replica, replica2] as FakeSyncHsm[]) { hsm.key(1, 'alice'); hsm.key(2, 'bob'); hsm.user('alice'); hsm.user('bob') }
   return { t, primary: primary as FakeSyncHsm, replica: replica as FakeSyncHsm, replica2: replica2 as FakeSyncHsm }
 }
 
@@ -326,6 +328,15 @@ describe('the synchronisation service', () => {
     replica.taken.delete(8)
     await waitFor(() => recordsOf(t.east).get('KEY 8')?.Status === 'SYNCHRONIZED')
     expect(replica.digestOf('k:8')).toBe('d8')
+  })
+
+  it('sends again what one HSM of the replica lacks (it was away), since the replica\'s inventory asks every HSM', async () => {
+    const { t, replica, replica2 } = await twoClusters()
+    replica2.drop('k:1')
+    await api(t.east, 'HsmlabCreateSyncTask', { ClusterId: PRIMARY, Replicas: [{ ClusterId: REPLICA, Region: 'us-west-2', SyncType: 'KEYS' }], Scope: { Keys: { All: true } } })
+    await waitFor(() => replica.inserted.includes('k:1'))
+    expect(replica.inserted).toEqual(['k:1'])
+    await waitFor(() => [...recordsOf(t.east).values()].every(r => r.Status === 'SYNCHRONIZED') && recordsOf(t.east).size === 2)
   })
 
   it('computes its retry delays from the first step, the factor and the most', async () => {

@@ -9,7 +9,7 @@
  * Applying goes to one ACTIVE HSM of the replica (`syncApply`, atomic and idempotent per
  * resource); the HSM spreads what it applied in its cluster. The HSM gets its role first.
  */
-import type { SyncRole } from '@hsmlab/protocol'
+import type { SyncResource, SyncRole } from '@hsmlab/protocol'
 import { SYNC_BATCH_KEYS_MAX, SYNC_BATCH_USERS_MAX } from '@hsmlab/protocol'
 import type { AnchorKeyring } from '../anchor-keyring.js'
 import type { HsmCaller, SyncHsmCaller } from '../hsm-links.js'
@@ -87,16 +87,15 @@ export class SyncReplicaReconciler implements SyncEndpoints {
       const unassociated = this.unassociated(body.replicaClusterId, body.primaryClusterId)
       if (unassociated !== undefined) return unassociated
     }
-    const hsm = this.directory.running(body.replicaClusterId)[0]
-    const address = hsm === undefined ? undefined : this.directory.addressOf(hsm)
-    if (address === undefined) return this.unavailable(body.replicaClusterId, 'it has no ACTIVE HSM')
-    try {
-      const changes = await this.sync.call(address, 'syncChanges', { waitMs: 0 })
-      const answer: SyncInventoryAnswer = { lineage: this.c.store.state.clusters[body.replicaClusterId]?.lineage ?? '', resources: changes.resources.filter(r => r.digest !== null) }
-      return { status: 200, body: answer }
-    } catch (err) {
-      return this.unavailable(body.replicaClusterId, `its HSM ${address.hsmId} did not answer: ${(err as Error).message}`)
-    }
+    const addresses = this.directory.running(body.replicaClusterId).flatMap(h => { const a = this.directory.addressOf(h); return a === undefined ? [] : [a] })
+    if (addresses.length === 0) return this.unavailable(body.replicaClusterId, 'it has no ACTIVE HSM')
+    // Every running HSM of the replica is asked: one that missed what another spread in the
+    // cluster (it was away) shows as a difference, which the primary then sends again.
+    const answers = await Promise.all(addresses.map(async a => await this.sync.call(a, 'syncChanges', { waitMs: 0 }).then(r => r.resources, (err: Error) => err)))
+    const lists = answers.filter((a): a is SyncResource[] => !(a instanceof Error))
+    if (lists.length === 0) return this.unavailable(body.replicaClusterId, `its HSMs did not answer: ${answers.map(a => (a as Error).message).join('; ')}`)
+    const answer: SyncInventoryAnswer = { lineage: this.c.store.state.clusters[body.replicaClusterId]?.lineage ?? '', resources: agreed(lists) }
+    return { status: 200, body: answer }
   }
 
   async associate (body: unknown): Promise<SyncAnswer> {
@@ -243,6 +242,27 @@ export class SyncReplicaReconciler implements SyncEndpoints {
     }))
     log.info({ clusterId, role, version, targets: targets.length }, 'synchronisation roles sent')
   }
+}
+
+/** The digest of a resource the HSMs of a replica do not agree on: no primary's digest equals it. */
+const DISAGREED_DIGEST = '0'
+
+/** What the HSMs of a cluster hold: a resource they disagree on (or some lack) has DISAGREED_DIGEST. */
+function agreed (lists: SyncResource[][]): SyncResource[] {
+  const key = (r: SyncResource): string => r.kind === 'key' ? `k:${r.handle}` : `u:${r.name}`
+  const merged = new Map<string, { resource: SyncResource, count: number }>()
+  for (const list of lists) {
+    for (const r of list) {
+      if (r.digest === null) continue
+      const seen = merged.get(key(r))
+      if (seen === undefined) merged.set(key(r), { resource: r, count: 1 })
+      else {
+        seen.count++
+        if (seen.resource.digest !== r.digest) seen.resource = { ...seen.resource, digest: DISAGREED_DIGEST }
+      }
+    }
+  }
+  return [...merged.values()].map(m => m.count === lists.length ? m.resource : { ...m.resource, digest: DISAGREED_DIGEST })
 }
 
 function roleOf (record: SyncReplicaOfRecord): string {

@@ -54,6 +54,8 @@ class ReplicaView {
   known: Map<string, SyncResource> | undefined
   /** True after a failure: `known` may be wrong, the inventory is asked again before the next attempt. */
   stale = true
+  /** When the inventory was last asked (real time). */
+  inventoryAtRealMs = 0
   failures = 0
   nextAttemptAtRealMs = 0
   cause: SyncCause | undefined
@@ -278,6 +280,7 @@ export class SyncTaskReconciler {
     const attemptAt = clock.now() / 1000
     // The records an attempt is made for count it once, whether it fails at the inventory or later.
     const counted = new Set<string>()
+    if (now - view.inventoryAtRealMs >= tuning.syncResyncIntervalMs) view.stale = true
     if (view.known === undefined || view.stale) {
       // What is known of the replica may be wrong (a failed or cut attempt): it is asked again
       // first; the differences as far as they are known now are what this attempt is for.
@@ -292,6 +295,7 @@ export class SyncTaskReconciler {
       }
       view.known = inventory.known
       view.stale = false
+      view.inventoryAtRealMs = now
     }
     const changes = this.updateRecords(task, replica, pv, view, undefined)
     const due = changes.filter(ch => (view.retries.get(ch.key)?.atRealMs ?? 0) <= now)
