@@ -51,6 +51,7 @@ class FakeSyncHsm {
   /** Handles whose apply this HSM refuses (a different key there). */
   readonly taken = new Set<number>()
   applied = 0
+  extractCalls = 0
   /** The keys and users syncApply inserted, in order. */
   readonly inserted: string[] = []
 
@@ -88,6 +89,7 @@ class FakeSyncHsm {
         return { epoch: this.epoch, seq: this.seq, full: false, resources }
       }
       case 'syncExtract': {
+        this.extractCalls++
         const wanted = [...(args.keys as number[]).map(h => `k:${h}`), ...(args.users as string[]).map(n => `u:${n}`)]
         const objects = wanted.flatMap(k => {
           const r = this.resources.get(k)
@@ -337,6 +339,21 @@ describe('the synchronisation service', () => {
     await waitFor(() => replica.inserted.includes('k:1'))
     expect(replica.inserted).toEqual(['k:1'])
     await waitFor(() => [...recordsOf(t.east).values()].every(r => r.Status === 'SYNCHRONIZED') && recordsOf(t.east).size === 2)
+  })
+
+  it('extracts a change once for all the replicas of a task', async () => {
+    const { t, primary, replica } = await twoClusters()
+    const [other] = await addCluster(t.west, OTHER, 'lineage-1', ['hsm-otherCCCCCCCC'], t.hsms)
+    other?.key(1, 'alice')
+    other?.key(2, 'bob')
+    await api(t.east, 'HsmlabCreateSyncTask', {
+      ClusterId: PRIMARY, Replicas: [REPLICA, OTHER].map(id => ({ ClusterId: id, Region: 'us-west-2', SyncType: 'KEYS' })), Scope: { Keys: { All: true } }
+    })
+    await waitFor(() => t.east.records.list(PRIMARY).length === 4 && t.east.records.list(PRIMARY).every(r => r.status === 'SYNCHRONIZED'))
+    const before = primary.extractCalls
+    primary.key(3, 'alice')
+    await waitFor(() => replica.digestOf('k:3') === 'd3' && other?.digestOf('k:3') === 'd3')
+    expect(primary.extractCalls - before).toBe(1)
   })
 
   it('computes its retry delays from the first step, the factor and the most', async () => {

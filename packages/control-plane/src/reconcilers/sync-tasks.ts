@@ -46,6 +46,8 @@ class PrimaryView {
   ready = false
   failures = 0
   readonly resources = new Map<string, SyncResource>()
+  /** Masked objects extracted (or being extracted) by resource, with the view's digest they were asked at; shared by the pushers. */
+  readonly extracted = new Map<string, { digest: string | null, object: Promise<SyncExtractedObject | undefined> }>()
 }
 
 /** What one replica holds (as far as this control plane knows), and how its attempts went. */
@@ -195,8 +197,9 @@ export class SyncTaskReconciler {
         const changes = await raceAbort(asked, signal)
         if (changes === undefined) return
         view.hsmId = address.hsmId
-        if (changes.full) view.resources.clear()
+        if (changes.full) { view.resources.clear(); view.extracted.clear() }
         for (const r of changes.resources) {
+          view.extracted.delete(keyOf(r))
           if (r.digest === null) view.resources.delete(keyOf(r))
           else view.resources.set(keyOf(r), r)
         }
@@ -464,19 +467,43 @@ export class SyncTaskReconciler {
     return undefined
   }
 
-  /** The masked objects of these keys and users, from the primary's HSM, within the protocol's batch limits. */
+  /**
+   * The masked objects of these keys and users, from the primary's HSM, within the protocol's
+   * batch limits. The pushers of a task share them: an object extracted for one replica (or being
+   * extracted) serves the others while the primary's view has the same digest, so a change goes
+   * to 3 replicas with one extraction.
+   */
   private async extract (primary: string, pv: PrimaryView, inserts: Change[]): Promise<SyncExtractedObject[]> {
     if (inserts.length === 0) return []
-    const address = this.primaryAddress(primary, pv.hsmId)
-    if (address === undefined) throw new Error('it has no ACTIVE HSM')
-    const keys = inserts.filter(ch => ch.resource.kind === 'key').map(ch => (ch.resource as { handle: number }).handle)
-    const users = inserts.filter(ch => ch.resource.kind === 'user').map(ch => (ch.resource as { name: string }).name)
-    const out: SyncExtractedObject[] = []
-    for (let k = 0, u = 0; k < keys.length || u < users.length; k += SYNC_BATCH_KEYS_MAX, u += SYNC_BATCH_USERS_MAX) {
-      const result = await this.sync.call(address, 'syncExtract', { keys: keys.slice(k, k + SYNC_BATCH_KEYS_MAX), users: users.slice(u, u + SYNC_BATCH_USERS_MAX) })
-      out.push(...result.objects)
+    const cache = pv.extracted
+    const wanted = (ch: Change): Promise<SyncExtractedObject | undefined> | undefined => {
+      const entry = cache.get(ch.key)
+      return entry !== undefined && entry.digest === pv.resources.get(ch.key)?.digest ? entry.object : undefined
     }
-    return out
+    const missing = inserts.filter(ch => wanted(ch) === undefined)
+    if (missing.length > 0) {
+      const address = this.primaryAddress(primary, pv.hsmId)
+      if (address === undefined) throw new Error('it has no ACTIVE HSM')
+      const keys = missing.filter(ch => ch.resource.kind === 'key').map(ch => (ch.resource as { handle: number }).handle)
+      const users = missing.filter(ch => ch.resource.kind === 'user').map(ch => (ch.resource as { name: string }).name)
+      const asked = (async () => {
+        const out: SyncExtractedObject[] = []
+        for (let k = 0, u = 0; k < keys.length || u < users.length; k += SYNC_BATCH_KEYS_MAX, u += SYNC_BATCH_USERS_MAX) {
+          const result = await this.sync.call(address, 'syncExtract', { keys: keys.slice(k, k + SYNC_BATCH_KEYS_MAX), users: users.slice(u, u + SYNC_BATCH_USERS_MAX) })
+          out.push(...result.objects)
+        }
+        return new Map(out.map(o => [resourceKey(o), o]))
+      })()
+      for (const ch of missing) {
+        const digest = pv.resources.get(ch.key)?.digest ?? null
+        const object = asked.then(found => found.get(ch.key))
+        // A failed extraction is not kept: the next attempt asks again.
+        object.catch(() => { if (cache.get(ch.key)?.object === object) cache.delete(ch.key) })
+        cache.set(ch.key, { digest, object })
+      }
+    }
+    const objects = await Promise.all(inserts.map(async ch => await (wanted(ch) ?? cache.get(ch.key)?.object)))
+    return objects.filter((o): o is SyncExtractedObject => o !== undefined)
   }
 
   /** Objects in batches of at most `syncApplyBatchBytesMax` (base64) and the protocol's counts; at least one batch. */
