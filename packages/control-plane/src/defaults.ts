@@ -62,6 +62,8 @@ export const controlPlaneDefaults = {
    * of the replica that missed what its cluster spread (it was away) is repaired then. @default 30000
    */
   syncResyncIntervalMs: 30_000,
+  /** How long after a change the synchronisation records are written (the changes of that while in one write), in milliseconds. @default 50 */
+  syncRecordsFlushDelayMs: 50,
   /** Largest body of one apply request to a replica's region (masked objects, base64), in bytes. @default 524288 */
   syncApplyBatchBytesMax: 524_288,
   /** Replicas a synchronisation task may have associated at once (issue 12). @default 3 */

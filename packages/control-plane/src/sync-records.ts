@@ -62,6 +62,7 @@ export class SyncRecords {
   private readonly sorted = new Map<string, SyncRecord[]>()
   private dirty = false
   private writing: Promise<void> | undefined
+  private timer: NodeJS.Timeout | undefined
   private readonly onError: (err: Error) => void
 
   private constructor (file: string, onError: (err: Error) => void) {
@@ -145,11 +146,26 @@ export class SyncRecords {
   }
 
   /**
+   * Flushes within `delayMs`: the changes of that while go in one write, made after the work that
+   * changed them (serializing thousands of records takes milliseconds of the event loop, which a
+   * change on its way to a replica should not wait for).
+   */
+  flushSoon (delayMs: number): void {
+    if (this.timer !== undefined || !this.dirty) return
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      void this.flush()
+    }, delayMs)
+    this.timer.unref()
+  }
+
+  /**
    * Writes the records if they changed: one write at a time; changes made during a write are
    * written by another one right after it. Resolves once what was changed before the call is on
    * disk. A failed write is reported to `onError` and tried again by the next flush.
    */
   async flush (): Promise<void> {
+    if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined }
     while (this.writing !== undefined) await this.writing
     if (!this.dirty) return
     this.dirty = false

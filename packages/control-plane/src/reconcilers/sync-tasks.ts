@@ -277,7 +277,7 @@ export class SyncTaskReconciler {
     // The whole replica failed a moment ago: new differences are FAILED with its cause at once, not left SYNCHRONIZING.
     if (view.cause !== undefined && now < view.nextAttemptAtRealMs) {
       this.updateRecords(task, replica, pv, view, view.cause)
-      void this.records.flush()
+      this.records.flushSoon(this.c.tuning.syncRecordsFlushDelayMs)
       return view.nextAttemptAtRealMs - now
     }
     const attemptAt = clock.now() / 1000
@@ -305,14 +305,14 @@ export class SyncTaskReconciler {
     if (due.length === 0) {
       view.failures = 0
       view.cause = undefined
-      void this.records.flush()
+      this.records.flushSoon(this.c.tuning.syncRecordsFlushDelayMs)
       const nextRetry = Math.min(...changes.map(ch => view.retries.get(ch.key)?.atRealMs ?? Infinity))
       return Number.isFinite(nextRetry) ? Math.max(1, nextRetry - now) : tuning.syncWatchWaitMs
     }
     this.countAttempt(primary, replica, due, attemptAt, counted)
     const carryStart = performance.now()
     const outcome = await this.carry(task, replica, view, pv, due)
-    void this.records.flush()
+    this.records.flushSoon(this.c.tuning.syncRecordsFlushDelayMs)
     this.c.log.debug({ primary, replica: replica.clusterId, changes: due.length, ms: Math.round((performance.now() - carryStart) * 10) / 10, failed: outcome?.code }, 'differences carried')
     if (outcome !== undefined) {
       this.failReplica(task, replica, view, outcome)
@@ -585,7 +585,7 @@ export class SyncTaskReconciler {
     for (const record of [...this.records.of(primary).values()]) {
       if (record.replicaClusterId === replica.clusterId && record.status !== 'SYNCHRONIZED') this.records.set(primary, { ...record, status: 'FAILED', failureCause: cause })
     }
-    void this.records.flush()
+    this.records.flushSoon(this.c.tuning.syncRecordsFlushDelayMs)
     this.c.log.info({ primary, replica: replica.clusterId, cause: cause.code, message: cause.message, failures: view.failures }, 'synchronisation to a replica failed; trying again')
   }
 
@@ -597,7 +597,7 @@ export class SyncTaskReconciler {
       this.records.set(primary, { ...record, status: 'FAILED', failureCause: { code: 'REPLICA_DISASSOCIATED', message: `Replica ${replica.clusterId} was disassociated from ${primary}; it keeps what it received, read-only` } })
       changed = true
     }
-    if (changed) void this.records.flush()
+    if (changed) this.records.flushSoon(this.c.tuning.syncRecordsFlushDelayMs)
   }
 
   // ------------------------------------------------------------------ confirmations
