@@ -67,6 +67,10 @@ describe('a synchronisation task between two regions', () => {
     expect(await refusal(api.createSyncTask({ ClusterId: primary.id, Replicas: [{ ClusterId: dr.id, Region: 'us-west-2', SyncType: 'KEYS' }] })))
       .toMatch(new RegExp(`Replica ${dr.id} \\(us-west-2\\) holds 1 resource that primary ${primary.id} does not: key ${stray} \\(owner alice\\)`))
     await drAlice.connection.call('deleteKey', { handle: stray })
+    const replicaAdmins = await sessionsOn(dr, ADMIN)
+    // The deletion reaches the other HSM of dr by its in-cluster replication; the inventory asks both.
+    await waitFor(async () => (await Promise.all(replicaAdmins.map(async s => await keysOf(s.connection, alice.userId)))).every(k => !k.handles.includes(stray)),
+      { timeoutMs: 10_000, what: 'the stray key gone from every HSM of dr' })
     // Refused: a cluster of another lineage.
     expect(await refusal(api.createSyncTask({ ClusterId: primary.id, Replicas: [{ ClusterId: other.id, Region: 'us-west-2', SyncType: 'KEYS' }] })))
       .toMatch(new RegExp(`CloudHsmInvalidRequestException: Cluster ${other.id} \\(us-west-2\\) is of another lineage \\(.+\\) than primary ${primary.id}`))
@@ -100,7 +104,6 @@ describe('a synchronisation task between two regions', () => {
     // Every HSM of the replica holds alice's keys as the primary does (the HSM applied to spread them in its cluster).
     const want = await keysOf(admin.connection, alice.userId)
     expect(want.handles).toEqual([before, kept].sort((a, b) => a - b))
-    const replicaAdmins = await sessionsOn(dr, ADMIN)
     await waitFor(async () => {
       const seen = await Promise.all(replicaAdmins.map(async s => await keysOf(s.connection, alice.userId)))
       return seen.every(k => k.hash === want.hash && JSON.stringify(k.handles) === JSON.stringify(want.handles))
@@ -111,6 +114,14 @@ describe('a synchronisation task between two regions', () => {
     expect((await replicaAdmins[0]?.connection.call('listUsers', {}))?.users.map(u => u.userName)).toContain('bob')
     // bob came with his new password, on every HSM of the replica.
     await waitFor(async () => await sessionsOn(dr, { type: 'CU', name: 'bob', password: 'Bob67890' }).then(() => true, () => undefined), { timeoutMs: 10_000, what: 'bob\'s new password on the replica' })
+
+    // A user in scope deleted on the primary is deleted on the replica, and leaves no record.
+    await admin.connection.call('deleteUser', { userType: 'CU', userName: 'bob' })
+    await waitFor(async () => !(await api.allSyncResources({ ClusterId: primary.id })).some(r => r.ResourceId === 'bob'), { timeoutMs: 10_000, what: 'bob\'s record gone' })
+    await waitFor(async () => {
+      const lists = await Promise.all(replicaAdmins.map(async s => (await s.connection.call('listUsers', {})).users.map(u => u.userName)))
+      return lists.every(names => !names.includes('bob'))
+    }, { timeoutMs: 10_000, what: 'bob gone from every HSM of the replica' })
 
     // Read-only: alice cannot create, change or delete on the replica; she can read.
     expect(await refusal(onReplica.connection.call('generateSymmetricKey', { keyType: KeyType.AES, sizeBytes: 32, label: 'on-replica' }))).toMatch(/RET_SYNC_REPLICA_READ_ONLY|replica/)
