@@ -64,6 +64,10 @@ export const controlPlaneDefaults = {
   syncResyncIntervalMs: 30_000,
   /** How long after a change the synchronisation records are written (the changes of that while in one write), in milliseconds. @default 50 */
   syncRecordsFlushDelayMs: 50,
+  /** Most masked objects in one apply request to a replica's region (its HSM applies them before it answers). @default 256 */
+  syncApplyBatchObjectsMax: 256,
+  /** Time added to `syncRequestTimeoutMs` for each object of an apply request, in milliseconds: a large batch takes its HSM longer. @default 10 */
+  syncApplyTimeoutMsPerObject: 10,
   /** Largest body of one apply request to a replica's region (masked objects, base64), in bytes. @default 524288 */
   syncApplyBatchBytesMax: 524_288,
   /** Replicas a synchronisation task may have associated at once (issue 12). @default 3 */

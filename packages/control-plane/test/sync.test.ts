@@ -135,7 +135,7 @@ interface Region {
 }
 
 /** Two regions (us-east-1 with the primary, us-west-2 with replicas), fake HSMs, a partitionable WAN. */
-async function setup (): Promise<{ east: Region, west: Region, hsms: Map<string, FakeSyncHsm>, wan: { partitioned: boolean, requests: RegionRequest[] } }> {
+async function setup (overrides: Partial<ControlPlaneTuning> = {}): Promise<{ east: Region, west: Region, hsms: Map<string, FakeSyncHsm>, wan: { partitioned: boolean, requests: RegionRequest[] } }> {
   const hsms = new Map<string, FakeSyncHsm>()
   const wan = { partitioned: false, requests: [] as RegionRequest[] }
   const regions = new Map<string, Region>()
@@ -165,7 +165,7 @@ async function setup (): Promise<{ east: Region, west: Region, hsms: Map<string,
     const clock = LabClock.anchored(undefined, 1)
     const supervisor = { pidOf: (hsmId: string) => hsms.has(hsmId) ? 1 : undefined }
     const directory = new HsmDirectory(store, supervisor)
-    const shared = { store, clock, tuning, log: createLogger('silent'), runtime }
+    const shared = { store, clock, tuning: { ...tuning, ...overrides }, log: createLogger('silent'), runtime }
     const tasks = new SyncTaskReconciler({ ...shared, directory, sync: caller, records, region: name })
     const replicas = new SyncReplicaReconciler({ ...shared, keyring, directory, links: caller, sync: caller, region: name })
     const settings = { region: name, accountId: '111122223333', syncReplicasMax: 3, syncRequestTimeoutMs: 200 } as unknown as ApiSettings
@@ -229,8 +229,8 @@ function recordsOf (region: Region): Map<string, SyncResourceRecord> {
 }
 
 /** A primary with keys 1 (alice) and 2 (bob), users alice and bob, and a clone of it in us-west-2 (two HSMs). */
-async function twoClusters (): Promise<{ t: Awaited<ReturnType<typeof setup>>, primary: FakeSyncHsm, replica: FakeSyncHsm, replica2: FakeSyncHsm }> {
-  const t = await setup()
+async function twoClusters (overrides: Partial<ControlPlaneTuning> = {}): Promise<{ t: Awaited<ReturnType<typeof setup>>, primary: FakeSyncHsm, replica: FakeSyncHsm, replica2: FakeSyncHsm }> {
+  const t = await setup(overrides)
   const [primary] = await addCluster(t.east, PRIMARY, 'lineage-1', ['hsm-primaryAAAAAA'], t.hsms)
   const [replica, replica2] = await addCluster(t.west, REPLICA, 'lineage-1', ['hsm-replicaBBBBBB', 'hsm-replicaBBBBB2'], t.hsms)
   for (const hsm of [primary, replica, replica2] as FakeSyncHsm[]) { hsm.key(1, 'alice'); hsm.key(2, 'bob'); hsm.user('alice'); hsm.user('bob') }
@@ -354,6 +354,15 @@ describe('the synchronisation service', () => {
     primary.key(3, 'alice')
     await waitFor(() => replica.digestOf('k:3') === 'd3' && other?.digestOf('k:3') === 'd3')
     expect(primary.extractCalls - before).toBe(1)
+  })
+
+  it('applies in batches of at most syncApplyBatchObjectsMax objects', async () => {
+    const { t, primary, replica } = await twoClusters({ syncApplyBatchObjectsMax: 2 })
+    for (let h = 10; h < 15; h++) primary.key(h, 'alice')
+    await api(t.east, 'HsmlabCreateSyncTask', { ClusterId: PRIMARY, Replicas: [{ ClusterId: REPLICA, Region: 'us-west-2', SyncType: 'KEYS' }], Scope: { Keys: { All: true } } })
+    await waitFor(() => t.east.records.list(PRIMARY).length === 7 && t.east.records.list(PRIMARY).every(r => r.status === 'SYNCHRONIZED'))
+    expect(replica.inserted.sort()).toEqual(['k:10', 'k:11', 'k:12', 'k:13', 'k:14'])
+    expect(replica.applied).toBe(3)
   })
 
   it('computes its retry delays from the first step, the factor and the most', async () => {

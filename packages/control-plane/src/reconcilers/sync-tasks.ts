@@ -344,10 +344,10 @@ export class SyncTaskReconciler {
   }
 
   /** One request to the replica's region; a failure is a cause. */
-  private async ask (primary: string, replica: SyncTaskReplicaRecord, path: string, body: unknown): Promise<{ json: unknown } | { cause: SyncCause }> {
+  private async ask (primary: string, replica: SyncTaskReplicaRecord, path: string, body: unknown, timeoutMs = this.c.tuning.syncRequestTimeoutMs): Promise<{ json: unknown } | { cause: SyncCause }> {
     let response: RegionResponse
     try {
-      response = await this.c.runtime.regionClient.fetch(replica.region, { method: 'POST', path, body, timeoutMs: this.c.tuning.syncRequestTimeoutMs })
+      response = await this.c.runtime.regionClient.fetch(replica.region, { method: 'POST', path, body, timeoutMs })
     } catch (err) {
       return { cause: { code: 'REPLICA_UNREACHABLE', message: `The region ${replica.region} of replica ${replica.clusterId} cannot be reached: ${(err as Error).message}` } }
     }
@@ -447,8 +447,9 @@ export class SyncTaskReconciler {
       if (change !== undefined) sent.set(change.key, { change, digest: o.digest })
     }
     for (const ch of due) if (ch.deletion) sent.set(ch.key, { change: ch })
-    const deleteKeys = due.filter(ch => ch.deletion && ch.resource.kind === 'key').map(ch => (ch.resource as { handle: number }).handle)
-    const deleteUsers = due.filter(ch => ch.deletion && ch.resource.kind === 'user').map(ch => (ch.resource as { name: string }).name)
+    // Within the protocol's limits; what is left goes in the next round, right after.
+    const deleteKeys = due.filter(ch => ch.deletion && ch.resource.kind === 'key').map(ch => (ch.resource as { handle: number }).handle).slice(0, SYNC_BATCH_KEYS_MAX)
+    const deleteUsers = due.filter(ch => ch.deletion && ch.resource.kind === 'user').map(ch => (ch.resource as { name: string }).name).slice(0, SYNC_BATCH_USERS_MAX)
     const batches = this.batches(objects)
     // Deletions of keys go with the first batch, of users with the last (after their keys).
     for (let i = 0; i < batches.length; i++) {
@@ -459,7 +460,8 @@ export class SyncTaskReconciler {
         deleteKeys: i === 0 ? deleteKeys : [],
         deleteUsers: i === batches.length - 1 ? deleteUsers : []
       }
-      const answer = await this.ask(primary, replica, SYNC_APPLY_PATH, body)
+      const { syncRequestTimeoutMs, syncApplyTimeoutMsPerObject } = this.c.tuning
+      const answer = await this.ask(primary, replica, SYNC_APPLY_PATH, body, syncRequestTimeoutMs + syncApplyTimeoutMsPerObject * (body.objects.length + body.deleteKeys.length + body.deleteUsers.length))
       if ('cause' in answer) return answer.cause
       if (!isSyncApplyAnswer(answer.json)) return { code: 'REPLICA_UNAVAILABLE', message: `${replica.region} answered an apply that is not one` }
       this.takeOutcomes(task, replica, view, sent, answer.json.outcomes)
@@ -506,26 +508,21 @@ export class SyncTaskReconciler {
     return objects.filter((o): o is SyncExtractedObject => o !== undefined)
   }
 
-  /** Objects in batches of at most `syncApplyBatchBytesMax` (base64) and the protocol's counts; at least one batch. */
+  /** Objects in batches of at most `syncApplyBatchBytesMax` (base64) and `syncApplyBatchObjectsMax` objects; at least one batch. */
   private batches (objects: SyncExtractedObject[]): SyncExtractedObject[][] {
     const max = this.c.tuning.syncApplyBatchBytesMax
+    const countMax = Math.max(1, Math.min(this.c.tuning.syncApplyBatchObjectsMax, SYNC_BATCH_KEYS_MAX, SYNC_BATCH_USERS_MAX))
     const out: SyncExtractedObject[][] = [[]]
     let bytes = 0
-    let keys = 0
-    let users = 0
     for (const o of objects) {
       const size = Math.ceil(o.blob.length / 3) * 4 + 4
       const current = out[out.length - 1] ?? []
-      if (current.length > 0 && (bytes + size > max || keys >= SYNC_BATCH_KEYS_MAX || users >= SYNC_BATCH_USERS_MAX)) {
+      if (current.length > 0 && (bytes + size > max || current.length >= countMax)) {
         out.push([])
         bytes = 0
-        keys = 0
-        users = 0
       }
       out[out.length - 1]?.push(o)
       bytes += size
-      if (o.kind === 'key') keys++
-      else users++
     }
     return out
   }
