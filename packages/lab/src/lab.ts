@@ -11,6 +11,7 @@ import type { Cluster, Hsm } from '@hsmlab/control-plane'
 import { labDefaults } from './defaults.js'
 import type { ClusterState, ControlPlaneState, LabState } from './lab-state.js'
 import type { LabFault } from './fault-vocabulary.js'
+import type { SyncTaskStatus } from './sync.js'
 import { clustersOf } from './topology.js'
 import type { Topology } from './topology.js'
 
@@ -124,6 +125,11 @@ export interface ClusterStatus {
   /** The trust anchor file (the configurations' CAfile for this cluster's HSMs). */
   trustAnchor: string
   hsms: HsmStatus[]
+  /**
+   * The synchronisation task whose primary this cluster is (docs/sync.md), with its records
+   * counted by status; empty for any other cluster, and when its control plane does not answer.
+   */
+  syncTasks: SyncTaskStatus[]
 }
 
 /** A region's control plane in the status report. */

@@ -11,6 +11,7 @@ import type { LabFault } from './fault-vocabulary.js'
 import { UNKNOWN_PASSWORD } from './lab-state.js'
 import type { ClusterStatus, LabDownResult, LabStatus, LabUpResult, RegionStatus } from './lab.js'
 import type { Topology, TopologyCluster } from './topology.js'
+import { describeScope } from './sync-scope.js'
 
 /** `path` relative to `cwd` when it lies inside it (shorter to type), else absolute. */
 export function displayPath (path: string, cwd: string): string {
@@ -94,6 +95,14 @@ function describeFault (fault: LabFault): string {
   return `${fault.type} ${where}`
 }
 
+/** A primary's synchronisation task: one line per replica, with its records counted by status. */
+function syncLines (cluster: ClusterStatus): string[] {
+  return cluster.syncTasks.flatMap(task => [
+    `    sync task ${task.id}: ${describeScope(task.scope)}`,
+    ...task.replicas.map(r => `      -> ${r.region}/${r.cluster ?? r.clusterId}  ${r.type}  ${r.state}  ${r.counts.SYNCHRONIZED} SYNCHRONIZED, ${r.counts.SYNCHRONIZING} SYNCHRONIZING, ${r.counts.FAILED} FAILED`)
+  ])
+}
+
 /** What `hsmlab up` prints once the lab is ready. */
 export function formatUpSummary (result: LabUpResult, cwd: string): string {
   const { status, topology } = result
@@ -121,6 +130,7 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
       lines.push(clusterLine(cluster))
       lines.push(...table(hsmRows(cluster), '    '))
       lines.push(`    users: ${credentials(topology, cluster)}`)
+      lines.push(...syncLines(cluster))
       lines.push(`    CMU:   npx cloudhsm_mgmt_util ${displayPath(cluster.cmuConfig, cwd)}`)
     }
   }
@@ -166,6 +176,7 @@ export function formatStatus (status: LabStatus): string {
       lines.push(clusterLine(cluster) + (cluster.stateMessage === undefined ? '' : `: ${cluster.stateMessage}`))
       lines.push(`    CMU config: ${cluster.cmuConfig}`)
       lines.push(...table(hsmRows(cluster), '    '))
+      lines.push(...syncLines(cluster))
       for (const h of cluster.hsms) {
         if (h.stateMessage === undefined) continue
         lines.push(`    ${h.id}: ${h.stateMessage}`)

@@ -6,6 +6,7 @@
  *   hsmlab down   [--dir DIR] [--purge]
  *   hsmlab backup [--dir DIR] [--json] REGION/CLUSTER
  *   hsmlab fault  partition|blackhole|latency|reset-peer|heal|list ... [--dir DIR]   (fault-command.ts)
+ *   hsmlab sync   create|add-replica|add-resources|remove-resources|remove-replica|status ... [--dir DIR]   (sync-command.ts)
  *
  * `main(argv, io)` parses the arguments, calls labUp / labStatus / labDown / labBackup and prints; it returns
  * the exit code (0 done, 1 failed, 2 bad command line), so that it runs in process in tests and
@@ -57,6 +58,10 @@ commands:
   fault   partition|blackhole GROUP, latency FROM TO --ms N, reset-peer GROUP, heal [GROUP], list
                                           network faults on the lab's links (its fault proxy)
 
+  sync    create|add-replica|add-resources|remove-resources|remove-replica|status REGION/CLUSTER ...
+                                          synchronisation tasks: a primary cluster kept in step with
+                                          replica clusters in other regions (docs/sync.md)
+
   scenario run FILE [--seed N] [--dir DIR]  run a fault scenario against a lab of its own; PASS or
                                           the invariant that broke (docs/scenarios.md)
 
@@ -75,7 +80,9 @@ Starts the lab described by FILE in DIR and returns once every region's control 
 every cluster is built through its control plane's cloudhsmv2 API (created, initialized,
 activated; a clone made from a copy of a backup of its source) and every HSM is ACTIVE.
 Without --topology: the lab already in DIR, or the default lab (us-east-1/primary, 2 HSMs,
-CO admin, CU alice; us-west-2/dr, its clone, 2 HSMs).
+CO admin, CU alice; us-west-2/dr, its clone, 2 HSMs; eu-west-1/replica, its clone, 1 HSM, kept in
+step with it by a synchronisation task: every key and the user alice).
+Synchronisation tasks a topology declares are built once every cluster is ACTIVE.
 Run again, it starts only what is not running (a control plane on its port, with its data; a
 control plane restarts its own HSMs) and waits until every HSM is ACTIVE.
 
@@ -248,6 +255,7 @@ export async function main (argv: string[], io: MainIo = {
           : await runKmu(rest, { input, output, error, cwd })
       }
       case 'fault': return await (await import('../fault-command.js')).faultMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
+      case 'sync': return await (await import('../sync-command.js')).syncMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
       case 'scenario': return await (await import('../scenario/index.js')).scenarioMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
       case 'help': case '--help': case '-h':
         io.stdout(USAGE)
