@@ -224,7 +224,10 @@ export class SyncTaskReconciler {
       if (task === undefined || replica === undefined || replica.state !== 'ASSOCIATED' || !replica.confirmed) return
       let waitMs = this.c.tuning.syncWatchWaitMs
       if (!view.woken || this.primaries.get(primary)?.ready !== true) {
-        // Nothing new: wait for a change, or for the next retry.
+        // Nothing new: wait for a change, or for the next retry. A view woken before its primary
+        // was first seen waits too (the watcher wakes it once it is): returning at once from the
+        // wait would spin here and starve the event loop, the watcher and the API with it.
+        view.woken = false
       } else {
         view.woken = false
         const next = await this.round(task, replica, view)
