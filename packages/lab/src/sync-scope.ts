@@ -5,10 +5,9 @@
  * ["alice"] }`), and the pure mapping of the API's answers to `hsmlab sync status --json`, whose
  * shape is a contract for scripts (docs/sync.md).
  *
- * The API's shapes are restated here (`ApiSync*`) as the contract between the control plane and
- * the lab fixes them; they are structurally the control plane's own, so its client's answers are
- * taken as they are.
+ * The API's shapes are the control plane's own (`ApiSync*` here).
  */
+import type { SyncResourceRecord, SyncScope as SyncScopeApi, SyncTask } from '@hsmlab/control-plane'
 
 /** A replica's synchronisation type: token keys only, or also the users in scope. */
 export type SyncType = 'KEYS' | 'KEYS_AND_USERS'
@@ -34,33 +33,10 @@ export interface SyncScope {
   users?: string[]
 }
 
-/** `Scope` of the control plane's API. */
-export interface ApiSyncScope {
-  Keys?: { All?: boolean, Owners?: string[], Handles?: number[] }
-  Users?: string[]
-}
-
-/** `SyncTask` of the control plane's API. */
-export interface ApiSyncTask {
-  SyncTaskId: string
-  PrimaryClusterId: string
-  PrimaryRegion: string
-  CreatedAt: number
-  Replicas: Array<{ ClusterId: string, Region: string, SyncType: SyncType, State: 'ASSOCIATED' | 'DISASSOCIATED', AssociatedAt: number, DisassociatedAt?: number }>
-  Scope: ApiSyncScope
-}
-
-/** `SyncResourceRecord` of the control plane's API. */
-export interface ApiSyncResourceRecord {
-  ResourceId: string
-  ResourceType: 'KEY' | 'USER'
-  ReplicaClusterId: string
-  Status: SyncStatus
-  FailureCause: { Code: string, Message: string } | null
-  LastAttemptAt: number | null
-  LastSuccessAt: number | null
-  Attempts: number
-}
+/** The control plane's API shapes (its `SyncScope`, `SyncTask`, `SyncResourceRecord`), under the names this module maps from. */
+export type ApiSyncScope = SyncScopeApi
+export type ApiSyncTask = SyncTask
+export type ApiSyncResourceRecord = SyncResourceRecord
 
 // Reference B.2: user names of 1 to 31 letters, digits or _ (as the topology's users).
 const USER_NAME = /^[A-Za-z0-9_]{1,31}$/

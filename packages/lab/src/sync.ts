@@ -11,27 +11,8 @@ import type { ClusterState, ControlPlaneState, LabState } from './lab-state.js'
 import { answers, apiFor, labDir } from './lab.js'
 import type { LabLocation } from './lab.js'
 import { apiScopeOf, countsOf, missingScope, parseClusterRef, replicasJsonOf, scopeJsonOf, syncStatusJsonOf } from './sync-scope.js'
-import type { ApiSyncResourceRecord, ApiSyncScope, ApiSyncTask, ClusterNamer, SyncCounts, SyncReplicaJson, SyncScope, SyncScopeJson, SyncStatus, SyncStatusJson, SyncType } from './sync-scope.js'
+import type { ApiSyncResourceRecord, ApiSyncTask, ClusterNamer, SyncCounts, SyncReplicaJson, SyncScope, SyncScopeJson, SyncStatus, SyncStatusJson, SyncType } from './sync-scope.js'
 import { clustersOf } from './topology.js'
-
-/**
- * The control plane's synchronisation operations the lab uses, as its client names them
- * (the contract of issue 12).
- */
-export interface SyncApi {
-  createSyncTask: (input: { ClusterId: string, Replicas: Array<{ ClusterId: string, Region: string, SyncType: SyncType }>, Scope?: ApiSyncScope }) => Promise<ApiSyncTask>
-  describeSyncTasks: (input?: { ClusterId?: string }) => Promise<{ SyncTasks: ApiSyncTask[] }>
-  associateSyncReplica: (input: { ClusterId: string, ReplicaClusterId: string, ReplicaRegion: string, SyncType: SyncType }) => Promise<ApiSyncTask>
-  disassociateSyncReplica: (input: { ClusterId: string, ReplicaClusterId: string, Confirm: true }) => Promise<ApiSyncTask>
-  addSyncResources: (input: { ClusterId: string, Scope: ApiSyncScope }) => Promise<ApiSyncTask>
-  listSyncResources: (input: { ClusterId: string, ReplicaClusterId?: string, Status?: SyncStatus, ResourceType?: 'KEY' | 'USER', MaxResults?: number, NextToken?: string }) =>
-  Promise<{ Resources: ApiSyncResourceRecord[], NextToken?: string }>
-}
-
-/** The synchronisation operations of a control plane's client. */
-export function syncApiOf (api: ControlPlaneClient): SyncApi {
-  return api as unknown as SyncApi
-}
 
 /** Records per ListSyncResources page the lab asks for: the API's most, so that 10,000 records are one request. */
 export const SYNC_LIST_PAGE_RECORDS_MAX = 10_000
@@ -56,7 +37,7 @@ export function clusterNamer (lab: LabState): ClusterNamer {
 interface SyncTarget {
   lab: LabState
   primary: ClusterState & { id: string }
-  api: SyncApi
+  api: ControlPlaneClient
 }
 
 async function openLab (location: LabLocation): Promise<LabState> {
@@ -81,7 +62,7 @@ async function targetOf (location: LabLocation, primaryRef: string): Promise<Syn
   const primary = clusterOf(lab, primaryRef, 'the primary')
   const cp = lab.controlPlanes.find(c => c.region === primary.region) as ControlPlaneState
   if (!await answers(cp)) throw new LabError(LAB_ERR_CONTROL_PLANE, `the control plane of ${primary.region} does not answer: run 'hsmlab up'`)
-  return { lab, primary, api: syncApiOf(apiFor(cp)) }
+  return { lab, primary, api: apiFor(cp) }
 }
 
 /** Runs one API call; a refusal or failure becomes LAB_ERR_SYNC with the control plane's words. */
@@ -95,7 +76,7 @@ async function calling<T> (what: string, call: () => Promise<T>): Promise<T> {
 
 /** The task of a primary; LAB_ERR_NO_SYNC_TASK when it has none. */
 async function taskOf (target: SyncTarget, primaryRef: string): Promise<ApiSyncTask> {
-  const tasks = (await calling(`describing the synchronisation task of ${primaryRef}`, async () => await target.api.describeSyncTasks({ ClusterId: target.primary.id }))).SyncTasks
+  const tasks = await calling(`describing the synchronisation task of ${primaryRef}`, async () => await target.api.describeSyncTasks({ ClusterId: target.primary.id }))
   const task = tasks.find(t => t.PrimaryClusterId === target.primary.id)
   if (task === undefined) throw new LabError(LAB_ERR_NO_SYNC_TASK, `${primaryRef} (${target.primary.id}) is not the primary of a synchronisation task; make one with 'hsmlab sync create ${primaryRef} --replica REGION/CLUSTER --type KEYS|KEYS_AND_USERS'`)
   return task
@@ -163,15 +144,8 @@ export async function labSyncRemoveReplica (options: SyncLocation & { replica: s
 }
 
 /** Every record of a task that matches the filters, all pages. */
-async function allRecords (api: SyncApi, input: { ClusterId: string, ReplicaClusterId?: string, Status?: SyncStatus }): Promise<ApiSyncResourceRecord[]> {
-  const records: ApiSyncResourceRecord[] = []
-  let token: string | undefined
-  do {
-    const page = await api.listSyncResources({ ...input, MaxResults: SYNC_LIST_PAGE_RECORDS_MAX, ...(token === undefined ? {} : { NextToken: token }) })
-    for (const r of page.Resources) records.push(r)
-    token = page.NextToken
-  } while (token !== undefined)
-  return records
+async function allRecords (api: ControlPlaneClient, input: { ClusterId: string, ReplicaClusterId?: string, Status?: SyncStatus }): Promise<ApiSyncResourceRecord[]> {
+  return await api.allSyncResources({ ...input, MaxResults: SYNC_LIST_PAGE_RECORDS_MAX })
 }
 
 /** `hsmlab sync status`: the task of a primary and its records, filtered by replica and status. */
@@ -201,12 +175,10 @@ export interface SyncTaskStatus {
 
 /** The tasks whose primaries are in a region, as `hsmlab status` shows them; empty when the control plane has no sync service. */
 export async function syncTasksOf (api: ControlPlaneClient, nameOf: ClusterNamer): Promise<Map<string, SyncTaskStatus[]>> {
-  const sync = syncApiOf(api)
   const out = new Map<string, SyncTaskStatus[]>()
-  if (typeof sync.describeSyncTasks !== 'function') return out
-  const tasks = (await sync.describeSyncTasks({})).SyncTasks
+  const tasks = await api.describeSyncTasks({})
   await Promise.all(tasks.map(async task => {
-    const records = await allRecords(sync, { ClusterId: task.PrimaryClusterId })
+    const records = await allRecords(api, { ClusterId: task.PrimaryClusterId })
     const status: SyncTaskStatus = {
       id: task.SyncTaskId,
       replicas: replicasJsonOf(task, nameOf).map(r => ({ ...r, counts: countsOf(records.filter(x => x.ReplicaClusterId === r.clusterId)) })),
@@ -237,13 +209,13 @@ export async function buildSyncTasks (lab: LabState, apiOf: (region: string) => 
       if (record?.id == null) throw new LabError(LAB_ERR_SYNC, `the replica ${r.region}/${r.cluster} of ${name} has not been created`)
       return { ClusterId: record.id, Region: r.region, SyncType: r.type }
     })
-    const api = syncApiOf(apiOf(region.name))
+    const api = apiOf(region.name)
     const scope: SyncScope = {
       ...(spec.sync.keys === undefined ? {} : { keys: spec.sync.keys }),
       ...(spec.sync.users === undefined ? {} : { users: spec.sync.users })
     }
     await calling(`building the synchronisation task of ${name}`, async () => {
-      const task = (await api.describeSyncTasks({ ClusterId: primaryId })).SyncTasks.find(t => t.PrimaryClusterId === primaryId)
+      const task = (await api.describeSyncTasks({ ClusterId: primaryId })).find(t => t.PrimaryClusterId === primaryId)
       if (task === undefined) {
         await api.createSyncTask({ ClusterId: primaryId, Replicas: replicas, Scope: apiScopeOf(scope) })
         changed.push(name)
