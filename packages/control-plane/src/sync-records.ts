@@ -115,8 +115,15 @@ export class SyncRecords {
     let map = this.tasks.get(primaryClusterId)
     if (map === undefined) { map = new Map(); this.tasks.set(primaryClusterId, map) }
     const key = recordKey(record.replicaClusterId, record.resourceType, record.resourceId)
-    if (!map.has(key)) this.sorted.delete(primaryClusterId)
-    map.set(key, record)
+    const existing = map.get(key)
+    if (existing === undefined) {
+      this.sorted.delete(primaryClusterId)
+      map.set(key, record)
+    } else {
+      // In place: the sorted listing holds this object (its order depends only on the key), and
+      // a new object would leave the listing showing the old status until the set of records changes.
+      Object.assign(existing, record)
+    }
     this.dirty = true
   }
 
