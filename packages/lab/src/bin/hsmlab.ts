@@ -19,10 +19,8 @@ import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { labDefaults } from '../defaults.js'
 import { LAB_ERR_USAGE, LabError } from '../errors.js'
-import { labBackup, labDown } from '../lab-admin.js'
-import { labStatus } from '../lab-status.js'
-import { labUp } from '../lab-up.js'
-import { formatDown, formatStatus, formatUpSummary } from '../report.js'
+// The operations are loaded by the command that runs them (below): `hsmlab sync status` and the
+// other small commands need not load every package that `up` starts processes from.
 
 /** Where `main` writes, and the directory it resolves `--dir` and `--topology` against. */
 export interface MainIo {
@@ -209,6 +207,7 @@ export async function main (argv: string[], io: MainIo = {
         if (window !== undefined && !(Number.isFinite(window) && window >= 0 && v['copy-retry-window-seconds']?.trim() !== '')) {
           throw new LabError(LAB_ERR_USAGE, `--copy-retry-window-seconds must be a number of seconds ≥ 0, not '${v['copy-retry-window-seconds'] ?? ''}'`)
         }
+        const [{ labUp }, { formatUpSummary }] = await Promise.all([import('../lab-up.js'), import('../report.js')])
         const result = await labUp({
           cwd,
           dir: v.dir,
@@ -226,6 +225,7 @@ export async function main (argv: string[], io: MainIo = {
       case 'status': {
         const v = parse('status', () => parseArgs({ args: rest, strict: true, allowPositionals: false, options: { dir: DIR_OPTION, json: { type: 'boolean' }, help: HELP_OPTION } }).values)
         if (v.help === true) { io.stdout(HELP.status ?? ''); return EXIT_OK }
+        const [{ labStatus }, { formatStatus }] = await Promise.all([import('../lab-status.js'), import('../report.js')])
         const status = await labStatus({ cwd, dir: v.dir })
         io.stdout(v.json === true ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status))
         return EXIT_OK
@@ -233,6 +233,7 @@ export async function main (argv: string[], io: MainIo = {
       case 'down': {
         const v = parse('down', () => parseArgs({ args: rest, strict: true, allowPositionals: false, options: { dir: DIR_OPTION, purge: { type: 'boolean' }, help: HELP_OPTION } }).values)
         if (v.help === true) { io.stdout(HELP.down ?? ''); return EXIT_OK }
+        const [{ labDown }, { formatDown }] = await Promise.all([import('../lab-admin.js'), import('../report.js')])
         io.stdout(formatDown(await labDown({ cwd, dir: v.dir, purge: v.purge })))
         return EXIT_OK
       }
@@ -240,6 +241,7 @@ export async function main (argv: string[], io: MainIo = {
         const p = parse('backup', () => parseArgs({ args: rest, strict: true, allowPositionals: true, options: { dir: DIR_OPTION, json: { type: 'boolean' }, help: HELP_OPTION } }))
         if (p.values.help === true) { io.stdout(HELP.backup ?? ''); return EXIT_OK }
         if (p.positionals.length !== 1) throw new LabError(LAB_ERR_USAGE, `name one cluster as REGION/CLUSTER (like us-east-1/primary)\n\n${HELP.backup ?? ''}`)
+        const { labBackup } = await import('../lab-admin.js')
         const backup = await labBackup({ cwd, dir: p.values.dir, cluster: p.positionals[0] as string })
         io.stdout(p.values.json === true ? JSON.stringify(backup, null, 2) + '\n' : `${backup.BackupId}\n`)
         return EXIT_OK
