@@ -54,11 +54,9 @@ async function sync (lab: StartedLab, args: string[]): Promise<HsmlabRun> {
 
 /** Waits until the record of `resourceId` on `replicaClusterId` is `status`; resolves with it. */
 async function recordIs (lab: StartedLab, resourceId: string, replicaClusterId: string, status: string): Promise<SyncStatus['resources'][number]> {
-  let last: SyncStatus | undefined
   return await waitFor(async () => {
-    last = await syncStatus(lab)
-    return last.resources.find(r => r.resourceId === resourceId && r.replicaClusterId === replicaClusterId && r.status === status)
-  }, { timeoutMs: SYNC_WAIT_MS, what: `${resourceId} ${status} on ${replicaClusterId} (last: ${JSON.stringify(last?.resources)})` })
+    return (await syncStatus(lab)).resources.find(r => r.resourceId === resourceId && r.replicaClusterId === replicaClusterId && r.status === status)
+  }, { timeoutMs: SYNC_WAIT_MS, what: `${resourceId} ${status} on ${replicaClusterId}` })
 }
 
 describe('issue 12: hsmlab sync on the default lab', () => {
