@@ -75,6 +75,15 @@ function addKeyItem (keys: SyncKeys, item: unknown): string | undefined {
  * (`"all"`, `"owner:alice"`, `[7, 12, "owner:bob"]`); throws an Error saying what is wrong.
  */
 export function parseSyncKeys (value: unknown): SyncKeys {
+  // The normal form itself (`{ "all": true, "owners": [], "handles": [] }`): what a checked
+  // topology holds, written again by those that pass it on (lab.json, a scenario's lab).
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const { all, owners, handles, ...rest } = value as Record<string, unknown>
+    if (Object.keys(rest).length > 0 || typeof all !== 'boolean' || !Array.isArray(owners) || !Array.isArray(handles)) {
+      throw new Error(`must be ${KEYS_SYNTAX}, or { "all": boolean, "owners": [names], "handles": [handles] }`)
+    }
+    return parseSyncKeys([...(all ? ['all'] : []), ...owners.map(o => `${OWNER_PREFIX}${String(o)}`), ...handles])
+  }
   const keys: SyncKeys = { all: false, owners: [], handles: [] }
   const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [value]
   if (items.length === 0 || (typeof value === 'string' && value.trim() === '')) throw new Error(`names no key: give ${KEYS_SYNTAX}`)
