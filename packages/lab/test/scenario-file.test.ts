@@ -61,7 +61,7 @@ describe('scenario files', () => {
       'bad.json is not a valid scenario:',
       '  scenario: unknown field "colour" (allowed: name, description, topology, seed, durationMs, settleTimeoutMs, requestTimeoutMs, workload, schedule)',
       '  workload[0].clients: must be a whole number from 1 to 16, not 0',
-      '  workload[0].ops[0].op: must be one of createKey, createUser, syncKey, syncUser, createBackup, copyBackup, not "dance"',
+      '  workload[0].ops[0].op: must be one of createKey, createUser, syncKey, syncUser, createBackup, copyBackup, shareKey, deleteKey, not "dance"',
       '  workload[0].ops[1].to: must differ from "from"',
       '  schedule[0].fault.group: is missing (a fault group: a region, "<region>/<cluster>", "<region>/<cluster>/hsm-N", or another group of the lab\'s links)',
       '  schedule[1]: needs exactly one of "fault", "heal" and "kill" (it has heal, kill)',
