@@ -157,6 +157,8 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
   }
   next.push([`npx hsmlab status${flag}`, 'what runs, where'])
   if (status.faults.endpoint !== null) next.push([`npx hsmlab fault list${flag}`, 'every link through the fault proxy; hsmlab fault --help to cut or slow them'])
+  const primary = clusters.find(c => c.syncTasks.length > 0)
+  if (primary !== undefined) next.push([`npx hsmlab sync status ${primary.region}/${primary.name}${flag}`, 'what its synchronisation task carried to its replicas, and what failed and why'])
   next.push([`npx hsmlab down${flag}`, 'stop every process (data kept; --purge deletes it)'])
   lines.push(...table(next, '  '))
   return lines.join('\n') + '\n'
