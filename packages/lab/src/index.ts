@@ -35,11 +35,11 @@ export type { Topology, TopologyCluster, TopologyRegion, TopologySync, TopologyU
 export {
   buildSyncTasks, labSyncAddReplica, labSyncAddResources, labSyncCreate, labSyncRemoveReplica, labSyncRemoveResources, labSyncStatus
 } from './sync.js'
-export type { SyncLocation, SyncTaskJson, SyncTaskStatus } from './sync.js'
+export type { SyncLocation, SyncTaskJson } from './sync.js'
 export { parseSyncCommand, syncMain } from './sync-command.js'
 export type { SyncCommand } from './sync-command.js'
 export { parseSyncKeys, parseSyncUsers, syncStatusJsonOf } from './sync-scope.js'
-export type { ApiSyncResourceRecord, ApiSyncScope, ApiSyncTask, SyncKeys, SyncResourceJson, SyncScope, SyncStatus, SyncStatusJson, SyncType } from './sync-scope.js'
+export type { ApiSyncResourceRecord, ApiSyncScope, ApiSyncTask, SyncKeys, SyncResourceJson, SyncScope, SyncStatus, SyncStatusJson, SyncTaskStatus, SyncType } from './sync-scope.js'
 export { LAB_STATE_FORMAT, LabLayout, readLabState } from './lab-state.js'
 export { DEFAULT_TOPOLOGY_PATH, labDefaults } from './defaults.js'
 export {

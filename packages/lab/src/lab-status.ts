@@ -15,7 +15,7 @@ import { isLabProcess } from './launcher.js'
 import { clientEndpointsOf, faultEndpointOf, faultLayerActive, faultProxyAnswers } from './fault-layer.js'
 import { clustersOf } from './topology.js'
 import { clusterNamer, syncTasksOf } from './sync.js'
-import type { SyncTaskStatus } from './sync.js'
+import type { SyncTaskStatus } from './sync-scope.js'
 import { apiFor, crossPairs, endpointOf, healthOf, labDir, liveHsms } from './lab.js'
 import type { ClusterStatus, ControlPlaneStatus, FaultsStatus, HsmRunState, HsmStatus, LabLocation, LabStatus, RegionStatus } from './lab.js'
 

@@ -39,7 +39,7 @@ import { answers, apiFor, crossPairs, endpointOf, exists, healthOf, labDir, live
 import type { LabUpOptions, LabUpResult } from './lab.js'
 import { faultsStatusOf, reportOf, syncTasksIn } from './lab-status.js'
 import { buildSyncTasks } from './sync.js'
-import type { SyncTaskStatus } from './sync.js'
+import type { SyncTaskStatus } from './sync-scope.js'
 
 /**
  * Progress of `labUp`, published on `node:diagnostics_channel` for tests and the bench:

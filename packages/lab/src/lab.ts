@@ -13,7 +13,7 @@ import type { Cluster, Hsm } from '@hsmlab/control-plane'
 import { labDefaults } from './defaults.js'
 import type { ClusterState, ControlPlaneState, LabState } from './lab-state.js'
 import type { LabFault } from './fault-vocabulary.js'
-import type { SyncTaskStatus } from './sync.js'
+import type { SyncTaskStatus } from './sync-scope.js'
 import type { Topology } from './topology.js'
 
 /** Where a lab lives: `dir` (default `.hsmlab`) resolved against `cwd` (default the process's). */

@@ -255,3 +255,12 @@ export function describeScope (scope: SyncScopeJson): string {
   const keys = scope.keys.all ? ['all'] : [...scope.keys.owners.map(o => `owner:${o}`), ...scope.keys.handles.map(String)]
   return `keys: ${keys.length === 0 ? 'none' : keys.join(',')}; users: ${scope.users.length === 0 ? 'none' : scope.users.join(',')}`
 }
+
+/** A primary's task in `hsmlab status --json` (`syncTasks` of its cluster). */
+export interface SyncTaskStatus {
+  id: string
+  replicas: Array<SyncReplicaJson & { counts: SyncCounts }>
+  scope: SyncScopeJson
+  /** Every record of the task counted by status. */
+  counts: SyncCounts
+}

@@ -11,7 +11,7 @@ import type { ClusterState, ControlPlaneState, LabState } from './lab-state.js'
 import { apiFor, labDir } from './lab.js'
 import type { LabLocation } from './lab.js'
 import { apiScopeOf, countsOf, missingScope, parseClusterRef, replicasJsonOf, scopeJsonOf, syncStatusJsonOf } from './sync-scope.js'
-import type { ApiSyncResourceRecord, ApiSyncTask, ClusterNamer, SyncCounts, SyncReplicaJson, SyncScope, SyncScopeJson, SyncStatus, SyncStatusJson, SyncType } from './sync-scope.js'
+import type { ApiSyncResourceRecord, ApiSyncTask, ClusterNamer, SyncReplicaJson, SyncScope, SyncScopeJson, SyncStatus, SyncStatusJson, SyncTaskStatus, SyncType } from './sync-scope.js'
 
 /** ControlPlaneClient's code for a request that got no answer (docs/errors.md), by its stable string: the package's index, which exports the constant, loads the whole control plane. */
 const CP_ERR_HTTP = 'CP_ERR_HTTP'
@@ -166,15 +166,6 @@ export async function labSyncStatus (options: SyncLocation & { replica?: string,
     ...(options.status === undefined ? {} : { Status: options.status })
   }))
   return syncStatusJsonOf(task, records, clusterNamer(target.lab))
-}
-
-/** A primary's task in `hsmlab status --json` (`syncTasks` of its cluster). */
-export interface SyncTaskStatus {
-  id: string
-  replicas: Array<SyncReplicaJson & { counts: SyncCounts }>
-  scope: SyncScopeJson
-  /** Every record of the task counted by status. */
-  counts: SyncCounts
 }
 
 /** The tasks whose primaries are in a region, as `hsmlab status` shows them; empty when the control plane has no sync service. */
