@@ -160,6 +160,14 @@ describe('issue 12: hsmlab sync on the default lab', () => {
     expect(shown.stdout).toMatch(/-> eu-west-1\/replica\s+KEYS_AND_USERS\s+ASSOCIATED\s+\d+ SYNCHRONIZED, \d+ SYNCHRONIZING, [1-9]\d* FAILED/)
     await fault(lab, ['heal'])
     await recordIs(lab, String(cut), replica.id, 'SYNCHRONIZED')
+
+    // The topology's own replica disassociated: a later `hsmlab up` leaves it so (it does not try
+    // to associate it again, which the control plane would refuse), and comes up.
+    const gone = await sync(lab, ['remove-replica', 'us-east-1/primary', '--replica', 'eu-west-1/replica', '--yes'])
+    expect(gone.code, gone.stderr).toBe(0)
+    const again2 = await lab.up()
+    const task = (clusterOf(again2, 'us-east-1', 'primary') as unknown as ClusterWithTasks).syncTasks[0]
+    expect(task?.replicas.map(r => [r.cluster, r.state])).toEqual([['replica', 'DISASSOCIATED'], ['dr', 'DISASSOCIATED']])
   }, 180_000)
 })
 
