@@ -16,6 +16,7 @@ import { percentile, msSince, printTable } from './stats.js'
 import { regionRows } from './regions.js'
 import { faultRows } from './faults.js'
 import { pkcs11Rows } from './pkcs11.js'
+import { syncRows } from './sync.js'
 
 const HSMLAB = fileURLToPath(new URL('../../packages/lab/bin/hsmlab.js', import.meta.url))
 const ECHO = fileURLToPath(new URL('./echo-server.js', import.meta.url))
@@ -198,6 +199,8 @@ async function main () {
   await regionRows({ row, hsmlab, work, labs, children, bareReadyMs })
   await faultRows({ row, hsmlab, HSMLAB, work, labs, children })
   await pkcs11Rows({ row, hsmlab, work, labs })
+  // Issue 12 (synchronisation tasks): sync.js.
+  await syncRows({ row, hsmlab, HSMLAB, work, labs })
 }
 
 try {
