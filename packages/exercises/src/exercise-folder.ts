@@ -222,7 +222,9 @@ function checkDocuments (d: ExerciseDefinition): void {
 
 /** The value names setup steps record (`"as": NAME`). */
 function setupOutputs (setup: unknown[]): string[] {
-  return setup.flatMap(step => isObject(step) ? Object.values(step).flatMap(v => isObject(v) && typeof v.as === 'string' ? [v.as] : []) : [])
+  return setup.flatMap(step => isObject(step)
+    ? Object.values(step).flatMap(v => isObject(v) ? [v.as, v.syncedAs, v.leftAs].filter((n): n is string => typeof n === 'string') : [])
+    : [])
 }
 
 /** The sections of solution.md or mistakes.md with their typed blocks. */

@@ -59,13 +59,30 @@ export function newSeed (): number {
   return Math.floor(Math.random() * 1_000_000_000)
 }
 
-const PLACEHOLDER = /\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}/g
+// `{{name}}`, or `{{name[N]}}` for one element of a list.
+const PLACEHOLDER = /\{\{([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?\}\}/g
 
-/** `text` with every `{{name}}` replaced by its value (lists joined with ', '); unknown names are left as they are. */
+const EACH = /\{\{([A-Za-z_][A-Za-z0-9_]*)\[\]\}\}/
+
+/**
+ * `text` with every `{{name}}` replaced by its value (lists joined with ', '); unknown names are
+ * left as they are; `{{name[N]}}` is element N of a list. A line with `{{name[]}}` is written once per element of the list `name` (a
+ * command to type for each key the setup left behind, say).
+ */
 export function substitute (text: string, values: Readonly<Record<string, ExerciseValue>>): string {
-  return text.replace(PLACEHOLDER, (whole, name: string) => {
+  const lines = text.split('\n').flatMap(line => {
+    const each = EACH.exec(line)?.[1]
+    if (each === undefined || !Object.hasOwn(values, each)) return [line]
+    const list = values[each]
+    return (Array.isArray(list) ? list : [list as ExerciseValue]).map(v => line.split(`{{${each}[]}}`).join(String(v)))
+  })
+  return lines.join('\n').replace(PLACEHOLDER, (whole, name: string, index?: string) => {
     if (!Object.hasOwn(values, name)) return whole
-    const v = values[name] as ExerciseValue
+    let v = values[name] as ExerciseValue
+    if (index !== undefined) {
+      if (!Array.isArray(v) || v[Number(index)] === undefined) return whole
+      v = v[Number(index)] as ExerciseValue
+    }
     return Array.isArray(v) ? v.join(', ') : String(v)
   })
 }
@@ -87,7 +104,7 @@ export function substituteJson (value: unknown, values: Readonly<Record<string, 
   return value
 }
 
-/** The names of the placeholders in `text`. */
+/** The names of the placeholders in `text` (`{{name}}` and `{{name[]}}`). */
 export function placeholdersOf (text: string): string[] {
-  return [...text.matchAll(PLACEHOLDER)].map(m => m[1] as string)
+  return [...text.matchAll(/\{\{([A-Za-z_][A-Za-z0-9_]*)(\[\d*\])?\}\}/g)].map(m => m[1] as string)
 }

@@ -9,9 +9,10 @@
  * - `failLogins` `{cluster, name, type?, times}`: that many failed logins on every HSM;
  * - `createKeys` `{cluster, owner, labels, as?}`: one AES-256 token key per label, owned by crypto
  *   user `owner`, on every HSM before it goes on; `as` records the handles;
- * - `syncKeys` `{from, to, keys, partition?: {group, before}}`: syncKey of each handle from the
- *   first HSM of `from` to the first of `to`, as CMU's does it; `partition` cuts `group` off just
- *   before the key at index `before` (the rest fail as they would), and heals it at the end;
+ * - `syncKeys` `{from, to, keys, partition?: {group, before}, syncedAs?, leftAs?}`: syncKey of
+ *   each handle from the first HSM of `from` to the first of `to`, as CMU's does it; `partition`
+ *   cuts `group` off just before the key at index `before` (the rest fail as they would), and
+ *   heals it at the end; `syncedAs` and `leftAs` record the handles that made it and those left behind;
  * - `backup` `{cluster, as?}`: a backup now (`hsmlab backup`), its id recorded;
  * - `deleteHsm` `{cluster, server}`: DeleteHsm of that server, gone for good;
  * - `userId` `{cluster, name, as}`: records a user's id (what the task and solution name);
@@ -34,7 +35,7 @@ export type SetupStep =
   | { changePassword: { cluster: string, type: UserType, name: string, password: string, hsmsDown?: number[] } }
   | { failLogins: { cluster: string, name: string, type?: UserType, times: number } }
   | { createKeys: { cluster: string, owner: string, labels: string[], as?: string } }
-  | { syncKeys: { from: string, to: string, keys: number[], partition?: { group: string, before: number } } }
+  | { syncKeys: { from: string, to: string, keys: number[], partition?: { group: string, before: number }, syncedAs?: string, leftAs?: string } }
   | { backup: { cluster: string, as?: string } }
   | { deleteHsm: { cluster: string, server: number } }
   | { userId: { cluster: string, name: string, as: string } }
@@ -66,7 +67,8 @@ export function checkSetupStep (raw: unknown): string | undefined {
       case 'failLogins': return isCluster(a.cluster) && isStr(a.name) && isInt(a.times) && (a.type === undefined || a.type === 'CO' || a.type === 'CU')
       case 'createKeys': return isCluster(a.cluster) && isStr(a.owner) && Array.isArray(a.labels) && a.labels.every(isStr) && (a.as === undefined || isStr(a.as))
       case 'syncKeys': return isCluster(a.from) && isCluster(a.to) && (isStr(a.keys) || (Array.isArray(a.keys) && a.keys.every(isInt))) &&
-        (a.partition === undefined || (isObject(a.partition) && isStr(a.partition.group) && isInt(a.partition.before)))
+        (a.partition === undefined || (isObject(a.partition) && isStr(a.partition.group) && (isInt(a.partition.before) || isStr(a.partition.before)))) &&
+        (a.syncedAs === undefined || isStr(a.syncedAs)) && (a.leftAs === undefined || isStr(a.leftAs))
       case 'backup': return isCluster(a.cluster) && (a.as === undefined || isStr(a.as))
       case 'deleteHsm': return isCluster(a.cluster) && isInt(a.server)
       case 'userId': return isCluster(a.cluster) && isStr(a.name) && isStr(a.as)
@@ -246,9 +248,11 @@ class SetupRunner {
   }
 
   /** syncKey of each handle, first HSM of `from` → first HSM of `to` (CMU's way), the partition cutting in where asked. */
-  private async syncKeys (a: { from: string, to: string, keys: number[], partition?: { group: string, before: number } }): Promise<void> {
+  private async syncKeys (a: Extract<SetupStep, { syncKeys: unknown }>['syncKeys']): Promise<void> {
     const [from, to] = [await this.open(a.from), await this.open(a.to)]
     const co = this.user(a.from, 'CO')
+    const synced: number[] = []
+    const left: number[] = []
     let cut = false
     try {
       for (const c of [from, to]) await c.call(0, 'login', { userType: 'CO', userName: co.name, password: co.password })
@@ -260,14 +264,18 @@ class SetupRunner {
         try {
           const { blob } = await from.call(0, 'extractMaskedObject', { kind: 'key', handle })
           await to.call(0, 'insertMaskedObject', { blob, sameHandle: true })
+          synced.push(handle)
         } catch (err) {
           // Past the partition a sync fails, as the learner's bulk syncKey did; before it, it must not.
           if (!cut) throw failed(`syncKeys ${handle}`, messageOf(err), err)
+          left.push(handle)
         }
       }
     } finally {
       await Promise.all([from.close(), to.close()])
       if (cut && a.partition !== undefined) await healFaults({ dir: this.ctx.dir, group: a.partition.group })
     }
+    if (a.syncedAs !== undefined) this.ctx.values[a.syncedAs] = synced
+    if (a.leftAs !== undefined) this.ctx.values[a.leftAs] = left
   }
 }
