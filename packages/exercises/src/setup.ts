@@ -16,6 +16,7 @@
  * - `backup` `{cluster, as?}`: a backup now (`hsmlab backup`), its id recorded;
  * - `deleteHsm` `{cluster, server}`: DeleteHsm of that server, gone for good;
  * - `userId` `{cluster, name, as}`: records a user's id (what the task and solution name);
+ * - `clusterId` `{cluster, as}`: records a cluster's id (what the AWS CLI names it by);
  * - `fault` (a fault of the lab, docs/lab.md "Faults") and `heal` `{group?}`.
  */
 import { ClusterClient, readCmuConfig } from '@hsmlab/client'
@@ -39,10 +40,11 @@ export type SetupStep =
   | { backup: { cluster: string, as?: string } }
   | { deleteHsm: { cluster: string, server: number } }
   | { userId: { cluster: string, name: string, as: string } }
+  | { clusterId: { cluster: string, as: string } }
   | { fault: LabFault }
   | { heal: { group?: string } }
 
-const ACTIONS = ['createUser', 'changePassword', 'failLogins', 'createKeys', 'syncKeys', 'backup', 'deleteHsm', 'userId', 'fault', 'heal'] as const
+const ACTIONS = ['createUser', 'changePassword', 'failLogins', 'createKeys', 'syncKeys', 'backup', 'deleteHsm', 'userId', 'clusterId', 'fault', 'heal'] as const
 type Action = typeof ACTIONS[number]
 
 function isObject (v: unknown): v is Record<string, unknown> {
@@ -72,6 +74,7 @@ export function checkSetupStep (raw: unknown): string | undefined {
       case 'backup': return isCluster(a.cluster) && (a.as === undefined || isStr(a.as))
       case 'deleteHsm': return isCluster(a.cluster) && isInt(a.server)
       case 'userId': return isCluster(a.cluster) && isStr(a.name) && isStr(a.as)
+      case 'clusterId': return isCluster(a.cluster) && isStr(a.as)
       case 'fault': return isStr(a.type)
       case 'heal': return a.group === undefined || isStr(a.group)
     }
@@ -238,6 +241,10 @@ class SetupRunner {
       } finally {
         await client.close()
       }
+      return
+    }
+    if ('clusterId' in step) {
+      this.ctx.values[step.clusterId.as] = (await this.api(step.clusterId.cluster)).clusterId
       return
     }
     if ('fault' in step) {
