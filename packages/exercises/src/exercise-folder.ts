@@ -76,9 +76,9 @@ export function exerciseNames (dir: string = EXERCISES_DIR): string[] {
   return readdirSync(dir).filter(n => NAME.test(n) && statSync(join(dir, n)).isDirectory() && existsSync(join(dir, n, 'exercise.json'))).sort()
 }
 
-/** The folder of exercise `name`: a folder path (it has a `/`), or a name in `dir`. */
-export function folderOf (name: string, dir: string = EXERCISES_DIR): string {
-  if (name.includes('/')) return resolve(name)
+/** The folder of exercise `name`: a folder path (it has a `/`, taken from `cwd`), or a name in `dir`. */
+export function folderOf (name: string, dir: string = EXERCISES_DIR, cwd: string = process.cwd()): string {
+  if (name.includes('/')) return resolve(cwd, name)
   if (!NAME.test(name) || !existsSync(join(dir, name, 'exercise.json'))) {
     throw new ExerciseError(EXERCISE_ERR_UNKNOWN, `there is no exercise '${name}' (the exercises: ${exerciseNames(dir).join(', ')}; 'hsmlab exercise list' tells what each is)`)
   }

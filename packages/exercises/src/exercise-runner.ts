@@ -134,7 +134,7 @@ export interface Started {
 export async function startExercise (options: StartOptions): Promise<Started> {
   const startedAt = performance.now()
   const dir = labDirOf(options)
-  const folder = folderOf(options.name, options.exercisesDir ?? EXERCISES_DIR)
+  const folder = folderOf(options.name, options.exercisesDir ?? EXERCISES_DIR, options.cwd)
   const definition = await readExercise(folder)
   await loadChecks(definition)
   if (existsSync(join(dir, 'lab.json'))) {
