@@ -22,7 +22,7 @@ describe('issue 13: exercises on users', () => {
     const run = await startExercise('desync-user', 5)
     expect(run.lab.upStdout).toContain('# A user whose password one HSM missed\n')
     expect(run.lab.upStdout).toContain('## Step 1 of 1: bob\'s password is Bob98765 on every HSM\n')
-    expect(run.lab.upStdout).toContain("(seed 5; the same exercise again: 'hsmlab exercise start desync-user --seed 5')")
+    expect(run.lab.upStdout).toContain("seed 5; the same exercise again: 'hsmlab exercise start desync-user --seed 5')")
     // show: the steps with their state, the credentials and the configurations.
     const shown = JSON.parse((await run.lab.hsmlab(['exercise', 'show', '--json'])).stdout) as {
       seed: number, steps: Array<{ id: string, passed: boolean, reasons: string[] }>, credentials: unknown[], cmuConfigs: Record<string, string>, awsEnv: string

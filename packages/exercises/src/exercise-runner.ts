@@ -124,6 +124,8 @@ export interface Started {
   state: ExerciseState
   definition: ExerciseDefinition
   elapsedMs: number
+  /** Of which `hsmlab up` took this long, and the setup the rest. */
+  labUpMs: number
 }
 
 /**
@@ -148,13 +150,15 @@ export async function startExercise (options: StartOptions): Promise<Started> {
   await mkdir(exerciseDir(dir), { recursive: true })
   const topologyFile = join(exerciseDir(dir), 'topology.json')
   await writeFile(topologyFile, JSON.stringify(substituteJson(definition.topology, values), null, 2) + '\n')
+  const upAt = performance.now()
   await labUp({ dir, topologyFile })
+  const labUpMs = performance.now() - upAt
   const credentials = credentialsOf(definition, values)
   await runSetup(definition.setup, { dir, credentials, values })
   const state: ExerciseState = { format: STATE_FORMAT, name: definition.name, folder, seed, values, startedAt: new Date().toISOString(), hintsShown: {} }
   await saveState(dir, state)
   await writeLearnerFiles(dir)
-  return { dir, state, definition, elapsedMs: performance.now() - startedAt }
+  return { dir, state, definition, elapsedMs: performance.now() - startedAt, labUpMs }
 }
 
 /** Back to the starting state: the lab made again from nothing, with the same exercise and seed. */

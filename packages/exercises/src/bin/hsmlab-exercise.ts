@@ -87,7 +87,7 @@ function formatStarted (started: Started, cwd: string): string {
     '',
     first === undefined ? '' : `## Step 1 of ${task.steps.length}: ${first.title}\n\n${first.text}`,
     '',
-    `Exercise ${definition.name} ready in ${(started.elapsedMs / 1000).toFixed(2)} s (seed ${state.seed}; the same exercise again: 'hsmlab exercise start ${definition.name} --seed ${state.seed}').`,
+    `Exercise ${definition.name} ready in ${(started.elapsedMs / 1000).toFixed(2)} s (the lab ${(started.labUpMs / 1000).toFixed(2)} s, its setup ${((started.elapsedMs - started.labUpMs) / 1000).toFixed(2)} s; seed ${state.seed}; the same exercise again: 'hsmlab exercise start ${definition.name} --seed ${state.seed}').`,
     `'hsmlab exercise show${dirArg}' for every step, credentials and configurations; 'hsmlab exercise check${dirArg}' to see what is left; 'hsmlab exercise hint${dirArg}' when stuck.`
   ].join('\n') + '\n'
 }
