@@ -33,7 +33,9 @@ describe('issue 13: exercises on users', () => {
     expect(shown.cmuConfigs['us-east-1/training']).toBe(`${run.lab.dir}/us-east-1-training.cfg`)
     expect(readFileSync(shown.awsEnv, 'utf8')).toMatch(/^export US_EAST_1=http:\/\/127\.0\.0\.1:\d+$/m)
     // The check's password tries never lock bob out: run it more often than the HSM allows failures.
-    for (let i = 0; i < 6; i++) await expectFailing(run, /Bob98765 does not work on server 2/)
+    let last
+    for (let i = 0; i < 6; i++) last = await expectFailing(run, /Bob98765 does not work on server 2/)
+    expect(last?.steps[0]?.reasons.join('\n')).toMatch(/on server 2 \(hsm-[a-z0-9]+\) \(bob has 4 failed logins \(locked out, or nearly: not tried\)\)$/)
     // Hints: numbered, one more each time, the last one again at the end.
     const hints: string[] = []
     for (let i = 0; i < 4; i++) hints.push((await run.lab.hsmlab(['exercise', 'hint'])).stdout)
