@@ -154,8 +154,11 @@ export async function startExercise (options: StartOptions): Promise<Started> {
   await labUp({ dir, topologyFile })
   const labUpMs = performance.now() - upAt
   const credentials = credentialsOf(definition, values)
-  await runSetup(definition.setup, { dir, credentials, values })
+  // Recorded before the setup runs: a setup that fails leaves an exercise that `reset` and
+  // `start` replace, not a lab they refuse to touch.
   const state: ExerciseState = { format: STATE_FORMAT, name: definition.name, folder, seed, values, startedAt: new Date().toISOString(), hintsShown: {} }
+  await saveState(dir, state)
+  await runSetup(definition.setup, { dir, credentials, values })
   await saveState(dir, state)
   await writeLearnerFiles(dir)
   return { dir, state, definition, elapsedMs: performance.now() - startedAt, labUpMs }
