@@ -11,12 +11,15 @@
 import { describe, it } from 'vitest'
 import { AWS_CLI, playExercise } from './issue-13-helpers.js'
 
+// A start, a check, each wrong attempt, a reset, the solution and a check: a minute or more on a busy machine.
+const TIMEOUT_MS = 240_000
+
 describe.skipIf(AWS_CLI === undefined)('issue 13: exercises with the AWS CLI', () => {
   it('dr-copy-and-clone: no copy, no cluster, no keys in us-west-2 until the learner makes them', async () => {
     await playExercise('dr-copy-and-clone', ['us-west-2 has no backup copied from us-east-1', 'us-west-2 has no cluster made from a copy'])
-  })
+  }, TIMEOUT_MS)
 
   it('replace-failed-hsm: training runs on 2 HSMs until the learner adds a third, which gets every key', async () => {
     await playExercise('replace-failed-hsm', ['us-east-1/training has 2 ACTIVE HSMs, not 3', 'only 2 HSMs of us-east-1/training answer'])
-  })
+  }, TIMEOUT_MS)
 })

@@ -9,6 +9,9 @@ import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { expectFailing, playExercise, startExercise } from './issue-13-helpers.js'
 
+// A start, a check, each wrong attempt, a reset, the solution and a check: a minute or more on a busy machine.
+const TIMEOUT_MS = 180_000
+
 describe('issue 13: exercises on users', () => {
   it('desync-user: server 2 refuses Bob98765 until the CO sets it there', async () => {
     const run = await playExercise('desync-user', [/Bob98765 does not work on server 2 \(hsm-[a-z0-9]+\)/])
@@ -16,7 +19,7 @@ describe('issue 13: exercises on users', () => {
     expect((await run.lab.hsmlab(['exercise', 'hint'])).stdout).toBe('Every step is done: nothing left to hint at.\n')
     const shown = JSON.parse((await run.lab.hsmlab(['exercise', 'show', '--json'])).stdout) as { steps: Array<{ id: string, passed: boolean }> }
     expect(shown.steps).toMatchObject([{ id: 'bob-agrees', passed: true }])
-  })
+  }, TIMEOUT_MS)
 
   it('start prints the task and the first step; show, hint and solution as the CLI contract has them; reset starts over', async () => {
     const run = await startExercise('desync-user', 5)
@@ -55,21 +58,21 @@ describe('issue 13: exercises on users', () => {
     await run.lab.down()
     const check = await run.lab.hsmlab(['exercise', 'check'])
     expect(check.code).toBe(1)
-  })
+  }, TIMEOUT_MS)
 
   it('remove-departed-user (the example of docs/exercises.md): mallory is on every HSM until the CO deletes her', async () => {
     await playExercise('remove-departed-user', [/mallory-gone: mallory still exists on server 0 \(hsm-/, /mallory still exists on server 1/])
-  })
+  }, TIMEOUT_MS)
 
   it('activate-cluster: admin is a PRECO and app does not exist until the learner activates the cluster', async () => {
     await playExercise('activate-cluster', [/admin is still a PRECO on server 0 \(hsm-/, /admin is still a PRECO on server 1 \(hsm-/, /there is no user app on server 0/])
-  })
+  }, TIMEOUT_MS)
 
   it('locked-out-user: carol is locked out everywhere until the CO resets her password', async () => {
     await playExercise('locked-out-user', [/carol is still locked out on server 0 \(hsm-[a-z0-9]+\) \(5 failed logins\)/, /carol is still locked out on server 1/])
-  })
+  }, TIMEOUT_MS)
 
   it('share-key: bob is no shared user of alice\'s key until alice shares it; he can never delete it', async () => {
     await playExercise('share-key', [/bob-shares: bob is not a shared user of key \d+ on server 0 \(hsm-[a-z0-9]+\) \(shared with: nobody\)/, /bob-cannot-delete: bob cannot see key \d+ on server 0/])
-  })
+  }, TIMEOUT_MS)
 })
