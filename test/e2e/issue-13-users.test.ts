@@ -5,8 +5,12 @@
  * leaves it failing with a reason pointing at the mistake; after `reset`, the shipped solution
  * typed into the real CMU makes it pass.
  */
-import { readFileSync } from 'node:fs'
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { EXERCISES_DIR, openExercise, scheduleLogFile } from '@hsmlab/exercises'
+import { isRunning, tmpDir, waitFor } from '@hsmlab/testing'
+import { runCmuBin } from './cmu-helpers.js'
 import { expectFailing, playExercise, startExercise } from './issue-13-helpers.js'
 
 // A start, a check, each wrong attempt, a reset, the solution and a check: a minute or more on a busy machine.
@@ -58,6 +62,34 @@ describe('issue 13: exercises on users', () => {
     await run.lab.down()
     const check = await run.lab.hsmlab(['exercise', 'check'])
     expect(check.code).toBe(1)
+  }, TIMEOUT_MS)
+
+  it('faults on a schedule: set while the learner works, through the lab\'s fault proxy; reset stops the old schedule', async () => {
+    // A copy of the example with a schedule: server 1 cut off half a second after start, healed in ten minutes.
+    const folder = join(tmpDir('hsmlab-i13-schedule-'), 'scheduled')
+    cpSync(join(EXERCISES_DIR, 'remove-departed-user'), folder, { recursive: true })
+    const json = JSON.parse(readFileSync(join(folder, 'exercise.json'), 'utf8')) as Record<string, unknown>
+    json.schedule = [{ atSeconds: 0.5, fault: { type: 'partition', group: 'us-east-1/training/hsm-1' } }, { atSeconds: 600, heal: {} }]
+    writeFileSync(join(folder, 'exercise.json'), JSON.stringify(json))
+    const run = await startExercise(folder)
+    const log = scheduleLogFile(run.lab.dir)
+    const first = await waitFor(() => existsSync(log) && readFileSync(log, 'utf8').includes('"set"') ? readFileSync(log, 'utf8') : undefined, { what: 'the scheduled partition' })
+    expect(JSON.parse(first.trim().split('\n')[0] ?? '{}')).toMatchObject({ atSeconds: 0.5, set: { type: 'partition', group: 'us-east-1/training/hsm-1' } })
+    // The learner's CMU reaches server 0, not server 1.
+    const cmu = await runCmuBin([join(run.lab.dir, 'us-east-1-training.cfg')], 'listUsers\nquit\n')
+    expect(cmu.stdout).toContain('Users on server 0(')
+    expect(cmu.stdout).not.toContain('Users on server 1(')
+    // reset stops the schedule of the exercise it replaces, and starts the new one's.
+    const before = (await openExercise({ dir: run.lab.dir })).state.schedulePid as number
+    expect(isRunning(before)).toBe(true)
+    const reset = await run.lab.hsmlab(['exercise', 'reset'])
+    expect(reset.code, reset.stderr).toBe(0)
+    await waitFor(() => !isRunning(before), { what: 'the old schedule to stop' })
+    const after = (await openExercise({ dir: run.lab.dir })).state.schedulePid as number
+    expect(after).not.toBe(before)
+    // Purged, the exercise is gone: its schedule stops by itself.
+    await run.lab.down(['--purge'])
+    await waitFor(() => !isRunning(after), { what: 'the schedule to stop once its lab is purged' })
   }, TIMEOUT_MS)
 
   it('remove-departed-user (the example of docs/exercises.md): mallory is on every HSM until the CO deletes her', async () => {

@@ -20,6 +20,8 @@ import { checkSetupStep } from './setup.js'
 import type { SetupStep } from './setup.js'
 import type { StepCheck } from './check-api.js'
 import type { Credential } from './credential.js'
+import { checkScheduleEntry } from './fault-schedule.js'
+import type { ScheduledFault } from './fault-schedule.js'
 
 
 /** A step of the task. */
@@ -52,6 +54,8 @@ export interface ExerciseDefinition {
   topology: unknown
   random: Record<string, RandomSpec>
   setup: unknown[]
+  /** Faults set and healed while the learner works (fault-schedule.ts). */
+  schedule: ScheduledFault[]
   credentials: unknown[]
   steps: ExerciseStep[]
   task: string
@@ -118,7 +122,7 @@ export async function readExercise (folder: string): Promise<ExerciseDefinition>
     throw invalid(folder, 'exercise.json', `is not JSON: ${(err as Error).message}`)
   }
   if (!isObject(json)) throw invalid(folder, 'exercise.json', 'must be a JSON object')
-  const known = ['$schema', 'title', 'minutes', 'level', 'summary', 'topology', 'random', 'setup', 'credentials', 'steps']
+  const known = ['$schema', 'title', 'minutes', 'level', 'summary', 'topology', 'random', 'setup', 'schedule', 'credentials', 'steps']
   const unknown = Object.keys(json).filter(k => !known.includes(k))
   if (unknown.length > 0) throw invalid(folder, 'exercise.json', `has unknown fields ${unknown.join(', ')} (it may have ${known.join(', ')})`)
   const text = (field: string): string => {
@@ -144,6 +148,12 @@ export async function readExercise (folder: string): Promise<ExerciseDefinition>
   const random = checkRandom(folder, json.random)
   const setup = json.setup ?? []
   if (!Array.isArray(setup)) throw invalid(folder, 'exercise.json', '"setup" must be a list of steps')
+  const schedule = json.schedule ?? []
+  if (!Array.isArray(schedule)) throw invalid(folder, 'exercise.json', '"schedule" must be a list of {"atSeconds", "fault" | "heal"}')
+  schedule.forEach((entry, i) => {
+    const problem = checkScheduleEntry(entry)
+    if (problem !== undefined) throw invalid(folder, 'exercise.json', `schedule[${i}]: ${problem}`)
+  })
   const credentials = json.credentials ?? []
   if (!Array.isArray(credentials)) throw invalid(folder, 'exercise.json', '"credentials" must be a list of {cluster?, type, name, password}')
   for (const [i, c] of credentials.entries()) {
@@ -171,6 +181,7 @@ export async function readExercise (folder: string): Promise<ExerciseDefinition>
     topology,
     random,
     setup,
+    schedule: schedule as ScheduledFault[],
     credentials,
     steps: (steps as Array<{ id: string, title: string }>).map(s => ({ id: s.id, title: s.title })),
     task: await read('task.md'),
@@ -187,7 +198,11 @@ export async function readExercise (folder: string): Promise<ExerciseDefinition>
     if (problem !== undefined) throw invalid(folder, 'exercise.json', `setup[${i}]: ${problem}`)
   })
   try {
-    parseTopology(substituteJson(topology, values), join(folder, 'exercise.json'))
+    // The schedule's faults are checked as the topology's own would be: their groups must be the lab's.
+    const scheduled = (substituteJson(definition.schedule, values) as ScheduledFault[]).flatMap(e => 'fault' in e ? [e.fault] : [])
+    const checked = { ...(substituteJson(topology, values) as Record<string, unknown>) }
+    if (scheduled.length > 0) checked.faults = [...(Array.isArray(checked.faults) ? checked.faults : []), ...scheduled]
+    parseTopology(checked, join(folder, 'exercise.json'))
   } catch (err) {
     throw invalid(folder, 'exercise.json', `"topology" is not a valid topology: ${(err as Error).message}`)
   }

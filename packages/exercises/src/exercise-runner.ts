@@ -5,7 +5,7 @@
  * and how many hints of each step were shown; beside it the configurations the learner uses
  * (aws.env for the AWS CLI, a CMU configuration per cluster as the control planes list it now).
  */
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, relative, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -22,6 +22,8 @@ import { formatBlock, numberedItems, sectionsOf } from './markdown.js'
 import { newSeed, substitute, substituteJson } from './seeded-values.js'
 import type { ExerciseValue } from './seeded-values.js'
 import { runSetup } from './setup.js'
+import { runSchedule, spawnSchedule, stopSchedule } from './fault-schedule.js'
+import type { ScheduledFault } from './fault-schedule.js'
 
 /** Where an exercise runs. */
 export interface ExerciseLocation {
@@ -43,6 +45,10 @@ export interface ExerciseState {
   startedAt: string
   /** Step id → how many of its hints were shown. */
   hintsShown: Record<string, number>
+  /** When the setup ended (the schedule's time 0), in milliseconds since the epoch. */
+  readyAtMs?: number
+  /** The process that runs the exercise's schedule of faults, if it has one. */
+  schedulePid?: number
 }
 
 /** One line of `list`. */
@@ -143,6 +149,8 @@ export async function startExercise (options: StartOptions): Promise<Started> {
     if (!existsSync(stateFile(dir))) {
       throw new ExerciseError(EXERCISE_ERR_USAGE, `${dir} holds a lab that is not an exercise's; give another --dir, or stop it with 'hsmlab down --purge --dir ${dir}' first`)
     }
+    const previous = JSON.parse(await readFile(stateFile(dir), 'utf8')) as Partial<ExerciseState>
+    await stopSchedule(previous.schedulePid, dir)
     await labDown({ dir, purge: true })
   }
   const seed = options.seed ?? newSeed()
@@ -159,6 +167,8 @@ export async function startExercise (options: StartOptions): Promise<Started> {
   const state: ExerciseState = { format: STATE_FORMAT, name: definition.name, folder, seed, values, startedAt: new Date().toISOString(), hintsShown: {} }
   await saveState(dir, state)
   await runSetup(definition.setup, { dir, credentials, values })
+  state.readyAtMs = Date.now()
+  if (definition.schedule.length > 0) state.schedulePid = spawnSchedule(dir)
   await saveState(dir, state)
   await writeLearnerFiles(dir)
   return { dir, state, definition, elapsedMs: performance.now() - startedAt, labUpMs }
@@ -318,4 +328,17 @@ export async function solutionOf (options: ExerciseLocation): Promise<string> {
   const cwd = options.cwd ?? process.cwd()
   const where = relative(cwd, dir) === (options.dir ?? exerciseDefaults.dir) ? '' : `(the lab is in ${dir}: run these where you started it)\n\n`
   return where + sections.map(s => [`## ${s.heading}`, '', ...s.blocks.map(b => formatBlock(b) + '\n')].join('\n')).join('\n')
+}
+
+/** Runs the schedule of faults of the exercise in DIR (the process `start` spawns). */
+export async function runExerciseSchedule (options: ExerciseLocation): Promise<void> {
+  const { dir, state, definition } = await openExercise(options)
+  const mine = (): boolean => {
+    try {
+      return (JSON.parse(readFileSync(stateFile(dir), 'utf8')) as Partial<ExerciseState>).schedulePid === process.pid
+    } catch {
+      return false
+    }
+  }
+  await runSchedule(dir, substituteJson(definition.schedule, state.values) as ScheduledFault[], state.readyAtMs ?? Date.now(), mine)
 }

@@ -16,7 +16,7 @@
  * ```
  */
 export {
-  awsEnvFile, checkExercise, listExercises, nextHint, openExercise, resetExercise, showExercise, solutionOf, startExercise, taskOf, writeLearnerFiles
+  awsEnvFile, checkExercise, listExercises, nextHint, openExercise, resetExercise, runExerciseSchedule, showExercise, solutionOf, startExercise, taskOf, writeLearnerFiles
 } from './exercise-runner.js'
 export type { CheckResult, ExerciseLocation, ExerciseState, ExerciseSummary, Hint, Shown, StartOptions, Started, StepResult } from './exercise-runner.js'
 export { CheckLab, ClusterView, serversOf } from './check-api.js'
@@ -29,6 +29,8 @@ export type { Section, Sections, TypedBlock } from './markdown.js'
 export { drawValue, newSeed, substitute, substituteJson } from './seeded-values.js'
 export type { ExerciseValue, RandomSpec } from './seeded-values.js'
 export { checkSetupStep, runSetup } from './setup.js'
+export { SCHEDULE_SECONDS_MAX, checkScheduleEntry, scheduleLogFile } from './fault-schedule.js'
+export type { ScheduledFault } from './fault-schedule.js'
 export type { SetupContext, SetupStep } from './setup.js'
 export { EXERCISES_DIR, exerciseDefaults } from './defaults.js'
 export {

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { exerciseDefaults } from '../defaults.js'
 import { ExerciseError, EXERCISE_ERR_USAGE } from '../errors.js'
-import { checkExercise, listExercises, nextHint, openExercise, resetExercise, showExercise, solutionOf, startExercise, taskOf } from '../exercise-runner.js'
+import { checkExercise, listExercises, nextHint, openExercise, resetExercise, runExerciseSchedule, showExercise, solutionOf, startExercise, taskOf } from '../exercise-runner.js'
 import type { CheckResult, Started } from '../exercise-runner.js'
 
 /** Where `main` writes, and the directory it resolves `--dir` against. */
@@ -63,7 +63,9 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   check: ['dir', 'json'],
   hint: ['dir'],
   solution: ['dir'],
-  reset: ['dir']
+  reset: ['dir'],
+  // Not for people: the process that runs an exercise's schedule of faults (fault-schedule.ts).
+  _schedule: ['dir']
 }
 
 function formatCheck (result: CheckResult): string {
@@ -166,6 +168,10 @@ export async function main (argv: string[], io: MainIo = {
       }
       case 'solution': {
         io.stdout(await solutionOf(location))
+        return EXIT_OK
+      }
+      case '_schedule': {
+        await runExerciseSchedule(location)
         return EXIT_OK
       }
       case 'reset': {
