@@ -3,7 +3,7 @@
  * mistakes, checks), as `start` would find it; the error codes are documented; values drawn from
  * a seed are the same for the same seed; the command line's contract where it needs no lab.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
@@ -49,6 +49,24 @@ describe('exercise folders', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hsmlab-exercise-'))
     try {
       await expect(readExercise(dir)).rejects.toMatchObject({ code: 'EXERCISE_ERR_INVALID', message: expect.stringContaining('exercise.json: is missing') })
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses a schedule entry without its time or with a fault on a group the lab will not have', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hsmlab-exercise-'))
+    try {
+      const folder = join(dir, 'scheduled')
+      cpSync(join(EXERCISES_DIR, 'remove-departed-user'), folder, { recursive: true })
+      const json = JSON.parse(readFileSync(join(folder, 'exercise.json'), 'utf8')) as Record<string, unknown>
+      const withSchedule = async (schedule: unknown): Promise<unknown> => {
+        writeFileSync(join(folder, 'exercise.json'), JSON.stringify({ ...json, schedule }))
+        return await readExercise(folder).then(() => undefined, (err: unknown) => err)
+      }
+      expect(await withSchedule([{ atSeconds: 5, heal: {} }, { atSeconds: 1, fault: { type: 'partition', group: 'us-east-1/training/hsm-1' } }])).toBeUndefined()
+      expect(await withSchedule([{ fault: { type: 'partition', group: 'us-east-1' } }])).toMatchObject({ code: 'EXERCISE_ERR_INVALID', message: expect.stringContaining('schedule[0]: "atSeconds" must be') })
+      expect(await withSchedule([{ atSeconds: 1, fault: { type: 'partition', group: 'us-west-2' } }])).toMatchObject({ code: 'EXERCISE_ERR_INVALID', message: expect.stringContaining('us-west-2') })
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
