@@ -247,7 +247,9 @@ export async function checkExercise (options: ExerciseLocation): Promise<CheckRe
           clearTimeout(timer)
         }
       } catch (err) {
-        reasons = [`the check could not run: ${(err as Error).message}`]
+        const message = (err as Error).message
+        // A stopped lab ('hsmlab down') keeps its exercise: say how to get it back.
+        reasons = [`the check could not run: ${message}${/ECONNREFUSED/.test(message) ? " (is the lab running? 'hsmlab up' starts it again, with what was done)" : ''}`]
       }
       steps.push({ id: step.id, title: substitute(step.title, state.values), passed: reasons.length === 0, reasons })
     }
