@@ -62,6 +62,10 @@ describe('issue 13: exercises on users', () => {
     await run.lab.down()
     const check = await run.lab.hsmlab(['exercise', 'check'])
     expect(check.code).toBe(1)
+    expect(check.stdout).toContain("(is the lab running? 'hsmlab up' starts it again, with what was done)")
+    // ... and `hsmlab up` brings it back, exercise and all.
+    await run.lab.up()
+    await expectFailing(run, /Bob98765 does not work on server 2/)
   }, TIMEOUT_MS)
 
   it('faults on a schedule: set while the learner works, through the lab\'s fault proxy; reset stops the old schedule', async () => {
