@@ -138,10 +138,11 @@ export async function readExercise (folder: string): Promise<ExerciseDefinition>
   if (typeof minutes !== 'number' || !Number.isInteger(minutes) || minutes < 1 || minutes > 240) throw invalid(folder, 'exercise.json', '"minutes" must be a whole number of minutes from 1 to 240')
   let topology = json.topology
   if (typeof topology === 'string') {
+    const file = topology
     try {
-      topology = JSON.parse(await read(topology))
+      topology = JSON.parse(await read(file))
     } catch (err) {
-      throw invalid(folder, 'exercise.json', `"topology" names ${topology}, which cannot be read as JSON: ${(err as Error).message}`)
+      throw invalid(folder, 'exercise.json', `"topology" names ${file}, which cannot be read as JSON: ${(err as Error).message}`)
     }
   }
   if (!isObject(topology)) throw invalid(folder, 'exercise.json', '"topology" must be a topology (docs/lab.md) or the name of a file in the folder that holds one')
@@ -201,7 +202,8 @@ export async function readExercise (folder: string): Promise<ExerciseDefinition>
     // The schedule's faults are checked as the topology's own would be: their groups must be the lab's.
     const scheduled = (substituteJson(definition.schedule, values) as ScheduledFault[]).flatMap(e => 'fault' in e ? [e.fault] : [])
     const checked = { ...(substituteJson(topology, values) as Record<string, unknown>) }
-    if (scheduled.length > 0) checked.faults = [...(Array.isArray(checked.faults) ? checked.faults : []), ...scheduled]
+    const declared: unknown[] = Array.isArray(checked.faults) ? checked.faults : []
+    if (scheduled.length > 0) checked.faults = [...declared, ...scheduled]
     parseTopology(checked, join(folder, 'exercise.json'))
   } catch (err) {
     throw invalid(folder, 'exercise.json', `"topology" is not a valid topology: ${(err as Error).message}`)
