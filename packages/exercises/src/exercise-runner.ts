@@ -88,12 +88,21 @@ function stateFile (dir: string): string { return join(exerciseDir(dir), 'state.
 /** The AWS CLI's settings for the lab: `. DIR/exercise/aws.env`. */
 export function awsEnvFile (dir: string): string { return join(exerciseDir(dir), 'aws.env') }
 
-/** The exercises in the folder, as `list` shows them. */
-export async function listExercises (options: Pick<ExerciseLocation, 'exercisesDir'> = {}): Promise<ExerciseSummary[]> {
+/**
+ * The exercises in the folder, as `list` shows them. A folder that is not valid is left out (one
+ * broken folder must not hide the others) and told to `onInvalid`.
+ */
+export async function listExercises (options: Pick<ExerciseLocation, 'exercisesDir'> & { onInvalid?: (name: string, error: Error) => void } = {}): Promise<ExerciseSummary[]> {
   const dir = options.exercisesDir ?? EXERCISES_DIR
   const out: ExerciseSummary[] = []
   for (const name of exerciseNames(dir)) {
-    const d = await readExercise(join(dir, name))
+    let d: ExerciseDefinition
+    try {
+      d = await readExercise(join(dir, name))
+    } catch (err) {
+      options.onInvalid?.(name, err as Error)
+      continue
+    }
     out.push({ name, title: d.title, minutes: d.minutes, level: d.level, summary: d.summary })
   }
   return out

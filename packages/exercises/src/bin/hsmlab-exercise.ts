@@ -125,7 +125,7 @@ export async function main (argv: string[], io: MainIo = {
     const location = { cwd, ...(v.dir === undefined ? {} : { dir: v.dir }) }
     switch (command) {
       case 'list': {
-        const list = await listExercises()
+        const list = await listExercises({ onInvalid: (name, err) => { io.stderr(`hsmlab exercise list: ${name} left out: ${err.message}\n`) } })
         if (v.json === true) io.stdout(JSON.stringify(list, null, 2) + '\n')
         else {
           const width = Math.max(...list.map(e => e.name.length))
