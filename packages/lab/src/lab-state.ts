@@ -141,6 +141,18 @@ export interface LabState {
   faultProxy?: FaultProxyState
   /** `up --copy-retry-window-seconds`: the control planes' copy retry window, given when they start. */
   copyRetryWindowSeconds?: number
+  /** The web console (console-process.ts); absent in a lab made before it existed (the next `up` adds it). */
+  console?: ConsoleState
+}
+
+/** The web console as lab.json records it. */
+export interface ConsoleState {
+  /** False for a lab brought up with `--no-console`. */
+  enabled: boolean
+  /** Its port; 0 until it first started. Restarts reuse it, so that a page left open reconnects. */
+  port: number
+  pid: number | null
+  startedAt?: string
 }
 
 /** Every path of a lab directory, from its root. */

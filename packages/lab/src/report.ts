@@ -111,6 +111,7 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
   lines.push(`  data and logs: ${status.dir}`)
   lines.push(`  stand-in roots: ${Object.values(ROOT_FILE_NAMES).map(name => displayPath(join(status.dir, 'roots', name), cwd)).join(', ')} (the AWS and manufacturer roots of the HSM certificates)`)
   lines.push(faultsLine(status))
+  if (status.console.url !== null) lines.push(`  console: ${status.console.url} (open it in a browser on this machine)`)
   if (result.faultsApplied.length > 0) lines.push(`  faults of the topology set: ${result.faultsApplied.map(describeFault).join('; ')}`)
   let firstCu: { name: string, password: string } | undefined
   for (const region of status.regions) {
