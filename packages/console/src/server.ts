@@ -260,6 +260,11 @@ export async function startConsole (options: ConsoleOptions): Promise<Console> {
       res.end(html)
       return
     }
+    if (req.method === 'GET' && path === '/favicon.ico') {
+      res.writeHead(204)
+      res.end()
+      return
+    }
     if (req.method === 'GET' && path.startsWith('/static/')) {
       const entry = files.get(path.slice('/static/'.length))
       if (entry === undefined) { sendJson(res, 404, { code: 'NOT_FOUND', message: `no ${path}` }); return }

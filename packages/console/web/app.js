@@ -410,7 +410,12 @@ function BackupTable ({ live, region, backups }) {
 
 function Faults ({ live }) {
   const listing = live.faults?.listing
-  const groups = useMemo(() => [...new Set((listing?.links ?? []).flatMap(l => l.groups))].filter(g => !/^hsm-/.test(g)).sort(), [listing])
+  // Regions first, then clusters, then HSMs and the kinds of links (wan, peer/..., control/...).
+  const groups = useMemo(() => {
+    const all = [...new Set((listing?.links ?? []).flatMap(l => l.groups))].filter(g => !/^hsm-/.test(g))
+    const rank = g => /^(wan|peer|control)(\/|$)/.test(g) ? 3 : g.split('/').length - 1
+    return all.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))
+  }, [listing])
   const [type, setType] = useState('partition')
   const [group, setGroup] = useState('')
   const [other, setOther] = useState('')
@@ -756,4 +761,6 @@ function Terminal () {
   return html`<div class="terminal-head">Terminal <span class="muted">(bash in the lab's directory; the shells and aws on its PATH)</span> <span class="live ${state === 'open' ? 'on' : 'off'}" data-testid="terminal-state">${state}</span></div><div class="terminal" ref=${ref} data-testid="terminal"></div>`
 }
 
-render(html`<${App} />`, document.getElementById('app'))
+const root = document.getElementById('app')
+root.textContent = ''
+render(html`<${App} />`, root)
