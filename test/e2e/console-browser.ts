@@ -9,13 +9,13 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
-import type { Browser, Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
 import { onTestFinished } from 'vitest'
 
 export const CHROMIUM_PATH = '/usr/bin/chromium'
 
 export interface ConsoleBrowser {
-  browser: Browser
+  browser: BrowserContext
   page: Page
   /** Where the screenshots go (kept when the test fails). */
   dir: string
@@ -28,10 +28,12 @@ export async function openBrowser (): Promise<ConsoleBrowser> {
   const dir = mkdtempSync(join(tmpdir(), 'hsmlab-console-shots-'))
   const profile = mkdtempSync(join(tmpdir(), 'hsmlab-chromium-'))
   const shots: string[] = []
-  const browser = await chromium.launch({
+  // A fresh profile each time (playwright passes it as --user-data-dir).
+  const browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM_PATH,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`]
+      '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1400, height: 900 }
   })
   onTestFinished(async (context) => {
     await browser.close().catch(() => {})
@@ -42,7 +44,7 @@ export async function openBrowser (): Promise<ConsoleBrowser> {
       rmSync(dir, { recursive: true, force: true })
     }
   })
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } })
+  const page = browser.pages()[0] ?? await browser.newPage()
   const errors: string[] = []
   page.on('pageerror', err => { errors.push(err.message) })
   return {

@@ -77,7 +77,7 @@ export class Terminals {
     const accept = createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64')
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`)
     // node-pty is loaded with the first terminal: a console nobody types into does not pay for it.
-    const pty = (createRequire(import.meta.url)('node-pty') as typeof import('node-pty')).spawn('bash', ['-l'], {
+    const pty = (createRequire(import.meta.url)('node-pty') as typeof import('node-pty')).spawn('bash', ['-i'], {
       name: 'xterm-256color',
       cols: 100,
       rows: 30,
