@@ -11,7 +11,7 @@
  * ```ts
  * import { startConsole } from '@hsmlab/console'
  * const web = await startConsole({ labDir: '/tmp/lab', dataDir: '/tmp/lab/console' })
- * console.log(web.url)   // http://127.0.0.1:<port>/?token=…
+ * web.url   // http://127.0.0.1:<port>/?token=…, what a person opens
  * await web.stop()
  * ```
  */
