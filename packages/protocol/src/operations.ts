@@ -1,3 +1,4 @@
+import { SYNC_BATCH_KEYS_MAX, SYNC_BATCH_USERS_MAX, SYNC_WAIT_MS_MAX } from './defaults.js'
 import type { ObjectSpec } from './schema.js'
 
 /**
@@ -75,6 +76,8 @@ export interface HsmInfo {
   keyCount: number
   /** Who is logged in on this connection, if anyone. */
   loggedInAs?: { userName: string, userType: UserType }
+  /** The HSM's synchronisation role (setSyncRole); absent while it is 'none'. */
+  syncRole?: { role: SyncRole, primaryClusterId?: string }
 }
 
 /** Common key-creation options (KMU's -id, -sess, -nex, -u, -m_value, -min_srv, -timeout). */
@@ -130,6 +133,48 @@ export interface TwoFactorResponse {
   signature: Uint8Array
   /** The PEM public key to register (createUser, changePswd); absent at login. */
   publicKeyPem?: string
+}
+
+/**
+ * The synchronisation role of an HSM (setSyncRole): 'replica' while its cluster is a replica of a
+ * primary cluster's synchronisation task, 'disassociated' for good once it was removed from the
+ * task. In both it refuses every client change to keys and users.
+ */
+export type SyncRole = 'none' | 'replica' | 'disassociated'
+export const SYNC_ROLES: readonly SyncRole[] = ['none', 'replica', 'disassociated']
+
+/**
+ * One resource as syncChanges tells it. `digest` is hex SHA-256 over a canonical encoding of the
+ * resource (equal on two HSMs exactly when the resource is the same there); null: deleted. Keys
+ * carry their owner's user *name*, since user ids differ between clusters.
+ */
+export type SyncResource =
+  | { kind: 'key', handle: number, owner: string, digest: string | null }
+  | { kind: 'user', name: string, userType: UserType, digest: string | null }
+
+/** One resource as syncExtract gives it: a masked object (ExtractMaskedObject blob) and its digest. */
+export interface SyncExtractedObject {
+  kind: 'key' | 'user'
+  handle?: number
+  name?: string
+  digest: string
+  blob: Uint8Array
+}
+
+/**
+ * What syncApply did with one object or deletion. `code` (when `ok` is false) is one of
+ * HANDLE_TAKEN, OWNER_MISSING, LINEAGE_REFUSED, STORAGE_REFUSED, NOT_A_REPLICA (and INVALID for
+ * a blob that is not a masked object of a key or user); `digest` is the resource's digest on this
+ * HSM after an applied insert.
+ */
+export interface SyncOutcome {
+  kind: 'key' | 'user'
+  handle?: number
+  name?: string
+  ok: boolean
+  digest?: string
+  code?: string
+  message?: string
 }
 
 /** Argument and result types of each operation. */
@@ -200,6 +245,12 @@ export interface OperationMap {
   peerFetch: { args: { handle: number }, result: { blob: Uint8Array } }
   peerPush: { args: { blob: Uint8Array }, result: Record<string, never> }
   peerDelete: { args: { handle: number }, result: Record<string, never> }
+  /**
+   * What syncApply applied on a replica HSM, passed on to the other HSMs of its cluster: users and
+   * changed keys (masked objects, inserted or replaced the way syncApply does) and deleted users,
+   * which the key replication of peerPush and peerDelete does not carry.
+   */
+  peerSyncApply: { args: { objects: Uint8Array[], deleteUsers: string[] }, result: Record<string, never> }
 
   /** Admin: the lab (holder of the cluster's trust anchor) tells an HSM who its peers are. */
   setPeers: { args: { peers: PeerAddress[], version: number, signature: Uint8Array }, result: Record<string, never> }
@@ -214,6 +265,25 @@ export interface OperationMap {
     args: { requestedAtMs: number, signature: Uint8Array },
     result: { backup: Uint8Array, createdAtMs: number, keyCount: number, userCount: number }
   }
+
+  /**
+   * Synchronisation (the control plane's cross-region tasks). Every sync* operation but
+   * syncHello needs a session elevated by syncHello: the trust anchor's signature over this HSM's
+   * id and `requestedAtMs`, checked like exportBackup's (`signSyncHello`).
+   */
+  syncHello: { args: { requestedAtMs: number, signature: Uint8Array }, result: { hsmId: string, clusterId: string, lineage: string } }
+  /**
+   * Resources changed after `sinceSeq` of change sequence `epoch` (`full: false`), or every live
+   * token key and every user (`full: true`) when `epoch` is absent or unknown or `sinceSeq` fell
+   * out of the window. With nothing changed it waits up to `waitMs` for a change.
+   */
+  syncChanges: { args: { epoch?: string, sinceSeq?: number, waitMs?: number }, result: { epoch: string, seq: number, full: boolean, resources: SyncResource[] } }
+  /** Masked objects of these keys (by handle) and users (by name); absent ones are left out. */
+  syncExtract: { args: { keys: number[], users: string[] }, result: { objects: SyncExtractedObject[] } }
+  /** Inserts or replaces each object and applies each deletion, one outcome each (only for role 'replica'). */
+  syncApply: { args: { objects: Uint8Array[], deleteKeys: number[], deleteUsers: string[] }, result: { outcomes: SyncOutcome[] } }
+  /** Admin: the trust anchor sets the HSM's durable synchronisation role (`signSyncRole`); versions only grow. */
+  setSyncRole: { args: { role: SyncRole, primaryClusterId?: string, version: number, signature: Uint8Array }, result: Record<string, never> }
 }
 
 /** The name of an operation. */
@@ -313,9 +383,29 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   peerFetch: { handle },
   peerPush: { blob: { type: 'bytes', max: 1024 * 1024 } },
   peerDelete: { handle },
+  peerSyncApply: { objects: { type: 'bytes[]', max: SYNC_BATCH_KEYS_MAX + SYNC_BATCH_USERS_MAX }, deleteUsers: { type: 'string[]', max: SYNC_BATCH_USERS_MAX } },
 
   setPeers: { peers: { type: 'object[]', max: 28 }, version: { type: 'int', min: 0 }, signature: { type: 'bytes' } },
-  exportBackup: { requestedAtMs: { type: 'int', min: 0 }, signature: { type: 'bytes', max: 1024 } }
+  exportBackup: { requestedAtMs: { type: 'int', min: 0 }, signature: { type: 'bytes', max: 1024 } },
+
+  syncHello: { requestedAtMs: { type: 'int', min: 0 }, signature: { type: 'bytes', max: 1024 } },
+  syncChanges: {
+    epoch: { type: 'string', optional: true, max: 64 },
+    sinceSeq: { type: 'int', optional: true, min: 0 },
+    waitMs: { type: 'int', optional: true, min: 0, max: SYNC_WAIT_MS_MAX }
+  },
+  syncExtract: { keys: { type: 'int[]', max: SYNC_BATCH_KEYS_MAX }, users: { type: 'string[]', max: SYNC_BATCH_USERS_MAX } },
+  syncApply: {
+    objects: { type: 'bytes[]', max: SYNC_BATCH_KEYS_MAX + SYNC_BATCH_USERS_MAX },
+    deleteKeys: { type: 'int[]', max: SYNC_BATCH_KEYS_MAX },
+    deleteUsers: { type: 'string[]', max: SYNC_BATCH_USERS_MAX }
+  },
+  setSyncRole: {
+    role: { type: 'string', oneOf: SYNC_ROLES },
+    primaryClusterId: { type: 'string', optional: true, min: 1, max: 64 },
+    version: { type: 'int', min: 0 },
+    signature: { type: 'bytes', max: 1024 }
+  }
 }
 
 /** True when `name` is an operation the protocol knows. */

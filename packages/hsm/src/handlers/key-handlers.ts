@@ -59,6 +59,7 @@ import {
 } from '../key-material.js'
 import type { AsymmetricMaterial } from '../key-material.js'
 import { requireUser } from '../permissions.js'
+import { refuseClientChange } from '../sync-role.js'
 
 /** The user logged in on a session. */
 type SessionUser = NonNullable<Session['user']>
@@ -302,6 +303,7 @@ function creationOptions (args: KeyCreationOptions): CreateOptions {
  */
 async function storeNewKeys (ctx: HsmContext, session: Session, records: KeyRecord[], options: CreateOptions): Promise<void> {
   try {
+    if (options.token) refuseClientChange(ctx, 'creating a token key')
     // Checks and reservations happen synchronously, so concurrent creations cannot both pass them.
     if (options.id !== '') {
       const other = findKeyWithId(ctx, session, options.id)
@@ -355,8 +357,12 @@ async function deleteTokenKeys (ctx: HsmContext, handles: number[]): Promise<voi
 
 /** Writes a changed copy of a key back where it lives (store or session). */
 async function saveKey (ctx: HsmContext, session: Session, found: FoundKey, record: KeyRecord): Promise<void> {
-  if (found.session) session.sessionKeys.set(record.handle, record)
-  else await ctx.keys.put([record])
+  if (found.session) {
+    session.sessionKeys.set(record.handle, record)
+    return
+  }
+  refuseClientChange(ctx, `changing key ${record.handle}`)
+  await ctx.keys.put([record])
 }
 
 /**
@@ -441,6 +447,7 @@ async function makeTokenKey (ctx: HsmContext, session: Session, user: SessionUse
   await ctx.keys.withLocks([handle], async () => {
     const found = keyForOwner(ctx, session, user, handle)
     if (!found.session) return // already a token key
+    refuseClientChange(ctx, `making key ${handle} a token key`)
     const release = ctx.keys.reserveSlots(1)
     const record = copyRecord(found.record)
     record.attributes[Attribute.TOKEN] = 1
@@ -637,6 +644,7 @@ const deleteKey: Handler<'deleteKey'> = async (ctx, session, { handle }) => {
       session.sessionKeys.delete(handle)
       return
     }
+    refuseClientChange(ctx, `deleting key ${handle}`)
     // A tombstone, not a delete: the handle is never given out again, and the delete reaches
     // peers that were away (peerInventory lists tombstones).
     await ctx.keys.tombstone([handle])
