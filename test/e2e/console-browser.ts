@@ -2,8 +2,8 @@
  * The web console in a real browser, for the issue-14 tests: Debian's chromium driven by
  * playwright-core, with a fresh profile, no network beyond the lab (no component updates, sync
  * or QUIC), closed when the test ends. `shot(name)` keeps a full-page screenshot of what the page
- * shows now in the test's screenshot directory; when the test fails, the directory and every
- * screenshot are printed and kept (on success they are removed).
+ * shows now in the test's screenshot directory; when the test fails (or HSMLAB_KEEP_SCREENSHOTS
+ * is set, to look at them), the directory and every screenshot are printed and kept; else removed.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -38,7 +38,7 @@ export async function openBrowser (): Promise<ConsoleBrowser> {
   onTestFinished(async (context) => {
     await browser.close().catch(() => {})
     rmSync(profile, { recursive: true, force: true })
-    if (context.task.result?.state === 'fail') {
+    if (context.task.result?.state === 'fail' || process.env.HSMLAB_KEEP_SCREENSHOTS !== undefined) {
       process.stderr.write(`--- screenshots of the console kept in ${dir} ---\n${shots.join('\n')}\n`)
     } else {
       rmSync(dir, { recursive: true, force: true })

@@ -21,13 +21,11 @@ import { readFile, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HsmConnection } from '@hsmlab/client'
 import { ControlPlaneClient } from '@hsmlab/control-plane'
-import type { Backup } from '@hsmlab/control-plane'
+import type { Backup, SyncResourceRecord, SyncTask } from '@hsmlab/control-plane'
 import { LabLayout, labStatus, listFaults, readFaultJournal, readLabState } from '@hsmlab/lab'
 import type { ClusterStatus, LabStatus, Topology } from '@hsmlab/lab'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
 import { consoleDefaults } from './defaults.js'
-import { callSync } from './sync-api.js'
-import type { SyncResourceRecord, SyncTask } from './sync-api.js'
 
 /** The topics a page can receive. */
 export type Topic = 'status' | 'faults' | 'backups' | 'sync' | 'hsms' | 'timeline' | 'reports'
@@ -189,14 +187,14 @@ export class LabView {
       if (r.controlPlane?.state !== 'RUNNING') { regions[r.name] = { error: `the control plane of ${r.name} does not answer` }; return }
       try {
         const api = this.api(r.name)
-        const { SyncTasks } = await callSync(api, 'HsmlabDescribeSyncTasks', {})
+        const SyncTasks = await api.describeSyncTasks()
         regions[r.name] = { tasks: SyncTasks }
         await Promise.all(SyncTasks.map(async task => {
           try {
             const records: SyncResourceRecord[] = []
             let token: string | undefined
             do {
-              const page = await callSync(api, 'HsmlabListSyncResources', { ClusterId: task.PrimaryClusterId, ...(token === undefined ? {} : { NextToken: token }) })
+              const page = await api.listSyncResources({ ClusterId: task.PrimaryClusterId, ...(token === undefined ? {} : { NextToken: token }) })
               records.push(...page.Resources)
               token = page.NextToken
             } while (token !== undefined)

@@ -31,8 +31,7 @@ import { Guard } from './guard.js'
 import { LabView, TOPICS } from './lab-view.js'
 import type { Topic } from './lab-view.js'
 import { readRun } from './scenario-report.js'
-import { callSync } from './sync-api.js'
-import type { SyncScope, SyncType } from './sync-api.js'
+import type { SyncScope } from '@hsmlab/control-plane'
 import { Terminals } from './terminal.js'
 
 /** Options of `startConsole`. */
@@ -175,7 +174,7 @@ function text (body: Record<string, unknown>, name: string): string {
   return value
 }
 
-function syncType (body: Record<string, unknown>): SyncType {
+function syncType (body: Record<string, unknown>): 'KEYS' | 'KEYS_AND_USERS' {
   const value = body.SyncType
   if (value !== 'KEYS' && value !== 'KEYS_AND_USERS') throw new ConsoleError(CONSOLE_ERR_REQUEST, "'SyncType' must be KEYS or KEYS_AND_USERS")
   return value
@@ -224,19 +223,19 @@ export async function startConsole (options: ConsoleOptions): Promise<Console> {
         TagList: [{ Key: 'hsmlab:created-by', Value: 'console' }]
       })
     },
-    'sync/create': async body => await callSync(view.api(text(body, 'region')), 'HsmlabCreateSyncTask', {
+    'sync/create': async body => await view.api(text(body, 'region')).createSyncTask({
       ClusterId: text(body, 'ClusterId'),
       Replicas: [{ ClusterId: text(body, 'ReplicaClusterId'), Region: text(body, 'ReplicaRegion'), SyncType: syncType(body) }],
       ...(body.Scope === undefined ? {} : { Scope: scope(body) })
     }),
-    'sync/associate': async body => await callSync(view.api(text(body, 'region')), 'HsmlabAssociateSyncReplica', {
+    'sync/associate': async body => await view.api(text(body, 'region')).associateSyncReplica({
       ClusterId: text(body, 'ClusterId'), ReplicaClusterId: text(body, 'ReplicaClusterId'), ReplicaRegion: text(body, 'ReplicaRegion'), SyncType: syncType(body)
     }),
     'sync/disassociate': async body => {
       if (body.Confirm !== true) throw new ConsoleError(CONSOLE_ERR_REQUEST, 'removing a replica instance is irreversible: confirm it (Confirm: true)')
-      return await callSync(view.api(text(body, 'region')), 'HsmlabDisassociateSyncReplica', { ClusterId: text(body, 'ClusterId'), ReplicaClusterId: text(body, 'ReplicaClusterId'), Confirm: true })
+      return await view.api(text(body, 'region')).disassociateSyncReplica({ ClusterId: text(body, 'ClusterId'), ReplicaClusterId: text(body, 'ReplicaClusterId'), Confirm: true })
     },
-    'sync/add-resources': async body => await callSync(view.api(text(body, 'region')), 'HsmlabAddSyncResources', { ClusterId: text(body, 'ClusterId'), Scope: scope(body) })
+    'sync/add-resources': async body => await view.api(text(body, 'region')).addSyncResources({ ClusterId: text(body, 'ClusterId'), Scope: scope(body) })
   }
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
