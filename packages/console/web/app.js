@@ -623,7 +623,7 @@ function UpdateResources ({ live, task, onClose }) {
     <p class="muted">Selected now: ${describeScope(scope)}. Those stay selected.</p>
     <fieldset><legend>Keys</legend>
       <label class="check"><input type="checkbox" checked=${scope.Keys?.All === true || all} disabled=${scope.Keys?.All === true} onChange=${() => { setAll(!all) }} /> All keys</label>
-      ${[...new Set(keys.map(k => k.owner))].map(o => html`<label class="check"><input type="checkbox" checked=${selectedOwner(o) || owners.includes(o)} disabled=${selectedOwner(o) || scope.Keys?.All === true} onChange=${() => { toggle(owners, setOwners, o) }} /> every key of ${o}</label>`)}
+      ${[...new Set(keys.map(k => k.owner))].map(o => html`<label class="check"><input type="checkbox" checked=${selectedOwner(o) || owners.includes(o) || scope.Keys?.All === true} disabled=${selectedOwner(o) || scope.Keys?.All === true} onChange=${() => { toggle(owners, setOwners, o) }} /> every key of ${o}</label>`)}
       ${keys.map(k => html`<label class="check"><input type="checkbox" checked=${selectedHandle(k) || handles.includes(k.handle)} disabled=${selectedHandle(k)} onChange=${() => { toggle(handles, setHandles, k.handle) }} /> key ${k.handle} ${k.label ? `(${k.label})` : ''} of ${k.owner}</label>`)}
     </fieldset>
     <fieldset><legend>Users</legend>
