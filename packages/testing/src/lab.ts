@@ -96,6 +96,13 @@ export interface StartLabOptions {
    * end, but the directory itself is the caller's to remove.
    */
   cwd?: string
+  /** The lab directory's name inside `cwd` (`.hsmlab` for commands written for the default, as exercises' solutions are). @default 'lab' */
+  dirName?: string
+  /**
+   * The `hsmlab` command that makes the lab instead of `up --json` (like `['exercise', 'start',
+   * NAME]`), run with `--dir`; `status` is then what `hsmlab status --json` says once it is done.
+   */
+  start?: string[]
 }
 
 /** A running lab and the commands to drive it. */
@@ -108,6 +115,8 @@ export interface StartedLab {
   status: LabStatusJson
   /** What `hsmlab up` printed on stderr (empty when all went well). */
   upStderr: string
+  /** What `hsmlab up` (or the `start` command) printed on stdout. */
+  upStdout: string
   /** Runs `hsmlab ARGS --dir DIR` in `cwd`. */
   hsmlab: (args: string[]) => Promise<HsmlabRun>
   /** `hsmlab status --json`, parsed; throws if it fails. */
@@ -216,7 +225,7 @@ function parseStatus (run: HsmlabRun, what: string): LabStatusJson {
  */
 export async function startLab (options: StartLabOptions = {}): Promise<StartedLab> {
   const cwd = options.cwd ?? mkdtempSync(join(tmpdir(), 'hsmlab-lab-'))
-  const dir = join(cwd, 'lab')
+  const dir = join(cwd, options.dirName ?? 'lab')
   const timeoutMs = options.timeoutMs ?? 60_000
   onTestFinished(async (context) => {
     await runHsmlab(['down', '--dir', dir], { cwd, timeoutMs: 30_000 }).catch(() => undefined)
@@ -237,13 +246,15 @@ export async function startLab (options: StartLabOptions = {}): Promise<StartedL
     }
     upArgs.push('--topology', file)
   }
-  const first = await hsmlab(upArgs)
-  const status = parseStatus(first, 'hsmlab up')
+  const first = await hsmlab(options.start ?? upArgs)
+  if (options.start !== undefined && first.code !== 0) throw new Error(`hsmlab ${options.start.join(' ')} exited with ${first.code}:\n${first.stderr}${first.stdout}`)
+  const status = options.start === undefined ? parseStatus(first, 'hsmlab up') : parseStatus(await hsmlab(['status', '--json']), 'hsmlab status --json')
   return {
     dir,
     cwd,
     status,
     upStderr: first.stderr,
+    upStdout: first.stdout,
     hsmlab,
     statusJson: async () => parseStatus(await hsmlab(['status', '--json']), 'hsmlab status --json'),
     up: async () => parseStatus(await hsmlab(['up', '--json']), 'hsmlab up'),

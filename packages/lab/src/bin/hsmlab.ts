@@ -6,12 +6,15 @@
  *   hsmlab down   [--dir DIR] [--purge]
  *   hsmlab backup [--dir DIR] [--json] REGION/CLUSTER
  *   hsmlab fault  partition|blackhole|latency|reset-peer|heal|list ... [--dir DIR]   (fault-command.ts)
+ *   hsmlab exercise ...   (the bin of @hsmlab/exercises, which builds on the lab)
  *
  * `main(argv, io)` parses the arguments, calls labUp / labStatus / labDown / labBackup and prints; it returns
  * the exit code (0 done, 1 failed, 2 bad command line), so that it runs in process in tests and
  * as a process through `bin/hsmlab.js` or `node dist/bin/hsmlab.js`.
  */
+import { spawn } from 'node:child_process'
 import { realpathSync } from 'node:fs'
+import { constants as osConstants } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Writable } from 'node:stream'
@@ -59,6 +62,8 @@ commands:
 
   scenario run FILE [--seed N] [--dir DIR]  run a fault scenario against a lab of its own; PASS or
                                           the invariant that broke (docs/scenarios.md)
+  exercise list|start|show|check|hint|solution|reset
+                                          training exercises (docs/exercises.md; 'hsmlab exercise help')
 
   cmu     CONFIG                          the CMU shell (cloudhsm_mgmt_util CONFIG)
   kmu     [--config CFG] [singlecmd ...]  the KMU shell (key_mgmt_util); without --config it uses
@@ -159,6 +164,25 @@ function controlPlanesOf (flags: string[]): Record<string, string> | undefined {
   return Object.fromEntries(map)
 }
 
+/**
+ * `hsmlab SUB ARGS` as `hsmlab-SUB ARGS`, the bin of another package (git's way with
+ * git-<sub>): the exercises build on the lab, so the lab cannot import them. Found by module
+ * resolution, run with this process's stdio; resolves with its exit code.
+ */
+async function forward (sub: 'exercise', args: string[], cwd: string): Promise<number> {
+  let bin: string
+  try {
+    bin = fileURLToPath(new URL(`../bin/hsmlab-${sub}.js`, import.meta.resolve(`@hsmlab/${sub}s`)))
+  } catch (err) {
+    throw new LabError(LAB_ERR_USAGE, `'hsmlab ${sub}' needs the package @hsmlab/${sub}s, which is not installed (${(err as Error).message})`)
+  }
+  const child = spawn(process.execPath, [bin, ...args], { cwd, stdio: 'inherit' })
+  return await new Promise<number>((resolveExit, reject) => {
+    child.once('error', reject)
+    child.once('exit', (code, signal) => { resolveExit(code ?? (signal === null ? EXIT_FAILURE : 128 + (osConstants.signals[signal] ?? 0))) })
+  })
+}
+
 /** Runs one `hsmlab` command; resolves with the exit code. */
 export async function main (argv: string[], io: MainIo = {
   stdout: text => { process.stdout.write(text) },
@@ -253,6 +277,7 @@ export async function main (argv: string[], io: MainIo = {
       }
       case 'fault': return await (await import('../fault-command.js')).faultMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
       case 'scenario': return await (await import('../scenario/index.js')).scenarioMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
+      case 'exercise': return await forward('exercise', rest, cwd)
       case 'help': case '--help': case '-h':
         io.stdout(USAGE)
         return EXIT_OK
