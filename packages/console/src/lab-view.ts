@@ -12,6 +12,7 @@
  * | `hsms` | every HSM, logged in as the lab's CO through @hsmlab/client | `hsmPollIntervalMs` |
  * | `timeline` | the lab's fault journal (`readFaultJournal`) | fast |
  * | `reports` | the scenario runs left in the lab directory | `hsmPollIntervalMs` |
+ * | `exercise` | the running exercise (@hsmlab/exercises: its task and steps), the last check and hints asked from the page | `hsmPollIntervalMs` |
  *
  * Each source fails on its own: a control plane that does not answer leaves its region's part
  * with an `error`, and the rest of the page keeps updating.
@@ -25,11 +26,13 @@ import type { Backup, SyncResourceRecord, SyncTask } from '@hsmlab/control-plane
 import { LabLayout, labStatus, listFaults, readFaultJournal, readLabState } from '@hsmlab/lab'
 import type { ClusterStatus, LabStatus, Topology } from '@hsmlab/lab'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
+import { checkExercise, nextHint, openExercise, taskOf } from '@hsmlab/exercises'
+import type { CheckResult, Hint } from '@hsmlab/exercises'
 import { consoleDefaults } from './defaults.js'
 
 /** The topics a page can receive. */
-export type Topic = 'status' | 'faults' | 'backups' | 'sync' | 'hsms' | 'timeline' | 'reports'
-export const TOPICS: readonly Topic[] = ['status', 'faults', 'backups', 'sync', 'hsms', 'timeline', 'reports']
+export type Topic = 'status' | 'faults' | 'backups' | 'sync' | 'hsms' | 'timeline' | 'reports' | 'exercise'
+export const TOPICS: readonly Topic[] = ['status', 'faults', 'backups', 'sync', 'hsms', 'timeline', 'reports', 'exercise']
 
 /** Options of `LabView`. */
 export interface LabViewOptions {
@@ -75,6 +78,8 @@ export class LabView {
   private stopped = false
   /** The last status read, for the other sources and the API. */
   status: LabStatus | undefined
+  /** The exercise's last check and the hints asked for from the page, for the exercise topic (reset when another exercise starts). */
+  private exerciseNotes: { startedAt: string, check?: CheckResult, hints: Hint[] } | undefined
 
   constructor (options: LabViewOptions) {
     this.options = options
@@ -144,7 +149,57 @@ export class LabView {
   }
 
   private async slow (): Promise<void> {
-    await Promise.all([this.readHsms(), this.readReports()])
+    await Promise.all([this.readHsms(), this.readReports(), this.readExercise()])
+  }
+
+  /** The running exercise: its title, task and steps (their state from the last check). */
+  private async readExercise (): Promise<void> {
+    let opened
+    try {
+      opened = await openExercise({ dir: this.options.labDir })
+    } catch {
+      this.publish('exercise', { running: false })
+      return
+    }
+    const { state, definition } = opened
+    if (this.exerciseNotes?.startedAt !== state.startedAt) this.exerciseNotes = { startedAt: state.startedAt, hints: [] }
+    const task = taskOf(definition, state.values)
+    const check = this.exerciseNotes.check
+    this.publish('exercise', {
+      running: true,
+      name: state.name,
+      title: definition.title,
+      level: definition.level,
+      minutes: definition.minutes,
+      seed: state.seed,
+      startedAt: state.startedAt,
+      intro: task.intro,
+      steps: task.steps.map(s => {
+        const result = check?.steps.find(r => r.id === s.id)
+        return { ...s, ...(result === undefined ? {} : { passed: result.passed, reasons: result.reasons }) }
+      }),
+      check: check === undefined ? null : { passed: check.passed, elapsedMs: check.elapsedMs },
+      hints: this.exerciseNotes.hints
+    })
+  }
+
+  /** Runs the exercise's checks now (the page's Check button); the steps show the result. */
+  async checkExercise (): Promise<CheckResult> {
+    const result = await checkExercise({ dir: this.options.labDir })
+    const { state } = await openExercise({ dir: this.options.labDir })
+    this.exerciseNotes = { startedAt: state.startedAt, hints: this.exerciseNotes?.startedAt === state.startedAt ? this.exerciseNotes.hints : [], check: result }
+    await this.readExercise()
+    return result
+  }
+
+  /** The next hint (the page's Hint button), kept on the page. */
+  async hint (): Promise<Hint> {
+    const hint = await nextHint({ dir: this.options.labDir })
+    const { state } = await openExercise({ dir: this.options.labDir })
+    if (this.exerciseNotes?.startedAt !== state.startedAt) this.exerciseNotes = { startedAt: state.startedAt, hints: [] }
+    this.exerciseNotes.hints.push(hint)
+    await this.readExercise()
+    return hint
   }
 
   private async readFaults (): Promise<void> {

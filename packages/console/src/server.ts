@@ -13,7 +13,8 @@
  * | `GET /api/report?run=NAME` | a scenario run's history as a timeline |
  * | `POST /api/faults/apply`, `/api/faults/heal` | `hsmlab fault`, from the page (recorded as `console`) |
  * | `POST /api/backups/create`, `/copy`, `/restore-cluster` | a backup now; CopyBackupToRegion; CreateCluster from a backup |
- * | `POST /api/sync/create`, `/associate`, `/disassociate`, `/add-resources`, `/remove-resources` | the synchronisation API |
+ * | `POST /api/sync/create`, `/associate`, `/disassociate`, `/add-resources` | the synchronisation API |
+ * | `POST /api/exercise/check`, `/api/exercise/hint` | the running exercise's checks, its next hint |
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
@@ -235,6 +236,8 @@ export async function startConsole (options: ConsoleOptions): Promise<Console> {
       if (body.Confirm !== true) throw new ConsoleError(CONSOLE_ERR_REQUEST, 'removing a replica instance is irreversible: confirm it (Confirm: true)')
       return await view.api(text(body, 'region')).disassociateSyncReplica({ ClusterId: text(body, 'ClusterId'), ReplicaClusterId: text(body, 'ReplicaClusterId'), Confirm: true })
     },
+    'exercise/check': async () => await view.checkExercise(),
+    'exercise/hint': async () => await view.hint(),
     'sync/add-resources': async body => await view.api(text(body, 'region')).addSyncResources({ ClusterId: text(body, 'ClusterId'), Scope: scope(body) })
   }
 

@@ -11,7 +11,7 @@ const html = htm.bind(h)
 // Live data
 // ---------------------------------------------------------------------------------------------
 
-const TOPICS = ['status', 'faults', 'backups', 'sync', 'hsms', 'timeline', 'reports']
+const TOPICS = ['status', 'faults', 'backups', 'sync', 'hsms', 'timeline', 'reports', 'exercise']
 
 function useLive () {
   const [data, setData] = useState({ connected: false })
@@ -720,13 +720,62 @@ function RunTimeline ({ timeline }) {
 // 7. Exercises (terminal)
 // ---------------------------------------------------------------------------------------------
 
+/** A little Markdown, as text nodes (never HTML): paragraphs, fenced blocks, lists, `code` and **bold**. */
+function Markdown ({ text }) {
+  const blocks = []
+  const lines = (text ?? '').split('\n')
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i].startsWith('```')) {
+      const code = []
+      for (i++; i < lines.length && !lines[i].startsWith('```'); i++) code.push(lines[i])
+      blocks.push(html`<pre class="code">${code.join('\n')}</pre>`)
+    } else if (/^\s*([-*]|\d+\.)\s/.test(lines[i])) {
+      const items = []
+      for (; i < lines.length && /^\s*([-*]|\d+\.)\s/.test(lines[i]); i++) items.push(lines[i].replace(/^\s*([-*]|\d+\.)\s/, ''))
+      i--
+      blocks.push(html`<ul>${items.map(item => html`<li>${inline(item)}</li>`)}</ul>`)
+    } else if (lines[i].trim() !== '' && !lines[i].startsWith('#')) {
+      const para = []
+      for (; i < lines.length && lines[i].trim() !== '' && !lines[i].startsWith('```'); i++) para.push(lines[i])
+      i--
+      blocks.push(html`<p>${inline(para.join(' '))}</p>`)
+    }
+  }
+  return blocks
+}
+
+function inline (text) {
+  return text.split(/(`[^`]+`|\*\*[^*]+\*\*)/).map(part => part.startsWith('`') && part.endsWith('`') && part.length > 1
+    ? html`<code>${part.slice(1, -1)}</code>`
+    : part.startsWith('**') && part.endsWith('**') && part.length > 4 ? html`<strong>${part.slice(2, -2)}</strong>` : part)
+}
+
 function Exercises ({ live }) {
+  const exercise = live.exercise
+  const action = useAction()
   return html`
     <h1>Exercises</h1>
     <div class="exercise-layout">
-      <section class="panel exercise-panel">
-        <h2>Exercise</h2>
-        <p class="muted">Start one with <code>hsmlab exercise start NAME</code> in the terminal; its task and steps show here.</p>
+      <section class="panel exercise-panel" data-testid="exercise">
+        ${exercise?.running !== true ? html`
+          <h2>No exercise running</h2>
+          <p class="muted">Start one in the terminal: <code>hsmlab exercise list</code>, then <code>hsmlab exercise start NAME</code>. Its task and steps show here.</p>` : html`
+          <h2>${exercise.title}</h2>
+          <p class="muted">${exercise.name} · ${exercise.level} · about ${exercise.minutes} minutes · seed ${exercise.seed}</p>
+          <div class="task"><${Markdown} text=${exercise.intro} /></div>
+          <ol class="steps">${exercise.steps.map((s, i) => html`
+            <li class=${s.passed === true ? 'done' : s.passed === false ? 'failing' : 'todo'} data-step=${s.id} data-passed=${s.passed === undefined ? 'unknown' : String(s.passed)}>
+              <strong>Step ${i + 1}: ${s.title}</strong>
+              <div class="step-text"><${Markdown} text=${s.text} /></div>
+              ${(s.reasons ?? []).length > 0 ? html`<ul class="reasons">${s.reasons.map(r => html`<li>${r}</li>`)}</ul>` : null}
+            </li>`)}</ol>
+          ${exercise.check === null ? null : html`<p class="check-result ${exercise.check.passed ? 'ok' : 'bad'}" data-testid="check-result">${exercise.check.passed ? 'Every step passes: exercise done.' : `${exercise.steps.filter(s => s.passed).length} of ${exercise.steps.length} steps done.`}</p>`}
+          <div class="actions-row">
+            <button class="primary" id="exercise-check" disabled=${action.busy} onClick=${() => action.run('check', 'exercise/check', {})}>Check</button>
+            <button id="exercise-hint" disabled=${action.busy} onClick=${() => action.run('hint', 'exercise/hint', {})}>Hint</button>
+          </div>
+          ${action.view}
+          ${exercise.hints.length === 0 ? null : html`<ol class="hints" data-testid="hints">${exercise.hints.map(h => html`<li><span class="muted">Hint ${h.number} of ${h.of}${h.step ? ` for “${h.step.title}”` : ''}:</span> ${inline(h.text)}</li>`)}</ol>`}`}
       </section>
       <section class="panel terminal-panel"><${Terminal} /></section>
     </div>`
