@@ -31,7 +31,8 @@ function count (text: string, what: string): number {
 
 describe('an exercise in the console', () => {
   it('is solved by typing its solution into the page\'s terminal and clicking Check', async () => {
-    const { cwd, dir } = scenarioDir()
+    // The lab where a learner has it (`.hsmlab` in the working directory): the solution names its files there.
+    const { cwd, dir } = scenarioDir('.hsmlab')
     const start = await runHsmlab(['exercise', 'start', 'locked-out-user', '--seed', '7', '--dir', dir], { cwd, timeoutMs: 90_000 })
     expect(start.code, start.stderr).toBe(0)
     const solution = await runHsmlab(['exercise', 'solution', '--dir', dir], { cwd, timeoutMs: 30_000 })
@@ -66,7 +67,12 @@ describe('an exercise in the console', () => {
     for (const line of session) {
       const asks = line === 'y' ? 'Do you want to continue(y/n)?' : 'aws-cloudhsm>'
       if (asks === 'aws-cloudhsm>') prompts++
-      await expect.poll(async () => count(await screen(page), asks), { timeout: 20_000 }).toBeGreaterThanOrEqual(asks === 'aws-cloudhsm>' ? prompts : 1)
+      try {
+        await expect.poll(async () => count(await screen(page), asks), { timeout: 20_000 }).toBeGreaterThanOrEqual(asks === 'aws-cloudhsm>' ? prompts : 1)
+      } catch (err) {
+        await shot('terminal-stuck')
+        throw new Error(`the terminal did not ask for '${line}' (${asks}); it shows:\n${await screen(page)}`, { cause: err })
+      }
       await page.keyboard.type(`${line}\n`)
     }
     await expect.poll(async () => await screen(page), { timeout: 20_000 }).toMatch(/disconnecting from servers, please wait\.\.\.|\$ $|# $/m)

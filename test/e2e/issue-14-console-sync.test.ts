@@ -56,6 +56,11 @@ describe('Cross-region Synchronization in the console', () => {
     const row = page.locator(`[data-testid="primaries"] [data-primary="${primary.id}"]`)
     await row.waitFor()
     await shot('primaries')
+    // The topology draws the task as an arrow from the primary to its replica; clicking it opens the task.
+    await page.click('[data-nav="topology"]')
+    await page.locator(`[data-sync="${primary.id}->${dr.id}"]`).waitFor()
+    await shot('topology-sync')
+    await page.goBack()
 
     // Find the primary instance and click Manage in the Actions column; the Replica Instance tab.
     await row.getByRole('link', { name: 'Manage' }).click()

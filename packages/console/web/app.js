@@ -179,18 +179,24 @@ function Topology ({ live }) {
   const links = new Map((live.faults?.listing?.links ?? []).map(l => [l.name, l]))
   const tasks = Object.values(live.sync?.regions ?? {}).flatMap(r => r.tasks ?? [])
   // Boxes: a column per region, its clusters one under the other.
+  // A link or arrow between two regions that are not side by side runs in a lane of its own:
+  // WAN links above the region boxes, clone and sync arrows below them, never across a box.
+  const far = []
+  for (let i = 0; i < status.regions.length; i++) for (let j = i + 2; j < status.regions.length; j++) far.push(`${i}-${j}`)
+  const top = 10 + far.length * 20
   const boxes = new Map()
   let height = 0
   status.regions.forEach((region, i) => {
-    let y = 90
+    let y = top + 80
     const x = 20 + i * (REGION_W + REGION_GAP)
     for (const cluster of region.clusters) {
       const h = CLUSTER_HEAD + Math.max(1, cluster.hsms.length) * HSM_H + 12
-      boxes.set(`${region.name}/${cluster.name}`, { x: x + 16, y, w: REGION_W - 32, h, cluster })
+      boxes.set(`${region.name}/${cluster.name}`, { x: x + 16, y, w: REGION_W - 32, h, cluster, ri: i })
       y += h + 44
     }
     height = Math.max(height, y)
   })
+  const regionBottom = height
   const width = 40 + status.regions.length * REGION_W + (status.regions.length - 1) * REGION_GAP
   const wans = []
   for (let i = 0; i < status.regions.length; i++) {
@@ -199,15 +205,19 @@ function Topology ({ live }) {
       const b = status.regions[j].name
       const state = worse(linkState(links.get(`wan/${a}->${b}`)), linkState(links.get(`wan/${b}->${a}`)))
       if (!links.has(`wan/${a}->${b}`) && !links.has(`wan/${b}->${a}`)) state.state = 'direct'
-      wans.push({ a, b, i, j, ...state })
+      wans.push({ a, b, i, j, lane: far.indexOf(`${i}-${j}`), ...state })
     }
   }
+  let below = 0
+  const route = (from, to, at) => from.ri !== undefined && Math.abs(from.ri - to.ri) > 1 ? { d: under(from, to, regionBottom + 18 + (below++) * 16), labelY: regionBottom + 14 + below * 16 } : { d: curve(from, to, at) }
   const clones = clustersOf(live).filter(c => c.cloneOf !== null).map(c => ({ from: boxes.get(c.cloneOf), to: boxes.get(`${c.region}/${c.name}`), cluster: c }))
+    .filter(c => c.from !== undefined && c.to !== undefined).map(c => ({ ...c, path: route(c.from, c.to, 0.35) }))
   const syncs = tasks.flatMap(t => t.Replicas.filter(r => r.State === 'ASSOCIATED').map(r => {
     const from = clusterById(live, t.PrimaryClusterId)
     const to = clusterById(live, r.ClusterId)
     return { task: t, replica: r, from: from && boxes.get(`${from.region}/${from.name}`), to: to && boxes.get(`${to.region}/${to.name}`) }
-  })).filter(s => s.from !== undefined && s.to !== undefined)
+  })).filter(s => s.from !== undefined && s.to !== undefined).map(s => ({ ...s, path: route(s.from, s.to, 0.65) }))
+  height += below * 16 + (below > 0 ? 24 : 0)
   const go = hash => () => { location.hash = hash }
   return html`
     <h1>Topology</h1>
@@ -226,22 +236,25 @@ function Topology ({ live }) {
         const cp = region.controlPlane
         return html`
           <g class="region" data-region=${region.name}>
-            <rect x=${x} y="10" width=${REGION_W} height=${height - 10} rx="10" class="region-box" />
-            <text x=${x + 16} y="38" class="region-name">${region.name}</text>
-            <text x=${x + 16} y="60" class="small" onClick=${go('#/backups')}>control plane ${cp === null ? 'not started' : `${cp.endpoint} · pid ${cp.pid ?? '—'}`}</text>
-            <circle cx=${x + REGION_W - 24} cy="33" r="7" class="dot ${stateClass(cp?.state ?? 'DOWN')}"><title>control plane ${cp?.state ?? 'DOWN'}</title></circle>
+            <rect x=${x} y=${top} width=${REGION_W} height=${regionBottom - top} rx="10" class="region-box" />
+            <text x=${x + 16} y=${top + 28} class="region-name">${region.name}</text>
+            <text x=${x + 16} y=${top + 50} class="small" onClick=${go('#/backups')}>control plane ${cp === null ? 'not started' : `${cp.endpoint} · pid ${cp.pid ?? '—'}`}</text>
+            <circle cx=${x + REGION_W - 24} cy=${top + 23} r="7" class="dot ${stateClass(cp?.state ?? 'DOWN')}"><title>control plane ${cp?.state ?? 'DOWN'}</title></circle>
           </g>`
       })}
       ${wans.map(w => {
         const x1 = 20 + w.i * (REGION_W + REGION_GAP) + REGION_W
         const x2 = 20 + w.j * (REGION_W + REGION_GAP)
-        const y = 34 + (w.j - w.i - 1) * 18
-        const mid = (x1 + x2) / 2
+        const y = w.lane < 0 ? top + 24 : 18 + w.lane * 20
+        const c1 = 20 + w.i * (REGION_W + REGION_GAP) + REGION_W / 2
+        const c2 = 20 + w.j * (REGION_W + REGION_GAP) + REGION_W / 2
+        const mid = w.lane < 0 ? (x1 + x2) / 2 : (c1 + c2) / 2
+        const label = w.state === 'cut' || w.state === 'slow' ? w.label : w.state === 'direct' ? 'direct (no fault proxy)' : w.state === 'reset' ? 'resets' : 'WAN'
         return html`
           <g class="wan ${w.state}" data-link=${`wan/${w.a}<->${w.b}`} data-state=${w.state} onClick=${go('#/faults')}>
-            <line x1=${x1} y1=${y} x2=${x2} y2=${y} />
-            ${w.state === 'cut' ? html`<g class="cut-mark"><line x1=${mid - 8} y1=${y - 12} x2=${mid + 8} y2=${y + 12} /><line x1=${mid + 8} y1=${y - 12} x2=${mid - 8} y2=${y + 12} /></g>` : null}
-            <text x=${mid} y=${y - 10} text-anchor="middle" class="small">${w.state === 'cut' ? w.label : w.state === 'slow' ? w.label : w.state === 'direct' ? 'direct (no fault proxy)' : w.state === 'reset' ? 'resets' : 'WAN'}</text>
+            ${w.lane < 0 ? html`<line x1=${x1} y1=${y} x2=${x2} y2=${y} />` : html`<polyline points="${c1},${top} ${c1},${y} ${c2},${y} ${c2},${top}" fill="none" />`}
+            ${w.state === 'cut' ? html`<g class="cut-mark"><line x1=${mid - 8} y1=${y - 10} x2=${mid + 8} y2=${y + 10} /><line x1=${mid + 8} y1=${y - 10} x2=${mid - 8} y2=${y + 10} /></g>` : null}
+            <text x=${mid} y=${y - 7} text-anchor="middle" class="small wan-label">${label}</text>
             <title>WAN ${w.a} ↔ ${w.b}: ${w.state}${w.label ? ` (${w.label})` : ''}</title>
           </g>`
       })}
@@ -264,18 +277,25 @@ function Topology ({ live }) {
               </g>`
           })}
         </g>`)}
-      ${clones.filter(c => c.from !== undefined && c.to !== undefined).map(({ from, to, cluster }) => html`
+      ${clones.map(({ path, cluster }) => html`
         <g class="clone-arrow" data-clone=${`${cluster.cloneOf}->${cluster.region}/${cluster.name}`}>
-          <path d=${curve(from, to, 0.35)} marker-end="url(#arrow-clone)" />
+          <path d=${path.d} marker-end="url(#arrow-clone)" />
           <title>${cluster.region}/${cluster.name} is a clone of ${cluster.cloneOf} (backup ${cluster.sourceBackupId ?? '?'})</title>
         </g>`)}
-      ${syncs.map(({ task, replica, from, to }) => html`
+      ${syncs.map(({ task, replica, from, to, path }) => html`
         <g class="sync-arrow" data-sync=${`${task.PrimaryClusterId}->${replica.ClusterId}`} onClick=${go(`#/sync/${task.PrimaryRegion}/${task.PrimaryClusterId}`)}>
-          <path d=${curve(from, to, 0.65)} marker-end="url(#arrow-sync)" />
-          <text x=${(from.x + from.w + to.x) / 2} y=${(from.y + to.y) / 2 + from.h * 0.65 + 16} text-anchor="middle" class="small sync-label">sync ${replica.SyncType}</text>
+          <path d=${path.d} marker-end="url(#arrow-sync)" />
+          <text x=${path.labelY === undefined ? (from.x + from.w + to.x) / 2 : (from.x + from.w / 2 + to.x + to.w / 2) / 2} y=${path.labelY ?? (from.y + to.y) / 2 + from.h * 0.65 + 16} text-anchor="middle" class="small sync-label">sync ${replica.SyncType}</text>
           <title>synchronisation ${task.SyncTaskId}: ${clusterName(live, task.PrimaryClusterId)} → ${clusterName(live, replica.ClusterId)} (${replica.SyncType})</title>
         </g>`)}
     </svg>`
+}
+
+/** A path from the bottom of one box down to a lane at `y` under the regions, along it, and up into another box. */
+function under (from, to, y) {
+  const x1 = from.x + from.w / 2
+  const x2 = to.x + to.w / 2
+  return `M${x1},${from.y + from.h} L${x1},${y} L${x2},${y} L${x2},${to.y + to.h}`
 }
 
 /** A curve from the right edge of one box to the left edge of another, at `at` of their heights. */
