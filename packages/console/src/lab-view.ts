@@ -39,6 +39,10 @@ export interface LabViewOptions {
   /** The lab directory (`DIR` of `hsmlab up --dir DIR`). */
   labDir: string
   onChange: (topic: Topic, json: string) => void
+  /** True while a page is open: the lab is read at the fast intervals then, at `idlePollIntervalMs` otherwise. @default always */
+  watched?: () => boolean
+  /** @default consoleDefaults.idlePollIntervalMs */
+  idlePollIntervalMs?: number
   /** @default consoleDefaults.fastPollIntervalMs */
   fastPollIntervalMs?: number
   /** @default consoleDefaults.hsmPollIntervalMs */
@@ -75,6 +79,8 @@ export class LabView {
   private readonly last = new Map<Topic, string>()
   private readonly connections = new Map<string, HsmConnection>()
   private readonly timers = new Set<NodeJS.Timeout>()
+  /** `${hsmId}\0${password}` of every login that failed: never tried again, so that the console cannot lock the lab's CO out. */
+  private readonly failedLogins = new Set<string>()
   private stopped = false
   /** The last status read, for the other sources and the API. */
   status: LabStatus | undefined
@@ -94,8 +100,8 @@ export class LabView {
   /** Reads everything once (so the first page has data), then keeps reading. */
   async start (): Promise<void> {
     await this.fast()
-    this.loop(() => this.fast(), this.options.fastPollIntervalMs ?? consoleDefaults.fastPollIntervalMs)
-    this.loop(() => this.slow(), this.options.hsmPollIntervalMs ?? consoleDefaults.hsmPollIntervalMs, true)
+    this.loop(() => this.fast(), () => this.options.fastPollIntervalMs ?? consoleDefaults.fastPollIntervalMs)
+    this.loop(() => this.slow(), () => this.options.hsmPollIntervalMs ?? consoleDefaults.hsmPollIntervalMs, true)
   }
 
   async stop (): Promise<void> {
@@ -104,6 +110,12 @@ export class LabView {
     this.timers.clear()
     await Promise.all([...this.connections.values()].map(async c => { await c.close().catch(() => {}) }))
     this.connections.clear()
+  }
+
+  /** Reads every source now (a page opened after a while nobody looked). */
+  async wake (): Promise<void> {
+    await this.fast()
+    await this.slow()
   }
 
   /** Reads the fast sources now (after an action of the page, so that it shows at once). */
@@ -118,16 +130,18 @@ export class LabView {
     return new ControlPlaneClient({ endpoint, region, timeoutMs: this.options.requestTimeoutMs ?? consoleDefaults.requestTimeoutMs })
   }
 
-  private loop (work: () => Promise<void>, intervalMs: number, runNow = false): void {
+  /** Runs `work` again and again, `intervalMs()` apart while a page is open, `idlePollIntervalMs` apart while none is. */
+  private loop (work: () => Promise<void>, intervalMs: () => number, runNow = false): void {
+    const interval = (): number => (this.options.watched?.() ?? true) ? intervalMs() : (this.options.idlePollIntervalMs ?? consoleDefaults.idlePollIntervalMs)
     const next = (delayMs: number): void => {
       if (this.stopped) return
       const timer = setTimeout(() => {
         this.timers.delete(timer)
-        void work().catch(() => {}).finally(() => { next(intervalMs) })
+        void work().catch(() => {}).finally(() => { next(interval()) })
       }, delayMs)
       this.timers.add(timer)
     }
-    next(runNow ? 0 : intervalMs)
+    next(runNow ? 0 : interval())
   }
 
   private publish (topic: Topic, value: unknown): void {
@@ -314,11 +328,15 @@ export class LabView {
       connectTimeoutMs: this.options.hsmConnectTimeoutMs ?? consoleDefaults.hsmConnectTimeoutMs,
       requestTimeoutMs: this.options.requestTimeoutMs ?? consoleDefaults.requestTimeoutMs
     })
-    if (password !== undefined) {
+    const attempt = `${hsmId}\0${password ?? ''}`
+    if (password !== undefined && !this.failedLogins.has(attempt)) {
       try {
         await connection.call('login', { userType: 'CO', userName: 'admin', password })
       } catch {
-        // A cluster not activated yet, or whose admin password changed: what can be read without a login still is.
+        // A cluster not activated yet, or whose admin password changed (an exercise, a learner):
+        // what can be read without a login still is, and this password is not tried again on
+        // this HSM, so that the console never counts towards locking the CO out.
+        this.failedLogins.add(attempt)
       }
     }
     this.connections.set(hsmId, connection)

@@ -200,7 +200,8 @@ export async function startConsole (options: ConsoleOptions): Promise<Console> {
     labDir: options.labDir,
     ...(options.fastPollIntervalMs === undefined ? {} : { fastPollIntervalMs: options.fastPollIntervalMs }),
     ...(options.hsmPollIntervalMs === undefined ? {} : { hsmPollIntervalMs: options.hsmPollIntervalMs }),
-    onChange: (topic, json) => { for (const res of streams) res.write(eventOf(topic, json)) }
+    onChange: (topic, json) => { for (const res of streams) res.write(eventOf(topic, json)) },
+    watched: () => streams.size > 0
   })
   const terminals = new Terminals({ cwd: options.terminalCwd ?? dirname(options.labDir), labDir: options.labDir })
 
@@ -285,6 +286,8 @@ export async function startConsole (options: ConsoleOptions): Promise<Console> {
         if (json !== undefined) res.write(eventOf(topic, json))
       }
       streams.add(res)
+      // What was read while nobody looked may be seconds old: read again now.
+      if (streams.size === 1) void view.wake().catch(() => {})
       const heartbeat = setInterval(() => { res.write(': keep-alive\n\n') }, consoleDefaults.sseHeartbeatMs)
       req.on('close', () => { clearInterval(heartbeat); streams.delete(res) })
       return
