@@ -4,7 +4,7 @@
  * WAN link cut on the topology without a reload, and a slow link its latency; every fault, from
  * the page or from `hsmlab fault`, is on the Faults page's timeline with its source and in
  * DIR/faults.jsonl; a copy of a backup made from the Backups page goes CREATE_IN_PROGRESS →
- * READY on the page as it happens; the cluster page shows its HSMs in agreement and its users;
+ * READY on the page as it happens, and a cluster made from it there shows as it is made; the cluster page shows its HSMs in agreement and its users;
  * the page's terminal runs commands in the lab's directory with the lab's shells on its PATH;
  * the console stays under 80 MB.
  *
@@ -102,6 +102,14 @@ describe('the console pages', () => {
     await page.click('[data-nav="backups"]')
     await copy.locator('[data-state="READY"]').waitFor({ timeout: 20_000 })
     await shot('backups-copy-ready')
+    // A cluster from the copy, from the same page: it shows in the region's clusters as it is made.
+    const copyId = await copy.getAttribute('data-backup') as string
+    await copy.getByRole('button', { name: 'Create cluster' }).click()
+    await page.getByText(`cluster from ${copyId}: done`).waitFor()
+    const made = page.locator('[data-testid="clusters-us-west-2"] tr', { hasText: copyId })
+    await made.waitFor({ timeout: 1500 })
+    expect(await made.textContent()).toContain('not in the topology')
+    await shot('backups-cluster-from-copy')
 
     // The cluster page: its HSMs agree, its users are listed per HSM.
     await page.click('[data-nav="topology"]')

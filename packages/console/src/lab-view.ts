@@ -22,7 +22,7 @@ import { readFile, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HsmConnection } from '@hsmlab/client'
 import { ControlPlaneClient } from '@hsmlab/control-plane'
-import type { Backup, SyncResourceRecord, SyncTask } from '@hsmlab/control-plane'
+import type { Backup, Cluster, SyncResourceRecord, SyncTask } from '@hsmlab/control-plane'
 import { LabLayout, labStatus, listFaults, readFaultJournal, readLabState } from '@hsmlab/lab'
 import type { ClusterStatus, LabStatus, Topology } from '@hsmlab/lab'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
@@ -230,7 +230,8 @@ export class LabView {
   }
 
   private async readBackups (status: LabStatus): Promise<void> {
-    const regions: Record<string, { backups?: Backup[], error?: string }> = {}
+    // Every cluster of the region too, those made outside the topology (from a backup, on this page) included.
+    const regions: Record<string, { backups?: Backup[], clusters?: Array<{ ClusterId: string, State: string, SourceBackupId: string | null, Hsms: number }>, error?: string }> = {}
     await Promise.all(status.regions.map(async r => {
       if (r.controlPlane?.state !== 'RUNNING') { regions[r.name] = { error: `the control plane of ${r.name} does not answer` }; return }
       try {
@@ -241,7 +242,16 @@ export class LabView {
           backups.push(...page.Backups)
           token = page.NextToken
         } while (token !== undefined)
-        regions[r.name] = { backups }
+        const clusters: Cluster[] = []
+        do {
+          const page = await this.api(r.name).describeClusters(token === undefined ? {} : { NextToken: token })
+          clusters.push(...page.Clusters)
+          token = page.NextToken
+        } while (token !== undefined)
+        regions[r.name] = {
+          backups,
+          clusters: clusters.filter(c => c.State !== 'DELETED').map(c => ({ ClusterId: c.ClusterId ?? '', State: c.State ?? 'UNKNOWN', SourceBackupId: c.SourceBackupId ?? null, Hsms: c.Hsms?.length ?? 0 }))
+        }
       } catch (err) {
         regions[r.name] = { error: (err as Error).message }
       }

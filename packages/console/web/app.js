@@ -254,7 +254,7 @@ function Topology ({ live }) {
           <g class="wan ${w.state}" data-link=${`wan/${w.a}<->${w.b}`} data-state=${w.state} onClick=${go('#/faults')}>
             ${w.lane < 0 ? html`<line x1=${x1} y1=${y} x2=${x2} y2=${y} />` : html`<polyline points="${c1},${top} ${c1},${y} ${c2},${y} ${c2},${top}" fill="none" />`}
             ${w.state === 'cut' ? html`<g class="cut-mark"><line x1=${mid - 8} y1=${y - 10} x2=${mid + 8} y2=${y + 10} /><line x1=${mid + 8} y1=${y - 10} x2=${mid - 8} y2=${y + 10} /></g>` : null}
-            <text x=${mid} y=${y - 7} text-anchor="middle" class="small wan-label">${label}</text>
+            <text x=${mid} y=${y - (w.state === 'cut' ? 14 : 7)} text-anchor="middle" class="small wan-label">${label}</text>
             <title>WAN ${w.a} ↔ ${w.b}: ${w.state}${w.label ? ` (${w.label})` : ''}</title>
           </g>`
       })}
@@ -396,6 +396,13 @@ function Backups ({ live }) {
               <button disabled=${action.busy} onClick=${() => action.run(`backup of ${c.region}/${c.name}`, 'backups/create', { region: region.name, clusterId: c.id })}>Back up ${c.name} now</button>`)}
           </div>
           ${entry?.error ? html`<p class="bad-text">${entry.error}</p>` : html`<${BackupTable} live=${live} region=${region.name} backups=${entry?.backups ?? []} />`}
+          <h3>Clusters in ${region.name}</h3>
+          <table class="grid compact" data-testid="clusters-${region.name}">
+            <thead><tr><th>Cluster ID</th><th>Lab name</th><th>State</th><th>HSMs</th><th>Source backup</th></tr></thead>
+            <tbody>${(entry?.clusters ?? []).map(c => html`
+              <tr data-cluster-id=${c.ClusterId}><td class="mono">${c.ClusterId}</td><td>${clusterById(live, c.ClusterId)?.name ?? html`<span class="muted">not in the topology</span>`}</td>
+                <td><${Badge} state=${c.State} /></td><td>${c.Hsms}</td><td class="mono">${c.SourceBackupId ?? '—'}</td></tr>`)}</tbody>
+          </table>
         </section>`
     })}`
 }
