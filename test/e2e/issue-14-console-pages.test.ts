@@ -5,7 +5,7 @@
  * the page or from `hsmlab fault`, is on the Faults page's timeline with its source and in
  * DIR/faults.jsonl; a copy of a backup made from the Backups page goes CREATE_IN_PROGRESS →
  * READY on the page as it happens, and a cluster made from it there shows as it is made; the cluster page shows its HSMs in agreement and its users;
- * the page's terminal runs commands in the lab's directory with the lab's shells on its PATH;
+ * a user on one HSM only stands out on the cluster page; the page's terminal runs commands in the lab's directory with the lab's shells on its PATH;
  * the console stays under 80 MB.
  *
  * Method: the default lab (startLab), Debian's chromium through playwright-core (console-browser.ts:
@@ -19,6 +19,7 @@ import { join } from 'node:path'
 import { startLab } from '@hsmlab/testing'
 import { describe, expect, it } from 'vitest'
 import { openBrowser } from './console-browser.js'
+import { clusterOf, sessionOn } from './regions-helpers.js'
 
 /** Resident memory of a process, in MB (Linux). */
 function rssMb (pid: number): number {
@@ -117,6 +118,15 @@ describe('the console pages', () => {
     await page.locator('[data-testid="agreement"].ok').waitFor({ timeout: 5000 })
     expect(await page.locator('[data-testid="users"] [data-user="alice"] td').allTextContents()).toEqual(['alice', 'CU', 'CU'])
     await shot('cluster')
+    // A user created on server 0 only (a desynchronised user): its row stands out, the HSMs no longer agree.
+    const primary = clusterOf(lab.status, 'us-east-1', 'primary')
+    const admin = await sessionOn(primary, primary.hsms[0]?.endpoint as string, { type: 'CO', name: 'admin', password: 'Admin1234' })
+    await admin.connection.call('createUser', { userType: 'CU', userName: 'lonely', password: 'Lonely123' })
+    const lonely = page.locator('[data-testid="users"] tr.differs[data-user="lonely"]')
+    await lonely.waitFor({ timeout: 3000 })
+    expect(await lonely.locator('td').allTextContents()).toEqual(['lonely', 'CU', 'missing'])
+    await page.locator('[data-testid="agreement"].bad').waitFor()
+    await shot('cluster-desynchronised')
 
     // The terminal: bash in the lab's directory, the lab's shells on its PATH.
     await page.click('[data-nav="exercises"]')

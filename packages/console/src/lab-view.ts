@@ -79,6 +79,8 @@ export class LabView {
   private readonly last = new Map<Topic, string>()
   private readonly connections = new Map<string, HsmConnection>()
   private readonly timers = new Set<NodeJS.Timeout>()
+  /** One per loop: ends its wait now. */
+  private readonly wakers: Array<() => void> = []
   /** `${hsmId}\0${password}` of every login that failed: never tried again, so that the console cannot lock the lab's CO out. */
   private readonly failedLogins = new Set<string>()
   private stopped = false
@@ -112,10 +114,9 @@ export class LabView {
     this.connections.clear()
   }
 
-  /** Reads every source now (a page opened after a while nobody looked). */
-  async wake (): Promise<void> {
-    await this.fast()
-    await this.slow()
+  /** Reads every source now and polls at the fast intervals from here on (a page opened after a while nobody looked). */
+  wake (): void {
+    for (const wake of this.wakers) wake()
   }
 
   /** Reads the fast sources now (after an action of the page, so that it shows at once). */
@@ -130,17 +131,30 @@ export class LabView {
     return new ControlPlaneClient({ endpoint, region, timeoutMs: this.options.requestTimeoutMs ?? consoleDefaults.requestTimeoutMs })
   }
 
-  /** Runs `work` again and again, `intervalMs()` apart while a page is open, `idlePollIntervalMs` apart while none is. */
+  /**
+   * Runs `work` again and again, `intervalMs()` apart while a page is open, `idlePollIntervalMs`
+   * apart while none is; `wake` ends a wait in progress at once (a page opened).
+   */
   private loop (work: () => Promise<void>, intervalMs: () => number, runNow = false): void {
     const interval = (): number => (this.options.watched?.() ?? true) ? intervalMs() : (this.options.idlePollIntervalMs ?? consoleDefaults.idlePollIntervalMs)
+    let waiting: NodeJS.Timeout | undefined
     const next = (delayMs: number): void => {
       if (this.stopped) return
       const timer = setTimeout(() => {
         this.timers.delete(timer)
+        waiting = undefined
         void work().catch(() => {}).finally(() => { next(interval()) })
       }, delayMs)
+      waiting = timer
       this.timers.add(timer)
     }
+    this.wakers.push(() => {
+      if (waiting === undefined) return
+      clearTimeout(waiting)
+      this.timers.delete(waiting)
+      waiting = undefined
+      next(0)
+    })
     next(runNow ? 0 : interval())
   }
 

@@ -287,7 +287,7 @@ export async function startConsole (options: ConsoleOptions): Promise<Console> {
       }
       streams.add(res)
       // What was read while nobody looked may be seconds old: read again now.
-      if (streams.size === 1) void view.wake().catch(() => {})
+      if (streams.size === 1) view.wake()
       const heartbeat = setInterval(() => { res.write(': keep-alive\n\n') }, consoleDefaults.sseHeartbeatMs)
       req.on('close', () => { clearInterval(heartbeat); streams.delete(res) })
       return
