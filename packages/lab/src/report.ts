@@ -160,6 +160,7 @@ export function formatStatus (status: LabStatus): string {
   const planes = status.regions.filter(r => r.controlPlane?.state === 'RUNNING').length
   const lines = [`lab ${status.dir}: ${status.state} (${planes} of ${plural(status.regions.length, 'control plane')} running, ${up} of ${plural(hsms.length, 'HSM')} ACTIVE)`]
   lines.push(faultsLine(status).trimStart())
+  if (status.console.state !== 'NONE') lines.push(`console: ${status.console.url ?? status.console.endpoint ?? ''} ${status.console.state}${status.console.pid === null ? " ('hsmlab up' starts it again)" : ` pid ${status.console.pid}`}`)
   for (const region of status.regions) {
     lines.push('')
     lines.push(regionLine(region))
