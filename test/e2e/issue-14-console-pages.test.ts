@@ -33,16 +33,20 @@ describe('the console pages', () => {
     const { console: web } = await lab.statusJson() as unknown as { console: { url: string, pid: number } }
     const { page, shot } = await openBrowser()
 
-    // First paint of the topology: the document, its modules and the lab's status over SSE.
-    const startedAt = Date.now()
+    // First paint of the topology: the document, its modules and the lab's status over SSE. The
+    // first visit (a browser just started, the token exchanged for the cookie) shows the lab; the
+    // time is taken on the next one, as a person opening the console again sees it.
     await page.goto(web.url)
+    await page.locator('[data-cluster="us-east-1/primary"] [data-state="ACTIVE"]').first().waitFor({ timeout: 5000 })
+    expect(page.url()).not.toContain('token=')
+    const startedAt = Date.now()
+    await page.goto(new URL('/', web.url).href)
     await page.locator('[data-cluster="us-east-1/primary"] [data-state="ACTIVE"]').first().waitFor({ timeout: 5000 })
     const drawnMs = Date.now() - startedAt
     const paint = await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1)
-    expect(page.url()).not.toContain('token=')
     expect(paint).toBeGreaterThan(0)
-    expect(paint).toBeLessThan(1000)
-    expect(drawnMs, 'the topology with the lab in it').toBeLessThan(2000)
+    expect(paint, 'first contentful paint, ms').toBeLessThan(1000)
+    expect(drawnMs, 'the topology with the lab in it, ms').toBeLessThan(1000)
     await expect.poll(async () => await page.locator('[data-cluster="us-west-2/dr"] [data-hsm]').count()).toBe(2)
     expect(await page.locator('[data-clone="us-east-1/primary->us-west-2/dr"]').count()).toBe(1)
     expect(await page.locator('[data-link="wan/us-east-1<->us-west-2"]').getAttribute('data-state')).toBe('ok')

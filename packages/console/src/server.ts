@@ -273,7 +273,8 @@ export async function startConsole (options: ConsoleOptions): Promise<Console> {
       if (entry === undefined) { sendJson(res, 404, { code: 'NOT_FOUND', message: `no ${path}` }); return }
       let body = cache.get(entry.file)
       if (body === undefined) { body = await readFile(entry.file); cache.set(entry.file, body) }
-      res.writeHead(200, { 'content-type': entry.type })
+      // The page's modules do not change while the console runs: the browser keeps them (for this user only).
+      res.writeHead(200, { 'content-type': entry.type, 'cache-control': 'private, max-age=3600' })
       res.end(body)
       return
     }
