@@ -5,7 +5,8 @@
  * the URL becomes an HttpOnly SameSite=Strict cookie; a Host that is not 127.0.0.1 or localhost
  * with its port (DNS rebinding) and an Origin of another site answer 403; the terminal's
  * WebSocket is refused without an Origin or from another one. `hsmlab status --json` reports it,
- * `hsmlab down` stops it and `--no-console` leaves it out.
+ * `hsmlab up` starts it again on the same port and token when it died, `hsmlab down` stops it and
+ * `--no-console` leaves it out.
  *
  * Method: the default lab (startLab); raw HTTP requests with node:http, whose headers (Host,
  * Origin, Cookie, Upgrade) are sent as written, as a hostile page or a rebound name would.
@@ -99,10 +100,19 @@ describe('the console behind its token', () => {
     const other = await send(`http://127.0.0.2:${port}/`, { headers: jar }).catch((err: NodeJS.ErrnoException) => err.code)
     expect(other).toBe('ECONNREFUSED')
 
+    // Supervised as the fault proxy is: killed, status says DOWN, and `up` starts it again on
+    // the same port with the same token, so that a page left open reconnects by itself.
+    process.kill(pid, 'SIGKILL')
+    await waitFor(async () => ((await lab.statusJson()) as unknown as { console: { state: string } }).console.state === 'DOWN', { timeoutMs: 10_000 })
+    const again = await lab.up() as unknown as { console: { endpoint: string, url: string, pid: number, state: string } }
+    expect(again.console).toMatchObject({ endpoint, url, state: 'RUNNING' })
+    expect(again.console.pid).not.toBe(pid)
+    expect((await send(`${endpoint}/`, { headers: jar })).status).toBe(200)
+
     // `down` stops it; `up --no-console` leaves it out, and says so in status.
     await lab.down()
     // Gone once init has collected it (it was started detached, by an `up` that has exited).
-    await waitFor(() => !isProcessAlive(pid), { timeoutMs: 5000 })
+    await waitFor(() => !isProcessAlive(again.console.pid), { timeoutMs: 5000 })
     const without = await lab.hsmlab(['up', '--no-console', '--json'])
     expect(without.code, without.stderr).toBe(0)
     expect((JSON.parse(without.stdout) as { console: unknown }).console).toEqual({ endpoint: null, url: null, pid: null, state: 'NONE' })
