@@ -489,7 +489,7 @@ function Faults ({ live }) {
         <p class="muted">Every fault set or lifted on this lab, from any source (also in ${lab(live)?.dir ?? 'DIR'}/faults.jsonl).</p>
         <ol class="timeline" data-testid="fault-timeline">${entries.map(e => html`
           <li class=${e.action}><span class="when">${timeMs(e.atMs)}</span><span class="source">${e.source}</span>
-            <span class="what">${e.action === 'heal' ? `heal ${e.group ?? 'everything'}` : describeFault(e.fault)}</span><span class="muted">${e.links.length} links</span></li>`)}</ol>
+            <span class="what">${e.action === 'heal' ? (e.toxic ? `${e.toxic} lifted` : `heal ${e.group ?? 'everything'}`) : describeFault(e.fault)}</span><span class="muted">${e.links.length} links</span></li>`)}</ol>
       </section>
     </div>`
 }

@@ -44,8 +44,10 @@ export interface FaultJournalEntry {
   action: 'apply' | 'heal'
   /** `apply`: the fault set. */
   fault?: LabFault
-  /** `heal`: the group healed; absent for everything. */
+  /** `heal`: the group healed; absent for everything (or for `toxic`). */
   group?: string
+  /** `heal` of one fault's toxics only (a scenario's latency or reset_peer ending): its type. */
+  toxic?: string
   links: string[]
 }
 

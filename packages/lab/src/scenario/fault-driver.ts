@@ -11,7 +11,7 @@
 import { FaultClient } from '@hsmlab/fault-proxy'
 import type { ProxyJson } from '@hsmlab/fault-proxy'
 import { groupIndex, linksBetween } from '../fault-links.js'
-import { applyFault, healFaults } from '../faults.js'
+import { applyFault, healFaults, recordFault } from '../faults.js'
 import { toxicName } from '../fault-vocabulary.js'
 import type { FaultLinks as LinkSelector, ToxicFault, ToxicFaultType } from '../fault-vocabulary.js'
 
@@ -74,6 +74,7 @@ export class FaultDriver {
     await Promise.all(added.links.flatMap(link => (['upstream', 'downstream'] as const).map(async stream => {
       await this.client.removeToxic(link, toxicName(added.type, stream)).catch(() => { /* gone already: healed, or replaced and removed */ })
     })))
+    await recordFault({ dir: this.dir }, { atMs: Date.now(), source: 'scenario', action: 'heal', toxic: added.type, links: added.links })
   }
 
   /** For each selector that names no link of the lab, why; empty when all name some. */
