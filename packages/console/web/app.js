@@ -721,23 +721,25 @@ function Reports ({ live, run }) {
 function RunTimeline ({ timeline }) {
   if (timeline.error) return html`<p class="bad-text">${timeline.error}</p>`
   const clients = [...new Set(timeline.operations.map(o => o.client))].sort()
-  const end = Math.max(1, timeline.endMs)
+  // The axis spans the workload and its faults (the notes after it, settling and checking, are listed below).
+  const end = Math.max(1, ...timeline.operations.map(o => o.completedAtMs ?? o.invokedAtMs), ...timeline.faults.map(f => f.toMs ?? f.fromMs))
+  const step = [0.5, 1, 2, 5, 10, 30, 60, 120, 300].find(s => end / 1000 / s <= 10) ?? 600
+  const ticks = Array.from({ length: Math.floor(end / 1000 / step) + 1 }, (_, i) => i * step)
   const W = 1000
   const ROW = 22
   const x = ms => 140 + (ms / end) * (W - 150)
   const report = timeline.report
   return html`
     ${report === undefined ? null : html`
-      <div class="verdict ${report.verdict === 'pass' ? 'ok' : 'bad'}" data-testid="verdict">verdict <strong>${report.verdict}</strong> · exit ${report.exitCode} · seed ${report.seed}
-        · total ${((report.timings?.totalMs ?? 0) / 1000).toFixed(1)} s${report.timings?.labDownMs === undefined ? '' : ` · lab down ${(report.timings.labDownMs / 1000).toFixed(1)} s`}</div>
+      <div class="verdict ${report.verdict === 'pass' ? 'ok' : 'bad'}" data-testid="verdict">verdict <strong>${report.verdict}</strong>${` · exit ${report.exitCode} · seed ${report.seed} · total ${((report.timings?.totalMs ?? 0) / 1000).toFixed(1)} s`}${report.timings?.labDownMs === undefined ? '' : ` · lab down ${(report.timings.labDownMs / 1000).toFixed(1)} s`}</div>
       ${report.failure ? html`<pre class="failure">${report.failure}</pre>` : null}
       ${(report.violations ?? []).length > 0 ? html`<ul class="violations">${report.violations.map(v => html`<li><strong>${v.invariant ?? v.checker ?? ''}</strong> ${v.message ?? JSON.stringify(v)}</li>`)}</ul>` : null}`}
-    <div class="legend"><span><i class="l ok"></i> ok</span><span><i class="l cut"></i> failed</span><span><i class="l slow"></i> unknown</span><span><i class="l fault"></i> fault in force</span></div>
+    <div class="legend"><span><i class="l op-ok"></i> ok</span><span><i class="l op-failed"></i> failed</span><span><i class="l op-unknown"></i> unknown</span><span><i class="l fault"></i> fault in force</span></div>
     <svg class="run" viewBox="0 0 ${W} ${clients.length * ROW + 40}" width=${W} height=${clients.length * ROW + 40} data-testid="run-timeline">
+      ${ticks.map(s => html`<line class="tick" x1=${x(s * 1000)} x2=${x(s * 1000)} y1="0" y2=${clients.length * ROW + 20} /><text x=${x(s * 1000)} y=${clients.length * ROW + 34} text-anchor="middle" class="small">${s} s</text>`)}
       ${timeline.faults.map(f => html`<rect class="fault-span" x=${x(f.fromMs)} y="0" width=${Math.max(2, x(f.toMs ?? end) - x(f.fromMs))} height=${clients.length * ROW + 20}><title>${f.label}</title></rect>`)}
       ${clients.map((c, i) => html`<text x="4" y=${i * ROW + 16} class="small">${c}</text>`)}
       ${timeline.operations.map(o => html`<rect class="op ${o.outcome}" x=${x(o.invokedAtMs)} y=${clients.indexOf(o.client) * ROW + 4} width=${Math.max(2, x(o.completedAtMs ?? end) - x(o.invokedAtMs))} height=${ROW - 8}><title>#${o.id} ${o.op} on ${o.cluster}: ${o.outcome}${o.cause ? ` — ${o.cause}` : ''}</title></rect>`)}
-      <text x=${W - 10} y=${clients.length * ROW + 34} text-anchor="end" class="small">${(end / 1000).toFixed(1)} s</text>
     </svg>
     <h2>Notes</h2>
     <ol class="timeline">${timeline.notes.map(n => html`<li><span class="when">${(n.atMs / 1000).toFixed(2)} s</span><span class="what">${n.what}</span></li>`)}</ol>`
