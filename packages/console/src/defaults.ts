@@ -20,6 +20,8 @@ export const consoleDefaults = {
   idlePollIntervalMs: 5000,
   /** How often every HSM is read as the lab's CO (users, keys, hashes): heavier, so less often. */
   hsmPollIntervalMs: 1000,
+  /** Keys read in detail (owner, sharing, attributes for the hash) per HSM and read: a bound on the work a huge key store costs each second. */
+  hsmKeysReadMax: 200,
   /** Deadline of one request to a control plane, the fault proxy or an HSM. */
   requestTimeoutMs: 5000,
   /** Deadline of the handshake with one HSM. */

@@ -58,7 +58,7 @@ interface UserRow { name: string, type: string, loginFailureCount: number, twoFa
 /** One key on one HSM. */
 interface KeyRow { handle: number, owner: string, sharedWith: string[], label: string, token: boolean, hash: string }
 /** What one HSM holds, as its CO sees it. */
-interface HsmContents { id: string, server: number, error?: string, users: UserRow[], keys: KeyRow[] }
+interface HsmContents { id: string, server: number, error?: string, users: UserRow[], keys: KeyRow[], keysTotal?: number }
 
 /** The lab's CO password for a cluster: its own activation's, or its source's for a clone. */
 function coPasswordOf (topology: Topology, region: string, cluster: string, depth = 0): string | undefined {
@@ -381,7 +381,9 @@ export class LabView {
         const found = await c.call('findAllKeys', { userId: u.userId, withHash: false }).catch(() => undefined)
         for (const k of found?.keys ?? []) if (k.relation === 'owned') handles.add(k.handle)
       }
-      for (const handle of [...handles].sort((a, b) => a - b)) {
+      const sorted = [...handles].sort((a, b) => a - b)
+      contents.keysTotal = sorted.length
+      for (const handle of sorted.slice(0, consoleDefaults.hsmKeysReadMax)) {
         const info = await c.call('getKeyInfo', { handle }).catch(() => undefined)
         if (info === undefined) continue
         const attributes = await c.call('getAttribute', { handle, attribute: 512 }).then(r => r.attributes).catch(() => [])

@@ -348,7 +348,7 @@ function ClusterPage ({ live, region, name }) {
       <tbody>${hsms.map(h => html`
         <tr><td>${h.server}</td><td class="mono">${h.id}</td><td><${Badge} state=${h.state} title=${h.stateMessage} /></td><td>${h.availabilityZone ?? '—'}</td>
           <td class="mono">${h.endpoint}</td><td>${h.contents?.error ? html`<span class="bad-text" title=${h.contents.error}>unreadable</span>` : h.contents?.users.length ?? '…'}</td>
-          <td>${h.contents?.error ? '—' : h.contents?.keys.length ?? '…'}</td><td>${h.pid ?? '—'}</td></tr>`)}</tbody>
+          <td>${h.contents?.error ? '—' : h.contents?.keysTotal ?? h.contents?.keys.length ?? '…'}</td><td>${h.pid ?? '—'}</td></tr>`)}</tbody>
     </table>
     <h2>Users per HSM</h2>
     <table class="grid matrix" data-testid="users">
@@ -360,6 +360,7 @@ function ClusterPage ({ live, region, name }) {
       })}</tbody>
     </table>
     <h2>Keys per HSM</h2>
+    ${read.some(h => (h.contents.keysTotal ?? 0) > h.contents.keys.length) ? html`<p class="muted">The first ${read[0].contents.keys.length} keys of each HSM (by handle) are shown.</p>` : null}
     ${handles.length === 0 ? html`<p class="muted">No token keys.</p>` : html`
     <table class="grid matrix" data-testid="keys">
       <thead><tr><th>Handle</th><th>Label</th><th>Owner</th><th>Shared with</th>${read.map(h => html`<th>hash on server ${h.server}</th>`)}</tr></thead>
