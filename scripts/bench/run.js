@@ -15,6 +15,7 @@ import { decodeTrustAnchor } from '@hsmlab/crypto'
 import { percentile, msSince, printTable } from './stats.js'
 import { regionRows } from './regions.js'
 import { faultRows } from './faults.js'
+import { consoleRows } from './console.js'
 
 const HSMLAB = fileURLToPath(new URL('../../packages/lab/bin/hsmlab.js', import.meta.url))
 const ECHO = fileURLToPath(new URL('./echo-server.js', import.meta.url))
@@ -196,6 +197,8 @@ async function main () {
   // Issue 3 (regions, copies, clones) and issue 4 (the idle fault layer): regions.js, faults.js.
   await regionRows({ row, hsmlab, work, labs, children, bareReadyMs })
   await faultRows({ row, hsmlab, HSMLAB, work, labs, children })
+  // Issue 14 (the web console): console.js.
+  await consoleRows({ row, hsmlab, work, labs })
 }
 
 try {
