@@ -131,8 +131,13 @@ function App () {
   const regions = (lab(live)?.regions ?? []).map(r => r.name)
   const [region, setRegion] = useState(() => sessionStorage.getItem('hsmlab-region') ?? '')
   const current = regions.includes(region) ? region : regions[0] ?? ''
-  const choose = value => { setRegion(value); sessionStorage.setItem('hsmlab-region', value) }
   const page = route[0] || 'topology'
+  const choose = value => {
+    setRegion(value)
+    sessionStorage.setItem('hsmlab-region', value)
+    // A primary's details belong to its region: another region shows that region's list.
+    if (page === 'sync' && route[1] !== undefined && route[1] !== value) location.hash = '#/sync'
+  }
   return html`
     <header class="topbar">
       <a class="brand" href="#/topology">hsmlab <span>console</span></a>
