@@ -26,6 +26,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { applyFault, availabilityZonesOf, healFaults, subnetIdOf } from '@hsmlab/lab'
 import type { LabFault } from '@hsmlab/lab'
+import type { ProcessLogger } from '@hsmlab/process'
 import { consoleDefaults } from './defaults.js'
 import { ConsoleError, CONSOLE_ERR_LAB, CONSOLE_ERR_LISTEN, CONSOLE_ERR_REQUEST } from './errors.js'
 import { Guard } from './guard.js'
@@ -49,6 +50,8 @@ export interface ConsoleOptions {
   hsmPollIntervalMs?: number
   /** The terminal's working directory. @default the lab directory's parent (where `hsmlab up` ran) */
   terminalCwd?: string
+  /** Where a refused action or a failure of the console is logged (one JSON line each). @default nowhere */
+  logger?: ProcessLogger
 }
 
 /** A running console. */
@@ -319,6 +322,7 @@ export async function startConsole (options: ConsoleOptions): Promise<Console> {
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       const status = err instanceof ConsoleError && err.code === CONSOLE_ERR_REQUEST ? 400 : 502
+      options.logger?.info({ method: req.method, path: new URL(req.url ?? '/', 'http://127.0.0.1').pathname, status, code: (err as { code?: string }).code, err: (err as Error).message }, 'request failed')
       if (res.headersSent) { res.destroy(); return }
       sendJson(res, status, { code: (err as { code?: string }).code ?? CONSOLE_ERR_LAB, message: (err as Error).message })
     })

@@ -57,7 +57,7 @@ const program: ServerProgram<Parsed, Console, Logger> = {
   usage: USAGE,
   parse,
   createLogger: options => createLogger(options.logLevel),
-  start: async options => await startConsole({ labDir: options.labDir, dataDir: options.dataDir, port: options.port }),
+  start: async (options, logger) => await startConsole({ labDir: options.labDir, dataDir: options.dataDir, port: options.port, logger }),
   ready: server => ({ port: server.port, url: server.url })
 }
 
