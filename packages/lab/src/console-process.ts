@@ -10,6 +10,7 @@ import { mkdir, readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { labDefaults } from './defaults.js'
+import { LabError, LAB_ERR_CONSOLE } from './errors.js'
 import type { ConsoleState, LabLayout, LabState, LabStateWriter } from './lab-state.js'
 import { isLabProcess, launchConsole, stopProcess, waitGone } from './launcher.js'
 
@@ -42,7 +43,12 @@ function pathsOf (layout: LabLayout): { dir: string, token: string, stdout: stri
 /** The console's bin, from its package.json (no import of the package: it depends on the lab, not the other way). */
 export function consoleBinPath (): string {
   const require = createRequire(import.meta.url)
-  const manifest = require.resolve('@hsmlab/console/package.json')
+  let manifest: string
+  try {
+    manifest = require.resolve('@hsmlab/console/package.json')
+  } catch (err) {
+    throw new LabError(LAB_ERR_CONSOLE, `the web console (@hsmlab/console) is not installed beside the lab: install it, or run 'hsmlab up --no-console'`, { cause: err })
+  }
   const { bin } = require(manifest) as { bin: Record<string, string> }
   return join(dirname(manifest), bin['hsmlab-console'] ?? 'bin/console.js')
 }
