@@ -17,6 +17,7 @@ import { regionRows } from './regions.js'
 import { faultRows } from './faults.js'
 import { pkcs11Rows } from './pkcs11.js'
 import { syncRows } from './sync.js'
+import { consoleRows } from './console.js'
 
 const HSMLAB = fileURLToPath(new URL('../../packages/lab/bin/hsmlab.js', import.meta.url))
 const ECHO = fileURLToPath(new URL('./echo-server.js', import.meta.url))
@@ -201,6 +202,8 @@ async function main () {
   await pkcs11Rows({ row, hsmlab, work, labs })
   // Issue 12 (synchronisation tasks): sync.js.
   await syncRows({ row, hsmlab, HSMLAB, work, labs })
+  // Issue 14 (the web console): console.js.
+  await consoleRows({ row, hsmlab, work, labs })
 }
 
 try {

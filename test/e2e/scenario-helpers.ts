@@ -13,12 +13,12 @@ import { runHsmlab } from '@hsmlab/testing'
 export const REPO_ROOT: string = new URL('../..', import.meta.url).pathname
 
 /**
- * A temporary directory and the lab directory inside it to give `--dir`: when the test ends the
+ * A temporary directory and the lab directory inside it (`name`) to give `--dir`: when the test ends the
  * lab is stopped (in case the runner died before it could) and the directory removed.
  */
-export function scenarioDir (): { cwd: string, dir: string } {
+export function scenarioDir (name = 'lab'): { cwd: string, dir: string } {
   const cwd = mkdtempSync(join(tmpdir(), 'hsmlab-scenario-test-'))
-  const dir = join(cwd, 'lab')
+  const dir = join(cwd, name)
   onTestFinished(async () => {
     await runHsmlab(['down', '--dir', dir], { cwd, timeoutMs: 30_000 }).catch(() => undefined)
     rmSync(cwd, { recursive: true, force: true })

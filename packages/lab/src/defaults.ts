@@ -74,7 +74,16 @@ export const labDefaults = {
   /** Address the fault proxy's API listens on (its links listen on the HSMs' own addresses). @default '127.0.0.1' */
   faultProxyHost: '127.0.0.1',
   /** Lines of a control plane's log quoted in an error when it fails to start. @default 20 */
-  logTailLines: 20
+  logTailLines: 20,
+  /** The lab's fault timeline in DIR: every fault set or lifted, one JSON object a line (faults.ts). @default 'faults.jsonl' */
+  faultJournalFileName: 'faults.jsonl',
+  /** Start the web console with the lab (`up --no-console` leaves it out). @default true */
+  console: true,
+  /**
+   * Node's flags for the console: a small young generation and no helper threads for the
+   * compiler and collector keep it under its 80 MB (it idles between a few reads a second).
+   */
+  consoleNodeArgs: ['--max-semi-space-size=1', '--single-threaded', '--max-old-space-size=64']
 } as const
 
 /**

@@ -36,6 +36,8 @@ export const LAB_ERR_ACTIVATION = 'LAB_ERR_ACTIVATION'
 export const LAB_ERR_BACKUP = 'LAB_ERR_BACKUP'
 /** The fault layer: the fault proxy could not be started or does not answer, a link could not be made, or a fault could not be set. */
 export const LAB_ERR_FAULTS = 'LAB_ERR_FAULTS'
+/** The web console could not be started: it exited before its ready line or was not ready in time. */
+export const LAB_ERR_CONSOLE = 'LAB_ERR_CONSOLE'
 
 /** `hsmlab scenario run`: the scenario file cannot be read, is not JSON, is not a valid scenario, or names what its topology does not have. */
 export const LAB_ERR_SCENARIO = 'LAB_ERR_SCENARIO'
@@ -64,6 +66,7 @@ export const LAB_ERROR_CODES: readonly string[] = [
   LAB_ERR_BACKUP,
   LAB_ERR_FAULTS,
   LAB_ERR_SCENARIO,
+  LAB_ERR_CONSOLE,
   LAB_ERR_CLIENT_DAEMON,
   LAB_ERR_SYNC,
   LAB_ERR_NO_SYNC_TASK,

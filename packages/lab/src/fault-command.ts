@@ -175,7 +175,7 @@ export async function faultMain (argv: string[], io: FaultCommandIo): Promise<nu
     switch (sub) {
       case 'heal': {
         if (args.length > 1) throw usage("'hsmlab fault heal' takes at most one GROUP")
-        const healed = await healFaults({ ...location, ...(args[0] === undefined ? {} : { group: args[0] }) })
+        const healed = await healFaults({ ...location, source: 'cli', ...(args[0] === undefined ? {} : { group: args[0] }) })
         io.stdout(args[0] === undefined
           ? `healed everything: every partition, blackhole and toxic lifted, every link enabled (${plural(healed.links.length, 'link')})\n`
           : `healed ${args[0]}: its cuts and the toxics on its links lifted (${plural(healed.links.length, 'link')} had something set)\n`)
@@ -188,7 +188,7 @@ export async function faultMain (argv: string[], io: FaultCommandIo): Promise<nu
         return EXIT_OK
       }
     }
-    io.stdout(formatApplied(await applyFault({ ...location, fault: fault as LabFault })))
+    io.stdout(formatApplied(await applyFault({ ...location, source: 'cli', fault: fault as LabFault })))
     return EXIT_OK
   } catch (err) {
     if (err instanceof LabError && err.code === LAB_ERR_USAGE) {

@@ -13,7 +13,8 @@
  * await healFaults({ dir, group: 'us-west-2' })  // that group's cuts and the toxics on its links
  * ```
  */
-import { resolve } from 'node:path'
+import { appendFile, readFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import { FaultClient, FaultError } from '@hsmlab/fault-proxy'
 import type { FaultsJson, ProxyJson, ToxicJson } from '@hsmlab/fault-proxy'
 import { labDefaults } from './defaults.js'
@@ -32,9 +33,29 @@ export interface FaultLabLocation {
   cwd?: string
 }
 
+/** Who set or lifted a fault, as the fault timeline tells it (`DIR/faults.jsonl`). */
+export type FaultSource = 'cli' | 'console' | 'scenario' | 'topology' | 'api'
+
+/** One line of the lab's fault timeline: a fault set or lifted, when, by whom, on which links. */
+export interface FaultJournalEntry {
+  /** When, in milliseconds since the epoch. */
+  atMs: number
+  source: FaultSource
+  action: 'apply' | 'heal'
+  /** `apply`: the fault set. */
+  fault?: LabFault
+  /** `heal`: the group healed; absent for everything (or for `toxic`). */
+  group?: string
+  /** `heal` of one fault's toxics only (a scenario's latency or reset_peer ending): its type. */
+  toxic?: string
+  links: string[]
+}
+
 /** Options of `applyFault`. */
 export interface ApplyFaultOptions extends FaultLabLocation {
   fault: LabFault
+  /** Who sets it, for the fault timeline. @default 'api' */
+  source?: FaultSource
 }
 
 /** What `applyFault` did. */
@@ -46,6 +67,8 @@ export interface AppliedFault {
 
 /** Options of `healFaults`. */
 export interface HealFaultsOptions extends FaultLabLocation {
+  /** Who heals, for the fault timeline. @default 'api' */
+  source?: FaultSource
   /** Heal only this group: its partition and blackhole, those of the groups inside it, and the toxics on its links. @default everything */
   group?: string
 }
@@ -186,7 +209,9 @@ export async function applyFaultAt (view: FaultView, fault: LabFault): Promise<A
  * have (the message lists those it has), LAB_ERR_FAULTS when its fault proxy does not answer.
  */
 export async function applyFault (options: ApplyFaultOptions): Promise<AppliedFault> {
-  return await applyFaultAt(await open(options), options.fault)
+  const applied = await applyFaultAt(await open(options), options.fault)
+  await recordFault(options, { atMs: Date.now(), source: options.source ?? 'api', action: 'apply', fault: applied.fault, links: applied.links })
+  return applied
 }
 
 /** Heals through an open fault proxy. */
@@ -218,7 +243,38 @@ export async function healFaultsAt (view: FaultView, group?: string): Promise<He
  * that group and of the groups inside it, and the toxics on its links.
  */
 export async function healFaults (options: HealFaultsOptions = {}): Promise<HealedFaults> {
-  return await healFaultsAt(await open(options), options.group)
+  const healed = await healFaultsAt(await open(options), options.group)
+  await recordFault(options, { atMs: Date.now(), source: options.source ?? 'api', action: 'heal', ...(options.group === undefined ? {} : { group: options.group }), links: healed.links })
+  return healed
+}
+
+function journalOf (location: FaultLabLocation): string {
+  return join(resolve(location.cwd ?? process.cwd(), location.dir ?? labDefaults.dir), labDefaults.faultJournalFileName)
+}
+
+/**
+ * Appends one entry to the lab's fault timeline (`DIR/faults.jsonl`, one JSON object a line),
+ * which the console shows and which stays for later. Every way a fault reaches the lab goes
+ * through `applyFault` / `healFaults` (the CLI, the console, scenarios) or calls this (the
+ * topology's faults). A timeline that cannot be written does not undo the fault: it is set.
+ */
+export async function recordFault (location: FaultLabLocation, entry: FaultJournalEntry): Promise<void> {
+  await appendFile(journalOf(location), JSON.stringify(entry) + '\n', { mode: 0o600 }).catch(() => {})
+}
+
+/** The lab's fault timeline, oldest first (lines that cannot be read are left out). */
+export async function readFaultJournal (location: FaultLabLocation = {}): Promise<FaultJournalEntry[]> {
+  const text = await readFile(journalOf(location), 'utf8').catch(() => '')
+  const entries: FaultJournalEntry[] = []
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue
+    try {
+      entries.push(JSON.parse(line) as FaultJournalEntry)
+    } catch {
+      // A line being written, or torn by a crash: the rest still reads.
+    }
+  }
+  return entries
 }
 
 /** Every link of the lab in DIR and what is set on it. */

@@ -26,10 +26,12 @@ export type { LabBackupOptions, LabDownOptions } from './lab-admin.js'
 export type {
   ClusterStatus, ControlPlaneStatus, FaultsStatus, HsmRunState, HsmStatus, LabDownResult, LabLocation, LabStatus, LabUpOptions, LabUpResult, RegionStatus
 } from './lab.js'
-export { applyFault, healFaults, listFaults } from './faults.js'
-export type { AppliedFault, ApplyFaultOptions, FaultLabLocation, FaultListing, HealedFaults, HealFaultsOptions, LinkFaults } from './faults.js'
+export { applyFault, healFaults, listFaults, readFaultJournal, recordFault } from './faults.js'
+export type {
+  AppliedFault, ApplyFaultOptions, FaultJournalEntry, FaultLabLocation, FaultListing, FaultSource, HealedFaults, HealFaultsOptions, LinkFaults
+} from './faults.js'
 export type { FaultLinks, LabFault } from './fault-vocabulary.js'
-export { availabilityZonesOf } from './cluster-builder.js'
+export { availabilityZonesOf, subnetIdOf } from './cluster-builder.js'
 export { parseTopology, readTopology } from './topology.js'
 export type { Topology, TopologyCluster, TopologyRegion, TopologySync, TopologyUser } from './topology.js'
 export {
@@ -43,7 +45,7 @@ export type { ApiSyncResourceRecord, ApiSyncScope, ApiSyncTask, SyncKeys, SyncRe
 export { LAB_STATE_FORMAT, LabLayout, readLabState } from './lab-state.js'
 export { DEFAULT_TOPOLOGY_PATH, labDefaults } from './defaults.js'
 export {
-  LabError, LAB_ERROR_CODES, LAB_ERR_ACTIVATION, LAB_ERR_BACKUP, LAB_ERR_BUSY, LAB_ERR_CLUSTER, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS, LAB_ERR_HSM_START,
+  LabError, LAB_ERROR_CODES, LAB_ERR_ACTIVATION, LAB_ERR_BACKUP, LAB_ERR_BUSY, LAB_ERR_CLUSTER, LAB_ERR_CONSOLE, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS, LAB_ERR_HSM_START,
   LAB_ERR_NO_LAB, LAB_ERR_CLIENT_DAEMON, LAB_ERR_NO_SYNC_TASK, LAB_ERR_SCENARIO, LAB_ERR_STATE, LAB_ERR_SYNC, LAB_ERR_SYNC_SCOPE_ADD_ONLY, LAB_ERR_TOPOLOGY, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
 } from './errors.js'
 export { SCENARIO_EXIT, parseScenario, readScenario, resolveScenario, runScenario } from './scenario/index.js'

@@ -3,14 +3,14 @@
  * backup of one cluster now. See docs/lab.md.
  */
 import { rm } from 'node:fs/promises'
-import { relative, sep } from 'node:path'
+import { join, relative, sep } from 'node:path'
 import type { Backup } from '@hsmlab/control-plane'
 import { stopClientDaemons } from './client-daemons.js'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_BACKUP, LAB_ERR_CONTROL_PLANE, LAB_ERR_NO_LAB, LAB_ERR_USAGE } from './errors.js'
 import { LabLayout, LabStateWriter, acquireLabLock, readLabState } from './lab-state.js'
 import type { LabState } from './lab-state.js'
-import { findLabProcesses, killProcess, stopProcess } from './launcher.js'
+import { findLabProcesses, isLabProcess, killProcess, stopProcess } from './launcher.js'
 import type { LabProcess } from './launcher.js'
 import { stopFaultProxy } from './fault-layer.js'
 import { answers, apiFor, exists, labDir } from './lab.js'
@@ -49,6 +49,13 @@ export async function labDown (options: LabDownOptions = {}): Promise<LabDownRes
     }
     if (lab !== undefined) {
       const writer = new LabStateWriter(layout)
+      // First the console, which reads everything else: it would only log what goes away.
+      const consolePid = lab.console?.pid ?? null
+      if (consolePid !== null && await isLabProcess(consolePid, join(layout.dir, 'console'))) {
+        const how = await stopProcess(consolePid, labDefaults.stopTimeoutMs)
+        if (how !== 'gone') result.stopped.push({ kind: 'console', region: '', pid: consolePid, how })
+      }
+      if (lab.console !== undefined) lab.console.pid = null
       // The client daemons first: their applications get CKR_DEVICE_ERROR, not a half-stopped cluster.
       for (const s of await stopClientDaemons(layout, lab.clusters)) result.stopped.push({ kind: 'client-daemon', ...s })
       await Promise.all(lab.controlPlanes.map(async cp => {
@@ -94,8 +101,8 @@ export async function labDown (options: LabDownOptions = {}): Promise<LabDownRes
     await Promise.all((await findLabProcesses(layout.dir)).map(async p => {
       const how = await stopProcess(p.pid, labDefaults.stopTimeoutMs)
       const region = relative(layout.dir, p.dataDir).split(sep)[0] ?? ''
-      const kind = p.dataDir === layout.faultProxyConfigFile ? 'fault-proxy' : p.dataDir === layout.controlPlaneDataDir(region) ? 'control-plane' : 'hsm'
-      if (how !== 'gone') result.stopped.push({ kind, region: kind === 'fault-proxy' ? '' : region, pid: p.pid, how })
+      const kind = p.dataDir === layout.faultProxyConfigFile ? 'fault-proxy' : p.dataDir === join(layout.dir, 'console') ? 'console' : p.dataDir === layout.controlPlaneDataDir(region) ? 'control-plane' : 'hsm'
+      if (how !== 'gone') result.stopped.push({ kind, region: kind === 'fault-proxy' || kind === 'console' ? '' : region, pid: p.pid, how })
     }))
     if (unreadable !== undefined && options.purge !== true) throw unreadable as Error
     if (options.purge === true) {

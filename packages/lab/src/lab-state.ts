@@ -28,6 +28,8 @@
  * <region>/regions.json             that region's control plane's --regions-file: the others through its WAN links
  * fault-proxy/proxies.json          the fault proxy's --config: every link's proxy as last made
  * fault-proxy/fault-proxy.out, .log the fault proxy's standard output (ready line) and log
+ * faults.jsonl                      the fault timeline: every fault set or lifted (faults.ts `recordFault`)
+ * console/token, console.out, .log  the web console's token (0600), ready line and log (console-process.ts)
  * ca/issuing-ca.key, issuing-ca.crt the customer CA that signs each new cluster's CSR (InitializeCluster)
  * <region>-<cluster>.cfg            CMU configuration of each cluster
  * <src region>-<src>--<region>-<clone>.cfg   CMU configuration spanning a source and its clone
@@ -141,6 +143,18 @@ export interface LabState {
   faultProxy?: FaultProxyState
   /** `up --copy-retry-window-seconds`: the control planes' copy retry window, given when they start. */
   copyRetryWindowSeconds?: number
+  /** The web console (console-process.ts); absent in a lab made before it existed (the next `up` adds it). */
+  console?: ConsoleState
+}
+
+/** The web console as lab.json records it. */
+export interface ConsoleState {
+  /** False for a lab brought up with `--no-console`. */
+  enabled: boolean
+  /** Its port; 0 until it first started. Restarts reuse it, so that a page left open reconnects. */
+  port: number
+  pid: number | null
+  startedAt?: string
 }
 
 /** Every path of a lab directory, from its root. */

@@ -13,6 +13,8 @@ import { LabError, LAB_ERR_NO_LAB } from './errors.js'
 import { LabLayout, readLabState } from './lab-state.js'
 import type { ClusterState, ControlPlaneState, HsmSeen, LabState } from './lab-state.js'
 import { isLabProcess } from './launcher.js'
+import { consoleStatusOf } from './console-process.js'
+import type { ConsoleStatus } from './console-process.js'
 import { clientEndpointsOf, faultEndpointOf, faultLayerActive, faultProxyAnswers } from './fault-layer.js'
 import { clustersOf } from './topology.js'
 import { clusterNamer, syncTasksOf } from './sync.js'
@@ -66,7 +68,7 @@ export function faultsStatusOf (layout: LabLayout, lab: LabState, running: boole
 }
 
 /** The status report from what is known of each region and of the fault proxy. */
-export function reportOf (layout: LabLayout, lab: LabState, views: Map<string, RegionView>, faults: FaultsStatus): LabStatus {
+export function reportOf (layout: LabLayout, lab: LabState, views: Map<string, RegionView>, faults: FaultsStatus, consoleStatus?: ConsoleStatus): LabStatus {
   const routed = clientEndpointsOf(lab)
   const specOf = new Map(clustersOf(lab.topology).map(({ region, cluster }) => [`${region.name}/${cluster.name}`, cluster]))
   const regions = lab.topology.regions.map((region): RegionStatus => {
@@ -156,7 +158,8 @@ export function reportOf (layout: LabLayout, lab: LabState, views: Map<string, R
     faults,
     regions,
     kmuConfig: layout.kmuConfig,
-    cmuConfigs
+    cmuConfigs,
+    console: consoleStatus ?? { endpoint: null, url: null, pid: null, state: 'NONE' }
   }
 }
 
@@ -234,9 +237,10 @@ export async function labStatus (location: LabLocation = {}): Promise<LabStatus>
   const layout = new LabLayout(labDir(location))
   const lab = await readLabState(layout)
   if (lab === undefined) throw new LabError(LAB_ERR_NO_LAB, `there is no lab in ${layout.dir}; start one with 'hsmlab up'${location.dir === undefined ? '' : ` --dir ${location.dir}`}`)
-  const [views, faultRunning] = await Promise.all([
+  const [views, faultRunning, consoleStatus] = await Promise.all([
     Promise.all(lab.controlPlanes.map(async cp => [cp.region, await viewOf(layout, lab, cp)] as const)).then(entries => new Map(entries)),
-    lab.faultProxy !== undefined && faultLayerActive(lab) ? faultProxyAnswers(layout, lab.faultProxy) : Promise.resolve(false)
+    lab.faultProxy !== undefined && faultLayerActive(lab) ? faultProxyAnswers(layout, lab.faultProxy) : Promise.resolve(false),
+    consoleStatusOf(layout, lab)
   ])
-  return reportOf(layout, lab, views, faultsStatusOf(layout, lab, faultRunning))
+  return reportOf(layout, lab, views, faultsStatusOf(layout, lab, faultRunning), consoleStatus)
 }

@@ -32,7 +32,8 @@ import type { ClusterState, ControlPlaneState, FaultProxyState, HsmSeen, LabStat
 import { isLabProcess, launchControlPlane, waitGone, waitUntilReaped } from './launcher.js'
 import { ensureFaultProxy, faultEndpointOf, faultLayerActive, faultProxyRecord, reconcileFaultLayer, writeRegionsFiles } from './fault-layer.js'
 import type { FaultLayerOptions } from './fault-layer.js'
-import { applyFaultAt, faultViewAt } from './faults.js'
+import { applyFaultAt, faultViewAt, recordFault } from './faults.js'
+import { ensureConsole } from './console-process.js'
 import type { LabFault } from './fault-vocabulary.js'
 import { clustersOf, readTopology } from './topology.js'
 import type { Topology } from './topology.js'
@@ -490,12 +491,15 @@ async function syncPhase (lab: LabState, planes: ControlPlanes, progress: Progre
  * fault proxy (a running one keeps what was set or healed since), or when the topology brings
  * other ones. Resolves with those set.
  */
-async function applyTopologyFaults (lab: LabState, writer: LabStateWriter, due: boolean): Promise<LabFault[]> {
+async function applyTopologyFaults (layout: LabLayout, lab: LabState, writer: LabStateWriter, due: boolean): Promise<LabFault[]> {
   const faults = faultLayerActive(lab) && due ? lab.topology.faults ?? [] : []
   await writer.save(lab)
   if (faults.length > 0) {
     const view = await faultViewAt(faultEndpointOf(lab) ?? '')
-    for (const fault of faults) await applyFaultAt(view, fault)
+    for (const fault of faults) {
+      const { links } = await applyFaultAt(view, fault)
+      await recordFault({ dir: layout.dir }, { atMs: Date.now(), source: 'topology', action: 'apply', fault, links })
+    }
   }
   return faults
 }
@@ -526,6 +530,12 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     const faultLayer = background(startFaultLayer(layout, lab, writer, faultOptions, planes))
     const linked = background(linkRegions(layout, lab, planes, faultLayer))
     const building = background(buildClusters(lab, writer, secrets, planes, linked, options, progress))
+    // The console reads the lab as it comes up; it is ready long before the clusters are.
+    const consoleUp = background(ensureConsole(layout, lab, writer, {
+      ...(options.console === undefined ? {} : { enabled: options.console }),
+      ...(options.logLevel === undefined ? {} : { logLevel: options.logLevel }),
+      ...(options.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: options.readyTimeoutMs })
+    }))
 
     // The key or CA that could not be made, or a control plane or fault proxy that could not be
     // started, is the cause: the clusters' failures only follow from it.
@@ -539,11 +549,12 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     // that would outlive it: there the client daemon is a service of its own (docker-compose.yml `app`).
     if (!lab.controlPlanes.some(cp => cp.endpoint !== undefined)) await ensureClientDaemons(layout, lab.clusters)
     const syncTasks = await syncPhase(lab, planes, progress)
-    const faultsApplied = await applyTopologyFaults(lab, writer, linkedRegions.faultProxyStarted || faultsChanged)
+    const faultsApplied = await applyTopologyFaults(layout, lab, writer, linkedRegions.faultProxyStarted || faultsChanged)
+    const consoleStatus = await consoleUp.result()
     const elapsedMs = performance.now() - startedAt
     progress('done')
     // Everything answered a moment ago: the report is made from what the lab just saw, not probed again.
-    const status = reportOf(layout, lab, new Map(lab.controlPlanes.map(cp => [cp.region, { running: true, clusters: described, pid: planes.externalPids.get(cp.region), syncTasks }])), faultsStatusOf(layout, lab, true))
+    const status = reportOf(layout, lab, new Map(lab.controlPlanes.map(cp => [cp.region, { running: true, clusters: described, pid: planes.externalPids.get(cp.region), syncTasks }])), faultsStatusOf(layout, lab, true), consoleStatus)
     return {
       dir: layout.dir,
       started: linkedRegions.started,

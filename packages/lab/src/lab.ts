@@ -15,6 +15,8 @@ import { labDefaults } from './defaults.js'
 import type { ClusterState, ControlPlaneState, LabState } from './lab-state.js'
 import type { LabFault } from './fault-vocabulary.js'
 import type { SyncTaskStatus } from './sync-scope.js'
+import type { ConsoleStatus } from './console-process.js'
+import { clustersOf } from './topology.js'
 import type { Topology } from './topology.js'
 
 /** Where a lab lives: `dir` (default `.hsmlab`) resolved against `cwd` (default the process's). */
@@ -75,6 +77,8 @@ export interface LabUpOptions extends LabLocation {
   seed?: number
   /** The fault proxy bin to start. @default FAULT_PROXY_BIN_PATH of @hsmlab/fault-proxy */
   faultProxyBinPath?: string
+  /** Run the web console (docs/console.md); given, it is recorded (`--no-console`: false). @default the lab's recorded choice, else true */
+  console?: boolean
 }
 
 /**
@@ -181,6 +185,8 @@ export interface LabStatus {
   kmuConfig: string
   /** CMU configurations listing one HSM of a source cluster then one of its clone, by `"<region>/<source>-><region>/<clone>"`. */
   cmuConfigs: Record<string, string>
+  /** The web console: its endpoint, the URL with its token, its pid (docs/console.md). */
+  console: ConsoleStatus
 }
 
 /** What `labUp` did. */
@@ -210,7 +216,7 @@ export interface LabDownResult {
   /** False when DIR held no lab. */
   found: boolean
   /** Every process that ran: `terminated` stopped on SIGTERM (an HSM: by its control plane), `killed` needed SIGKILL. */
-  stopped: Array<{ kind: 'control-plane' | 'hsm' | 'fault-proxy' | 'client-daemon', region: string, pid: number, how: 'terminated' | 'killed' }>
+  stopped: Array<{ kind: 'control-plane' | 'hsm' | 'fault-proxy' | 'client-daemon' | 'console', region: string, pid: number, how: 'terminated' | 'killed' }>
   /** Control planes that run elsewhere (`up --control-plane`), left as they are: stop them as they were started. */
   leftRunning: Array<{ region: string, endpoint: string }>
   purged: boolean

@@ -13,7 +13,7 @@ import { sep } from 'node:path'
 import { FileWatch } from '@hsmlab/control-plane'
 import { isProcessAlive } from '@hsmlab/process'
 import { labDefaults } from './defaults.js'
-import { LabError, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS } from './errors.js'
+import { LabError, LAB_ERR_CONSOLE, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS } from './errors.js'
 
 /** Options of `launchControlPlane`. */
 export interface LaunchOptions {
@@ -92,6 +92,8 @@ interface DetachedLaunch<T> {
   what: string
   binPath: string
   args: string[]
+  /** Node's own flags, before the bin. */
+  nodeArgs?: readonly string[]
   stdoutFile: string
   logFile: string
   readyTimeoutMs: number
@@ -113,7 +115,7 @@ async function launchDetached<T> (launch: DetachedLaunch<T>, fail: (message: str
   const err = openSync(launch.logFile, 'a', 0o644)
   let child
   try {
-    child = spawn(process.execPath, [launch.binPath, ...launch.args], { detached: true, stdio: ['ignore', out, err] })
+    child = spawn(process.execPath, [...(launch.nodeArgs ?? []), launch.binPath, ...launch.args], { detached: true, stdio: ['ignore', out, err] })
   } finally {
     closeSync(out)
     closeSync(err)
@@ -258,6 +260,62 @@ export async function launchFaultProxy (options: FaultProxyLaunchOptions): Promi
     parseReady: parseFaultProxyReady,
     ...(options.onSpawn === undefined ? {} : { onSpawn: options.onSpawn })
   }, (message, cause) => new LabError(LAB_ERR_FAULTS, message, cause === undefined ? undefined : { cause }))
+}
+
+/** Options of `launchConsole`. */
+export interface ConsoleLaunchOptions {
+  /** Absolute path of the console's bin (`hsmlab-console` of @hsmlab/console, found by its package.json). */
+  binPath: string
+  labDir: string
+  /** `--data-dir`: its token; it also marks the process as the lab's, as the others' do. */
+  dataDir: string
+  /** 0 lets the system choose. */
+  port: number
+  stdoutFile: string
+  logFile: string
+  /** `--log-level`. @default labDefaults.logLevel */
+  logLevel?: string
+  /** @default labDefaults.readyTimeoutMs */
+  readyTimeoutMs?: number
+  onSpawn?: (pid: number) => void | Promise<void>
+}
+
+/** What the console's ready line announces. */
+export interface ReadyConsole {
+  pid: number
+  port: number
+}
+
+function parseConsoleReady (text: string): ReadyConsole | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue
+    try {
+      const json = JSON.parse(line) as Record<string, unknown>
+      if (json.event === 'ready' && typeof json.pid === 'number' && typeof json.port === 'number') return { pid: json.pid, port: json.port }
+    } catch {
+      // A line still being written.
+    }
+  }
+  return undefined
+}
+
+/**
+ * Starts the lab's web console (`hsmlab-console`) detached and resolves once it printed its ready
+ * line; throws `LAB_ERR_CONSOLE` with the tail of its log when it exits first or is not ready in time.
+ */
+export async function launchConsole (options: ConsoleLaunchOptions): Promise<ReadyConsole> {
+  return await launchDetached({
+    what: 'the console',
+    binPath: options.binPath,
+    args: ['--lab-dir', options.labDir, '--data-dir', options.dataDir, '--port', String(options.port), '--log-level', options.logLevel ?? labDefaults.logLevel],
+    nodeArgs: labDefaults.consoleNodeArgs,
+    stdoutFile: options.stdoutFile,
+    logFile: options.logFile,
+    readyTimeoutMs: options.readyTimeoutMs ?? labDefaults.readyTimeoutMs,
+    serves: `the lab in ${options.labDir}`,
+    parseReady: parseConsoleReady,
+    ...(options.onSpawn === undefined ? {} : { onSpawn: options.onSpawn })
+  }, (message, cause) => new LabError(LAB_ERR_CONSOLE, message, cause === undefined ? undefined : { cause }))
 }
 
 /**

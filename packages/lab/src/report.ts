@@ -120,6 +120,7 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
   lines.push(`  data and logs: ${status.dir}`)
   lines.push(`  stand-in roots: ${Object.values(ROOT_FILE_NAMES).map(name => displayPath(join(status.dir, 'roots', name), cwd)).join(', ')} (the AWS and manufacturer roots of the HSM certificates)`)
   lines.push(faultsLine(status))
+  if (status.console.url !== null) lines.push(`  console: ${status.console.url} (open it in a browser on this machine)`)
   if (result.faultsApplied.length > 0) lines.push(`  faults of the topology set: ${result.faultsApplied.map(describeFault).join('; ')}`)
   let firstCu: { name: string, password: string } | undefined
   for (const region of status.regions) {
@@ -178,6 +179,7 @@ export function formatStatus (status: LabStatus): string {
   const planes = status.regions.filter(r => r.controlPlane?.state === 'RUNNING').length
   const lines = [`lab ${status.dir}: ${status.state} (${planes} of ${plural(status.regions.length, 'control plane')} running, ${up} of ${plural(hsms.length, 'HSM')} ACTIVE)`]
   lines.push(faultsLine(status).trimStart())
+  if (status.console.state !== 'NONE') lines.push(`console: ${status.console.url ?? status.console.endpoint ?? ''} ${status.console.state}${status.console.pid === null ? " ('hsmlab up' starts it again)" : ` pid ${status.console.pid}`}`)
   for (const region of status.regions) {
     lines.push('')
     lines.push(regionLine(region))

@@ -1,7 +1,7 @@
 /**
  * `hsmlab`: the lab's front door (DESIGN.md "The lab's contract").
  *
- *   hsmlab up     [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--fault-proxy URL] [--seed N] [--no-faults] [--json]
+ *   hsmlab up     [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--fault-proxy URL] [--seed N] [--no-faults] [--no-console] [--json]
  *   hsmlab status [--dir DIR] [--json]
  *   hsmlab down   [--dir DIR] [--purge]
  *   hsmlab backup [--dir DIR] [--json] REGION/CLUSTER
@@ -77,7 +77,7 @@ DIR defaults to ${labDefaults.dir} in the working directory.
 `
 
 const HELP: Readonly<Record<'up' | 'status' | 'down' | 'backup', string>> = {
-  up: `usage: hsmlab up [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--fault-proxy URL] [--seed N] [--no-faults] [--json]
+  up: `usage: hsmlab up [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--fault-proxy URL] [--seed N] [--no-faults] [--no-console] [--json]
 
 Starts the lab described by FILE in DIR and returns once every region's control plane answers,
 every cluster is built through its control plane's cloudhsmv2 API (created, initialized,
@@ -96,6 +96,7 @@ control plane restarts its own HSMs) and waits until every HSM is ACTIVE.
       --seed N          seed of the fault proxy's random draws (jitter, toxicity) when this 'up' starts it
                         (default: the lab's recorded seed, else a random one, printed and recorded)
       --no-faults       every link direct, no fault proxy (recorded; --faults brings the fault proxy back)
+      --no-console      no web console (recorded; --console brings it back)
       --copy-retry-window-seconds N
                         how long a copy of a backup to another region keeps trying to fetch it (lab
                         seconds; the control planes' default is 60); recorded, applied when they start
@@ -211,6 +212,8 @@ export async function main (argv: string[], io: MainIo = {
             'copy-retry-window-seconds': { type: 'string' },
             faults: { type: 'boolean' },
             'no-faults': { type: 'boolean' },
+            console: { type: 'boolean' },
+            'no-console': { type: 'boolean' },
             json: { type: 'boolean' },
             help: HELP_OPTION
           }
@@ -241,7 +244,8 @@ export async function main (argv: string[], io: MainIo = {
           ...(v['fault-proxy'] === undefined ? {} : { faultProxy: v['fault-proxy'] }),
           ...(seed === undefined ? {} : { seed }),
           ...(faults === undefined ? {} : { faults }),
-          ...(window === undefined ? {} : { copyRetryWindowSeconds: window })
+          ...(window === undefined ? {} : { copyRetryWindowSeconds: window }),
+          ...(v['no-console'] === true ? { console: false } : v.console === true ? { console: true } : {})
         })
         io.stdout(v.json === true ? JSON.stringify(result.status, null, 2) + '\n' : formatUpSummary(result, cwd))
         return EXIT_OK

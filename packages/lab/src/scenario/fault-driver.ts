@@ -11,7 +11,7 @@
 import { FaultClient } from '@hsmlab/fault-proxy'
 import type { ProxyJson } from '@hsmlab/fault-proxy'
 import { groupIndex, linksBetween } from '../fault-links.js'
-import { applyFault, healFaults } from '../faults.js'
+import { applyFault, healFaults, recordFault } from '../faults.js'
 import { toxicName } from '../fault-vocabulary.js'
 import type { FaultLinks as LinkSelector, ToxicFault, ToxicFaultType } from '../fault-vocabulary.js'
 
@@ -39,28 +39,28 @@ export class FaultDriver {
 
   /** Cuts every link of a group (connections reset, new ones refused); resolves with the links cut. */
   async partition (group: string): Promise<string[]> {
-    return (await applyFault({ dir: this.dir, fault: { type: 'partition', group } })).links
+    return (await applyFault({ dir: this.dir, source: 'scenario', fault: { type: 'partition', group } })).links
   }
 
   /** Drops every byte on every link of a group, silently; resolves with the links. */
   async blackhole (group: string): Promise<string[]> {
-    return (await applyFault({ dir: this.dir, fault: { type: 'blackhole', group } })).links
+    return (await applyFault({ dir: this.dir, source: 'scenario', fault: { type: 'blackhole', group } })).links
   }
 
   /** Lifts the cuts of a group (and of the groups inside it) and the toxics on its links. */
   async heal (group: string): Promise<string[]> {
-    return (await healFaults({ dir: this.dir, group })).links
+    return (await healFaults({ dir: this.dir, source: 'scenario', group })).links
   }
 
   /** Lifts every fault: partitions, blackholes, toxics (the proxy's `heal`). */
   async healAll (): Promise<void> {
-    await healFaults({ dir: this.dir })
+    await healFaults({ dir: this.dir, source: 'scenario' })
     this.toxics.clear()
   }
 
   /** Sets a latency or reset_peer fault (its toxic on both directions of the links it names); resolves with an id for `removeToxics` and the links. */
   async addToxics (fault: ToxicFault): Promise<{ id: number, links: string[] }> {
-    const { links } = await applyFault({ dir: this.dir, fault })
+    const { links } = await applyFault({ dir: this.dir, source: 'scenario', fault })
     const id = this.nextToxic++
     this.toxics.set(id, { type: fault.type, links })
     return { id, links }
@@ -74,6 +74,7 @@ export class FaultDriver {
     await Promise.all(added.links.flatMap(link => (['upstream', 'downstream'] as const).map(async stream => {
       await this.client.removeToxic(link, toxicName(added.type, stream)).catch(() => { /* gone already: healed, or replaced and removed */ })
     })))
+    await recordFault({ dir: this.dir }, { atMs: Date.now(), source: 'scenario', action: 'heal', toxic: added.type, links: added.links })
   }
 
   /** For each selector that names no link of the lab, why; empty when all name some. */

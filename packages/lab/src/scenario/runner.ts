@@ -406,14 +406,15 @@ class ScenarioRun {
     const { result, labDir, tempRoot } = this
     result.history = this.history?.records ?? []
     result.exitCode = EXIT_OF[result.verdict]
+    let purged = false
     if (labDir !== undefined && this.labStarted) {
       const downAt = performance.now()
       const purge = result.verdict === 'pass' && tempRoot !== undefined
       try {
         // A restart the schedule queued holds the lab's lock until it ends.
         await this.pendingRestarts?.()
-        if (result.artifactsDir !== undefined) await this.writeReport(result.artifactsDir)
         await labDown({ dir: labDir, purge })
+        purged = purge
         if (purge && tempRoot !== undefined) await rm(tempRoot, { recursive: true, force: true })
       } catch (err) {
         this.options.print(`lab: could not be stopped: ${describeError(err)}`)
@@ -425,6 +426,9 @@ class ScenarioRun {
       await rm(tempRoot, { recursive: true, force: true }).catch(() => {})
     }
     this.timings.totalMs = performance.now() - this.startedAt
+    // Written last, once every timing is known (the lab's down and the total too); a lab deleted
+    // because the run passed in a temporary directory keeps nothing, this report included.
+    if (result.artifactsDir !== undefined && !purged) await this.writeReport(result.artifactsDir)
   }
 
   /** report.json beside the history; a report that cannot be written costs the run nothing (the verdict is printed too). */
