@@ -70,4 +70,11 @@ export default defineConfig(
       globals: { process: 'readonly', console: 'readonly', URL: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', performance: 'readonly', AbortController: 'readonly', AbortSignal: 'readonly', TextEncoder: 'readonly', TextDecoder: 'readonly', fetch: 'readonly' },
     },
   },
+  {
+    // The console's page: browser modules served as they are (no build step), with the browser's globals.
+    files: ['packages/console/web/**/*.js'],
+    languageOptions: {
+      globals: { window: 'readonly', document: 'readonly', location: 'readonly', sessionStorage: 'readonly', EventSource: 'readonly', WebSocket: 'readonly', addEventListener: 'readonly', removeEventListener: 'readonly', requestAnimationFrame: 'readonly', navigator: 'readonly', HTMLElement: 'readonly' },
+    },
+  },
 )

@@ -18,7 +18,7 @@ import { scenarioDir } from './scenario-helpers.js'
 /** What the page's terminal shows (its whole buffer, scrollback included). */
 async function screen (page: Page): Promise<string> {
   return await page.evaluate(() => {
-    const term = (window as unknown as { hsmlabTerminal: { buffer: { active: { length: number, getLine: (i: number) => { translateToString: (trim: boolean) => string } | undefined } } } }).hsmlabTerminal
+    const term = (globalThis as unknown as { hsmlabTerminal: { buffer: { active: { length: number, getLine: (i: number) => { translateToString: (trim: boolean) => string } | undefined } } } }).hsmlabTerminal
     const lines: string[] = []
     for (let i = 0; i < term.buffer.active.length; i++) lines.push(term.buffer.active.getLine(i)?.translateToString(true) ?? '')
     return lines.join('\n')

@@ -50,7 +50,7 @@ describe('the console pages', () => {
     await expect.poll(async () => await page.locator('[data-cluster="us-west-2/dr"] [data-hsm]').count()).toBe(2)
     expect(await page.locator('[data-clone="us-east-1/primary->us-west-2/dr"]').count()).toBe(1)
     expect(await page.locator('[data-link="wan/us-east-1<->us-west-2"]').getAttribute('data-state')).toBe('ok')
-    await page.evaluate(() => { (window as unknown as { notReloaded: boolean }).notReloaded = true })
+    await page.evaluate(() => { (globalThis as unknown as { notReloaded: boolean }).notReloaded = true })
     await shot('topology')
 
     // A partition from the Faults page; the topology shows the WAN link cut, without a reload.
@@ -138,7 +138,7 @@ describe('the console pages', () => {
     await page.locator('[data-testid="terminal"] textarea').focus()
     await page.keyboard.type('cd "$HSMLAB_DIR" && command -v cloudhsm_mgmt_util key_mgmt_util hsmlab >/dev/null && echo "shells-$((6 * 7)) $(basename $PWD)"\n')
     const screen = async (): Promise<string> => await page.evaluate(() => {
-      const term = (window as unknown as { hsmlabTerminal: { buffer: { active: { length: number, getLine: (i: number) => { translateToString: () => string } | undefined } } } }).hsmlabTerminal
+      const term = (globalThis as unknown as { hsmlabTerminal: { buffer: { active: { length: number, getLine: (i: number) => { translateToString: () => string } | undefined } } } }).hsmlabTerminal
       const lines: string[] = []
       for (let i = 0; i < term.buffer.active.length; i++) lines.push(term.buffer.active.getLine(i)?.translateToString() ?? '')
       return lines.join('\n')
@@ -146,7 +146,7 @@ describe('the console pages', () => {
     await expect.poll(screen, { timeout: 10_000 }).toContain('shells-42 lab')
     await shot('terminal')
 
-    expect(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true)
+    expect(await page.evaluate(() => (globalThis as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true)
     expect(rssMb(web.pid), 'the console process, in MB').toBeLessThan(80)
   })
 })

@@ -42,7 +42,7 @@ describe('Cross-region Synchronization in the console', () => {
     const { console: web } = await lab.statusJson() as unknown as { console: { url: string } }
     const { page, shot } = await openBrowser()
     await page.goto(web.url)
-    await page.evaluate(() => { (window as unknown as { notReloaded: boolean }).notReloaded = true })
+    await page.evaluate(() => { (globalThis as unknown as { notReloaded: boolean }).notReloaded = true })
 
     // In the top navigation bar, the region of the primary; in the left-side navigation pane, Cross-region Synchronization.
     await page.selectOption('#region-select', 'eu-west-1')
@@ -144,6 +144,6 @@ describe('Cross-region Synchronization in the console', () => {
     expect(await page.locator('#add-replica-instance option').count()).toBe(0)
     await page.getByRole('dialog').getByText('a removed replica cannot be associated again').waitFor()
     await shot('cannot-add-again')
-    expect(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true)
+    expect(await page.evaluate(() => (globalThis as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true)
   })
 })

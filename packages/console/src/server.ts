@@ -187,7 +187,7 @@ function syncType (body: Record<string, unknown>): 'KEYS' | 'KEYS_AND_USERS' {
 function scope (body: Record<string, unknown>): SyncScope {
   const value = body.Scope
   if (typeof value !== 'object' || value === null) throw new ConsoleError(CONSOLE_ERR_REQUEST, "'Scope' must be an object")
-  return value as SyncScope
+  return value
 }
 
 /** Starts the console; it listens and has read the lab once when this resolves. */

@@ -16,7 +16,6 @@ import type { ClusterState, ControlPlaneState, LabState } from './lab-state.js'
 import type { LabFault } from './fault-vocabulary.js'
 import type { SyncTaskStatus } from './sync-scope.js'
 import type { ConsoleStatus } from './console-process.js'
-import { clustersOf } from './topology.js'
 import type { Topology } from './topology.js'
 
 /** Where a lab lives: `dir` (default `.hsmlab`) resolved against `cwd` (default the process's). */

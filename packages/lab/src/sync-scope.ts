@@ -82,7 +82,7 @@ export function parseSyncKeys (value: unknown): SyncKeys {
     if (Object.keys(rest).length > 0 || typeof all !== 'boolean' || !Array.isArray(owners) || !Array.isArray(handles)) {
       throw new Error(`must be ${KEYS_SYNTAX}, or { "all": boolean, "owners": [names], "handles": [handles] }`)
     }
-    return parseSyncKeys([...(all ? ['all'] : []), ...owners.map(o => `${OWNER_PREFIX}${String(o)}`), ...handles])
+    return parseSyncKeys([...(all ? ['all'] : []), ...owners.map(o => `${OWNER_PREFIX}${String(o)}`), ...(handles as unknown[])])
   }
   const keys: SyncKeys = { all: false, owners: [], handles: [] }
   const items = Array.isArray(value) ? value : typeof value === 'string' ? value.split(',') : [value]
