@@ -15,6 +15,8 @@ import { decodeTrustAnchor } from '@hsmlab/crypto'
 import { percentile, msSince, printTable } from './stats.js'
 import { regionRows } from './regions.js'
 import { faultRows } from './faults.js'
+import { pkcs11Rows } from './pkcs11.js'
+import { syncRows } from './sync.js'
 
 const HSMLAB = fileURLToPath(new URL('../../packages/lab/bin/hsmlab.js', import.meta.url))
 const ECHO = fileURLToPath(new URL('./echo-server.js', import.meta.url))
@@ -196,6 +198,9 @@ async function main () {
   // Issue 3 (regions, copies, clones) and issue 4 (the idle fault layer): regions.js, faults.js.
   await regionRows({ row, hsmlab, work, labs, children, bareReadyMs })
   await faultRows({ row, hsmlab, HSMLAB, work, labs, children })
+  await pkcs11Rows({ row, hsmlab, work, labs })
+  // Issue 12 (synchronisation tasks): sync.js.
+  await syncRows({ row, hsmlab, HSMLAB, work, labs })
 }
 
 try {

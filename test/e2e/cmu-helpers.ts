@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { writeCmuConfig } from '@hsmlab/client'
 import { encodeTrustAnchor } from '@hsmlab/crypto'
+import type { SigningKeyPair } from '@hsmlab/crypto'
 import { HSM_BIN_PATH, createClusterSecrets, createManufacturerKey, provisionHsm, writeManufacturerKey } from '@hsmlab/hsm'
 import { spawnNode, tmpDir, waitFor } from '@hsmlab/testing'
 import type { SpawnedProcess } from '@hsmlab/testing'
@@ -41,6 +42,8 @@ export interface RunningHsm {
 export interface TestCluster {
   dir: string
   anchorFile: string
+  /** The trust anchor's key pair, for what the control plane signs (setSyncRole). */
+  anchor: SigningKeyPair
   hsms: RunningHsm[]
   /** Writes a CMU configuration naming these HSMs (by index, in this order) and returns its path. */
   cmuConfig: (indexes?: number[], file?: string) => Promise<string>
@@ -68,6 +71,7 @@ export async function startCluster (count: number): Promise<TestCluster> {
   return {
     dir,
     anchorFile,
+    anchor: cluster.anchor,
     hsms,
     async cmuConfig (indexes = hsms.map((_, i) => i), file = join(dir, `cmu-${indexes.join('-')}.cfg`)) {
       await writeCmuConfig(file, indexes.map(i => {

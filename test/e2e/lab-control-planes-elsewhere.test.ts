@@ -8,11 +8,12 @@
  * every interface, `--hsm-host` for their HSMs), sharing a regions file and a manufacturer key;
  * the real `hsmlab` bin (up, up again, down, status); SIGKILL for the control plane that goes.
  */
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { runHsmlab, tmpDir } from '@hsmlab/testing'
 import type { LabStatusJson } from '@hsmlab/testing'
+import { DEFAULT_TOPOLOGY_PATH } from '@hsmlab/lab'
 import { manufacturerKey, startCp } from './control-plane-helpers.js'
 
 async function healthOf (url: string): Promise<unknown> {
@@ -29,8 +30,13 @@ describe('hsmlab up --control-plane', () => {
     const west = await startCp({ region: 'us-west-2', dataDir: join(dir, 'west'), keyFile, regionsFile, args: docker('127.0.0.2') })
     writeFileSync(regionsFile, JSON.stringify({ 'us-east-1': east.url, 'us-west-2': west.url }))
     const lab = join(dir, 'lab')
+    // The default lab's two first regions (its third, eu-west-1, would need a third control plane here).
+    const topology = join(dir, 'topology.json')
+    const { regions } = JSON.parse(readFileSync(DEFAULT_TOPOLOGY_PATH, 'utf8')) as { regions: Array<{ name: string, clusters: Array<Record<string, unknown>> }> }
+    const twoRegions = regions.filter(r => r.name !== 'eu-west-1').map(r => ({ ...r, clusters: r.clusters.map(({ sync: _sync, ...c }) => c) }))
+    writeFileSync(topology, JSON.stringify({ regions: twoRegions }))
 
-    const up = await runHsmlab(['up', '--dir', lab, '--json', '--control-plane', `us-east-1=${east.url}`, '--control-plane', `us-west-2=${west.url}/`])
+    const up = await runHsmlab(['up', '--dir', lab, '--json', '--topology', topology, '--control-plane', `us-east-1=${east.url}`, '--control-plane', `us-west-2=${west.url}/`])
     expect(up.code, up.stderr).toBe(0)
     const status = JSON.parse(up.stdout) as LabStatusJson
     expect(status.state).toBe('RUNNING')

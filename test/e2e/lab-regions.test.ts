@@ -85,8 +85,9 @@ describe('the default lab: two regions, a cluster and its clone', () => {
     const lab = await startLab()
     const { status } = lab
 
-    // Both control planes run; both clusters are ACTIVE with 2 HSMs; the clone has the source's lineage.
-    expect(status.regions.map(r => r.name)).toEqual(['us-east-1', 'us-west-2'])
+    // Every control plane runs (eu-west-1's holds the replica of primary's synchronisation task:
+    // issue-12-lab-sync-cli.test.ts); both clusters are ACTIVE with 2 HSMs; the clone has the source's lineage.
+    expect(status.regions.map(r => r.name)).toEqual(['us-east-1', 'us-west-2', 'eu-west-1'])
     for (const region of status.regions) {
       expect(region.controlPlane?.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
       expect(isRunning(region.controlPlane?.pid as number)).toBe(true)
@@ -110,7 +111,7 @@ describe('the default lab: two regions, a cluster and its clone', () => {
 
     // The cross-cluster configuration: one HSM of the source, then one of the clone, each with its own trust anchor.
     const crossFile = status.cmuConfigs['us-east-1/primary->us-west-2/dr'] as string
-    expect(Object.keys(status.cmuConfigs)).toEqual(['us-east-1/primary->us-west-2/dr'])
+    expect(Object.keys(status.cmuConfigs)).toEqual(['us-east-1/primary->us-west-2/dr', 'us-east-1/primary->eu-west-1/replica'])
     expect(existsSync(crossFile)).toBe(true)
     const cross = await readCmuConfig(crossFile)
     expect(cross.servers.map(s => `ws://${s.hostname}:${s.port}`)).toEqual([primary.hsms[0]?.endpoint, dr.hsms[0]?.endpoint])
@@ -194,7 +195,7 @@ describe('the default lab: two regions, a cluster and its clone', () => {
 
     // A second `up` on a running lab starts nothing.
     const again = await lab.hsmlab(['up'])
-    expect(again.stdout).toContain('nothing to start: 2 control planes and 4 HSMs running')
+    expect(again.stdout).toContain('nothing to start: 3 control planes and 5 HSMs running')
   })
 
   it('clones a cluster in its own region: created straight from a backup, no copy', async () => {

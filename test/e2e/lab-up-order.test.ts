@@ -36,6 +36,7 @@ describe('hsmlab up: each region as soon as its control plane answers', () => {
     onTestFinished(async () => {
       await labDown({ dir: labDir }).catch(() => undefined)
       killHsmsOf(join(labDir, 'us-east-1', 'control-plane', 'data'))
+      killHsmsOf(join(labDir, 'eu-west-1', 'control-plane', 'data'))
     })
 
     const steps: string[] = []
@@ -56,7 +57,7 @@ describe('hsmlab up: each region as soon as its control plane answers', () => {
     expect(steps.indexOf('cluster-created us-east-1/primary')).toBeGreaterThan(-1)
     expect(steps.indexOf('cluster-created us-east-1/primary')).toBeLessThan(steps.indexOf('control-plane us-west-2'))
     expect(steps.indexOf('control-plane us-west-2')).toBeLessThan(steps.indexOf('backup-copied us-west-2/dr'))
-    expect(up.created).toEqual(['us-east-1/primary', 'us-west-2/dr'])
+    expect(up.created).toEqual(['us-east-1/primary', 'us-west-2/dr', 'eu-west-1/replica'])
     expect(up.status.state).toBe('RUNNING')
     const [primary, dr] = up.status.regions.map(r => r.clusters[0])
     expect(primary).toMatchObject({ state: 'ACTIVE', hsms: [{ state: 'ACTIVE' }, { state: 'ACTIVE' }] })

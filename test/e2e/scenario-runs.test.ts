@@ -35,7 +35,7 @@ describe('hsmlab scenario run: the shipped scenarios', () => {
       expect(printedSeed(run.stdout), why).toBe(scenario.seed)
       for (const line of scenario.expect) expect(run.stdout, why).toMatch(line)
       expect(run.stdout).toMatch(/settle: settled in \d+\.\d s/)
-      expect(run.stdout).toMatch(/check: 6 invariants over \d+ operations, 4 HSMs/)
+      expect(run.stdout).toMatch(/check: 8 invariants over \d+ operations, 5 HSMs/)
       expect(run.stdout).toMatch(/^PASS \(\d+\.\d s\)$/m)
       expect(lastLine(run.stdout)).toBe(`replay: hsmlab scenario run ${scenario.file} --seed ${scenario.seed}`)
       // The history is on disk, one JSON line per event: every operation invoked has completed.

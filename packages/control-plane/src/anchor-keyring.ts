@@ -15,9 +15,9 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateSigningKeyPair } from '@hsmlab/crypto'
-import { issueHsmIdentity, signBackupRequest, signPeers } from '@hsmlab/hsm'
+import { issueHsmIdentity, signBackupRequest, signPeers, signSyncHello, signSyncRole } from '@hsmlab/hsm'
 import type { IssuedHsmIdentity } from '@hsmlab/hsm'
-import type { PeerAddress } from '@hsmlab/protocol'
+import type { PeerAddress, SyncRole } from '@hsmlab/protocol'
 import { writeFileAtomic } from '@hsmlab/process'
 import { ANCHOR_KEYRING_FILE_NAME } from './defaults.js'
 import { ControlPlaneError, CP_ERR_STATE } from './errors.js'
@@ -108,6 +108,16 @@ export class AnchorKeyring {
   /** The anchor's signature of a request for a backup of `hsmId` (exportBackup). */
   signBackupRequest (clusterId: string, hsmId: string, requestedAtMs: number): Uint8Array {
     return signBackupRequest(this.secretOf(clusterId), hsmId, requestedAtMs)
+  }
+
+  /** The anchor's signature that opens the synchronisation operations on `hsmId` (syncHello). */
+  signSyncHello (clusterId: string, hsmId: string, requestedAtMs: number): Uint8Array {
+    return signSyncHello(this.secretOf(clusterId), hsmId, requestedAtMs)
+  }
+
+  /** The anchor's signature of the synchronisation role `hsmId` gets (setSyncRole). */
+  signSyncRole (clusterId: string, hsmId: string, role: SyncRole, primaryClusterId: string | undefined, version: number): Uint8Array {
+    return signSyncRole(this.secretOf(clusterId), hsmId, role, primaryClusterId, version)
   }
 
   /** Adds anchors found elsewhere (a state file of the old format), durably. */

@@ -107,6 +107,48 @@ export interface HsmRouteStatus extends HsmRoute {
   Delivered: boolean
 }
 
+/** hsmlab extension (issue 12): the scope of a synchronisation task. */
+export interface SyncScope {
+  Keys?: { All?: boolean, Owners?: string[], Handles?: number[] }
+  Users?: string[]
+}
+
+/** hsmlab extension (issue 12): a replica of a synchronisation task. */
+export interface SyncTaskReplica {
+  ClusterId: string
+  Region: string
+  SyncType: 'KEYS' | 'KEYS_AND_USERS'
+  State: 'ASSOCIATED' | 'DISASSOCIATED'
+  /** Epoch seconds. */
+  AssociatedAt: number
+  DisassociatedAt?: number
+}
+
+/** hsmlab extension (issue 12): the synchronisation task of a primary cluster. */
+export interface SyncTask {
+  SyncTaskId: string
+  PrimaryClusterId: string
+  PrimaryRegion: string
+  /** Epoch seconds. */
+  CreatedAt: number
+  Replicas: SyncTaskReplica[]
+  Scope: SyncScope
+}
+
+/** hsmlab extension (issue 12): one resource on one replica. */
+export interface SyncResourceRecord {
+  /** A key: its handle on the primary, in decimal; a user: its name. */
+  ResourceId: string
+  ResourceType: 'KEY' | 'USER'
+  ReplicaClusterId: string
+  Status: 'SYNCHRONIZING' | 'SYNCHRONIZED' | 'FAILED'
+  FailureCause: { Code: string, Message: string } | null
+  /** Epoch seconds, fractional. */
+  LastAttemptAt: number | null
+  LastSuccessAt: number | null
+  Attempts: number
+}
+
 /**
  * What each operation answers. Its keys must be the operations' names (the keys of
  * validation.ts `requestShapes`): `ApiOperations` asks for an output of each.
@@ -136,6 +178,15 @@ export interface ApiOutputs {
   HsmlabSetHsmRoutes: { Routes: HsmRouteStatus[] }
   /** hsmlab extension: the region's routes to HSMs. */
   HsmlabDescribeHsmRoutes: { Routes: HsmRouteStatus[] }
+  /** hsmlab extension (issue 12): synchronisation tasks. */
+  HsmlabCreateSyncTask: { SyncTask: SyncTask }
+  HsmlabDescribeSyncTasks: { SyncTasks: SyncTask[] }
+  HsmlabAssociateSyncReplica: { SyncTask: SyncTask }
+  HsmlabDisassociateSyncReplica: { SyncTask: SyncTask }
+  HsmlabAddSyncResources: { SyncTask: SyncTask }
+  /** Always refused: the scope of a task only grows. */
+  HsmlabRemoveSyncResources: Record<string, never>
+  HsmlabListSyncResources: { Resources: SyncResourceRecord[], NextToken?: string }
 }
 
 /** The name of an operation: a key of the request shapes (validation.ts), the one list of operations. */

@@ -5,7 +5,9 @@
  * time. It sees hsmlab's extension members (`HsmlabEndpoint`, `HsmlabTrustAnchor`, ...) that the
  * AWS SDKs drop.
  */
-import type { ApiOperationName, ApiOperations, Backup, BackupStateName, Cluster, ClusterStateName, Hsm, HsmRoute, HsmRouteStatus } from './api-types.js'
+import type {
+  ApiOperationName, ApiOperations, Backup, BackupStateName, Cluster, ClusterStateName, Hsm, HsmRoute, HsmRouteStatus, SyncResourceRecord, SyncTask
+} from './api-types.js'
 import { ControlPlaneError, CP_ERR_API, CP_ERR_HTTP, CP_ERR_TIMEOUT } from './errors.js'
 import { sendRegionRequest } from './regions.js'
 import type { RegionResponse } from './regions.js'
@@ -108,6 +110,37 @@ export class ControlPlaneClient {
   async setHsmRoutes (routes: HsmRoute[]): Promise<HsmRouteStatus[]> { return (await this.call('HsmlabSetHsmRoutes', { Routes: routes })).Routes }
   /** The region's routes to HSMs, each with whether it is in use and delivered (HsmlabDescribeHsmRoutes). */
   async describeHsmRoutes (): Promise<HsmRouteStatus[]> { return (await this.call('HsmlabDescribeHsmRoutes', {})).Routes }
+
+  /** Creates the synchronisation task of a primary cluster with its replicas (HsmlabCreateSyncTask). */
+  async createSyncTask (input: ApiOperations['HsmlabCreateSyncTask']['input']): Promise<SyncTask> { return (await this.call('HsmlabCreateSyncTask', input)).SyncTask }
+  /** The synchronisation tasks of this region, or the one of a primary cluster (HsmlabDescribeSyncTasks). */
+  async describeSyncTasks (input: ApiOperations['HsmlabDescribeSyncTasks']['input'] = {}): Promise<SyncTask[]> { return (await this.call('HsmlabDescribeSyncTasks', input)).SyncTasks }
+  /** Adds a replica to a task (HsmlabAssociateSyncReplica). */
+  async associateSyncReplica (input: ApiOperations['HsmlabAssociateSyncReplica']['input']): Promise<SyncTask> { return (await this.call('HsmlabAssociateSyncReplica', input)).SyncTask }
+  /** Removes a replica from a task for good (HsmlabDisassociateSyncReplica; `Confirm: true` is required). */
+  async disassociateSyncReplica (input: ApiOperations['HsmlabDisassociateSyncReplica']['input']): Promise<SyncTask> { return (await this.call('HsmlabDisassociateSyncReplica', input)).SyncTask }
+  /** Adds resources to a task's scope (HsmlabAddSyncResources). */
+  async addSyncResources (input: ApiOperations['HsmlabAddSyncResources']['input']): Promise<SyncTask> { return (await this.call('HsmlabAddSyncResources', input)).SyncTask }
+  /** Always refused: a scope only grows (HsmlabRemoveSyncResources). */
+  async removeSyncResources (input: ApiOperations['HsmlabRemoveSyncResources']['input']): Promise<never> {
+    await this.call('HsmlabRemoveSyncResources', input)
+    throw new ControlPlaneError(CP_ERR_API, 'HsmlabRemoveSyncResources was not refused', { awsType: 'CloudHsmInvalidRequestException', statusCode: 200 })
+  }
+
+  /** One page of the records of a task (HsmlabListSyncResources). */
+  async listSyncResources (input: ApiOperations['HsmlabListSyncResources']['input']): Promise<ApiOperations['HsmlabListSyncResources']['output']> { return await this.call('HsmlabListSyncResources', input) }
+
+  /** Every record of a task that matches the filters, all pages. */
+  async allSyncResources (input: Omit<ApiOperations['HsmlabListSyncResources']['input'], 'NextToken'>): Promise<SyncResourceRecord[]> {
+    const out: SyncResourceRecord[] = []
+    let token: string | undefined
+    do {
+      const page = await this.listSyncResources({ ...input, MaxResults: input.MaxResults ?? 10_000, ...(token === undefined ? {} : { NextToken: token }) })
+      out.push(...page.Resources)
+      token = page.NextToken
+    } while (token !== undefined)
+    return out
+  }
 
   /** One cluster, or undefined when the region does not know it. */
   async getCluster (clusterId: string): Promise<Cluster | undefined> {

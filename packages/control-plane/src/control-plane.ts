@@ -8,7 +8,9 @@
  *   supervisor (hsm-supervisor.ts or remote-hsm-supervisor.ts);
  * - backups (reconcilers/backups.ts) and copies (reconcilers/copies.ts): made, retained, deleted,
  *   copied to and from other regions; their files are backup-files.ts;
- * - peers (reconcilers/peers.ts): each HSM's signed peer list.
+ * - peers (reconcilers/peers.ts): each HSM's signed peer list;
+ * - synchronisation tasks (issue 12): the primary's side (reconcilers/sync-tasks.ts) and the
+ *   replica's side (reconcilers/sync-replicas.ts), whose records are sync-records.ts.
  *
  * This file checks the options and wires the parts. Everything the reconcilers do is derived
  * from the state file, so a control plane killed at any moment picks up where it was: HSM
@@ -28,7 +30,7 @@ import { LabClock } from './clock.js'
 import { controlPlaneDefaults } from './defaults.js'
 import type { ControlPlaneTuning } from './defaults.js'
 import { ControlPlaneError, CP_ERR_INVALID_ARGUMENT, CP_ERR_LISTEN } from './errors.js'
-import { HsmLinks } from './hsm-links.js'
+import { HsmLinks, SyncSessions } from './hsm-links.js'
 import { HsmSupervisor } from './hsm-supervisor.js'
 import type { HsmExit, HsmProcesses } from './hsm-supervisor.js'
 import { LOG_LEVELS, createLogger, forComponent } from './logger.js'
@@ -41,12 +43,15 @@ import { HsmDirectory } from './reconcilers/hsm-directory.js'
 import { HsmReconciler } from './reconcilers/hsms.js'
 import { PeerReconciler } from './reconcilers/peers.js'
 import { Runtime } from './reconcilers/runtime.js'
+import { SyncReplicaReconciler } from './reconcilers/sync-replicas.js'
+import { SyncTaskReconciler } from './reconcilers/sync-tasks.js'
 import { isRegionName, regionClient } from './regions.js'
 import { RemoteHsmSupervisor, readHsmHostsFile } from './remote-hsm-supervisor.js'
 import type { HsmHostEntry } from './remote-hsm-supervisor.js'
 import { createApiServer } from './server.js'
 import type { Credentials } from './sigv4.js'
 import { StateStore, lockDataDir } from './state-store.js'
+import { SyncRecords } from './sync-records.js'
 
 export type { ControlPlaneTuning }
 
@@ -129,12 +134,14 @@ class Reconcilers {
   readonly backups: BackupReconciler
   readonly copies: CopyReconciler
   readonly peers: PeerReconciler
+  readonly syncTasks: SyncTaskReconciler
+  readonly syncReplicas: SyncReplicaReconciler
 
   constructor (init: {
     store: StateStore, keyring: AnchorKeyring, clock: LabClock, tuning: ControlPlaneTuning, dataDir: string, region: string, root: Logger,
-    runtime: Runtime, supervisor: HsmProcesses, links: HsmLinks, files: BackupFiles
+    runtime: Runtime, supervisor: HsmProcesses, links: HsmLinks, files: BackupFiles, records: SyncRecords
   }) {
-    const { store, keyring, clock, tuning, dataDir, region, root, runtime, supervisor, links, files } = init
+    const { store, keyring, clock, tuning, dataDir, region, root, runtime, supervisor, links, files, records } = init
     this.runtime = runtime
     this.supervisor = supervisor
     this.links = links
@@ -146,6 +153,10 @@ class Reconcilers {
     this.peers = new PeerReconciler({ ...shared, keyring, directory, links })
     this.clusters = new ClusterReconciler({ ...shared, keyring, directory, links, backups: this.backups })
     this.hsms = new HsmReconciler({ ...shared, dataDir, supervisor, keyring, directory, links, files, backups: this.backups, peers: this.peers })
+    const sync = new SyncSessions(links, keyring)
+    const syncLog = forComponent(root, 'sync').child({ region })
+    this.syncTasks = new SyncTaskReconciler({ ...shared, log: syncLog, directory, sync, records, region })
+    this.syncReplicas = new SyncReplicaReconciler({ ...shared, log: syncLog, keyring, directory, links, sync, region })
   }
 
   /** One pass of every reconciler. */
@@ -155,6 +166,8 @@ class Reconcilers {
     await this.hsms.pass(labNow)
     this.peers.pass()
     this.copies.pass(labNow)
+    this.syncReplicas.pass()
+    this.syncTasks.pass()
   }
 
   /** No more passes or tasks; the HSM processes stopped (or left running, to be adopted), the links closed. */
@@ -163,14 +176,16 @@ class Reconcilers {
     if (stopHsms) await this.supervisor.stopAll()
     else this.supervisor.detachAll()
     await this.links.closeAll()
+    await this.syncTasks.records.flush()
   }
 }
 
 /** What the API handlers use: the state and a few services; never the keyring's secrets, the supervisor or the reconcilers themselves. */
 function apiContext (init: {
-  store: StateStore, clock: LabClock, settings: ApiSettings, keyring: AnchorKeyring, runtime: Runtime, backups: BackupMaker, peers: Pick<PeerReconciler, 'routeStatus'>
+  store: StateStore, clock: LabClock, settings: ApiSettings, keyring: AnchorKeyring, runtime: Runtime, backups: BackupMaker, peers: Pick<PeerReconciler, 'routeStatus'>,
+  syncTasks: SyncTaskReconciler
 }): ApiContext {
-  const { store, clock, settings, keyring, runtime, backups, peers } = init
+  const { store, clock, settings, keyring, runtime, backups, peers, syncTasks } = init
   return {
     store,
     clock,
@@ -181,7 +196,13 @@ function apiContext (init: {
     createTrustAnchor: async clusterId => await keyring.create(clusterId),
     dropTrustAnchor: async clusterId => { await keyring.remove([clusterId]) },
     requestBackup: async clusterId => await backups.make(clusterId, 'requested').then(b => b.backupId),
-    hsmRouteStatus: route => peers.routeStatus(route)
+    hsmRouteStatus: route => peers.routeStatus(route),
+    sync: {
+      primaryInventory: async clusterId => await syncTasks.primaryInventory(clusterId),
+      confirmNow: async (primary, replica) => await syncTasks.confirmNow(primary, replica),
+      wake: primary => { syncTasks.wake(primary) },
+      records: primary => syncTasks.records.list(primary)
+    }
   }
 }
 
@@ -277,7 +298,9 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
       clusterCreateDelayMs: tuning.clusterCreateDelayMs,
       clusterInitializeDelayMs: tuning.clusterInitializeDelayMs,
       clusterDeleteDelayMs: tuning.clusterDeleteDelayMs,
-      regionRequestTimeoutMs: tuning.regionRequestTimeoutMs
+      regionRequestTimeoutMs: tuning.regionRequestTimeoutMs,
+      syncReplicasMax: tuning.syncReplicasMax,
+      syncRequestTimeoutMs: tuning.syncRequestTimeoutMs
     }
     const runtime = new Runtime({
       log,
@@ -306,15 +329,17 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
       }
     })
     const files = new BackupFiles(dataDir)
+    const records = await SyncRecords.open(dataDir, err => { log.warn({ err: err.message }, 'the synchronisation records could not be written; trying again') })
     const parts = new Reconcilers({
-      store, keyring, clock, tuning, dataDir, region: options.region, root: logger, runtime, supervisor, links: new HsmLinks(tuning.hsmRequestTimeoutMs), files
+      store, keyring, clock, tuning, dataDir, region: options.region, root: logger, runtime, supervisor, links: new HsmLinks(tuning.hsmRequestTimeoutMs), files, records
     })
     reconcilers = parts
     hsms = parts.hsms
     await parts.hsms.adopt()
     const apiServer = createApiServer({
-      ctx: apiContext({ store, clock, settings, keyring, runtime, backups: parts.backups, peers: parts.peers }),
+      ctx: apiContext({ store, clock, settings, keyring, runtime, backups: parts.backups, peers: parts.peers, syncTasks: parts.syncTasks }),
       copies: parts.copies,
+      sync: parts.syncReplicas,
       ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
       skewMs: tuning.signatureSkewMs,
       bodyBytesMax: tuning.requestBodyBytesMax,

@@ -43,6 +43,35 @@ export const controlPlaneDefaults = {
   copyRetryDelayMs: 200,
   /** Longest delay between two attempts of a copy, in milliseconds. @default 5000 */
   copyRetryDelayMaxMs: 5_000,
+  /**
+   * Synchronisation tasks (issue 12): deadline of one request of the primary's control plane to a
+   * replica's region (inventory, apply), in milliseconds; past it the resources it carried are
+   * FAILED with REPLICA_UNREACHABLE. @default 2000
+   */
+  syncRequestTimeoutMs: 2_000,
+  /** First delay before a failed synchronisation is tried again, in milliseconds. @default 100 */
+  syncRetryDelayMs: 100,
+  /** Factor by which that delay grows after each further failure (a plain number). @default 2 */
+  syncRetryFactor: 2,
+  /** Longest delay before a failed synchronisation is tried again, in milliseconds. @default 1000 */
+  syncRetryDelayMaxMs: 1_000,
+  /** How long one long poll for changes on the primary's HSM (syncChanges) waits, in milliseconds. @default 5000 */
+  syncWatchWaitMs: 5_000,
+  /**
+   * How often a replica's inventory is asked again although nothing failed, in milliseconds: an HSM
+   * of the replica that missed what its cluster spread (it was away) is repaired then. @default 30000
+   */
+  syncResyncIntervalMs: 30_000,
+  /** How long after a change the synchronisation records are written (the changes of that while in one write), in milliseconds. @default 50 */
+  syncRecordsFlushDelayMs: 50,
+  /** Most masked objects in one apply request to a replica's region (its HSM applies them before it answers). @default 256 */
+  syncApplyBatchObjectsMax: 256,
+  /** Time added to `syncRequestTimeoutMs` for each object of an apply request, in milliseconds: a large batch takes its HSM longer. @default 10 */
+  syncApplyTimeoutMsPerObject: 10,
+  /** Largest body of one apply request to a replica's region (masked objects, base64), in bytes. @default 524288 */
+  syncApplyBatchBytesMax: 524_288,
+  /** Replicas a synchronisation task may have associated at once (issue 12). @default 3 */
+  syncReplicasMax: 3,
   /** Deadline of one HTTP request to another region's control plane, in milliseconds. @default 10000 */
   regionRequestTimeoutMs: 10_000,
   /** How long DELETED clusters and backups stay visible in Describe*, in lab days. @default 7 */
@@ -86,6 +115,8 @@ export type ControlPlaneTuning = Omit<NumericDefaults, 'port' | 'clockSpeed'>
 
 /** Name of the state file inside the data directory. */
 export const STATE_FILE_NAME = 'state.json'
+/** Name of the file of the synchronisation records (one per resource and replica) inside the data directory. */
+export const SYNC_RECORDS_FILE_NAME = 'sync-records.json'
 /** Name of the lock file inside the data directory. */
 export const LOCK_FILE_NAME = 'control-plane.pid'
 /** Name of the trust-anchor keyring (each cluster's anchor secret key, mode 0600) inside the data directory. */

@@ -5,6 +5,7 @@
  */
 import { HsmConnection } from '@hsmlab/client'
 import type { OperationArgs, OperationName, OperationResult } from '@hsmlab/protocol'
+import type { AnchorKeyring } from './anchor-keyring.js'
 
 /** Where an HSM answers and who it must be. */
 export interface HsmAddress {
@@ -48,6 +49,11 @@ export class HsmLinks {
     return await connection
   }
 
+  /** The connection to the HSM (opened first if needed). */
+  async session (to: HsmAddress): Promise<HsmConnection> {
+    return await this.connect(to)
+  }
+
   /** Calls `op` on the HSM (connecting first if needed). */
   async call<O extends OperationName> (to: HsmAddress, op: O, args: OperationArgs<O>, timeoutMs?: number): Promise<OperationResult<O>> {
     const connection = await this.connect(to)
@@ -71,3 +77,34 @@ export class HsmLinks {
 
 /** What the reconcilers use of `HsmLinks` (a test hands them a fake). */
 export type HsmCaller = Pick<HsmLinks, 'call' | 'drop'>
+
+/**
+ * Calls to HSMs for the synchronisation tasks (issue 12): the sync* operations need a session
+ * elevated by `syncHello`, the trust anchor's signature over the HSM's id and the time. Each
+ * connection is elevated once, before its first such call; a connection opened again (the old
+ * one closed) is a new session and is elevated again.
+ */
+export class SyncSessions {
+  private readonly links: Pick<HsmLinks, 'session'>
+  private readonly keyring: Pick<AnchorKeyring, 'signSyncHello'>
+  private readonly elevated = new WeakSet<HsmConnection>()
+
+  constructor (links: Pick<HsmLinks, 'session'>, keyring: Pick<AnchorKeyring, 'signSyncHello'>) {
+    this.links = links
+    this.keyring = keyring
+  }
+
+  /** Calls `op` on the HSM in a session elevated by syncHello. */
+  async call<O extends OperationName> (to: HsmAddress, op: O, args: OperationArgs<O>, timeoutMs?: number): Promise<OperationResult<O>> {
+    const connection = await this.links.session(to)
+    if (!this.elevated.has(connection)) {
+      const requestedAtMs = Date.now()
+      await connection.call('syncHello', { requestedAtMs, signature: this.keyring.signSyncHello(to.clusterId, to.hsmId, requestedAtMs) })
+      this.elevated.add(connection)
+    }
+    return await connection.call(op, args, timeoutMs === undefined ? {} : { timeoutMs })
+  }
+}
+
+/** What the synchronisation service uses to reach HSMs (a test hands it a fake). */
+export type SyncHsmCaller = Pick<SyncSessions, 'call'>

@@ -11,7 +11,9 @@
  *
  * Internal paths, for other regions' control planes (signed like the API when credentials are
  * set): `POST /_hsmlab/copies`, `GET /_hsmlab/copies/<request id>`, `POST /_hsmlab/copies/<request
- * id>/cancel`, `GET /_hsmlab/backups/<id>?copy=<request id>`; and `GET /_hsmlab/health` for anyone.
+ * id>/cancel`, `GET /_hsmlab/backups/<id>?copy=<request id>`, the synchronisation paths `POST
+ * /_hsmlab/sync/{inventory,associate,disassociate,apply}` (sync-protocol.ts); and `GET
+ * /_hsmlab/health` for anyone.
  */
 import { randomUUID } from 'node:crypto'
 import { createServer, request as httpRequest } from 'node:http'
@@ -22,6 +24,7 @@ import { requestTimeouts } from './defaults.js'
 import { ApiError, CP_ERR_NO_SPACE, internalFailure, invalidRequest } from './errors.js'
 import type { Logger } from './logger.js'
 import type { CopyEndpoints } from './reconcilers/copies.js'
+import type { SyncEndpoints } from './reconcilers/sync-replicas.js'
 import type { Credentials } from './sigv4.js'
 import { parseAuthorization, verifyRequest } from './sigv4.js'
 
@@ -34,6 +37,8 @@ export interface ServerDeps {
   ctx: ApiContext
   /** The internal paths of copies between regions. */
   copies: CopyEndpoints
+  /** The internal paths of synchronisation tasks, the replica's side. */
+  sync: SyncEndpoints
   credentials?: Credentials
   skewMs: number
   bodyBytesMax: number
@@ -131,6 +136,15 @@ export function createApiServer (deps: ServerDeps): Server {
       let json: unknown
       try { json = JSON.parse(body.toString('utf8')) } catch { throw new ApiError('SerializationException', 'the body is not JSON') }
       send(res, 200, await deps.copies.receive(json))
+      return
+    }
+    const syncMatch = /^\/_hsmlab\/sync\/(inventory|associate|disassociate|apply)$/.exec(path)
+    if (syncMatch !== null && req.method === 'POST') {
+      let json: unknown
+      try { json = JSON.parse(body.toString('utf8')) } catch { throw new ApiError('SerializationException', 'the body is not JSON') }
+      const endpoint = syncMatch[1] as 'inventory' | 'associate' | 'disassociate' | 'apply'
+      const answer = await deps.sync[endpoint](json)
+      send(res, answer.status, answer.body)
       return
     }
     const copyMatch = /^\/_hsmlab\/copies\/([^/]+)$/.exec(path)

@@ -175,6 +175,62 @@ export interface HsmRouteRecord {
   upstream?: string
 }
 
+/** hsmlab extension (issue 12): what a synchronisation replica receives. */
+export type SyncType = 'KEYS' | 'KEYS_AND_USERS'
+
+/** The scope of a synchronisation task: it only grows (HsmlabAddSyncResources). */
+export interface SyncScopeRecord {
+  /** Every token key of the primary. */
+  keysAll: boolean
+  /** Every key of these users (by name), later ones included. */
+  owners: string[]
+  /** These keys, by their handle on the primary. */
+  handles: number[]
+  /** These users, by name (KEYS_AND_USERS replicas only). */
+  users: string[]
+}
+
+/** One replica of a synchronisation task, as the primary's region keeps it. */
+export interface SyncTaskReplicaRecord {
+  clusterId: string
+  region: string
+  syncType: SyncType
+  state: 'ASSOCIATED' | 'DISASSOCIATED'
+  /** Lab time. */
+  associatedAtMs: number
+  /** Lab time; set for good once DISASSOCIATED. */
+  disassociatedAtMs?: number
+  /** True once the replica's region recorded the current `state` (POST /_hsmlab/sync/associate or /disassociate). */
+  confirmed: boolean
+}
+
+/** hsmlab extension (issue 12): the synchronisation task of a primary cluster of this region. */
+export interface SyncTaskRecord {
+  syncTaskId: string
+  primaryClusterId: string
+  /** Lab time. */
+  createdAtMs: number
+  replicas: SyncTaskReplicaRecord[]
+  scope: SyncScopeRecord
+}
+
+/**
+ * hsmlab extension (issue 12), kept by the replica's region: a cluster of this region that is (or
+ * was, DISASSOCIATED, kept forever) a replica of a primary cluster of another region.
+ */
+export interface SyncReplicaOfRecord {
+  clusterId: string
+  primaryClusterId: string
+  primaryRegion: string
+  syncType: SyncType
+  state: 'ASSOCIATED' | 'DISASSOCIATED'
+  /** Lab time. */
+  associatedAtMs: number
+  disassociatedAtMs?: number
+  /** Version of the last synchronisation role sent to the cluster's HSMs (setSyncRole); it only grows. */
+  roleVersion: number
+}
+
 /** Everything the control plane knows. */
 export interface ControlPlaneState {
   format: 'hsmlab-control-plane/v1'
@@ -191,6 +247,10 @@ export interface ControlPlaneState {
    * request id, until the destination region confirmed it keeps nothing of them.
    */
   abandonedCopies?: Record<string, AbandonedCopyRecord>
+  /** hsmlab extension (issue 12): synchronisation tasks by primary cluster id. The records of their resources are in sync-records.json. */
+  syncTasks?: Record<string, SyncTaskRecord>
+  /** hsmlab extension (issue 12): clusters of this region that are or were replicas, by cluster id. */
+  syncReplicaOf?: Record<string, SyncReplicaOfRecord>
 }
 
 /** A copy request answered with a failure, whose destination must drop whatever it recorded. */
@@ -210,6 +270,8 @@ function withoutPrototypes (state: ControlPlaneState): ControlPlaneState {
   state.hsms = bare(state.hsms)
   state.backups = bare(state.backups)
   if (state.abandonedCopies !== undefined) state.abandonedCopies = bare(state.abandonedCopies)
+  if (state.syncTasks !== undefined) state.syncTasks = bare(state.syncTasks)
+  if (state.syncReplicaOf !== undefined) state.syncReplicaOf = bare(state.syncReplicaOf)
   for (const cluster of Object.values(state.clusters)) cluster.subnetMapping = bare(cluster.subnetMapping)
   return state
 }

@@ -93,6 +93,31 @@ const hsmRoute = {
   required: ['HsmId', 'From', 'Endpoint']
 } as const satisfies Spec
 
+/** hsmlab's synchronisation tasks (issue 12): a user name as the HSMs take it. */
+const syncUserName = str('[A-Za-z0-9_.@-]+', { min: 1, max: 32 })
+/** The scope of a synchronisation task. */
+const syncScope = {
+  kind: 'structure',
+  members: {
+    Keys: {
+      kind: 'structure',
+      members: {
+        All: { kind: 'boolean' },
+        Owners: { kind: 'list', member: syncUserName, max: 1024 },
+        Handles: { kind: 'list', member: { kind: 'integer', min: 0, max: 4_294_967_295 }, max: 10_000 }
+      }
+    },
+    Users: { kind: 'list', member: syncUserName, max: 2048 }
+  }
+} as const satisfies Spec
+const syncType = { kind: 'string', oneOf: ['KEYS', 'KEYS_AND_USERS'] } as const satisfies Spec
+/** One replica of HsmlabCreateSyncTask. */
+const syncReplica = {
+  kind: 'structure',
+  members: { ClusterId: shapes.clusterId, Region: shapes.region, SyncType: syncType },
+  required: ['ClusterId', 'Region', 'SyncType']
+} as const satisfies Spec
+
 /** A request shape: its members and which are required, with their literal types kept for `Infer`. */
 export function request<const M extends Record<string, Spec>, const R extends ReadonlyArray<keyof M & string> = readonly []> (members: M, required?: R): { kind: 'structure', members: M, required: R } {
   return { kind: 'structure', members, required: required ?? ([] as unknown as R) }
@@ -139,7 +164,25 @@ export const requestShapes = {
   DeleteResourcePolicy: request({ ResourceArn: shapes.cloudHsmArn }),
   HsmlabCreateBackup: request({ ClusterId: shapes.clusterId }, ['ClusterId']),
   HsmlabSetHsmRoutes: request({ Routes: { kind: 'list', member: hsmRoute, max: 10_000 } }, ['Routes']),
-  HsmlabDescribeHsmRoutes: request({})
+  HsmlabDescribeHsmRoutes: request({}),
+  // The replicas' count is checked by the handler, to say what is in the way (syncReplicasMax).
+  HsmlabCreateSyncTask: request({ ClusterId: shapes.clusterId, Replicas: { kind: 'list', member: syncReplica, min: 1, max: 10 }, Scope: syncScope }, ['ClusterId', 'Replicas']),
+  HsmlabDescribeSyncTasks: request({ ClusterId: shapes.clusterId }),
+  HsmlabAssociateSyncReplica: request({ ClusterId: shapes.clusterId, ReplicaClusterId: shapes.clusterId, ReplicaRegion: shapes.region, SyncType: syncType },
+    ['ClusterId', 'ReplicaClusterId', 'ReplicaRegion', 'SyncType']),
+  // Confirm is checked by the handler, to say why it is needed.
+  HsmlabDisassociateSyncReplica: request({ ClusterId: shapes.clusterId, ReplicaClusterId: shapes.clusterId, Confirm: shapes.boolean }, ['ClusterId', 'ReplicaClusterId']),
+  HsmlabAddSyncResources: request({ ClusterId: shapes.clusterId, Scope: syncScope }, ['ClusterId', 'Scope']),
+  // Always refused (the scope only grows); its members are read to name the task in the answer.
+  HsmlabRemoveSyncResources: request({ ClusterId: shapes.clusterId, Scope: syncScope }),
+  HsmlabListSyncResources: request({
+    ClusterId: shapes.clusterId,
+    ReplicaClusterId: shapes.clusterId,
+    Status: { kind: 'string', oneOf: ['SYNCHRONIZING', 'SYNCHRONIZED', 'FAILED'] },
+    ResourceType: { kind: 'string', oneOf: ['KEY', 'USER'] },
+    MaxResults: { kind: 'integer', min: 1, max: 10_000 },
+    NextToken: shapes.nextToken
+  }, ['ClusterId'])
 } as const
 
 const regexCache = new Map<string, RegExp>()

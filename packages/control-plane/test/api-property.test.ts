@@ -16,7 +16,7 @@ const INHERITED = [
   'propertyIsEnumerable', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__'
 ]
 const KNOWN = [...OPERATIONS.keys()] as string[]
-const MEMBERS = ['ClusterId', 'BackupId', 'HsmId', 'Filters', 'TagList', 'TagKeyList', 'ResourceId', 'Routes', 'SubnetIds', 'HsmType',
+const MEMBERS = ['ClusterId', 'Replicas', 'Scope', 'ReplicaClusterId', 'Confirm', 'BackupId', 'HsmId', 'Filters', 'TagList', 'TagKeyList', 'ResourceId', 'Routes', 'SubnetIds', 'HsmType',
   'DestinationRegion', 'SignedCert', 'TrustAnchor', 'NextToken', 'MaxResults', 'AvailabilityZone', 'NeverExpires', 'clusterIds', 'states']
 
 const name = fc.oneof(fc.constantFrom(...INHERITED), fc.constantFrom(...KNOWN), fc.stringMatching(/^[A-Za-z0-9_$.:-]{0,24}$/))
@@ -86,5 +86,19 @@ describe('the control plane API under random requests', () => {
       const response = await fetch(`${cp.url}${path}`, { method, ...(body === undefined ? {} : { body }) })
       expect(response.status, `${method} ${path}: ${await response.text()}`).toBeLessThan(500)
     }
+
+    // The synchronisation paths (issue 12): bodies of any shape, with ids of clusters this region does not have.
+    const clusterId = fc.oneof(fc.constantFrom('cluster-abcdefghijk', 'cluster-zzzzzzzzzzz', ...INHERITED), value)
+    const syncBody = fc.record({
+      primaryClusterId: clusterId, replicaClusterId: clusterId, primaryRegion: fc.oneof(fc.constantFrom('us-west-2', ...INHERITED), value),
+      lineage: value, check: fc.oneof(fc.boolean(), value), syncType: fc.oneof(fc.constantFrom('KEYS', 'KEYS_AND_USERS'), value),
+      objects: fc.oneof(fc.array(fc.oneof(fc.base64String({ maxLength: 12 }), value), { maxLength: 3 }), value),
+      deleteKeys: fc.oneof(fc.array(fc.oneof(fc.nat(), value), { maxLength: 3 }), value), deleteUsers: fc.oneof(fc.array(value, { maxLength: 3 }), value)
+    }, { requiredKeys: [] })
+    const syncPath = fc.constantFrom('inventory', 'associate', 'disassociate', 'apply')
+    await fc.assert(fc.asyncProperty(syncPath, syncBody, async (path, body) => {
+      const response = await fetch(`${cp.url}/_hsmlab/sync/${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      expect(response.status, await response.text()).toBeLessThan(500)
+    }), { numRuns: 200, interruptAfterTimeLimit: 3_000 })
   })
 })

@@ -13,6 +13,7 @@ import * as cp from '../src/index.js'
 import { LabClock } from '../src/clock.js'
 import { violations, requestShapes } from '../src/validation.js'
 import { certificationRequest, p256KeyFromSeed, x509Name } from '@hsmlab/crypto'
+import { SyncOutcomeCode } from '@hsmlab/hsm'
 import { checkSignedCertificate } from '../src/x509.js'
 import { copyRefusal } from '../src/copy-protocol.js'
 import { BackupFiles } from '../src/backup-files.js'
@@ -270,6 +271,15 @@ describe('errors', () => {
     }).sort()
     expect(documented).toEqual(exported)
     expect([...cp.CONTROL_PLANE_ERROR_CODES].sort()).toEqual(exported)
+  })
+
+  it('documents every failure cause of a synchronisation record in docs/control-plane.md', () => {
+    const page = readFileSync(new URL('../../../docs/control-plane.md', import.meta.url), 'utf8')
+    const table = page.slice(page.indexOf('### Records and failure causes'), page.indexOf('### Between regions'))
+    const documented = [...table.matchAll(/`([A-Z_]+)`/g)].map(m => m[1]).filter(c => c !== undefined && /_/.test(c)).sort()
+    expect(documented).toEqual([...cp.SYNC_FAILURE_CODES].sort())
+    // Every refusal an HSM's syncApply can answer is a failure cause a record can show.
+    for (const code of Object.values(SyncOutcomeCode)) expect(cp.SYNC_FAILURE_CODES).toContain(code)
   })
 
   it('errors carry a stable code, a name and their cause', () => {

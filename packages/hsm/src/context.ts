@@ -5,7 +5,7 @@
  * cluster's token keys in step. They meet here.
  */
 import type { HsmCertificate, PasswordHash, SecureChannel, SigningKeyPair } from '@hsmlab/crypto'
-import type { OperationArgs, OperationName, OperationResult, PeerAddress, UserType } from '@hsmlab/protocol'
+import type { OperationArgs, OperationName, OperationResult, PeerAddress, SyncRole, UserType } from '@hsmlab/protocol'
 import type { Store } from '@hsmlab/store'
 import type { KeyRecord, KeyTable } from './key-table.js'
 
@@ -36,6 +36,8 @@ export interface Session {
   user?: { userId: number, userType: UserType, userName: string }
   /** Set once the other end proved it is an HSM of this cluster (peerHello). */
   peer?: { hsmId: string }
+  /** Set once the other end proved it holds the cluster's trust anchor (syncHello): the control plane. */
+  sync?: true
   /** Session keys: on this HSM only, gone when the connection closes. */
   readonly sessionKeys: Map<number, KeyRecord>
   /**
@@ -83,6 +85,12 @@ export interface Replicator {
   keyDeleted: (handle: number) => void
   /** The peers changed (setPeers). */
   peersChanged: (peers: PeerAddress[]) => void
+  /**
+   * syncApply applied these masked objects and user deletions here: pass them on to the peers
+   * (peerSyncApply), since peerPush never replaces a key a peer holds and users are not
+   * replicated otherwise. Not waited for.
+   */
+  syncApplied?: (objects: Uint8Array[], deleteUsers: string[]) => void
   start: () => Promise<void>
   stop: () => Promise<void>
 }
@@ -107,6 +115,11 @@ export interface HsmContext {
    * network) outside.
    */
   runExclusive: <T>(task: () => Promise<T>) => Promise<T>
+  /**
+   * The HSM's synchronisation role (sync-role.ts): while it is 'replica' or 'disassociated',
+   * handlers refuse client changes to keys and users. Absent: 'none'.
+   */
+  syncRole?: () => { role: SyncRole, primaryClusterId?: string }
 }
 
 /** Handles one operation for one session; throws `WireError` to fail with a return code. */

@@ -17,7 +17,7 @@ import { open as fsOpen, mkdir, readFile, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CryptoError, deriveKey, open, seal } from '@hsmlab/crypto'
 import { takePidLock } from '@hsmlab/process'
-import type { PeerAddress } from '@hsmlab/protocol'
+import type { PeerAddress, SyncRole } from '@hsmlab/protocol'
 import { openStore } from '@hsmlab/store'
 import type { Store } from '@hsmlab/store'
 import type { HsmIdentity, KeyRecord, KeyTombstone, UserRecord } from './context.js'
@@ -39,6 +39,8 @@ export const META_IDENTITY = 'identity'
 export const META_PEERS = 'peers'
 /** Id of the quorum settings (`QuorumSettings`) in the meta store. */
 export const META_QUORUM = 'quorum'
+/** Id of the synchronisation role (`SyncRoleRecord`) in the meta store. */
+export const META_SYNC_ROLE = 'sync-role'
 
 /** The peer list the lab last set, with the version and signature it came with. */
 export interface PeerList {
@@ -47,8 +49,21 @@ export interface PeerList {
   signature: Uint8Array
 }
 
+/**
+ * The synchronisation role the control plane last set (setSyncRole), with the version and the
+ * trust anchor's signature it came with: kept in the sealed meta store, so it survives a restart
+ * and a changed byte makes the store refuse to load, like the peer list.
+ */
+export interface SyncRoleRecord {
+  kind: 'sync-role'
+  role: SyncRole
+  primaryClusterId?: string
+  version: number
+  signature: Uint8Array
+}
+
 /** What the meta store holds. */
-export type MetaRecord = { kind: 'identity', identity: HsmIdentity } | ({ kind: 'peers' } & PeerList) | QuorumSettings
+export type MetaRecord = { kind: 'identity', identity: HsmIdentity } | ({ kind: 'peers' } & PeerList) | QuorumSettings | SyncRoleRecord
 
 /** The quorum minimum values (M) of this HSM by service, set by setMValue; a service not named has M = 1. */
 export interface QuorumSettings {

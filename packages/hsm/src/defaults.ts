@@ -76,5 +76,10 @@ export const hsmDefaults = {
    */
   quorumTokenTtlMs: 600_000,
   /** Quorum tokens an HSM holds at once ("the HSM can store up to 1024 quorum tokens"). @default 1024 */
-  quorumTokensMax: 1024
+  quorumTokensMax: 1024,
+  /**
+   * Changes the synchronisation change sequence keeps (syncChanges); a caller that fell further
+   * behind gets a full answer instead. About 100 bytes each. @default 65536
+   */
+  syncChangesRetainedMax: 65_536
 } as const

@@ -15,10 +15,12 @@ import { HsmError, HSM_ERR_INVALID_ARGUMENT } from './errors.js'
 import { deriveBackupKey } from './backup.js'
 import { createBackupHandlers } from './handlers/backup-handlers.js'
 import { createInfoHandlers } from './handlers/info-handlers.js'
+import { cryptoHandlers } from './handlers/crypto-handlers.js'
 import { keyHandlers } from './handlers/key-handlers.js'
 import { maskedObjectHandlers } from './handlers/masked-object-handlers.js'
 import { peerHandlers } from './handlers/peer-handlers.js'
 import { createQuorumHandlers } from './handlers/quorum-handlers.js'
+import { createSyncHandlers } from './handlers/sync-handlers.js'
 import { createUserHandlers } from './handlers/user-handlers.js'
 import { KeyTable } from './key-table.js'
 import { QuorumTable } from './quorum-table.js'
@@ -28,6 +30,10 @@ import { PeerBook } from './peers.js'
 import { createReplicator } from './replication.js'
 import type { ReplicatorOptions } from './replication.js'
 import { HsmServer } from './server.js'
+import { SyncChangeFeed, keyChangeRefs, observeStore, userChangeRefs } from './sync-feed.js'
+import type { FeedLookups } from './sync-feed.js'
+import { warmSyncDigests } from './sync-digest.js'
+import { SyncRoleBook } from './sync-role.js'
 import PQueue from 'p-queue'
 
 /** Options of `startHsm`. */
@@ -64,6 +70,8 @@ export interface StartHsmOptions {
   syncWrites?: boolean
   /** Options of the key replicator (intervals, backoff, bounds); see `replicationDefaults`. */
   replication?: Omit<ReplicatorOptions, 'logger'>
+  /** Changes the synchronisation change sequence keeps (syncChanges). @default hsmDefaults.syncChangesRetainedMax (65536) */
+  syncChangesRetainedMax?: number
 }
 
 /** A running HSM. */
@@ -143,12 +151,27 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
     // User changes run one at a time per HSM (see HsmContext.runExclusive).
     const exclusive = new PQueue({ concurrency: 1 })
     let late: Replicator | undefined
+    // Every durable change of a key or user, by whoever made it, enters the change sequence that
+    // syncChanges reads: the stores everything writes through are observed ones.
+    const feed = new SyncChangeFeed(opts.syncChangesRetainedMax ?? hsmDefaults.syncChangesRetainedMax)
+    const lookups: FeedLookups = {
+      userName: userId => stores.users.get(String(userId))?.userName,
+      keysSharedWith: userId => {
+        const handles: number[] = []
+        for (const key of stores.keys.values()) if (!('deleted' in key) && key.sharedWith.includes(userId)) handles.push(key.handle)
+        return handles
+      }
+    }
+    const users = observeStore(stores.users, (changes, before) => { feed.record(userChangeRefs(lookups, changes, before)) })
+    const keys = observeStore(stores.keys, (changes, before) => { feed.record(keyChangeRefs(lookups, changes, before)) })
+    const roles = new SyncRoleBook(stores.meta)
     const ctx: HsmContext = {
       identity,
       limits,
-      users: stores.users,
-      keys: new KeyTable({ store: stores.keys, nextHandle: handleAllocator(stores, identity.slot), keysMax: limits.keysMax, sessions }),
+      users,
+      keys: new KeyTable({ store: keys, nextHandle: handleAllocator(stores, identity.slot), keysMax: limits.keysMax, sessions }),
       sessions,
+      syncRole: () => roles.current(),
       get replicator (): Replicator {
         if (late === undefined) throw new Error('the replicator is used before it was created')
         return late
@@ -165,9 +188,11 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
       ...createQuorumHandlers(quorum),
       ...createInfoHandlers({ certificates: buildCertificates(identity, opts.manufacturerKey), peerBook }),
       ...keyHandlers,
+      ...cryptoHandlers,
       ...maskedObjectHandlers,
       ...peerHandlers,
-      ...createBackupHandlers({ backupKey: deriveBackupKey(opts.manufacturerKey), quorum })
+      ...createBackupHandlers({ backupKey: deriveBackupKey(opts.manufacturerKey), quorum }),
+      ...createSyncHandlers({ feed, roles })
     }
     const host = opts.host ?? hsmDefaults.host
     server = new HsmServer({
@@ -188,6 +213,7 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
     })
     const bound = await server.listen()
     await replicator.start()
+    const stopWarming = warmSyncDigests(ctx)
     const url = `ws://${bound.host.includes(':') ? `[${bound.host}]` : bound.host}:${bound.port}`
     log.info({ hsmId: identity.hsmId, clusterId: identity.clusterId, url }, 'HSM listening')
 
@@ -197,6 +223,9 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
     const stop = async (): Promise<void> => {
       stopping ??= (async () => {
         log.info({ hsmId: identity.hsmId }, 'HSM stopping')
+        // Long polls answer now (with what they have) instead of holding the stop up.
+        feed.close()
+        stopWarming()
         await running.close(opts.stopTimeoutMs ?? hsmDefaults.stopTimeoutMs)
         await runningReplicator.stop()
         // Closing a store waits for the writes it already accepted.

@@ -32,7 +32,8 @@ export { startHsm } from './hsm-node.js'
 export type { HsmNode, StartHsmOptions } from './hsm-node.js'
 export {
   APPLIANCE_USER_NAME, DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD, createClusterSecrets, createManufacturerKey, issueHsmIdentity,
-  provisionHsm, readManufacturerKey, signBackupRequest, signPeers, verifyBackupRequest, verifyPeers, writeManufacturerKey
+  provisionHsm, readManufacturerKey, signBackupRequest, signPeers, signSyncHello, signSyncRole, verifyBackupRequest, verifyPeers,
+  verifySyncHello, verifySyncRole, writeManufacturerKey
 } from './provisioning.js'
 export type { ClusterSecrets, IssuedHsmIdentity, ProvisionOptions, ProvisionedHsm } from './provisioning.js'
 export { provisionFromFile, readProvisionFile, writeProvisionFile } from './provision-file.js'
@@ -51,4 +52,5 @@ export type { RequestEvent } from './server.js'
 export type { HsmLimits } from './context.js'
 
 export { REPLICATED_CHANNEL } from './replication.js'
+export { SyncOutcomeCode } from './handlers/sync-handlers.js'
 export type { ReplicatedMessage } from './replication.js'

@@ -27,6 +27,14 @@ function canonicalValue (value: AttributeValue): [string, string | number] {
   return ['b', hex(value)]
 }
 
+/** A key's attributes in a canonical form: `[id, type, value]` in id order, bytes in hex. */
+export function canonicalAttributes (record: KeyRecord): Array<[number, string, string | number]> {
+  return Object.keys(record.attributes)
+    .map(Number)
+    .sort((a, b) => a - b)
+    .map(id => [id, ...canonicalValue(record.attributes[id]!)])
+}
+
 const digestCache = new WeakMap<KeyRecord, string>()
 
 /** SHA-256 (hex) of a key's material: lets digests compare material without carrying it. */
@@ -44,10 +52,7 @@ export function keyDigest (record: KeyRecord): string {
   // per stored version of a key (peerInventory asks for all of them every sync round).
   const cached = digestCache.get(record)
   if (cached !== undefined) return cached
-  const attributes = Object.keys(record.attributes)
-    .map(Number)
-    .sort((a, b) => a - b)
-    .map(id => [id, ...canonicalValue(record.attributes[id]!)])
+  const attributes = canonicalAttributes(record)
   const shared = [...record.sharedWith].sort((a, b) => a - b)
   const digest = sha256Hex(JSON.stringify([
     'hsmlab/key/v1', record.handle, record.keyClass, record.keyType, materialDigest(record.material),

@@ -237,7 +237,8 @@ export function describePrivateKey (pkcs8Der: Uint8Array, expectedKeyType?: numb
 const privateKeyCache = new WeakMap<Uint8Array, KeyObject>()
 const publicKeyCache = new WeakMap<Uint8Array, KeyObject>()
 
-function privateKeyObject (pkcs8Der: Uint8Array): KeyObject {
+/** A cached KeyObject of PKCS#8 material. */
+export function privateKeyObject (pkcs8Der: Uint8Array): KeyObject {
   let key = privateKeyCache.get(pkcs8Der)
   if (key === undefined) {
     key = createPrivateKey({ key: Buffer.from(pkcs8Der), format: 'der', type: 'pkcs8' })
@@ -246,7 +247,8 @@ function privateKeyObject (pkcs8Der: Uint8Array): KeyObject {
   return key
 }
 
-function publicKeyObject (spkiDer: Uint8Array): KeyObject {
+/** A cached KeyObject of SPKI material. */
+export function publicKeyObject (spkiDer: Uint8Array): KeyObject {
   let key = publicKeyCache.get(spkiDer)
   if (key === undefined) {
     key = createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' })

@@ -11,7 +11,7 @@ import {
   sign, utf8, verifySignature
 } from '@hsmlab/crypto'
 import type { HsmCertificate, SigningKeyPair } from '@hsmlab/crypto'
-import type { PeerAddress } from '@hsmlab/protocol'
+import type { PeerAddress, SyncRole } from '@hsmlab/protocol'
 import type { HsmIdentity, KeyRecord, KeyTombstone, UserRecord } from './context.js'
 import { META_IDENTITY, META_QUORUM, STORAGE_KEY_FILE, hasStorageKey, openDataStores, storeFilesIn, writeStorageKey } from './data-dir.js'
 import type { DataStoreOptions } from './data-dir.js'
@@ -333,4 +333,40 @@ export function signBackupRequest (anchorSecretKey: Uint8Array, hsmId: string, r
 /** True when `signature` is the trust anchor's `signBackupRequest` signature over exactly these arguments. */
 export function verifyBackupRequest (anchorPublicKey: Uint8Array, hsmId: string, requestedAtMs: number, signature: Uint8Array): boolean {
   return verifySignature(anchorPublicKey, backupRequestBytes(hsmId, requestedAtMs), signature)
+}
+
+function syncHelloBytes (hsmId: string, requestedAtMs: number): Uint8Array {
+  return utf8(`hsmlab/sync-hello/v1\0${hsmId}\0${requestedAtMs}`)
+}
+
+/**
+ * The trust anchor's signature that elevates a session of HSM `hsmId` to the synchronisation
+ * operations (`syncHello`) at `requestedAtMs` (milliseconds since the epoch, the signer's clock).
+ * Its own domain string keeps it apart from a backup request over the same HSM and time; like
+ * that one it is refused more than `hsmDefaults.backupRequestSkewMsMax` from the HSM's clock.
+ */
+export function signSyncHello (anchorSecretKey: Uint8Array, hsmId: string, requestedAtMs: number): Uint8Array {
+  return sign(anchorSecretKey, syncHelloBytes(hsmId, requestedAtMs))
+}
+
+/** True when `signature` is the trust anchor's `signSyncHello` signature over exactly these arguments. */
+export function verifySyncHello (anchorPublicKey: Uint8Array, hsmId: string, requestedAtMs: number, signature: Uint8Array): boolean {
+  return verifySignature(anchorPublicKey, syncHelloBytes(hsmId, requestedAtMs), signature)
+}
+
+function syncRoleBytes (hsmId: string, role: SyncRole, primaryClusterId: string | undefined, version: number): Uint8Array {
+  return utf8(`hsmlab/sync-role/v1\0${hsmId}\0${role}\0${primaryClusterId ?? ''}\0${version}`)
+}
+
+/**
+ * The trust anchor's signature over the synchronisation role of HSM `hsmId` (`setSyncRole`). It
+ * names the HSM and the version, so a role cannot be replayed to another HSM or to roll one back.
+ */
+export function signSyncRole (anchorSecretKey: Uint8Array, hsmId: string, role: SyncRole, primaryClusterId: string | undefined, version: number): Uint8Array {
+  return sign(anchorSecretKey, syncRoleBytes(hsmId, role, primaryClusterId, version))
+}
+
+/** True when `signature` is the trust anchor's `signSyncRole` signature over exactly these arguments. */
+export function verifySyncRole (anchorPublicKey: Uint8Array, hsmId: string, role: SyncRole, primaryClusterId: string | undefined, version: number, signature: Uint8Array): boolean {
+  return verifySignature(anchorPublicKey, syncRoleBytes(hsmId, role, primaryClusterId, version), signature)
 }

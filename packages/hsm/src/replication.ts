@@ -289,6 +289,8 @@ class Replication implements ClusterReplicator {
   readonly connect: PeerConnector
   readonly random: () => number
   private readonly peers = new Map<string, PeerLink>()
+  /** The peerSyncApply calls of each peer, chained in order. */
+  private readonly syncChains = new Map<string, { tail: Promise<void>, pending: number }>()
   private interval: NodeJS.Timeout | undefined
   private started = false
   private stopped = false
@@ -407,6 +409,29 @@ class Replication implements ClusterReplicator {
     } catch (err) {
       this.log.error({ handle: record.handle, err: errorText(err) }, 'cannot mask a key for replication')
       throw new WireError(ReturnCode.MIN_SERVERS_NOT_MET, `key ${record.handle} could not be prepared for replication`, { cause: err })
+    }
+  }
+
+  syncApplied (objects: Uint8Array[], deleteUsers: string[]): void {
+    if (objects.length === 0 && deleteUsers.length === 0) return
+    for (const link of this.peers.values()) {
+      // A peer that is away misses it; the synchronisation task's next diff finds the difference.
+      if (link.connection === undefined) continue
+      // One at a time per peer, in order: a later version of a key must not be overtaken by an
+      // earlier one (the push queue runs several at once).
+      const chain = this.syncChains.get(link.hsmId) ?? { tail: Promise.resolve(), pending: 0 }
+      if (chain.pending >= this.settings.pushQueueMax) continue
+      chain.pending++
+      chain.tail = chain.tail.then(async () => {
+        const connection = link.connection
+        if (connection === undefined || link.isClosed) return
+        try {
+          await connection.call('peerSyncApply', { objects, deleteUsers }, { timeoutMs: this.settings.requestTimeoutMs })
+        } catch (err) {
+          this.log.info({ peer: link.hsmId, err: errorText(err) }, 'peerSyncApply failed; the synchronisation task repairs it')
+        }
+      }).finally(() => { chain.pending-- })
+      this.syncChains.set(link.hsmId, chain)
     }
   }
 

@@ -59,6 +59,7 @@ function fieldValue (field: FieldSpec): fc.Arbitrary<unknown> {
     case 'bytes': return fc.uint8Array({ maxLength: 80 })
     case 'int[]': return fc.array(fc.integer({ min: 0, max: 8 }), { maxLength: 3 })
     case 'string[]': return fc.array(str, { maxLength: 3 })
+    case 'bytes[]': return fc.array(fc.uint8Array({ maxLength: 80 }), { maxLength: 3 })
     case 'object': return fc.dictionary(fc.constantFrom('hsmId', 'clusterId', 'publicKey', 'signature', ...INHERITED), value, { maxKeys: 4 })
     case 'object[]': return fc.array(fc.dictionary(fc.constantFrom('hsmId', 'endpoint', ...INHERITED), value, { maxKeys: 3 }), { maxLength: 2 })
   }

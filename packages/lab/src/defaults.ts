@@ -77,7 +77,11 @@ export const labDefaults = {
   logTailLines: 20
 } as const
 
-/** The default lab: us-east-1/primary (2 HSMs, activated, CO admin, CU alice) and its clone us-west-2/dr (2 HSMs). */
+/**
+ * The default lab: us-east-1/primary (2 HSMs, activated, CO admin, CU alice), its clone us-west-2/dr
+ * (2 HSMs), and its clone eu-west-1/replica (1 HSM), the replica of primary's synchronisation task
+ * (KEYS_AND_USERS, every key, the user alice).
+ */
 export const DEFAULT_TOPOLOGY_PATH = fileURLToPath(new URL('../topologies/default.json', import.meta.url))
 
 /** Name of the lab's state file inside DIR. */

@@ -40,6 +40,15 @@ export const LAB_ERR_FAULTS = 'LAB_ERR_FAULTS'
 /** `hsmlab scenario run`: the scenario file cannot be read, is not JSON, is not a valid scenario, or names what its topology does not have. */
 export const LAB_ERR_SCENARIO = 'LAB_ERR_SCENARIO'
 
+/** `hsmlab up`: a cluster's client daemon (hsmlab-client) exited before its ready line or was not ready in time. */
+export const LAB_ERR_CLIENT_DAEMON = 'LAB_ERR_CLIENT_DAEMON'
+/** `hsmlab sync`: the control plane refused or failed a synchronisation operation (its words follow), or a cluster named is not created yet. */
+export const LAB_ERR_SYNC = 'LAB_ERR_SYNC'
+/** `hsmlab sync status` (and the other sync commands that need one): the cluster named is not the primary of a synchronisation task. */
+export const LAB_ERR_NO_SYNC_TASK = 'LAB_ERR_NO_SYNC_TASK'
+/** `hsmlab sync remove-resources`: a scope only grows; removing resources from it is not supported. */
+export const LAB_ERR_SYNC_SCOPE_ADD_ONLY = 'LAB_ERR_SYNC_SCOPE_ADD_ONLY'
+
 /** Every code of this package. */
 export const LAB_ERROR_CODES: readonly string[] = [
   LAB_ERR_USAGE,
@@ -54,5 +63,9 @@ export const LAB_ERROR_CODES: readonly string[] = [
   LAB_ERR_ACTIVATION,
   LAB_ERR_BACKUP,
   LAB_ERR_FAULTS,
-  LAB_ERR_SCENARIO
+  LAB_ERR_SCENARIO,
+  LAB_ERR_CLIENT_DAEMON,
+  LAB_ERR_SYNC,
+  LAB_ERR_NO_SYNC_TASK,
+  LAB_ERR_SYNC_SCOPE_ADD_ONLY
 ]

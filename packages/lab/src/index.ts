@@ -31,12 +31,20 @@ export type { AppliedFault, ApplyFaultOptions, FaultLabLocation, FaultListing, H
 export type { FaultLinks, LabFault } from './fault-vocabulary.js'
 export { availabilityZonesOf } from './cluster-builder.js'
 export { parseTopology, readTopology } from './topology.js'
-export type { Topology, TopologyCluster, TopologyRegion, TopologyUser } from './topology.js'
+export type { Topology, TopologyCluster, TopologyRegion, TopologySync, TopologyUser } from './topology.js'
+export {
+  buildSyncTasks, labSyncAddReplica, labSyncAddResources, labSyncCreate, labSyncRemoveReplica, labSyncRemoveResources, labSyncStatus
+} from './sync.js'
+export type { SyncLocation, SyncTaskJson } from './sync.js'
+export { parseSyncCommand, syncMain } from './sync-command.js'
+export type { SyncCommand } from './sync-command.js'
+export { parseSyncKeys, parseSyncUsers, syncStatusJsonOf } from './sync-scope.js'
+export type { ApiSyncResourceRecord, ApiSyncScope, ApiSyncTask, SyncKeys, SyncResourceJson, SyncScope, SyncStatus, SyncStatusJson, SyncTaskStatus, SyncType } from './sync-scope.js'
 export { LAB_STATE_FORMAT, LabLayout, readLabState } from './lab-state.js'
 export { DEFAULT_TOPOLOGY_PATH, labDefaults } from './defaults.js'
 export {
   LabError, LAB_ERROR_CODES, LAB_ERR_ACTIVATION, LAB_ERR_BACKUP, LAB_ERR_BUSY, LAB_ERR_CLUSTER, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS, LAB_ERR_HSM_START,
-  LAB_ERR_NO_LAB, LAB_ERR_SCENARIO, LAB_ERR_STATE, LAB_ERR_TOPOLOGY, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
+  LAB_ERR_NO_LAB, LAB_ERR_CLIENT_DAEMON, LAB_ERR_NO_SYNC_TASK, LAB_ERR_SCENARIO, LAB_ERR_STATE, LAB_ERR_SYNC, LAB_ERR_SYNC_SCOPE_ADD_ONLY, LAB_ERR_TOPOLOGY, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE
 } from './errors.js'
 export { SCENARIO_EXIT, parseScenario, readScenario, resolveScenario, runScenario } from './scenario/index.js'
 export type { RunScenarioOptions, Scenario, ScenarioResult, Verdict } from './scenario/index.js'

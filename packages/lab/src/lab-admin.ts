@@ -5,6 +5,7 @@
 import { rm } from 'node:fs/promises'
 import { relative, sep } from 'node:path'
 import type { Backup } from '@hsmlab/control-plane'
+import { stopClientDaemons } from './client-daemons.js'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_BACKUP, LAB_ERR_CONTROL_PLANE, LAB_ERR_NO_LAB, LAB_ERR_USAGE } from './errors.js'
 import { LabLayout, LabStateWriter, acquireLabLock, readLabState } from './lab-state.js'
@@ -48,6 +49,8 @@ export async function labDown (options: LabDownOptions = {}): Promise<LabDownRes
     }
     if (lab !== undefined) {
       const writer = new LabStateWriter(layout)
+      // The client daemons first: their applications get CKR_DEVICE_ERROR, not a half-stopped cluster.
+      for (const s of await stopClientDaemons(layout, lab.clusters)) result.stopped.push({ kind: 'client-daemon', ...s })
       await Promise.all(lab.controlPlanes.map(async cp => {
         if (cp.endpoint !== undefined) {
           result.leftRunning.push({ region: cp.region, endpoint: cp.endpoint })

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises'
 import { HsmConnection } from '@hsmlab/client'
 import type { Cluster, ControlPlaneClient, Hsm } from '@hsmlab/control-plane'
 import { decodeTrustAnchor } from '@hsmlab/crypto'
+import { clientStatusOf } from './client-daemons.js'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_NO_LAB } from './errors.js'
 import { LabLayout, readLabState } from './lab-state.js'
@@ -14,6 +15,8 @@ import type { ClusterState, ControlPlaneState, HsmSeen, LabState } from './lab-s
 import { isLabProcess } from './launcher.js'
 import { clientEndpointsOf, faultEndpointOf, faultLayerActive, faultProxyAnswers } from './fault-layer.js'
 import { clustersOf } from './topology.js'
+import { clusterNamer, syncTasksOf } from './sync.js'
+import type { SyncTaskStatus } from './sync-scope.js'
 import { apiFor, crossPairs, endpointOf, healthOf, labDir, liveHsms } from './lab.js'
 import type { ClusterStatus, ControlPlaneStatus, FaultsStatus, HsmRunState, HsmStatus, LabLocation, LabStatus, RegionStatus } from './lab.js'
 
@@ -30,6 +33,8 @@ interface RegionView {
   clusters: Map<ClusterState, Cluster>
   /** When the control plane does not answer: each HSM as probed directly. */
   probed?: Map<string, { pid: number | null, state: HsmRunState }>
+  /** The synchronisation tasks of its region's primaries, by primary cluster id. */
+  syncTasks?: Map<string, SyncTaskStatus[]>
 }
 
 function hsmStatusOf (layout: LabLayout, record: ClusterState, hsm: Hsm, server: number, routed: ReadonlyMap<string, string>): HsmStatus {
@@ -80,7 +85,7 @@ export function reportOf (layout: LabLayout, lab: LabState, views: Map<string, R
       const spec = specOf.get(`${record.region}/${record.name}`)
       const described = view?.clusters.get(record)
       const cloneOf = spec?.cloneOf === undefined ? null : `${spec.cloneOf.region}/${spec.cloneOf.cluster}`
-      const files = { cmuConfig: layout.cmuConfig(record.region, record.name), trustAnchor: layout.trustAnchorFile(record.region, record.name) }
+      const files = { cmuConfig: layout.cmuConfig(record.region, record.name), trustAnchor: layout.trustAnchorFile(record.region, record.name), client: clientStatusOf(layout, record) }
       if (described !== undefined) {
         const state = described.State ?? 'UNKNOWN'
         return {
@@ -94,7 +99,8 @@ export function reportOf (layout: LabLayout, lab: LabState, views: Map<string, R
           cloneOf,
           sourceBackupId: described.SourceBackupId ?? null,
           ...files,
-          hsms: liveHsms(described).map((h, i) => hsmStatusOf(layout, record, h, i, routed))
+          hsms: liveHsms(described).map((h, i) => hsmStatusOf(layout, record, h, i, routed)),
+          syncTasks: record.id === null ? [] : view?.syncTasks?.get(record.id) ?? []
         }
       }
       // Not described: its control plane does not answer, or does not know it (yet).
@@ -126,7 +132,8 @@ export function reportOf (layout: LabLayout, lab: LabState, views: Map<string, R
             dataDir: layout.hsmDataDir(record.region, h.id),
             log: layout.hsmLogFile(record.region, h.id)
           }
-        })
+        }),
+        syncTasks: []
       }
     })
     return { name: region.name, controlPlane, clusters }
@@ -184,19 +191,32 @@ async function describeAll (api: ControlPlaneClient): Promise<Cluster[]> {
   return clusters
 }
 
+/**
+ * The synchronisation tasks of a region's primaries; none when its control plane has no
+ * synchronisation service or cannot say now (the clusters' report does not wait on it).
+ */
+export async function syncTasksIn (api: ControlPlaneClient, lab: LabState): Promise<Map<string, SyncTaskStatus[]>> {
+  try {
+    return await syncTasksOf(api, clusterNamer(lab))
+  } catch {
+    return new Map()
+  }
+}
+
 async function viewOf (layout: LabLayout, lab: LabState, cp: ControlPlaneState): Promise<RegionView> {
   const records = lab.clusters.filter(c => c.region === cp.region)
   const external = cp.endpoint !== undefined
   const health = external || await isLabProcess(cp.pid, layout.controlPlaneDir(cp.region)) ? await healthOf(cp) : undefined
   if (health !== undefined && 'pid' in health) {
     try {
-      const all = await describeAll(apiFor(cp))
+      const api = apiFor(cp)
+      const [all, syncTasks] = await Promise.all([describeAll(api), syncTasksIn(api, lab)])
       const clusters = new Map<ClusterState, Cluster>()
       for (const record of records) {
         const found = all.find(c => c.ClusterId === record.id && c.State !== 'DELETED')
         if (found !== undefined) clusters.set(record, found)
       }
-      return { running: true, clusters, pid: health.pid }
+      return { running: true, clusters, pid: health.pid, syncTasks }
     } catch {
       // It stopped answering meanwhile: probe its HSMs as below.
     }

@@ -21,6 +21,7 @@ import { ROOT_FILE_NAMES, standInRoots } from '@hsmlab/crypto'
 import { createManufacturerKey, readManufacturerKey, writeManufacturerKey } from '@hsmlab/hsm'
 import { writeFileAtomic } from '@hsmlab/process'
 import { ClusterBuilder } from './cluster-builder.js'
+import { ensureClientDaemons } from './client-daemons.js'
 import type { BuildStep, BuiltCluster } from './cluster-builder.js'
 import { createCustomerCa } from './customer-ca.js'
 import type { CustomerCa } from './customer-ca.js'
@@ -37,20 +38,23 @@ import { clustersOf, readTopology } from './topology.js'
 import type { Topology } from './topology.js'
 import { answers, apiFor, crossPairs, endpointOf, exists, healthOf, labDir, liveHsms } from './lab.js'
 import type { LabUpOptions, LabUpResult } from './lab.js'
-import { faultsStatusOf, reportOf } from './lab-status.js'
+import { faultsStatusOf, reportOf, syncTasksIn } from './lab-status.js'
+import { buildSyncTasks } from './sync.js'
+import type { SyncTaskStatus } from './sync-scope.js'
 
 /**
  * Progress of `labUp`, published on `node:diagnostics_channel` for tests and the bench:
  * `{ step, elapsedMs, region?, cluster?, detail? }`; step one of locked, control-plane (a control
  * plane answers), the cluster steps of cluster-builder.ts (cluster-created, hsm-active,
- * initialized, activated, cluster-active, backup-ready, backup-copied, cluster-ready), done.
+ * initialized, activated, cluster-active, backup-ready, backup-copied, cluster-ready), sync-tasks
+ * (the topology's synchronisation tasks built; `detail` the primaries whose task changed), done.
  */
 export const UP_CHANNEL = 'hsmlab:lab:up'
 const upChannel = channel(UP_CHANNEL)
 
 /** One message of `UP_CHANNEL`. */
 export interface UpProgress {
-  step: 'locked' | 'control-plane' | BuildStep | 'done'
+  step: 'locked' | 'control-plane' | BuildStep | 'sync-tasks' | 'done'
   elapsedMs: number
   /** `region` for control-plane steps, `region/cluster` for cluster steps. */
   what?: string
@@ -463,6 +467,25 @@ async function routeLinks (layout: LabLayout, lab: LabState, writer: LabStateWri
 }
 
 /**
+ * The topology's synchronisation tasks, once every cluster is ACTIVE and every link runs (the
+ * association is checked over the WAN links): built, or completed, through the primaries' control
+ * planes; the control planes then synchronise by themselves, which `up` does not wait for.
+ * Resolves with every region's tasks, for the report.
+ */
+async function syncPhase (lab: LabState, planes: ControlPlanes, progress: Progress): Promise<Map<string, SyncTaskStatus[]>> {
+  const apiOf = (region: string): ControlPlaneClient => planes.apis.get(region) as ControlPlaneClient
+  if (clustersOf(lab.topology).some(({ cluster }) => cluster.sync !== undefined)) {
+    const changed = await buildSyncTasks(lab, apiOf)
+    progress('sync-tasks', undefined, changed.join(', '))
+  }
+  const tasks = new Map<string, SyncTaskStatus[]>()
+  for (const each of await Promise.all(lab.controlPlanes.map(async cp => await syncTasksIn(apiOf(cp.region), lab)))) {
+    for (const [id, list] of each) tasks.set(id, list)
+  }
+  return tasks
+}
+
+/**
  * The topology's faults, once every HSM took its routed peer list: set by the `up` that starts the
  * fault proxy (a running one keeps what was set or healed since), or when the topology brings
  * other ones. Resolves with those set.
@@ -512,11 +535,15 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     const built = await building.result()
 
     const described = await routeLinks(layout, lab, writer, built, linkedRegions, planes, faultOptions)
+    // A lab whose control planes run elsewhere (the Docker lab's one-shot `up`) starts no process
+    // that would outlive it: there the client daemon is a service of its own (docker-compose.yml `app`).
+    if (!lab.controlPlanes.some(cp => cp.endpoint !== undefined)) await ensureClientDaemons(layout, lab.clusters)
+    const syncTasks = await syncPhase(lab, planes, progress)
     const faultsApplied = await applyTopologyFaults(lab, writer, linkedRegions.faultProxyStarted || faultsChanged)
     const elapsedMs = performance.now() - startedAt
     progress('done')
     // Everything answered a moment ago: the report is made from what the lab just saw, not probed again.
-    const status = reportOf(layout, lab, new Map(lab.controlPlanes.map(cp => [cp.region, { running: true, clusters: described, pid: planes.externalPids.get(cp.region) }])), faultsStatusOf(layout, lab, true))
+    const status = reportOf(layout, lab, new Map(lab.controlPlanes.map(cp => [cp.region, { running: true, clusters: described, pid: planes.externalPids.get(cp.region), syncTasks }])), faultsStatusOf(layout, lab, true))
     return {
       dir: layout.dir,
       started: linkedRegions.started,

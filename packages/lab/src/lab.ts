@@ -6,12 +6,15 @@
  */
 import { access } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { ControlPlaneClient } from '@hsmlab/control-plane'
+// The client alone (not the package's index, which loads the whole control plane): `hsmlab sync
+// status` and `hsmlab status` start in tens of milliseconds instead of hundreds.
+import { ControlPlaneClient } from '@hsmlab/control-plane/client'
 import type { Cluster, Hsm } from '@hsmlab/control-plane'
+import type { ClientStatus } from './client-daemons.js'
 import { labDefaults } from './defaults.js'
 import type { ClusterState, ControlPlaneState, LabState } from './lab-state.js'
 import type { LabFault } from './fault-vocabulary.js'
-import { clustersOf } from './topology.js'
+import type { SyncTaskStatus } from './sync-scope.js'
 import type { Topology } from './topology.js'
 
 /** Where a lab lives: `dir` (default `.hsmlab`) resolved against `cwd` (default the process's). */
@@ -123,7 +126,14 @@ export interface ClusterStatus {
   cmuConfig: string
   /** The trust anchor file (the configurations' CAfile for this cluster's HSMs). */
   trustAnchor: string
+  /** Its client daemon and the PKCS#11 library: the socket, the module, and the environment an application sets (docs/pkcs11.md). */
+  client: ClientStatus
   hsms: HsmStatus[]
+  /**
+   * The synchronisation task whose primary this cluster is (docs/sync.md), with its records
+   * counted by status; empty for any other cluster, and when its control plane does not answer.
+   */
+  syncTasks: SyncTaskStatus[]
 }
 
 /** A region's control plane in the status report. */
@@ -200,7 +210,7 @@ export interface LabDownResult {
   /** False when DIR held no lab. */
   found: boolean
   /** Every process that ran: `terminated` stopped on SIGTERM (an HSM: by its control plane), `killed` needed SIGKILL. */
-  stopped: Array<{ kind: 'control-plane' | 'hsm' | 'fault-proxy', region: string, pid: number, how: 'terminated' | 'killed' }>
+  stopped: Array<{ kind: 'control-plane' | 'hsm' | 'fault-proxy' | 'client-daemon', region: string, pid: number, how: 'terminated' | 'killed' }>
   /** Control planes that run elsewhere (`up --control-plane`), left as they are: stop them as they were started. */
   leftRunning: Array<{ region: string, endpoint: string }>
   purged: boolean
@@ -258,10 +268,13 @@ export function liveHsms (cluster: Cluster | undefined): Hsm[] {
   return (cluster?.Hsms ?? []).filter(h => h.State !== 'DELETED')
 }
 
-/** Every (source, clone) pair of the lab's topology. */
+/**
+ * Every (source, clone) pair of the lab's topology (its clusters listed here, not with topology.ts's
+ * clustersOf: this module is on the path of `hsmlab sync`, which need not load the topology checks).
+ */
 export function crossPairs (lab: LabState): Array<{ source: ClusterState, clone: ClusterState }> {
   const pairs: Array<{ source: ClusterState, clone: ClusterState }> = []
-  for (const { region, cluster } of clustersOf(lab.topology)) {
+  for (const { region, cluster } of lab.topology.regions.flatMap(region => region.clusters.map(cluster => ({ region, cluster })))) {
     if (cluster.cloneOf === undefined) continue
     const { region: sourceRegion, cluster: sourceName } = cluster.cloneOf
     const clone = lab.clusters.find(c => c.region === region.name && c.name === cluster.name)

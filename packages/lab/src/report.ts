@@ -11,6 +11,7 @@ import type { LabFault } from './fault-vocabulary.js'
 import { UNKNOWN_PASSWORD } from './lab-state.js'
 import type { ClusterStatus, LabDownResult, LabStatus, LabUpResult, RegionStatus } from './lab.js'
 import type { Topology, TopologyCluster } from './topology.js'
+import { describeScope } from './sync-scope.js'
 
 /** `path` relative to `cwd` when it lies inside it (shorter to type), else absolute. */
 export function displayPath (path: string, cwd: string): string {
@@ -94,6 +95,14 @@ function describeFault (fault: LabFault): string {
   return `${fault.type} ${where}`
 }
 
+/** A primary's synchronisation task: one line per replica, with its records counted by status. */
+function syncLines (cluster: ClusterStatus): string[] {
+  return cluster.syncTasks.flatMap(task => [
+    `    sync task ${task.id}: ${describeScope(task.scope)}`,
+    ...task.replicas.map(r => `      -> ${r.region}/${r.cluster ?? r.clusterId}  ${r.type}  ${r.state}  ${r.counts.SYNCHRONIZED} SYNCHRONIZED, ${r.counts.SYNCHRONIZING} SYNCHRONIZING, ${r.counts.FAILED} FAILED`)
+  ])
+}
+
 /** What `hsmlab up` prints once the lab is ready. */
 export function formatUpSummary (result: LabUpResult, cwd: string): string {
   const { status, topology } = result
@@ -121,7 +130,9 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
       lines.push(clusterLine(cluster))
       lines.push(...table(hsmRows(cluster), '    '))
       lines.push(`    users: ${credentials(topology, cluster)}`)
+      lines.push(...syncLines(cluster))
       lines.push(`    CMU:   npx cloudhsm_mgmt_util ${displayPath(cluster.cmuConfig, cwd)}`)
+      lines.push(`    PKCS#11: ${pkcs11Line(cluster)}`)
     }
   }
   const crosses = Object.entries(status.cmuConfigs)
@@ -147,9 +158,17 @@ export function formatUpSummary (result: LabUpResult, cwd: string): string {
   }
   next.push([`npx hsmlab status${flag}`, 'what runs, where'])
   if (status.faults.endpoint !== null) next.push([`npx hsmlab fault list${flag}`, 'every link through the fault proxy; hsmlab fault --help to cut or slow them'])
+  const primary = clusters.find(c => c.syncTasks.length > 0)
+  if (primary !== undefined) next.push([`npx hsmlab sync status ${primary.region}/${primary.name}${flag}`, 'what its synchronisation task carried to its replicas, and what failed and why'])
   next.push([`npx hsmlab down${flag}`, 'stop every process (data kept; --purge deletes it)'])
   lines.push(...table(next, '  '))
   return lines.join('\n') + '\n'
+}
+
+/** The one line an application's shell pastes to reach a cluster through the PKCS#11 library (docs/pkcs11.md). */
+function pkcs11Line (cluster: ClusterStatus): string {
+  const env = Object.entries(cluster.client.env).map(([k, v]) => `${k}=${v}`).join(' ')
+  return `export ${env} HSMLAB_PKCS11_MODULE=${cluster.client.pkcs11Module}`
 }
 
 /** What `hsmlab status` prints without --json. */
@@ -165,7 +184,9 @@ export function formatStatus (status: LabStatus): string {
     for (const cluster of region.clusters) {
       lines.push(clusterLine(cluster) + (cluster.stateMessage === undefined ? '' : `: ${cluster.stateMessage}`))
       lines.push(`    CMU config: ${cluster.cmuConfig}`)
+      lines.push(`    PKCS#11 (client daemon ${cluster.client.state}): ${pkcs11Line(cluster)}`)
       lines.push(...table(hsmRows(cluster), '    '))
+      lines.push(...syncLines(cluster))
       for (const h of cluster.hsms) {
         if (h.stateMessage === undefined) continue
         lines.push(`    ${h.id}: ${h.stateMessage}`)

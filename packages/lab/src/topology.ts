@@ -13,6 +13,8 @@ import { FAULT_MS_MAX, allFaultFields, checkFault } from './fault-vocabulary.js'
 import type { FaultDialect, LabFault } from './fault-vocabulary.js'
 import { FileChecker, describe } from './file-checker.js'
 import type { Json } from './file-checker.js'
+import { SYNC_REPLICAS_MAX, SYNC_TYPES, parseSyncKeys, parseSyncType, parseSyncUsers } from './sync-scope.js'
+import type { SyncKeys, SyncType } from './sync-scope.js'
 
 /** A user the lab creates on every HSM of an activated cluster. */
 export interface TopologyUser {
@@ -32,6 +34,15 @@ export interface TopologyCluster {
   users: TopologyUser[]
   /** Make the cluster from a backup of another: a backup of the source is copied to this region and a cluster is created from it. */
   cloneOf?: { region: string, cluster: string }
+  /** A synchronisation task with this cluster as its primary, which `hsmlab up` builds once every cluster is ACTIVE (docs/sync.md). */
+  sync?: TopologySync
+}
+
+/** A cluster's synchronisation task in a topology: its replicas (1 to 3, other regions, the primary's lineage) and its scope. */
+export interface TopologySync {
+  replicas: Array<{ region: string, cluster: string, type: SyncType }>
+  keys?: SyncKeys
+  users?: string[]
 }
 
 /** One region of the lab. */
@@ -87,7 +98,7 @@ function checkUser (c: Checker, path: string, raw: unknown): TopologyUser | unde
 }
 
 function checkCluster (c: Checker, path: string, raw: unknown): TopologyCluster | undefined {
-  const k = c.object(path, raw, ['name', 'hsms', 'activate', 'users', 'cloneOf'])
+  const k = c.object(path, raw, ['name', 'hsms', 'activate', 'users', 'cloneOf', 'sync'])
   if (k === undefined) return undefined
   const name = c.string(`${path}.name`, k.name, CLUSTER_NAME, 'a cluster name of 1 to 32 letters, digits, - or _')
   let hsms: number | undefined
@@ -140,11 +151,90 @@ function checkCluster (c: Checker, path: string, raw: unknown): TopologyCluster 
       c.fail(`${path}.cloneOf`, 'a clone takes its users from the backup of its source: drop "activate" and "users"')
     }
   }
-  if (name === undefined || hsms === undefined || !usersOk || (k.activate !== undefined && activate === undefined) || (k.cloneOf !== undefined && cloneOf === undefined)) return undefined
+  const sync = k.sync === undefined ? undefined : checkSync(c, `${path}.sync`, k.sync)
+  if (name === undefined || hsms === undefined || !usersOk || (k.activate !== undefined && activate === undefined) || (k.cloneOf !== undefined && cloneOf === undefined) ||
+    (k.sync !== undefined && sync === undefined)) return undefined
   const out: TopologyCluster = { name, hsms, users }
   if (activate !== undefined) out.activate = activate
   if (cloneOf !== undefined) out.cloneOf = cloneOf
+  if (sync !== undefined) out.sync = sync
   return out
+}
+
+/** A cluster's `sync`, each field on its own; what it names is checked once every cluster is known (`checkSyncTasks`). */
+function checkSync (c: Checker, path: string, raw: unknown): TopologySync | undefined {
+  const s = c.object(path, raw, ['replicas', 'keys', 'users'])
+  if (s === undefined) return undefined
+  let ok = true
+  const replicas: TopologySync['replicas'] = []
+  const list = c.array(`${path}.replicas`, s.replicas, 1)
+  if (list === undefined) ok = false
+  else if (list.length > SYNC_REPLICAS_MAX) { c.fail(`${path}.replicas`, `lists ${list.length} replicas; a synchronisation task has at most ${SYNC_REPLICAS_MAX}`); ok = false }
+  list?.forEach((rawReplica, i) => {
+    const at = `${path}.replicas[${i}]`
+    const r = c.object(at, rawReplica, ['region', 'cluster', 'type'])
+    if (r === undefined) { ok = false; return }
+    const region = c.string(`${at}.region`, r.region, REGION_NAME, 'the name of another region of this topology')
+    const cluster = c.string(`${at}.cluster`, r.cluster, CLUSTER_NAME, 'the name of a cluster of that region')
+    let type: SyncType | undefined
+    if (r.type === undefined) c.fail(`${at}.type`, `is missing (${SYNC_TYPES.join(' or ')})`)
+    else {
+      try { type = parseSyncType(r.type) } catch (err) { c.fail(`${at}.type`, (err as Error).message) }
+    }
+    if (region === undefined || cluster === undefined || type === undefined) { ok = false; return }
+    if (replicas.some(x => x.region === region && x.cluster === cluster)) { c.fail(at, `${region}/${cluster} is listed twice`); ok = false; return }
+    replicas.push({ region, cluster, type })
+  })
+  const out: TopologySync = { replicas }
+  if (s.keys !== undefined) {
+    try { out.keys = parseSyncKeys(s.keys) } catch (err) { c.fail(`${path}.keys`, (err as Error).message); ok = false }
+  }
+  if (s.users !== undefined) {
+    try { out.users = parseSyncUsers(s.users) } catch (err) { c.fail(`${path}.users`, (err as Error).message); ok = false }
+  }
+  return ok ? out : undefined
+}
+
+/**
+ * What each task's replicas name, once every cluster is known: a cluster of the topology, in
+ * another region than its primary, of the primary's lineage (both made, through cloneOf, from the
+ * same cluster: a clone inherits its source's masking key), not the primary of a task itself and
+ * not the replica of two tasks, as the control plane would refuse them (docs/sync.md).
+ */
+function checkSyncTasks (c: Checker, regions: TopologyRegion[], find: (ref: { region: string, cluster: string }) => TopologyCluster | undefined): void {
+  const originOf = (cluster: TopologyCluster): TopologyCluster => {
+    const seen = new Set<TopologyCluster>()
+    let at = cluster
+    while (at.cloneOf !== undefined && !seen.has(at)) {
+      seen.add(at)
+      const next = find(at.cloneOf)
+      if (next === undefined) break
+      at = next
+    }
+    return at
+  }
+  const replicaOf = new Map<TopologyCluster, string>()
+  regions.forEach((region, r) => {
+    region.clusters.forEach((cluster, k) => {
+      if (cluster.sync === undefined) return
+      const primary = `${region.name}/${cluster.name}`
+      cluster.sync.replicas.forEach((ref, i) => {
+        const path = `regions[${r}].clusters[${k}].sync.replicas[${i}]`
+        const name = `${ref.region}/${ref.cluster}`
+        const replica = find(ref)
+        if (replica === undefined) { c.fail(path, `names ${name}, which this topology does not define`); return }
+        if (ref.region === region.name) { c.fail(`${path}.region`, `${name} is in the primary's region ${region.name}; a replica is in another region`); return }
+        if (originOf(replica) !== originOf(cluster)) {
+          c.fail(path, `${name} is not of ${primary}'s lineage: a replica is made from a backup of its primary (give it "cloneOf": { "region": "${region.name}", "cluster": "${cluster.name}" })`)
+          return
+        }
+        if (replica.sync !== undefined) c.fail(path, `${name} is the primary of a synchronisation task itself; a replica cannot be one`)
+        const other = replicaOf.get(replica)
+        if (other !== undefined) c.fail(path, `${name} is already a replica of ${other}; a cluster is the replica of one task at most`)
+        replicaOf.set(replica, primary)
+      })
+    })
+  })
 }
 
 /**
@@ -205,6 +295,7 @@ export function parseTopology (json: unknown, source = 'topology'): Topology {
         }
       })
     })
+    checkSyncTasks(c, regions, find)
   }
   let faults: LabFault[] | undefined
   if (top?.faults !== undefined) faults = checkFaults(c, top.faults, regions)

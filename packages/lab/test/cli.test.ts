@@ -89,9 +89,9 @@ describe('hsmlab main', () => {
     const twice = await run(['up', '--control-plane', 'us-east-1=http://a:1', '--control-plane', 'us-east-1=http://b:1'], cwd)
     expect(twice.code).toBe(2)
     expect(twice.stderr).toContain('--control-plane names region us-east-1 twice')
-    const unknown = await run(['up', '--control-plane', 'eu-west-1=http://cp:8080'], cwd)
+    const unknown = await run(['up', '--control-plane', 'ap-south-1=http://cp:8080'], cwd)
     expect(unknown.code).toBe(2)
-    expect(unknown.stderr).toContain("--control-plane names region eu-west-1, which the lab's topology does not have (its regions: us-east-1, us-west-2)")
+    expect(unknown.stderr).toContain("--control-plane names region ap-south-1, which the lab's topology does not have (its regions: us-east-1, us-west-2, eu-west-1)")
     for (const url of ['ftp://cp:8080', 'http://cp:8080/api', 'cp:8080']) {
       const bad = await run(['up', '--control-plane', `us-east-1=${url}`], cwd)
       expect(bad.code, url).toBe(2)
@@ -110,7 +110,8 @@ describe('hsmlab main', () => {
     const closed = await new Promise<number>(resolve => {
       const probe = createServer().listen(0, '127.0.0.1', () => { const port = (probe.address() as AddressInfo).port; probe.close(() => { resolve(port) }) })
     })
-    const err = await labUp({ cwd, controlPlanes: { 'us-east-1': wrong, 'us-west-2': `http://127.0.0.1:${closed}` }, readyTimeoutMs: 300 })
+    // Every region of the default lab elsewhere, so that this test starts no process.
+    const err = await labUp({ cwd, controlPlanes: { 'us-east-1': wrong, 'us-west-2': `http://127.0.0.1:${closed}`, 'eu-west-1': `http://127.0.0.1:${closed}` }, readyTimeoutMs: 300 })
       .then(() => undefined, (e: unknown) => e as { code?: string, message?: string })
     expect(err?.code).toBe('LAB_ERR_CONTROL_PLANE')
     expect(err?.message).toContain(`the control plane of us-east-1 at ${wrong} did not answer GET /_hsmlab/health as us-east-1's within 0.3 s (it is the control plane of eu-west-1)`)
@@ -120,7 +121,8 @@ describe('hsmlab main', () => {
     const state = JSON.parse(readFileSync(join(cwd, '.hsmlab', 'lab.json'), 'utf8')) as { controlPlanes: Array<{ region: string, endpoint?: string, pid: number | null, port: number }> }
     expect(state.controlPlanes).toEqual([
       { region: 'us-east-1', endpoint: wrong, pid: null, port: 0 },
-      { region: 'us-west-2', endpoint: `http://127.0.0.1:${closed}`, pid: null, port: 0 }
+      { region: 'us-west-2', endpoint: `http://127.0.0.1:${closed}`, pid: null, port: 0 },
+      { region: 'eu-west-1', endpoint: `http://127.0.0.1:${closed}`, pid: null, port: 0 }
     ])
   })
 

@@ -39,7 +39,7 @@ describe('inherited names in the lab', () => {
         schedule: [{ atMs: 0, fault: { type: name, group: 'us-east-1' } }]
       }))
       expect(err.code).toBe(LAB_ERR_SCENARIO)
-      expect(err.message).toContain(`workload[0].ops[0].op: must be one of createKey, createUser, syncKey, syncUser, createBackup, copyBackup, not "${name}"`)
+      expect(err.message).toContain(`workload[0].ops[0].op: must be one of createKey, createUser, syncKey, syncUser, createBackup, copyBackup, shareKey, deleteKey, not "${name}"`)
       expect(err.message).toContain(`schedule[0].fault.type: must be one of partition, blackhole, latency, reset-peer, flap, not "${name}"`)
     }
   })

@@ -2,13 +2,14 @@
  * The scenario checkers, one invariant at a time: a history and an observation in which every
  * invariant holds pass every checker; each test then breaks one invariant the way a faulty lab
  * would (a key lost on one HSM, a key twice, a torn user, a failure without a cause, HSMs that
- * disagree, a copy stuck CREATE_IN_PROGRESS) and expects that checker, and only that invariant, to
+ * disagree, a copy stuck CREATE_IN_PROGRESS, a synchronisation task that did not converge, a
+ * FAILED record without its cause) and expects that checker, and only that invariant, to
  * say so with the details a person needs.
  */
 import { describe, expect, it } from 'vitest'
 import {
   CHECKERS, checkAcknowledgedNotLost, checkBackupsSettled, checkClusterAgreement, checkFailuresHaveCauses, checkNoDuplicates, checkNoHalfWrites,
-  runCheckers
+  checkSyncConverged, checkSyncFailuresHaveCauses, runCheckers
 } from '../src/scenario/index.js'
 import type { Observation, ObservedHsm, OperationRecord } from '../src/scenario/index.js'
 
@@ -51,6 +52,19 @@ function healthy (): { history: OperationRecord[], observation: Observation } {
       { backupId: 'backup-src', region: 'us-east-1', state: 'READY', clusterId: 'cluster-a', preexisting: true },
       { backupId: 'backup-copy1', region: 'us-west-2', state: 'READY', sourceBackup: 'backup-src', sourceRegion: 'us-east-1', preexisting: false },
       { backupId: 'backup-copy2', region: 'us-west-2', state: 'DELETED', stateMessage: 'the copy could not be made within its retry window', sourceBackup: 'backup-src', sourceRegion: 'us-east-1', preexisting: false }
+    ],
+    // A synchronisation task of primary with dr as its replica, key 101 and user u1 in scope: converged.
+    syncTasks: [{
+      primary: 'us-east-1/primary',
+      replicas: [{ cluster: 'us-west-2/dr', clusterId: 'cluster-dr', type: 'KEYS_AND_USERS', state: 'ASSOCIATED' }],
+      scope: { allKeys: false, owners: [], handles: [101], users: ['u1'] },
+      records: [
+        { resourceId: '101', resourceType: 'KEY', replica: 'us-west-2/dr', status: 'SYNCHRONIZED', failureCause: null },
+        { resourceId: 'u1', resourceType: 'USER', replica: 'us-west-2/dr', status: 'SYNCHRONIZED', failureCause: null }
+      ]
+    }],
+    syncFailuresSeen: [
+      { primary: 'us-east-1/primary', resourceId: '101', resourceType: 'KEY', replica: 'us-west-2/dr', status: 'FAILED', failureCause: { code: 'REPLICA_UNREACHABLE', message: 'us-west-2 cannot be reached: ECONNRESET' }, atMs: 2500 }
     ]
   }
   return { history, observation }
@@ -66,7 +80,7 @@ describe('scenario checkers', () => {
   it('pass a run in which every invariant held', () => {
     expect(runCheckers(healthy())).toEqual([])
     expect(CHECKERS.map(c => c.invariant)).toEqual([
-      'acknowledged-not-lost', 'no-duplicates', 'no-half-writes', 'failures-have-causes', 'cluster-agreement', 'backups-settled'
+      'acknowledged-not-lost', 'no-duplicates', 'no-half-writes', 'failures-have-causes', 'cluster-agreement', 'backups-settled', 'sync-converged', 'sync-failures-have-causes'
     ])
   })
 
@@ -171,6 +185,53 @@ describe('scenario checkers', () => {
     expect(checkBackupsSettled(run).map(v => v.detail)).toEqual([
       'copy of backup-src backup-stuck in us-west-2 is CREATE_IN_PROGRESS after the lab settled',
       'copy of backup-src backup-silent in us-west-2 is DELETED without a StateMessage saying why'
+    ])
+  })
+
+  it('sync-converged: a record left FAILED, a key in scope missing or different on the replica, a deleted key still there, a user in scope missing', () => {
+    const run = healthy()
+    const task = run.observation.syncTasks?.[0]
+    if (task === undefined) throw new Error('no task')
+    expect(checkSyncConverged(run)).toEqual([])
+    task.records[0] = { ...task.records[0] as typeof task.records[number], status: 'FAILED', failureCause: { code: 'HANDLE_TAKEN', message: 'a different key holds handle 101' } }
+    hsmNamed(run.observation, 'us-west-2/dr/hsm-1').keys = []
+    const dr0 = hsmNamed(run.observation, 'us-west-2/dr/hsm-0')
+    dr0.keys = [{ ...dr0.keys[0] as ObservedHsm['keys'][number], kcv: 'other' }, { handle: 555, owner: 2, ownerName: 'alice', label: 'gone' }]
+    task.scope.handles.push(555)
+    dr0.users = dr0.users.filter(u => u.userName !== 'u1')
+    const details = checkSyncConverged(run).map(v => v.detail)
+    expect(details).toEqual([
+      'KEY 101 is FAILED on replica us-west-2/dr of us-east-1/primary after the heal (HANDLE_TAKEN: a different key holds handle 101)',
+      'key 101 on us-west-2/dr/hsm-0 is not the primary\'s (kcv other / kcv-k1, label k1 / k1, owner alice / alice)',
+      'key 101 (k1) of us-east-1/primary is not on us-west-2/dr/hsm-1',
+      'key 555 (gone) is on us-west-2/dr/hsm-0 but no longer on us-east-1/primary: its deletion did not arrive',
+      'user u1 of us-east-1/primary is in scope but not on us-west-2/dr/hsm-0'
+    ])
+    // A disassociated replica is no longer judged.
+    const replica = task.replicas[0]
+    if (replica !== undefined) replica.state = 'DISASSOCIATED'
+    expect(checkSyncConverged(run)).toEqual([])
+  })
+
+  it('sync-converged: with every key in scope, findAllKeys hashes must agree, and a key with no record is named', () => {
+    const run = healthy()
+    const task = run.observation.syncTasks?.[0]
+    if (task === undefined) throw new Error('no task')
+    task.scope.allKeys = true
+    const details = checkSyncConverged(run).map(v => v.detail)
+    expect(details).toContain('key 262145 (k2) of us-east-1/primary is in scope but has no record on replica us-west-2/dr of us-east-1/primary')
+    expect(details).toContain('findAllKeys of alice hashes hash-101 on us-west-2/dr/hsm-0, hash-101-262145 on us-east-1/primary/hsm-0')
+  })
+
+  it('sync-failures-have-causes: a FAILED record seen without a cause, during the run or after it', () => {
+    const run = healthy()
+    expect(checkSyncFailuresHaveCauses(run)).toEqual([])
+    run.observation.syncFailuresSeen?.push({ primary: 'us-east-1/primary', resourceId: 'u1', resourceType: 'USER', replica: 'us-west-2/dr', status: 'FAILED', failureCause: null, atMs: 3000 })
+    const task = run.observation.syncTasks?.[0]
+    if (task !== undefined) task.records[0] = { ...task.records[0] as typeof task.records[number], status: 'FAILED', failureCause: { code: 'REPLICA_UNREACHABLE', message: ' ' } }
+    expect(checkSyncFailuresHaveCauses(run).map(v => v.detail)).toEqual([
+      'USER u1 of us-east-1/primary was FAILED on us-west-2/dr at 3.000 s without a cause (null)',
+      'KEY 101 of us-east-1/primary was FAILED on us-west-2/dr after the heal without a cause ({"code":"REPLICA_UNREACHABLE","message":" "})'
     ])
   })
 

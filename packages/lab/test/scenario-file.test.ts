@@ -61,7 +61,7 @@ describe('scenario files', () => {
       'bad.json is not a valid scenario:',
       '  scenario: unknown field "colour" (allowed: name, description, topology, seed, durationMs, settleTimeoutMs, requestTimeoutMs, workload, schedule)',
       '  workload[0].clients: must be a whole number from 1 to 16, not 0',
-      '  workload[0].ops[0].op: must be one of createKey, createUser, syncKey, syncUser, createBackup, copyBackup, not "dance"',
+      '  workload[0].ops[0].op: must be one of createKey, createUser, syncKey, syncUser, createBackup, copyBackup, shareKey, deleteKey, not "dance"',
       '  workload[0].ops[1].to: must differ from "from"',
       '  schedule[0].fault.group: is missing (a fault group: a region, "<region>/<cluster>", "<region>/<cluster>/hsm-N", or another group of the lab\'s links)',
       '  schedule[1]: needs exactly one of "fault", "heal" and "kill" (it has heal, kill)',
@@ -82,20 +82,20 @@ describe('scenario files', () => {
           { op: 'createKey', cluster: 'us-east-1/secondary' },
           { op: 'createKey', cluster: 'us-east-1/primary', as: 'bob', minServers: 3 },
           { op: 'copyBackup', cluster: 'us-east-1/primary', to: 'us-east-1' },
-          { op: 'syncKey', from: 'us-east-1/primary', to: 'eu-west-1/other' }
+          { op: 'syncKey', from: 'us-east-1/primary', to: 'ap-south-1/other' }
         ]
       }],
-      schedule: [{ atMs: 0, kill: 'us-west-2/dr/hsm-2' }, { atMs: 0, kill: 'eu-west-1/control-plane' }]
+      schedule: [{ atMs: 0, kill: 'us-west-2/dr/hsm-2' }, { atMs: 0, kill: 'ap-south-1/control-plane' }]
     })
     await expect(resolveScenario(scenario, '/x/names.json', async () => '')).rejects.toThrow([
       '/x/names.json does not fit its topology:',
-      '  workload[0].ops[0].cluster: names cluster us-east-1/secondary, which the topology does not have (it has us-east-1/primary, us-west-2/dr)',
+      '  workload[0].ops[0].cluster: names cluster us-east-1/secondary, which the topology does not have (it has us-east-1/primary, us-west-2/dr, eu-west-1/replica)',
       '  workload[0].ops[1].as: bob is not a crypto user (CU) of us-east-1/primary in the topology',
       '  workload[0].ops[1].minServers: us-east-1/primary has only 2 HSMs',
       '  workload[0].ops[2].to: a backup is copied to another region, not its own',
-      '  workload[0].ops[3].to: names cluster eu-west-1/other, which the topology does not have (it has us-east-1/primary, us-west-2/dr)',
+      '  workload[0].ops[3].to: names cluster ap-south-1/other, which the topology does not have (it has us-east-1/primary, us-west-2/dr, eu-west-1/replica)',
       '  schedule[0].kill: us-west-2/dr has 2 HSMs, hsm-0 to hsm-1',
-      '  schedule[1].kill: names region eu-west-1, which the topology does not have'
+      '  schedule[1].kill: names region ap-south-1, which the topology does not have'
     ].join('\n'))
   })
 

@@ -26,9 +26,15 @@ describe('parseTopology', () => {
     expect(topology.regions[0]?.clusters[1]).toEqual({ name: 'other', hsms: 2, users: [] })
   })
 
-  it('ships a default lab that is valid: us-east-1/primary (2 HSMs, activated, a CU) and its clone us-west-2/dr (2 HSMs)', async () => {
+  it('ships a default lab that is valid: us-east-1/primary (2 HSMs, activated, a CU), its clone us-west-2/dr (2 HSMs), its replica eu-west-1/replica (1 HSM)', async () => {
     const topology = await readTopology(DEFAULT_TOPOLOGY_PATH)
-    expect(topology.regions.map(r => r.name)).toEqual(['us-east-1', 'us-west-2'])
+    expect(topology.regions.map(r => r.name)).toEqual(['us-east-1', 'us-west-2', 'eu-west-1'])
+    expect(topology.regions[2]?.clusters).toEqual([{ name: 'replica', hsms: 1, users: [], cloneOf: { region: 'us-east-1', cluster: 'primary' } }])
+    expect(topology.regions[0]?.clusters[0]?.sync).toEqual({
+      replicas: [{ region: 'eu-west-1', cluster: 'replica', type: 'KEYS_AND_USERS' }],
+      keys: { all: true, owners: [], handles: [] },
+      users: ['alice']
+    })
     const primary = topology.regions[0]?.clusters[0]
     expect(primary?.name).toBe('primary')
     expect(primary?.hsms).toBe(2)

@@ -17,13 +17,15 @@ export type { ReturnCodeInfo, ReturnCodeKey } from './return-codes.js'
 export { asHello, asRequest, asResponse, asWelcome, decode, encode } from './codec.js'
 export { PROTOCOL_VERSION } from './frames.js'
 export type { HelloFrame, RequestFrame, ResponseFrame, WelcomeFrame } from './frames.js'
-export { OPERATION_SPECS, QUORUM_SERVICES, USER_TYPES, isOperationName } from './operations.js'
+export { OPERATION_SPECS, QUORUM_SERVICES, SYNC_ROLES, USER_TYPES, isOperationName } from './operations.js'
 export type {
-  AttributeValue, HsmInfo, KeyAttribute, KeyCreationOptions, KeyInfo, KeyListing, OperationArgs,
-  OperationMap, OperationName, OperationResult, PeerAddress, QuorumApproval, QuorumService, QuorumTokenInfo, TwoFactorResponse,
-  UserInfo, UserType
+  AttributeValue, HsmInfo, KeyAttribute, KeyCreationOptions, KeyInfo, KeyListing, MechanismCall, MechanismParams, OperationArgs,
+  OperationMap, OperationName, OperationResult, PeerAddress, QuorumApproval, QuorumService, QuorumTokenInfo, SyncExtractedObject,
+  SyncOutcome, SyncResource, SyncRole, TwoFactorResponse, UserInfo, UserType
 } from './operations.js'
 export { Attribute, CMU_ATTRIBUTE_ORDER, CMU_SETTABLE_ATTRIBUTES, EC_CURVES, KeyClass, KeyType, attributeName } from './attributes.js'
 export { checkShape } from './schema.js'
 export type { FieldSpec, FieldType, ObjectSpec } from './schema.js'
-export { CMU_DEFAULT_PORT, FRAME_BYTES_MAX, PENDING_REQUESTS_MAX, REQUEST_TIMEOUT_MS } from './defaults.js'
+export {
+  CMU_DEFAULT_PORT, FRAME_BYTES_MAX, PENDING_REQUESTS_MAX, REQUEST_TIMEOUT_MS, SYNC_BATCH_KEYS_MAX, SYNC_BATCH_USERS_MAX, SYNC_WAIT_MS_MAX
+} from './defaults.js'

@@ -1,3 +1,4 @@
+import { SYNC_BATCH_KEYS_MAX, SYNC_BATCH_USERS_MAX, SYNC_WAIT_MS_MAX } from './defaults.js'
 import type { ObjectSpec } from './schema.js'
 
 /**
@@ -75,6 +76,8 @@ export interface HsmInfo {
   keyCount: number
   /** Who is logged in on this connection, if anyone. */
   loggedInAs?: { userName: string, userType: UserType }
+  /** The HSM's synchronisation role (setSyncRole); absent while it is 'none'. */
+  syncRole?: { role: SyncRole, primaryClusterId?: string }
 }
 
 /** Common key-creation options (KMU's -id, -sess, -nex, -u, -m_value, -min_srv, -timeout). */
@@ -92,6 +95,9 @@ export interface KeyCreationOptions {
   minServers?: number
   /** How long to wait for minServers, in milliseconds. */
   timeoutMs?: number
+  /** Usage attributes (OBJ_ATTR_ENCRYPT ... DERIVE, TRUSTED, DESTROYABLE) to set to 1 / 0 instead of the defaults (PKCS#11 templates); of a pair, the private half's. */
+  usageOn?: number[]
+  usageOff?: number[]
 }
 
 /** A quorum service (setMValue, getToken): 3 USER_MGMT (user management), 4 MISC_CO (setMValue itself). */
@@ -132,6 +138,66 @@ export interface TwoFactorResponse {
   publicKeyPem?: string
 }
 
+/**
+ * The synchronisation role of an HSM (setSyncRole): 'replica' while its cluster is a replica of a
+ * primary cluster's synchronisation task, 'disassociated' for good once it was removed from the
+ * task. In both it refuses every client change to keys and users.
+ */
+export type SyncRole = 'none' | 'replica' | 'disassociated'
+export const SYNC_ROLES: readonly SyncRole[] = ['none', 'replica', 'disassociated']
+
+/**
+ * One resource as syncChanges tells it. `digest` is hex SHA-256 over a canonical encoding of the
+ * resource (equal on two HSMs exactly when the resource is the same there); null: deleted. Keys
+ * carry their owner's user *name*, since user ids differ between clusters.
+ */
+export type SyncResource =
+  | { kind: 'key', handle: number, owner: string, digest: string | null }
+  | { kind: 'user', name: string, userType: UserType, digest: string | null }
+
+/** One resource as syncExtract gives it: a masked object (ExtractMaskedObject blob) and its digest. */
+export interface SyncExtractedObject {
+  kind: 'key' | 'user'
+  handle?: number
+  name?: string
+  digest: string
+  blob: Uint8Array
+}
+
+/**
+ * What syncApply did with one object or deletion. `code` (when `ok` is false) is one of
+ * HANDLE_TAKEN, OWNER_MISSING, LINEAGE_REFUSED, STORAGE_REFUSED, NOT_A_REPLICA (and INVALID for
+ * a blob that is not a masked object of a key or user); `digest` is the resource's digest on this
+ * HSM after an applied insert.
+ */
+export interface SyncOutcome {
+  kind: 'key' | 'user'
+  handle?: number
+  name?: string
+  ok: boolean
+  digest?: string
+  code?: string
+  message?: string
+}
+/** Parameters of a PKCS#11 mechanism (CK_GCM_PARAMS, CK_RSA_PKCS_OAEP_PARAMS, CK_RSA_PKCS_PSS_PARAMS, an IV). */
+export interface MechanismParams {
+  /** CBC, CTR (the counter block) and GCM IV. */
+  iv?: Uint8Array
+  /** GCM additional authenticated data. */
+  aad?: Uint8Array
+  /** GCM tag length in bits. @default 128 */
+  tagBits?: number
+  /** OAEP and PSS: the CKM_SHA* of the hash (MGF1 uses the same). */
+  hashMechanism?: number
+  /** PSS salt length in bytes. */
+  saltBytes?: number
+  /** OAEP label (CKZ_DATA_SPECIFIED source data). */
+  label?: Uint8Array
+}
+
+/** One PKCS#11 mechanism applied with a key to data. */
+export type MechanismCall = MechanismParams & { handle: number, mechanism: number, data: Uint8Array }
+
 /** Argument and result types of each operation. */
 export interface OperationMap {
   login: { args: { userType: UserType, userName: string, password: string, twoFactor?: TwoFactorResponse }, result: { userId: number, userType: UserType } }
@@ -161,7 +227,7 @@ export interface OperationMap {
   shareKey: { args: { handle: number, userId: number, share: boolean }, result: Record<string, never> }
   generateSymmetricKey: { args: KeyCreationOptions & { keyType: number, sizeBytes: number }, result: { handle: number } }
   generateKeyPair: {
-    args: KeyCreationOptions & { algorithm: 'RSA' | 'EC', modulusBits?: number, publicExponent?: number, curveId?: number },
+    args: KeyCreationOptions & { algorithm: 'RSA' | 'EC', modulusBits?: number, publicExponent?: number, curveId?: number, publicUsageOn?: number[], publicUsageOff?: number[] },
     result: { publicHandle: number, privateHandle: number }
   }
   findKey: {
@@ -185,6 +251,16 @@ export interface OperationMap {
   aesWrapData: { args: { wrappingHandle: number, unwrap: boolean, data: Uint8Array, iv?: Uint8Array }, result: { data: Uint8Array } }
   sign: { args: { handle: number, mechanism: number, data: Uint8Array }, result: { signature: Uint8Array } }
   verify: { args: { handle: number, mechanism: number, data: Uint8Array, signature: Uint8Array }, result: Record<string, never> }
+  /**
+   * PKCS#11 crypto (the client daemon's, issue 16): `mechanism` is a CKM_* number, its parameters
+   * in `MechanismParams`. Sign and verify take secret keys for HMAC, private / public keys otherwise.
+   */
+  p11Encrypt: { args: MechanismCall, result: { data: Uint8Array } }
+  p11Decrypt: { args: MechanismCall, result: { data: Uint8Array } }
+  p11Sign: { args: MechanismCall, result: { signature: Uint8Array } }
+  p11Verify: { args: MechanismCall & { signature: Uint8Array }, result: Record<string, never> }
+  /** Random bytes from the HSM; needs no login (PKCS#11 C_GenerateRandom works in a public session). */
+  generateRandom: { args: { bytes: number }, result: { data: Uint8Array } }
 
   extractMaskedObject: { args: { kind: 'key' | 'user', handle?: number, userId?: number }, result: { blob: Uint8Array } }
   /** `sameHandle`: keep the key's handle (syncKey); otherwise a new handle (KMU insertMaskedObject). */
@@ -200,6 +276,12 @@ export interface OperationMap {
   peerFetch: { args: { handle: number }, result: { blob: Uint8Array } }
   peerPush: { args: { blob: Uint8Array }, result: Record<string, never> }
   peerDelete: { args: { handle: number }, result: Record<string, never> }
+  /**
+   * What syncApply applied on a replica HSM, passed on to the other HSMs of its cluster: users and
+   * changed keys (masked objects, inserted or replaced the way syncApply does) and deleted users,
+   * which the key replication of peerPush and peerDelete does not carry.
+   */
+  peerSyncApply: { args: { objects: Uint8Array[], deleteUsers: string[] }, result: Record<string, never> }
 
   /** Admin: the lab (holder of the cluster's trust anchor) tells an HSM who its peers are. */
   setPeers: { args: { peers: PeerAddress[], version: number, signature: Uint8Array }, result: Record<string, never> }
@@ -214,6 +296,25 @@ export interface OperationMap {
     args: { requestedAtMs: number, signature: Uint8Array },
     result: { backup: Uint8Array, createdAtMs: number, keyCount: number, userCount: number }
   }
+
+  /**
+   * Synchronisation (the control plane's cross-region tasks). Every sync* operation but
+   * syncHello needs a session elevated by syncHello: the trust anchor's signature over this HSM's
+   * id and `requestedAtMs`, checked like exportBackup's (`signSyncHello`).
+   */
+  syncHello: { args: { requestedAtMs: number, signature: Uint8Array }, result: { hsmId: string, clusterId: string, lineage: string } }
+  /**
+   * Resources changed after `sinceSeq` of change sequence `epoch` (`full: false`), or every live
+   * token key and every user (`full: true`) when `epoch` is absent or unknown or `sinceSeq` fell
+   * out of the window. With nothing changed it waits up to `waitMs` for a change.
+   */
+  syncChanges: { args: { epoch?: string, sinceSeq?: number, waitMs?: number }, result: { epoch: string, seq: number, full: boolean, resources: SyncResource[] } }
+  /** Masked objects of these keys (by handle) and users (by name); absent ones are left out. */
+  syncExtract: { args: { keys: number[], users: string[] }, result: { objects: SyncExtractedObject[] } }
+  /** Inserts or replaces each object and applies each deletion, one outcome each (only for role 'replica'). */
+  syncApply: { args: { objects: Uint8Array[], deleteKeys: number[], deleteUsers: string[] }, result: { outcomes: SyncOutcome[] } }
+  /** Admin: the trust anchor sets the HSM's durable synchronisation role (`signSyncRole`); versions only grow. */
+  setSyncRole: { args: { role: SyncRole, primaryClusterId?: string, version: number, signature: Uint8Array }, result: Record<string, never> }
 }
 
 /** The name of an operation. */
@@ -235,7 +336,21 @@ const creation = {
   shareWith: { type: 'int[]', optional: true, max: 1024 },
   mValue: { type: 'int', optional: true, min: 0, max: 8 },
   minServers: { type: 'int', optional: true, min: 1, max: 28 },
-  timeoutMs: { type: 'int', optional: true, min: 0, max: 600_000 }
+  timeoutMs: { type: 'int', optional: true, min: 0, max: 600_000 },
+  usageOn: { type: 'int[]', optional: true, max: 16 },
+  usageOff: { type: 'int[]', optional: true, max: 16 }
+} as const
+
+const mechanismCall = {
+  handle,
+  mechanism: { type: 'int', min: 0 },
+  data: { type: 'bytes', max: 16 * 1024 * 1024 },
+  iv: { type: 'bytes', optional: true, max: 256 },
+  aad: { type: 'bytes', optional: true, max: 1024 * 1024 },
+  tagBits: { type: 'int', optional: true, oneOf: [32, 64, 96, 104, 112, 120, 128] },
+  hashMechanism: { type: 'int', optional: true, min: 0 },
+  saltBytes: { type: 'int', optional: true, min: 0, max: 512 },
+  label: { type: 'bytes', optional: true, max: 1024 }
 } as const
 
 /** The argument shape of every operation. */
@@ -267,7 +382,9 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
     algorithm: { type: 'string', oneOf: ['RSA', 'EC'] },
     modulusBits: { type: 'int', optional: true },
     publicExponent: { type: 'int', optional: true },
-    curveId: { type: 'int', optional: true }
+    curveId: { type: 'int', optional: true },
+    publicUsageOn: creation.usageOn,
+    publicUsageOff: creation.usageOff
   },
   findKey: {
     keyClass: { type: 'int', optional: true },
@@ -299,6 +416,11 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   aesWrapData: { wrappingHandle: handle, unwrap: { type: 'bool' }, data: { type: 'bytes', max: 1024 * 1024 }, iv: { type: 'bytes', optional: true, max: 8 } },
   sign: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 } },
   verify: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 }, signature: { type: 'bytes', max: 8192 } },
+  p11Encrypt: mechanismCall,
+  p11Decrypt: mechanismCall,
+  p11Sign: mechanismCall,
+  p11Verify: { ...mechanismCall, signature: { type: 'bytes', max: 8192 } },
+  generateRandom: { bytes: { type: 'int', min: 0, max: 1024 * 1024 } },
 
   extractMaskedObject: { kind: { type: 'string', oneOf: ['key', 'user'] }, handle: { ...handle, optional: true }, userId: { type: 'int', optional: true, min: 0 } },
   insertMaskedObject: {
@@ -313,9 +435,29 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   peerFetch: { handle },
   peerPush: { blob: { type: 'bytes', max: 1024 * 1024 } },
   peerDelete: { handle },
+  peerSyncApply: { objects: { type: 'bytes[]', max: SYNC_BATCH_KEYS_MAX + SYNC_BATCH_USERS_MAX }, deleteUsers: { type: 'string[]', max: SYNC_BATCH_USERS_MAX } },
 
   setPeers: { peers: { type: 'object[]', max: 28 }, version: { type: 'int', min: 0 }, signature: { type: 'bytes' } },
-  exportBackup: { requestedAtMs: { type: 'int', min: 0 }, signature: { type: 'bytes', max: 1024 } }
+  exportBackup: { requestedAtMs: { type: 'int', min: 0 }, signature: { type: 'bytes', max: 1024 } },
+
+  syncHello: { requestedAtMs: { type: 'int', min: 0 }, signature: { type: 'bytes', max: 1024 } },
+  syncChanges: {
+    epoch: { type: 'string', optional: true, max: 64 },
+    sinceSeq: { type: 'int', optional: true, min: 0 },
+    waitMs: { type: 'int', optional: true, min: 0, max: SYNC_WAIT_MS_MAX }
+  },
+  syncExtract: { keys: { type: 'int[]', max: SYNC_BATCH_KEYS_MAX }, users: { type: 'string[]', max: SYNC_BATCH_USERS_MAX } },
+  syncApply: {
+    objects: { type: 'bytes[]', max: SYNC_BATCH_KEYS_MAX + SYNC_BATCH_USERS_MAX },
+    deleteKeys: { type: 'int[]', max: SYNC_BATCH_KEYS_MAX },
+    deleteUsers: { type: 'string[]', max: SYNC_BATCH_USERS_MAX }
+  },
+  setSyncRole: {
+    role: { type: 'string', oneOf: SYNC_ROLES },
+    primaryClusterId: { type: 'string', optional: true, min: 1, max: 64 },
+    version: { type: 'int', min: 0 },
+    signature: { type: 'bytes', max: 1024 }
+  }
 }
 
 /** True when `name` is an operation the protocol knows. */

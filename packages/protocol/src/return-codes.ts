@@ -59,7 +59,10 @@ export const ReturnCode = {
   TWO_FACTOR_REQUIRED: rc(0xa4, 'RET_2FA_REQUIRED', 'HSM Error: This user has two-factor authentication: log in with -2fa', false),
   QUORUM_TOKEN_NOT_FOUND: rc(0xa5, 'RET_TOKEN_NOT_FOUND', 'HSM Error: No quorum token of this session matches the token file (it was used, expired or is from another session)', false),
   QUORUM_TOKENS_FULL: rc(0xa6, 'RET_TOKEN_LIMIT', 'HSM Error: The HSM holds the maximum number of quorum tokens and none has expired', false),
+  MECHANISM_INVALID: rc(0xaa, 'RET_MECHANISM_INVALID', 'HSM Error: The mechanism is not supported for this operation', false),
   SERVER_UNREACHABLE: rc(0x30000087, 'RET_SERVER_UNREACHABLE', 'HSM CLUSTER ERROR: The server did not answer', false),
+  SYNC_REPLICA_READ_ONLY: rc(0xa7, 'RET_SYNC_REPLICA_READ_ONLY', 'HSM Error: This HSM is a replica of a synchronization task: keys and users can only be created or changed on the primary cluster', false),
+  SYNC_UNAUTHENTICATED: rc(0xa9, 'RET_SYNC_UNAUTHENTICATED', 'HSM Error: Only the control plane of this cluster (syncHello) may perform this operation', false),
 } as const satisfies Record<string, ReturnCodeInfo>
 
 /** The symbolic names of `ReturnCode`. */

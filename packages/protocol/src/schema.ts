@@ -2,7 +2,7 @@
  * A deliberately small runtime shape checker for request arguments. Every operation's arguments
  * are checked before a handler sees them, so a handler can trust the types its signature states.
  */
-export type FieldType = 'string' | 'int' | 'bool' | 'bytes' | 'int[]' | 'string[]' | 'object' | 'object[]' | 'int|string'
+export type FieldType = 'string' | 'int' | 'bool' | 'bytes' | 'int[]' | 'string[]' | 'bytes[]' | 'object' | 'object[]' | 'int|string'
 
 /** One field of an argument object. */
 export interface FieldSpec {
@@ -35,6 +35,7 @@ function typeMatches (type: FieldType, v: unknown): boolean {
     case 'bytes': return v instanceof Uint8Array
     case 'int[]': return Array.isArray(v) && v.every(isInt)
     case 'string[]': return Array.isArray(v) && v.every(x => typeof x === 'string')
+    case 'bytes[]': return Array.isArray(v) && v.every(x => x instanceof Uint8Array)
     case 'object': return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array)
     case 'object[]': return Array.isArray(v) && v.every(x => typeof x === 'object' && x !== null && !Array.isArray(x))
     case 'int|string': return isInt(v) || typeof v === 'string'

@@ -3,9 +3,11 @@
  * few services of the control plane (waking its background loop, reaching other regions).
  */
 
+import type { SyncResource } from '@hsmlab/protocol'
 import type { LabClock } from '../clock.js'
 import type { RegionRequest, RegionResponse, RegionsMap } from '../regions.js'
 import type { HsmRouteRecord, StateStore } from '../state-store.js'
+import type { SyncRecord } from '../sync-records.js'
 
 /** Limits and settings the handlers enforce. */
 export interface ApiSettings {
@@ -33,6 +35,22 @@ export interface ApiSettings {
   clusterInitializeDelayMs: number
   clusterDeleteDelayMs: number
   regionRequestTimeoutMs: number
+  /** Replicas a synchronisation task may have associated at once. */
+  syncReplicasMax: number
+  /** Deadline of a request to a replica's region, in milliseconds. */
+  syncRequestTimeoutMs: number
+}
+
+/** What the synchronisation handlers (api/sync.ts) use of the service (reconcilers/sync-tasks.ts). */
+export interface SyncService {
+  /** Every resource of the primary cluster (one of its ACTIVE HSMs tells it). */
+  primaryInventory: (clusterId: string) => Promise<SyncResource[]>
+  /** Tells the replica's region of an association or disassociation now; resolves whether it confirmed (else the service tries again). */
+  confirmNow: (primaryClusterId: string, replicaClusterId: string) => Promise<boolean>
+  /** Wakes the task's pushers (its scope grew). */
+  wake: (primaryClusterId: string) => void
+  /** The records of a task in listing order. */
+  records: (primaryClusterId: string) => readonly SyncRecord[]
 }
 
 /** What a handler can use. */
@@ -61,4 +79,6 @@ export interface ApiContext {
    * routes: in use).
    */
   hsmRouteStatus: (route: HsmRouteRecord) => { inUse: boolean, delivered: boolean }
+  /** The synchronisation service (issue 12). */
+  sync: SyncService
 }

@@ -18,6 +18,10 @@ import type { ApiContext } from './context.js'
 import { createHsm, deleteHsm } from './hsms.js'
 import { deleteResourcePolicy, getResourcePolicy, putResourcePolicy } from './resource-policies.js'
 import { hsmlabDescribeHsmRoutes, hsmlabSetHsmRoutes } from './routes.js'
+import {
+  hsmlabAddSyncResources, hsmlabAssociateSyncReplica, hsmlabCreateSyncTask, hsmlabDescribeSyncTasks, hsmlabDisassociateSyncReplica,
+  hsmlabListSyncResources, hsmlabRemoveSyncResources
+} from './sync.js'
 import { listTags, tagResource, untagResource } from './tags.js'
 
 /** One operation: validates its input and answers its output (or throws an ApiError). */
@@ -47,7 +51,14 @@ const HANDLERS: { readonly [N in ApiOperationName]: Handler<N> } = {
   DeleteResourcePolicy: deleteResourcePolicy,
   HsmlabCreateBackup: hsmlabCreateBackup,
   HsmlabSetHsmRoutes: hsmlabSetHsmRoutes,
-  HsmlabDescribeHsmRoutes: hsmlabDescribeHsmRoutes
+  HsmlabDescribeHsmRoutes: hsmlabDescribeHsmRoutes,
+  HsmlabCreateSyncTask: hsmlabCreateSyncTask,
+  HsmlabDescribeSyncTasks: hsmlabDescribeSyncTasks,
+  HsmlabAssociateSyncReplica: hsmlabAssociateSyncReplica,
+  HsmlabDisassociateSyncReplica: hsmlabDisassociateSyncReplica,
+  HsmlabAddSyncResources: hsmlabAddSyncResources,
+  HsmlabRemoveSyncResources: hsmlabRemoveSyncResources,
+  HsmlabListSyncResources: hsmlabListSyncResources
 }
 
 /** Operation `name`: its request checked against its shape (CloudHsmInvalidRequestException otherwise), then its handler. */

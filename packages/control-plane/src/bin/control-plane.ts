@@ -9,6 +9,7 @@
  *                        [--hsm-hosts FILE]
  *                        [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60]
  *                        [--transition-delay-ms 1000] [--request-headers-timeout-ms 10000] [--request-receive-timeout-ms 30000]
+ *                        [--sync-request-timeout-ms 2000] [--sync-retry-delay-ms 100] [--sync-retry-factor 2] [--sync-retry-delay-max-ms 1000]
  *
  * Once it listens it prints one JSON line on stdout, `{"event":"ready","pid":…,"region":"…","port":…}`,
  * and nothing else there; logs are pino JSON lines on stderr. SIGTERM or SIGINT: it stops its HSM
@@ -28,7 +29,8 @@ export type { MainIo }
 const USAGE = 'usage: hsmlab-control-plane --region R --data-dir D --hsm-manufacturer-key-file F [--host 127.0.0.1] [--port 0] [--regions-file FILE] ' +
   '[--credentials ACCESS_KEY:SECRET] [--clock-speed 1] [--account-id 111122223333] [--log-level silent] [--hsm-log-level warn] ' +
   '[--hsm-addressing per-hsm|shared] [--hsm-host IP] [--hsm-hosts FILE] [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60] [--transition-delay-ms 1000] ' +
-  '[--request-headers-timeout-ms 10000] [--request-receive-timeout-ms 30000]'
+  '[--request-headers-timeout-ms 10000] [--request-receive-timeout-ms 30000] ' +
+  '[--sync-request-timeout-ms 2000] [--sync-retry-delay-ms 100] [--sync-retry-factor 2] [--sync-retry-delay-max-ms 1000]'
 
 function number (flag: string, text: string | undefined, opts: { integer?: boolean, min?: number, max?: number } = {}): number | undefined {
   if (text === undefined) return undefined
@@ -66,6 +68,10 @@ function parse (argv: string[]): ControlPlaneOptions | 'help' {
       'transition-delay-ms': { type: 'string' },
       'request-headers-timeout-ms': { type: 'string' },
       'request-receive-timeout-ms': { type: 'string' },
+      'sync-request-timeout-ms': { type: 'string' },
+      'sync-retry-delay-ms': { type: 'string' },
+      'sync-retry-factor': { type: 'string' },
+      'sync-retry-delay-max-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' }
     }
   })
@@ -100,6 +106,15 @@ function parse (argv: string[]): ControlPlaneOptions | 'help' {
   const receiveTimeout = number('request-receive-timeout-ms', values['request-receive-timeout-ms'], { integer: true, min: 1 })
   if (headersTimeout !== undefined) tuning.requestHeadersTimeoutMs = headersTimeout
   if (receiveTimeout !== undefined) tuning.requestReceiveTimeoutMs = receiveTimeout
+  // Synchronisation tasks (issue 12): the deadline of a request to a replica's region, and the retry policy.
+  const syncFlags = [
+    ['sync-request-timeout-ms', 'syncRequestTimeoutMs', 1], ['sync-retry-delay-ms', 'syncRetryDelayMs', 1],
+    ['sync-retry-factor', 'syncRetryFactor', 1], ['sync-retry-delay-max-ms', 'syncRetryDelayMaxMs', 1]
+  ] as const
+  for (const [flag, option, min] of syncFlags) {
+    const value = number(flag, values[flag], { min, integer: flag !== 'sync-retry-factor' })
+    if (value !== undefined) tuning[option] = value
+  }
   if (delay !== undefined) {
     tuning.clusterCreateDelayMs = delay
     tuning.clusterInitializeDelayMs = delay

@@ -53,6 +53,10 @@ export function createInfoHandlers (deps: InfoHandlerDeps): HandlerTable {
       keyCount
     }
     if (session.user !== undefined) info.loggedInAs = { userName: session.user.userName, userType: session.user.userType }
+    const sync = ctx.syncRole?.()
+    if (sync !== undefined && sync.role !== 'none') {
+      info.syncRole = sync.primaryClusterId === undefined ? { role: sync.role } : { role: sync.role, primaryClusterId: sync.primaryClusterId }
+    }
     return info
   }
 

@@ -31,6 +31,8 @@
  * - setAttribute and shareKey change this HSM's copy only; CMU sends them to every HSM itself,
  *   and in-cluster replication never overwrites an existing key (reference G.3: the key hash of
  *   findAllKeys is how a person sees a divergence, syncKey repairs it).
+ * - On a replica of a synchronisation task (sync-role.ts), making, changing or deleting a token
+ *   key fails with RET_SYNC_REPLICA_READ_ONLY; session keys and crypto with existing keys work.
  * - unwrapKey makes a key the caller owns with OBJ_ATTR_LOCAL 0, NEVER_EXTRACTABLE 0 and
  *   ALWAYS_SENSITIVE 0; it keeps the usage attributes and label of the wrapped key's header but not
  *   its OBJ_ATTR_ID (the original usually still exists in the cluster, and IDs are unique).
@@ -59,6 +61,7 @@ import {
 } from '../key-material.js'
 import type { AsymmetricMaterial } from '../key-material.js'
 import { requireUser } from '../permissions.js'
+import { refuseClientChange } from '../sync-role.js'
 
 /** The user logged in on a session. */
 type SessionUser = NonNullable<Session['user']>
@@ -122,7 +125,7 @@ function invalidHandle (handle: number, user: SessionUser): WireError {
 }
 
 /** A key the CU may use: owned, shared with it, or public. */
-function keyForUse (ctx: HsmContext, session: Session, user: SessionUser, handle: number): FoundKey {
+export function keyForUse (ctx: HsmContext, session: Session, user: SessionUser, handle: number): FoundKey {
   const found = lookup(ctx, session, handle)
   if (found === undefined || relationOf(found.record, user.userId) === undefined) throw invalidHandle(handle, user)
   if (found.session && found.record.owner !== user.userId) throw invalidHandle(handle, user)
@@ -138,13 +141,13 @@ function keyForOwner (ctx: HsmContext, session: Session, user: SessionUser, hand
   return found
 }
 
-function requireFlag (record: KeyRecord, attribute: number, what: string): void {
+export function requireFlag (record: KeyRecord, attribute: number, what: string): void {
   if (record.attributes[attribute] !== 1) {
     throw new WireError(ReturnCode.KEY_ACCESS_DENIED, `key ${record.handle} may not be used to ${what} (${attrName(attribute)} is 0)`)
   }
 }
 
-function requireKind (record: KeyRecord, keyClass: number, keyType: number | undefined, what: string): void {
+export function requireKind (record: KeyRecord, keyClass: number, keyType: number | undefined, what: string): void {
   if (record.keyClass !== keyClass || (keyType !== undefined && record.keyType !== keyType)) {
     throw new WireError(ReturnCode.INVALID_INPUT, `key ${record.handle} (class ${record.keyClass}, type ${record.keyType}) cannot ${what}`)
   }
@@ -271,6 +274,17 @@ const CARRIED_ON_UNWRAP: readonly number[] = [
   Attribute.VERIFY, Attribute.DERIVE, Attribute.DESTROYABLE, Attribute.WRAP_WITH_TRUSTED
 ]
 
+/** A new key's usage attributes as a PKCS#11 template asks (`usageOn` / `usageOff`), over the defaults. */
+function applyUsage (attributes: Record<number, AttributeValue>, on: number[] | undefined, off: number[] | undefined): Record<number, AttributeValue> {
+  for (const [ids, value] of [[on, 1], [off, 0]] as const) {
+    for (const id of ids ?? []) {
+      if (!BOOLEAN_SETTABLE.has(id)) throw new WireError(ReturnCode.INVALID_ATTRIBUTE, `${attrName(id)} is not a usage attribute a new key can set`)
+      attributes[id] = value
+    }
+  }
+  return attributes
+}
+
 function asBoolean (attribute: number, value: number | string): 0 | 1 {
   if (value === 0 || value === '0') return 0
   if (value === 1 || value === '1') return 1
@@ -302,6 +316,7 @@ function creationOptions (args: KeyCreationOptions): CreateOptions {
  */
 async function storeNewKeys (ctx: HsmContext, session: Session, records: KeyRecord[], options: CreateOptions): Promise<void> {
   try {
+    if (options.token) refuseClientChange(ctx, 'creating a token key')
     // Checks and reservations happen synchronously, so concurrent creations cannot both pass them.
     if (options.id !== '') {
       const other = findKeyWithId(ctx, session, options.id)
@@ -355,8 +370,12 @@ async function deleteTokenKeys (ctx: HsmContext, handles: number[]): Promise<voi
 
 /** Writes a changed copy of a key back where it lives (store or session). */
 async function saveKey (ctx: HsmContext, session: Session, found: FoundKey, record: KeyRecord): Promise<void> {
-  if (found.session) session.sessionKeys.set(record.handle, record)
-  else await ctx.keys.put([record])
+  if (found.session) {
+    session.sessionKeys.set(record.handle, record)
+    return
+  }
+  refuseClientChange(ctx, `changing key ${record.handle}`)
+  await ctx.keys.put([record])
 }
 
 /**
@@ -441,6 +460,7 @@ async function makeTokenKey (ctx: HsmContext, session: Session, user: SessionUse
   await ctx.keys.withLocks([handle], async () => {
     const found = keyForOwner(ctx, session, user, handle)
     if (!found.session) return // already a token key
+    refuseClientChange(ctx, `making key ${handle} a token key`)
     const release = ctx.keys.reserveSlots(1)
     const record = copyRecord(found.record)
     record.attributes[Attribute.TOKEN] = 1
@@ -524,6 +544,7 @@ const generateSymmetricKey: Handler<'generateSymmetricKey'> = async (ctx, sessio
     valueLen: args.sizeBytes,
     kcv: secretKeyKcv(args.keyType, material)
   })
+  applyUsage(attributes, args.usageOn, args.usageOff)
   const record: KeyRecord = { handle, keyClass: KeyClass.SECRET, keyType: args.keyType, owner: user.userId, sharedWith, mValue: args.mValue ?? 0, attributes, material }
   await storeNewKeys(ctx, session, [record], options)
   return { handle }
@@ -580,7 +601,7 @@ const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) =
     owner: user.userId,
     sharedWith: [],
     mValue: 0,
-    attributes: buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PUBLIC), keyClass: KeyClass.PUBLIC, extractable: true }),
+    attributes: applyUsage(buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PUBLIC), keyClass: KeyClass.PUBLIC, extractable: true }), args.publicUsageOn, args.publicUsageOff),
     material: material.publicDer,
     pairHandle: privateHandle
   }
@@ -592,7 +613,7 @@ const generateKeyPair: Handler<'generateKeyPair'> = async (ctx, session, args) =
     // Public keys cannot be shared: `-u` shares the private half.
     sharedWith,
     mValue: args.mValue ?? 0,
-    attributes: buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PRIVATE), keyClass: KeyClass.PRIVATE, extractable: args.extractable ?? true }),
+    attributes: applyUsage(buildAttributes({ ...common, ...asymmetricAttributes(material, KeyClass.PRIVATE), keyClass: KeyClass.PRIVATE, extractable: args.extractable ?? true }), args.usageOn, args.usageOff),
     material: material.privateDer,
     pairHandle: publicHandle
   }
@@ -637,6 +658,7 @@ const deleteKey: Handler<'deleteKey'> = async (ctx, session, { handle }) => {
       session.sessionKeys.delete(handle)
       return
     }
+    refuseClientChange(ctx, `deleting key ${handle}`)
     // A tombstone, not a delete: the handle is never given out again, and the delete reaches
     // peers that were away (peerInventory lists tombstones).
     await ctx.keys.tombstone([handle])

@@ -43,6 +43,7 @@ import { keyDigest } from '../key-digest.js'
 import { maskKey, maskUser, openMasked, readMaskedKey, readUserRecord } from '../masked-objects.js'
 import type { MaskedKey } from '../masked-objects.js'
 import { requireUser } from '../permissions.js'
+import { refuseClientChange } from '../sync-role.js'
 
 function sameName (a: string, b: string): boolean {
   return a.toLowerCase() === b.toLowerCase()
@@ -209,6 +210,8 @@ const extractMaskedObject: Handler<'extractMaskedObject'> = async (ctx, session,
 
 const insertMaskedObject: Handler<'insertMaskedObject'> = async (ctx, session, args) => {
   const caller = requireUser(session, 'CU', 'CO', 'AU')
+  // syncKey / syncUser into a replica would change it behind the synchronisation task's back.
+  refuseClientChange(ctx, 'inserting a masked object')
   const { kind, payload } = openMasked(ctx, args.blob)
   if (kind === 'user') {
     requireUser(session, 'CO', 'AU')

@@ -16,6 +16,7 @@ import type { Handler, HandlerTable, HsmContext, UserRecord } from '../context.j
 import { isCryptoOfficer, requireUser, userTypeMatches } from '../permissions.js'
 import { readRsa2048PublicKey, verifyRsaSha256 } from '../quorum-table.js'
 import type { QuorumTable } from '../quorum-table.js'
+import { refuseClientChange } from '../sync-role.js'
 import { findUserByName } from './user-handlers.js'
 
 /** The approval file's `Approver Type`: 2 for CO, 1 for CU. */
@@ -44,6 +45,7 @@ function approverOf (ctx: HsmContext, approval: QuorumApproval): UserRecord & { 
 export function createQuorumHandlers (table: QuorumTable): HandlerTable {
   const registerQuorumPubKey: Handler<'registerQuorumPubKey'> = async (ctx, session, args) => {
     requireUser(session, 'CO')
+    refuseClientChange(ctx, `registering a quorum public key for ${args.userName}`)
     readRsa2048PublicKey(args.publicKeyPem)
     if (!verifyRsaSha256(args.publicKeyPem, args.token, args.signature)) {
       throw new WireError(ReturnCode.MXN_AUTH_FAILED, 'the signature of the registration token does not verify with the public key')

@@ -21,6 +21,7 @@ import { isCryptoOfficer, isLoggedInAnywhere, requireUser, userTypeMatches } fro
 import { readRsa2048PublicKey } from '../quorum-table.js'
 import type { QuorumTable } from '../quorum-table.js'
 import { endLogin } from '../session.js'
+import { refuseClientChange } from '../sync-role.js'
 
 /** Options of `createUserHandlers`. */
 export interface UserHandlerOptions {
@@ -149,6 +150,7 @@ export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTa
 
   const createUser: Handler<'createUser'> = async (ctx, session, args) => {
     requireUser(session, 'CO')
+    refuseClientChange(ctx, `creating user ${args.userName}`)
     // "PCO, PRECO, and preCO are also valid values, but they are rarely used": we take PCO as CO.
     const userType: UserType | undefined = isCryptoOfficer(args.userType) ? 'CO' : args.userType === 'CU' ? 'CU' : undefined
     if (userType === undefined) throw new WireError(ReturnCode.INVALID_USER_TYPE, `createUser makes CO or CU users, not ${args.userType}`)
@@ -180,6 +182,7 @@ export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTa
 
   const deleteUser: Handler<'deleteUser'> = async (ctx, session, args) => {
     requireUser(session, 'CO')
+    refuseClientChange(ctx, `deleting user ${args.userName}`)
     if (!isCryptoOfficer(args.userType) && args.userType !== 'CU') {
       throw new WireError(ReturnCode.INVALID_USER_TYPE, `deleteUser deletes CO or CU users, not ${args.userType}`)
     }
@@ -207,6 +210,8 @@ export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTa
 
   const changePassword: Handler<'changePassword'> = async (ctx, session, args) => {
     requireUser(session)
+    // Even one's own: a password changed on a replica would differ from the primary's.
+    refuseClientChange(ctx, `changing the password of ${args.userName}`)
     checkPassword(args.password)
     const publicKeyPem = secondFactorKey(session, args.twoFactor)
     const password = await hashPassword(args.password, cost)

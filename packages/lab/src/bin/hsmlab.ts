@@ -6,6 +6,7 @@
  *   hsmlab down   [--dir DIR] [--purge]
  *   hsmlab backup [--dir DIR] [--json] REGION/CLUSTER
  *   hsmlab fault  partition|blackhole|latency|reset-peer|heal|list ... [--dir DIR]   (fault-command.ts)
+ *   hsmlab sync   create|add-replica|add-resources|remove-resources|remove-replica|status ... [--dir DIR]   (sync-command.ts)
  *   hsmlab exercise ...   (the bin of @hsmlab/exercises, which builds on the lab)
  *
  * `main(argv, io)` parses the arguments, calls labUp / labStatus / labDown / labBackup and prints; it returns
@@ -21,10 +22,8 @@ import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { labDefaults } from '../defaults.js'
 import { LAB_ERR_USAGE, LabError } from '../errors.js'
-import { labBackup, labDown } from '../lab-admin.js'
-import { labStatus } from '../lab-status.js'
-import { labUp } from '../lab-up.js'
-import { formatDown, formatStatus, formatUpSummary } from '../report.js'
+// The operations are loaded by the command that runs them (below): `hsmlab sync status` and the
+// other small commands need not load every package that `up` starts processes from.
 
 /** Where `main` writes, and the directory it resolves `--dir` and `--topology` against. */
 export interface MainIo {
@@ -60,6 +59,10 @@ commands:
   fault   partition|blackhole GROUP, latency FROM TO --ms N, reset-peer GROUP, heal [GROUP], list
                                           network faults on the lab's links (its fault proxy)
 
+  sync    create|add-replica|add-resources|remove-resources|remove-replica|status REGION/CLUSTER ...
+                                          synchronisation tasks: a primary cluster kept in step with
+                                          replica clusters in other regions (docs/sync.md)
+
   scenario run FILE [--seed N] [--dir DIR]  run a fault scenario against a lab of its own; PASS or
                                           the invariant that broke (docs/scenarios.md)
   exercise list|start|show|check|hint|solution|reset
@@ -80,7 +83,9 @@ Starts the lab described by FILE in DIR and returns once every region's control 
 every cluster is built through its control plane's cloudhsmv2 API (created, initialized,
 activated; a clone made from a copy of a backup of its source) and every HSM is ACTIVE.
 Without --topology: the lab already in DIR, or the default lab (us-east-1/primary, 2 HSMs,
-CO admin, CU alice; us-west-2/dr, its clone, 2 HSMs).
+CO admin, CU alice; us-west-2/dr, its clone, 2 HSMs; eu-west-1/replica, its clone, 1 HSM, kept in
+step with it by a synchronisation task: every key and the user alice).
+Synchronisation tasks a topology declares are built once every cluster is ACTIVE.
 Run again, it starts only what is not running (a control plane on its port, with its data; a
 control plane restarts its own HSMs) and waits until every HSM is ACTIVE.
 
@@ -226,6 +231,7 @@ export async function main (argv: string[], io: MainIo = {
         if (window !== undefined && !(Number.isFinite(window) && window >= 0 && v['copy-retry-window-seconds']?.trim() !== '')) {
           throw new LabError(LAB_ERR_USAGE, `--copy-retry-window-seconds must be a number of seconds ≥ 0, not '${v['copy-retry-window-seconds'] ?? ''}'`)
         }
+        const [{ labUp }, { formatUpSummary }] = await Promise.all([import('../lab-up.js'), import('../report.js')])
         const result = await labUp({
           cwd,
           dir: v.dir,
@@ -243,6 +249,7 @@ export async function main (argv: string[], io: MainIo = {
       case 'status': {
         const v = parse('status', () => parseArgs({ args: rest, strict: true, allowPositionals: false, options: { dir: DIR_OPTION, json: { type: 'boolean' }, help: HELP_OPTION } }).values)
         if (v.help === true) { io.stdout(HELP.status ?? ''); return EXIT_OK }
+        const [{ labStatus }, { formatStatus }] = await Promise.all([import('../lab-status.js'), import('../report.js')])
         const status = await labStatus({ cwd, dir: v.dir })
         io.stdout(v.json === true ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status))
         return EXIT_OK
@@ -250,6 +257,7 @@ export async function main (argv: string[], io: MainIo = {
       case 'down': {
         const v = parse('down', () => parseArgs({ args: rest, strict: true, allowPositionals: false, options: { dir: DIR_OPTION, purge: { type: 'boolean' }, help: HELP_OPTION } }).values)
         if (v.help === true) { io.stdout(HELP.down ?? ''); return EXIT_OK }
+        const [{ labDown }, { formatDown }] = await Promise.all([import('../lab-admin.js'), import('../report.js')])
         io.stdout(formatDown(await labDown({ cwd, dir: v.dir, purge: v.purge })))
         return EXIT_OK
       }
@@ -257,6 +265,7 @@ export async function main (argv: string[], io: MainIo = {
         const p = parse('backup', () => parseArgs({ args: rest, strict: true, allowPositionals: true, options: { dir: DIR_OPTION, json: { type: 'boolean' }, help: HELP_OPTION } }))
         if (p.values.help === true) { io.stdout(HELP.backup ?? ''); return EXIT_OK }
         if (p.positionals.length !== 1) throw new LabError(LAB_ERR_USAGE, `name one cluster as REGION/CLUSTER (like us-east-1/primary)\n\n${HELP.backup ?? ''}`)
+        const { labBackup } = await import('../lab-admin.js')
         const backup = await labBackup({ cwd, dir: p.values.dir, cluster: p.positionals[0] as string })
         io.stdout(p.values.json === true ? JSON.stringify(backup, null, 2) + '\n' : `${backup.BackupId}\n`)
         return EXIT_OK
@@ -272,6 +281,7 @@ export async function main (argv: string[], io: MainIo = {
           : await runKmu(rest, { input, output, error, cwd })
       }
       case 'fault': return await (await import('../fault-command.js')).faultMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
+      case 'sync': return await (await import('../sync-command.js')).syncMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
       case 'scenario': return await (await import('../scenario/index.js')).scenarioMain(rest, { stdout: io.stdout, stderr: io.stderr, cwd })
       case 'exercise': return await forward('exercise', rest, cwd)
       case 'help': case '--help': case '-h':

@@ -16,6 +16,12 @@ export const scenarioDefaults = {
   settlePollIntervalMs: 250,
   /** Deadline of each request the settle phase and the observer send, in milliseconds. @default 5000 */
   observeRequestTimeoutMs: 5_000,
+  /**
+   * How often the runner reads the records of the lab's synchronisation tasks while the workload
+   * runs, to see every FAILED record and its cause (invariant sync-failures-have-causes), in
+   * milliseconds. @default 250
+   */
+  syncWatchIntervalMs: 250,
   /** How long a client waits when the operation it picked has nothing to work on yet, in milliseconds. @default 50 */
   idleWaitMs: 50,
   /** Details printed per broken invariant before "... and N more". @default 10 */

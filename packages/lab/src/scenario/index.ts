@@ -14,8 +14,9 @@ export type {
 export { History } from './history.js'
 export type { Invocation, OperationRecord, Outcome } from './history.js'
 export type { Observation, ObservedBackup, ObservedHsm, ObservedKey, ObservedUser } from './observation.js'
+export type { ObservedSyncRecord, ObservedSyncTask, SeenSyncFailure } from './sync-watch.js'
 export {
-  CHECKERS, checkAcknowledgedNotLost, checkBackupsSettled, checkClusterAgreement, checkFailuresHaveCauses, checkNoDuplicates, checkNoHalfWrites,
+  CHECKERS, checkAcknowledgedNotLost, checkBackupsSettled, checkClusterAgreement, checkFailuresHaveCauses, checkNoDuplicates, checkNoHalfWrites, checkSyncConverged, checkSyncFailuresHaveCauses,
   runCheckers
 } from './checkers/index.js'
 export type { CheckInput, InvariantName, Violation } from './checkers/index.js'

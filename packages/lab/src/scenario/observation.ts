@@ -13,6 +13,8 @@ import type { OperationRecord } from './history.js'
 import { HsmSessions, describeError } from './hsm-sessions.js'
 import type { ClusterServers, Credential } from './hsm-sessions.js'
 import type { ScenarioCluster } from './scenario-file.js'
+import { observeSyncTasks } from './sync-watch.js'
+import type { ObservedSyncTask, SeenSyncFailure } from './sync-watch.js'
 
 /** One key as an HSM shows it. */
 export interface ObservedKey {
@@ -73,6 +75,10 @@ export interface Observation {
   clusters: Array<{ ref: string, region: string, hsms: number, cloneOf?: string }>
   hsms: ObservedHsm[]
   backups: ObservedBackup[]
+  /** The synchronisation tasks of the lab once it settled, with their records (none: the lab has none). */
+  syncTasks?: ObservedSyncTask[]
+  /** Every FAILED record seen while the run went on, with its cause. */
+  syncFailuresSeen?: SeenSyncFailure[]
 }
 
 /** What the observer needs. */
@@ -85,6 +91,10 @@ export interface ObserveContext {
   history: readonly OperationRecord[]
   requestTimeoutMs: number
   connectTimeoutMs: number
+  /** Scenario name → cluster id, to name the clusters of the synchronisation tasks. */
+  clusterIds?: ReadonlyMap<string, string>
+  /** The FAILED records seen while the run went on (SyncWatch). */
+  syncFailuresSeen?: SeenSyncFailure[]
 }
 
 /** Every backup of a region (DescribeBackups, every page). */
@@ -199,10 +209,13 @@ export async function observe (ctx: ObserveContext): Promise<Observation> {
         })
       }
     }
+    const syncTasks = await observeSyncTasks(ctx.regions, ctx.api, ctx.clusterIds ?? new Map())
     return {
       clusters: clusters.map(c => ({ ref: c.ref, region: c.region, hsms: sessions.size(c.ref), ...(c.cloneOf === undefined ? {} : { cloneOf: c.cloneOf }) })),
       hsms,
-      backups
+      backups,
+      syncTasks,
+      syncFailuresSeen: ctx.syncFailuresSeen ?? []
     }
   } finally {
     await sessions.close()

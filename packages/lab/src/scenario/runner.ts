@@ -26,7 +26,7 @@ import { labStatus } from '../lab-status.js'
 import { labUp } from '../lab-up.js'
 import type { LabStatus } from '../lab.js'
 import type { Topology } from '../topology.js'
-import { runCheckers } from './checkers/index.js'
+import { CHECKERS, runCheckers } from './checkers/index.js'
 import type { Violation } from './checkers/index.js'
 import { SCENARIO_EXIT, scenarioDefaults } from './defaults.js'
 import { FaultDriver } from './fault-driver.js'
@@ -40,6 +40,8 @@ import { Random } from './random.js'
 import { readScenario, resolveScenario } from './scenario-file.js'
 import type { LinkSelector, ResolvedScenario, Scenario } from './scenario-file.js'
 import { settle } from './settle.js'
+import { SyncWatch } from './sync-watch.js'
+import type { SeenSyncFailure } from './sync-watch.js'
 import { runWorkload } from './workload.js'
 
 /** Options of `runScenario`. */
@@ -130,6 +132,8 @@ class ScenarioRun {
   private tempRoot: string | undefined
   private labStarted = false
   private pendingRestarts: (() => Promise<void>) | undefined
+  /** The FAILED records of the lab's synchronisation tasks seen while the run went on. */
+  private syncFailuresSeen: SeenSyncFailure[] = []
   /** The run's seed: `--seed`, else the file's, else a random one (known once the file is read). */
   seed: number | undefined
 
@@ -279,27 +283,40 @@ class ScenarioRun {
     this.log(`workload: ${scenario.workload.map(s => `${s.name} (${s.clients} client${s.clients === 1 ? '' : 's'}: ${[...new Set(s.ops.map(o => o.op))].join(', ')})`).join('; ')} for ${seconds(scenario.durationMs)}`)
     this.pendingRestarts = async () => { await nemesis.restarted() }
     nemesis.start()
-    await runWorkload({
-      streams: scenario.workload,
-      clusters: resolved.clusters,
-      servers,
+    const syncWatch = new SyncWatch({
+      regions: lab.regions,
+      api: region => lab.api(region, scenarioDefaults.observeRequestTimeoutMs),
       clusterIds: lab.clusterIds,
-      api: region => lab.api(region),
-      initialBackups: lab.initialBackups,
-      history,
-      runTag,
-      requestTimeoutMs: scenario.requestTimeoutMs,
-      now: this.now,
-      signal
-    }, workloadRandom)
-    // The schedule runs its course even when the workload ended early.
-    await new Promise<void>(resolveWait => {
-      if (signal.aborted) { resolveWait(); return }
-      const timer = setTimeout(done, Math.max(0, scenario.durationMs - this.now()))
-      function done (): void { clearTimeout(timer); signal.removeEventListener('abort', done); resolveWait() }
-      signal.addEventListener('abort', done, { once: true })
+      intervalMs: scenarioDefaults.syncWatchIntervalMs,
+      now: this.now
     })
-    await nemesis.stop()
+    syncWatch.start()
+    try {
+      await runWorkload({
+        streams: scenario.workload,
+        clusters: resolved.clusters,
+        servers,
+        clusterIds: lab.clusterIds,
+        api: region => lab.api(region),
+        initialBackups: lab.initialBackups,
+        history,
+        runTag,
+        requestTimeoutMs: scenario.requestTimeoutMs,
+        now: this.now,
+        signal
+      }, workloadRandom)
+      // The schedule runs its course even when the workload ended early.
+      await new Promise<void>(resolveWait => {
+        if (signal.aborted) { resolveWait(); return }
+        const timer = setTimeout(done, Math.max(0, scenario.durationMs - this.now()))
+        function done (): void { clearTimeout(timer); signal.removeEventListener('abort', done); resolveWait() }
+        signal.addEventListener('abort', done, { once: true })
+      })
+      await nemesis.stop()
+    } finally {
+      // Stopped whatever happened: its timer would keep the process alive.
+      this.syncFailuresSeen = await syncWatch.stop()
+    }
     history.closeOpen('the run ended before the operation did')
     this.timings.workloadMs = this.now()
     const counts = history.counts()
@@ -323,7 +340,7 @@ class ScenarioRun {
       this.log('heal: every fault lifted')
     }
     await nemesis.restarted()
-    this.log(`settle: restarting what is down, then waiting up to ${seconds(scenario.settleTimeoutMs)} for every HSM ACTIVE, clusters in agreement, copies done`)
+    this.log(`settle: restarting what is down, then waiting up to ${seconds(scenario.settleTimeoutMs)} for every HSM ACTIVE, clusters in agreement, copies done, synchronisation tasks SYNCHRONIZED`)
     const settled = await settle({
       clusters: resolved.clusters,
       servers: await readClusterServers(lab.configs),
@@ -355,7 +372,9 @@ class ScenarioRun {
       preexistingBackups: lab.preexistingBackups,
       history: history.records,
       requestTimeoutMs: scenarioDefaults.observeRequestTimeoutMs,
-      connectTimeoutMs: scenarioDefaults.connectTimeoutMs
+      connectTimeoutMs: scenarioDefaults.connectTimeoutMs,
+      clusterIds: lab.clusterIds,
+      syncFailuresSeen: this.syncFailuresSeen
     })
     this.result.observation = observation
     await writeFile(join(lab.artifactsDir, 'observation.json'), JSON.stringify(observation, null, 2) + '\n')
@@ -367,7 +386,7 @@ class ScenarioRun {
     this.timings.checkMs = performance.now() - checkAt
     this.result.violations = violations
     const keys = observation.hsms.reduce((n, h) => n + h.keys.length, 0)
-    this.log(`check: 6 invariants over ${history.records.length} operations, ${observation.hsms.length} HSMs, ${keys} key copies, ${observation.backups.filter(b => !b.preexisting).length} new backups`)
+    this.log(`check: ${CHECKERS.length} invariants over ${history.records.length} operations, ${observation.hsms.length} HSMs, ${keys} key copies, ${observation.backups.filter(b => !b.preexisting).length} new backups${(observation.syncTasks ?? []).length === 0 ? '' : `, ${(observation.syncTasks ?? []).length} synchronisation task(s) with ${(observation.syncTasks ?? []).reduce((n, t) => n + t.records.length, 0)} records, ${(observation.syncFailuresSeen ?? []).length} FAILED records seen during the run`}`)
     if (violations.length > 0) throw new RunEnded('correctness', formatViolations(violations))
   }
 

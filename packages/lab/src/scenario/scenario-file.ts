@@ -23,6 +23,8 @@ export type WorkloadOp =
   | { op: 'syncUser', weight: number, from: string, to: string }
   | { op: 'createBackup', weight: number, cluster: string }
   | { op: 'copyBackup', weight: number, cluster: string, to: string }
+  | { op: 'shareKey', weight: number, cluster: string }
+  | { op: 'deleteKey', weight: number, cluster: string }
 
 export type WorkloadOpName = WorkloadOp['op']
 
@@ -131,7 +133,9 @@ const OP_FIELDS: Record<WorkloadOpName, readonly string[]> = {
   syncKey: ['op', 'weight', 'from', 'to'],
   syncUser: ['op', 'weight', 'from', 'to'],
   createBackup: ['op', 'weight', 'cluster'],
-  copyBackup: ['op', 'weight', 'cluster', 'to']
+  copyBackup: ['op', 'weight', 'cluster', 'to'],
+  shareKey: ['op', 'weight', 'cluster'],
+  deleteKey: ['op', 'weight', 'cluster']
 }
 
 const CLUSTER_RULE = 'a cluster of the topology as "<region>/<cluster>"'
@@ -180,7 +184,7 @@ function checkOp (c: Checker, path: string, raw: unknown): WorkloadOp | undefine
       if (from !== undefined && from === to) c.fail(`${path}.to`, 'must differ from "from"')
       return from === undefined || to === undefined || from === to ? undefined : { op, weight, from, to }
     }
-    case 'createBackup': {
+    case 'createBackup': case 'shareKey': case 'deleteKey': {
       const at = cluster('cluster')
       return at === undefined ? undefined : { op, weight, cluster: at }
     }
@@ -431,6 +435,11 @@ export async function resolveScenario (scenario: Scenario, scenarioFile: string,
         case 'createUser': case 'createBackup':
           checkCluster(`${path}.cluster`, op.cluster)
           break
+        case 'shareKey': case 'deleteKey': {
+          const cluster = checkCluster(`${path}.cluster`, op.cluster)
+          if (op.op === 'shareKey' && cluster !== undefined && cluster.cryptoUsers.length < 2) problems.push(`${path}: cluster ${op.cluster} needs two crypto users (CU) in the topology: a key is shared by its owner with another`)
+          break
+        }
         case 'copyBackup':
           checkCluster(`${path}.cluster`, op.cluster)
           if (!regions.has(op.to)) problems.push(`${path}.to: names region ${op.to}, which the topology does not have`)

@@ -72,6 +72,16 @@ async function notQuiet (ctx: SettleContext, sessions: HsmSessions): Promise<str
     const pending = (await describeAllBackups(ctx.api(region)))
       .filter(b => b.BackupState === 'CREATE_IN_PROGRESS' && !ctx.preexistingBackups.has(String(b.BackupId)))
     if (pending.length > 0) busy.push(`${region}: ${pending.map(b => String(b.BackupId)).join(', ')} still CREATE_IN_PROGRESS`)
+    // Synchronisation tasks (issue 12): every record on every associated replica SYNCHRONIZED.
+    const api = ctx.api(region)
+    for (const task of await api.describeSyncTasks({})) {
+      const associated = new Set(task.Replicas.filter(r => r.State === 'ASSOCIATED').map(r => r.ClusterId))
+      const open = (await api.allSyncResources({ ClusterId: task.PrimaryClusterId })).filter(r => associated.has(r.ReplicaClusterId) && r.Status !== 'SYNCHRONIZED')
+      if (open.length > 0) {
+        const first = open[0]
+        busy.push(`the synchronisation task of ${task.PrimaryClusterId} has ${open.length} record${open.length === 1 ? '' : 's'} not SYNCHRONIZED yet (${first?.ResourceType ?? ''} ${first?.ResourceId ?? ''} on ${first?.ReplicaClusterId ?? ''}: ${first?.Status ?? ''}${first?.FailureCause == null ? '' : `, ${first.FailureCause.Code}`})`)
+      }
+    }
   }
   return busy.length > 0 ? busy.join('; ') : undefined
 }

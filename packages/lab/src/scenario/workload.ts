@@ -45,6 +45,9 @@ export interface WorkloadContext {
   signal: AbortSignal
 }
 
+/** How often shareKey tries an HSM that does not have the key yet (every idleWaitMs: about a second). */
+const SHARE_ATTEMPTS_MAX = 20
+
 /** An acknowledged key. */
 interface KnownKey { opId: number, label: string, handle: number, owner: string }
 /** An acknowledged user. */
@@ -128,6 +131,8 @@ class Client {
       case 'syncUser': return await this.syncUser(op)
       case 'createBackup': await this.createBackup(op); return true
       case 'copyBackup': return await this.copyBackup(op)
+      case 'shareKey': return await this.shareKey(op)
+      case 'deleteKey': return await this.deleteKey(op)
     }
   }
 
@@ -285,6 +290,69 @@ class Client {
     })
     if (outcome === 'ok') this.ctx.history.complete(record, 'ok')
     this.retryUnlessOk(record, `${op.to}|${user.name}`)
+    return true
+  }
+
+  /**
+   * CMU's `shareKey`: an acknowledged key of the run shared by its owner with another crypto user
+   * of the topology, on every HSM of the cluster (an HSM changes its own copy only; CMU sends the
+   * change to each): a change of the key, its sharing, which a synchronisation task carries to
+   * its replicas.
+   */
+  private async shareKey (op: Extract<WorkloadOp, { op: 'shareKey' }>): Promise<boolean> {
+    const keys = this.knowledge.list(this.knowledge.keys, op.cluster)
+    if (keys.length === 0) return false
+    const key = this.random.pick(keys)
+    const cluster = this.cluster(op.cluster)
+    const owner = cluster.cryptoUsers.find(u => u.name.toLowerCase() === key.owner.toLowerCase())
+    const others = cluster.cryptoUsers.filter(u => u !== owner)
+    if (owner === undefined || others.length === 0) return false
+    const other = this.random.pick(others)
+    const servers = [...Array(this.sessions.size(op.cluster)).keys()]
+    const record = this.ctx.history.invoke({ client: this.name, op: 'shareKey', cluster: op.cluster, label: key.label, handle: key.handle, owner: key.owner, userName: other.name, sourceOp: key.opId })
+    const { outcome } = await this.onEvery(record, op.cluster, servers, async server => {
+      const session = await this.sessions.session(op.cluster, server, { type: 'CU', name: owner.name, password: owner.password })
+      const { users } = await session.call('listUsers', {}, { timeoutMs: this.ctx.requestTimeoutMs })
+      const target = users.find(u => u.userName.toLowerCase() === other.name.toLowerCase())
+      if (target === undefined) throw new Error(`${other.name} is not on ${op.cluster}/hsm-${server}`)
+      // A key made on another HSM a moment ago may not have reached this one yet (in-cluster
+      // replication): as a person would, try again a little later rather than leave the cluster
+      // with the key shared on some HSMs only.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await session.call('shareKey', { handle: key.handle, userId: target.userId, share: true }, { timeoutMs: this.ctx.requestTimeoutMs })
+          return
+        } catch (err) {
+          if (attempt >= SHARE_ATTEMPTS_MAX || !/RET_INVALID_HANDLE/.test(describeError(err))) throw err
+          await sleep(scenarioDefaults.idleWaitMs, this.ctx.signal)
+        }
+      }
+    })
+    if (outcome === 'ok') this.ctx.history.complete(record, 'ok')
+    return true
+  }
+
+  /**
+   * KMU's `deleteKey`: an acknowledged key of the run deleted by its owner on a random HSM. It is
+   * no longer offered to the other operations from the moment it is asked for (its outcome may
+   * stay unknown).
+   */
+  private async deleteKey (op: Extract<WorkloadOp, { op: 'deleteKey' }>): Promise<boolean> {
+    const keys = this.knowledge.list(this.knowledge.keys, op.cluster)
+    if (keys.length === 0) return false
+    const key = this.random.pick(keys)
+    keys.splice(keys.indexOf(key), 1)
+    const owner = this.cluster(op.cluster).cryptoUsers.find(u => u.name.toLowerCase() === key.owner.toLowerCase())
+    if (owner === undefined) return false
+    const server = this.random.int(this.sessions.size(op.cluster))
+    const record = this.ctx.history.invoke({ client: this.name, op: 'deleteKey', cluster: op.cluster, server, label: key.label, handle: key.handle, owner: key.owner, sourceOp: key.opId })
+    try {
+      const session = await this.sessions.session(op.cluster, server, { type: 'CU', name: owner.name, password: owner.password })
+      await session.call('deleteKey', { handle: key.handle }, { timeoutMs: this.ctx.requestTimeoutMs })
+      this.ctx.history.complete(record, 'ok')
+    } catch (err) {
+      this.fail(record, err)
+    }
     return true
   }
 

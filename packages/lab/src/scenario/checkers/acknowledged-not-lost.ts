@@ -31,11 +31,13 @@ export function checkAcknowledgedNotLost ({ history, observation }: CheckInput):
       if (!hsm.users.some(u => sameName(u.userName, userName))) fail(`user ${userName} (${how} by ${opName(record)}) is not on ${hsm.name}`)
     }
   }
+  // Keys a deleteKey may have removed (acknowledged, or without an answer): not required anywhere.
+  const deleted = new Set(history.filter(r => r.op === 'deleteKey' && r.outcome !== 'failed' && r.label !== undefined).map(r => r.label as string))
   for (const r of history) {
     if (r.outcome !== 'ok') continue
     switch (r.op) {
       case 'createKey':
-        if (r.handle !== undefined && r.label !== undefined) keyAt(r.cluster, r.handle, r.label, r, 'acknowledged')
+        if (r.handle !== undefined && r.label !== undefined && !deleted.has(r.label)) keyAt(r.cluster, r.handle, r.label, r, 'acknowledged')
         break
       case 'syncKey':
         if (r.to !== undefined && r.label !== undefined) keyAt(r.to, r.destinationHandle ?? r.handle ?? -1, r.label, r, `synced to ${r.to}`)
@@ -49,7 +51,7 @@ export function checkAcknowledgedNotLost ({ history, observation }: CheckInput):
       case 'createBackup':
         if (r.backupId !== undefined && !observation.backups.some(b => b.backupId === r.backupId)) fail(`backup ${r.backupId} (acknowledged by ${opName(r)}) is gone from ${r.cluster.split('/')[0] ?? ''}`)
         break
-      case 'copyBackup':
+      case 'copyBackup': case 'shareKey': case 'deleteKey':
         break
     }
   }

@@ -14,6 +14,8 @@ export type InvariantName =
   | 'failures-have-causes'
   | 'cluster-agreement'
   | 'backups-settled'
+  | 'sync-converged'
+  | 'sync-failures-have-causes'
 
 /** What a checker judges. */
 export interface CheckInput {

@@ -9,10 +9,12 @@ import { NO_HALF_WRITES, checkNoHalfWrites } from './no-half-writes.js'
 import { FAILURES_HAVE_CAUSES, checkFailuresHaveCauses } from './failures-have-causes.js'
 import { CLUSTER_AGREEMENT, checkClusterAgreement } from './cluster-agreement.js'
 import { BACKUPS_SETTLED, checkBackupsSettled } from './backups-settled.js'
+import { SYNC_CONVERGED, SYNC_FAILURES_HAVE_CAUSES, checkSyncConverged, checkSyncFailuresHaveCauses } from './sync-tasks.js'
 
 export type { CheckInput, InvariantName, Violation } from './check-input.js'
 export {
-  checkAcknowledgedNotLost, checkBackupsSettled, checkClusterAgreement, checkFailuresHaveCauses, checkNoDuplicates, checkNoHalfWrites
+  checkAcknowledgedNotLost, checkBackupsSettled, checkClusterAgreement, checkFailuresHaveCauses, checkNoDuplicates, checkNoHalfWrites,
+  checkSyncConverged, checkSyncFailuresHaveCauses
 }
 
 /** Every invariant with its checker, in the order they are reported. */
@@ -22,7 +24,9 @@ export const CHECKERS: ReadonlyArray<{ invariant: InvariantName, check: (input: 
   { invariant: NO_HALF_WRITES, check: checkNoHalfWrites },
   { invariant: FAILURES_HAVE_CAUSES, check: checkFailuresHaveCauses },
   { invariant: CLUSTER_AGREEMENT, check: checkClusterAgreement },
-  { invariant: BACKUPS_SETTLED, check: checkBackupsSettled }
+  { invariant: BACKUPS_SETTLED, check: checkBackupsSettled },
+  { invariant: SYNC_CONVERGED, check: checkSyncConverged },
+  { invariant: SYNC_FAILURES_HAVE_CAUSES, check: checkSyncFailuresHaveCauses }
 ]
 
 /** Runs every checker; an empty list means every invariant held. */
