@@ -294,6 +294,14 @@ export async function showExercise (options: ExerciseLocation): Promise<Shown> {
   for (const c of lab?.clusters ?? []) {
     if (existsSync(layout.cmuConfig(c.region, c.name))) cmuConfigs[`${c.region}/${c.name}`] = layout.cmuConfig(c.region, c.name)
   }
+  // The lab's configurations naming one HSM of a cluster and one of its clone (syncKey, syncUser across them).
+  for (const region of lab?.topology.regions ?? []) {
+    for (const clone of region.clusters) {
+      if (clone.cloneOf === undefined) continue
+      const file = layout.crossConfig({ region: clone.cloneOf.region, name: clone.cloneOf.cluster }, { region: region.name, name: clone.name })
+      if (existsSync(file)) cmuConfigs[`${clone.cloneOf.region}/${clone.cloneOf.cluster}->${region.name}/${clone.name}`] = file
+    }
+  }
   for (const [k, v] of Object.entries(current)) cmuConfigs[`${k} (now)`] = v
   return {
     name: definition.name,
