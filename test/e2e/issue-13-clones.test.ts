@@ -8,6 +8,7 @@
  * solution typed into the real CMU makes it pass.
  */
 import { describe, expect, it } from 'vitest'
+import { openExercise } from '@hsmlab/exercises'
 import { playExercise } from './issue-13-helpers.js'
 
 // A start, a check, each wrong attempt, a reset, the solution and a check: a minute or more on a busy machine.
@@ -29,6 +30,10 @@ describe('issue 13: exercises across clones', () => {
   }, TIMEOUT_MS)
 
   it('partition-left-keys-behind: the keys past the partition are missing on both HSMs of the clone until synced', async () => {
-    await playExercise('partition-left-keys-behind', [/\d of alice's keys are missing on us-west-2\/dr server 0 \(hsm-[a-z0-9]+\): \d+/, /missing on us-west-2\/dr server 1/])
+    const run = await playExercise('partition-left-keys-behind', [/\d of alice's keys are missing on us-west-2\/dr server 0 \(hsm-[a-z0-9]+\): \d+/, /missing on us-west-2\/dr server 1/])
+    // Reset with the same seed left the same keys behind as the first start.
+    const { state } = await openExercise({ dir: run.lab.dir })
+    expect(state.values.left).toEqual(run.values.left)
+    expect((state.values.left as number[]).length).toBe(6 - (state.values.cut as number))
   }, TIMEOUT_MS)
 })
