@@ -132,6 +132,9 @@ export async function playExercise (name: string, initially: Array<string | RegE
     const reset = await run.lab.hsmlab(['exercise', 'reset'])
     expect(reset.code, reset.stderr).toBe(0)
     writeFileSync(run.shellState, '')
+    // The same seed: the same random values (passwords, labels, which keys a partition leaves behind).
+    const { state, definition } = await openExercise({ dir: run.lab.dir })
+    for (const name of Object.keys(definition.random)) expect(state.values[name], name).toEqual(run.values[name])
     await expectFailing(run, ...initially)
   }
   await typeSections(run, await sectionsOf(run, 'solution'), true)

@@ -5,7 +5,7 @@
  * leaves it failing with a reason pointing at the mistake; after `reset`, the shipped solution
  * typed into the real CMU makes it pass.
  */
-import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { EXERCISES_DIR, openExercise, scheduleLogFile } from '@hsmlab/exercises'
@@ -39,6 +39,8 @@ describe('issue 13: exercises on users', () => {
     expect(shown.credentials).toContainEqual({ cluster: 'us-east-1/training', type: 'CO', name: 'admin', password: 'Admin1234' })
     expect(shown.cmuConfigs['us-east-1/training']).toBe(`${run.lab.dir}/us-east-1-training.cfg`)
     expect(readFileSync(shown.awsEnv, 'utf8')).toMatch(/^export US_EAST_1=http:\/\/127\.0\.0\.1:\d+$/m)
+    // The state holds passwords: the owner's only.
+    for (const file of ['state.json', 'topology.json']) expect(statSync(join(run.lab.dir, 'exercise', file)).mode & 0o777, file).toBe(0o600)
     // The check's password tries never lock bob out: run it more often than the HSM allows failures.
     let last
     for (let i = 0; i < 6; i++) last = await expectFailing(run, /Bob98765 does not work on server 2/)

@@ -88,6 +88,22 @@ export interface KeyDetails {
   sharedWith: string[]
 }
 
+/** One record of a synchronisation task (HsmlabListSyncResources): one resource on one replica. */
+export interface SyncRecord {
+  /** A key: its handle on the primary, in decimal; a user: its name. */
+  resourceId: string
+  resourceType: 'KEY' | 'USER'
+  replicaClusterId: string
+  /** `region/name` of the replica when the lab made it, else null. */
+  replica: string | null
+  status: 'SYNCHRONIZING' | 'SYNCHRONIZED' | 'FAILED'
+  failureCause: { code: string, message: string } | null
+  /** Epoch seconds. */
+  lastAttemptAt: number | null
+  lastSuccessAt: number | null
+  attempts: number
+}
+
 /** How a check session reaches the lab. */
 export interface CheckLabInit {
   dir: string
@@ -121,6 +137,7 @@ export class CheckLab {
   private readonly connections = new Map<string, Promise<HsmConnection>>()
   private readonly queues = new Map<string, Promise<unknown>>()
   private labNames: Map<string, string> | undefined
+  private labRefs = new Map<string, string>()
 
   constructor (init: CheckLabInit) {
     this.init = init
@@ -136,6 +153,7 @@ export class CheckLab {
       this.apis.set(cp.region, new ControlPlaneClient({ endpoint: cp.endpoint ?? `http://127.0.0.1:${cp.port}`, region: cp.region, timeoutMs: exerciseDefaults.requestTimeoutMs }))
     }
     this.labNames = new Map(lab.clusters.filter(c => c.id !== null).map(c => [c.id as string, c.name]))
+    this.labRefs = new Map(lab.clusters.filter(c => c.id !== null).map(c => [c.id as string, `${c.region}/${c.name}`]))
   }
 
   /** The regions of the lab. */
@@ -209,6 +227,31 @@ export class CheckLab {
       }
     }
     throw new ExerciseError(EXERCISE_ERR_CHECK, `the lab has no cluster ${ref}`)
+  }
+
+  /**
+   * The records of the synchronisation task whose primary is `ref` (`region/name` or a cluster
+   * id), every page, as the primary's control plane lists them; `status` and `replica` filter.
+   */
+  async syncResources (ref: string, filters: { status?: SyncRecord['status'], replica?: string } = {}): Promise<SyncRecord[]> {
+    const primary = await this.cluster(ref)
+    const replicaId = filters.replica === undefined ? undefined : (await this.cluster(filters.replica)).id
+    const records = await this.api(primary.region).allSyncResources({
+      ClusterId: primary.id,
+      ...(filters.status === undefined ? {} : { Status: filters.status }),
+      ...(replicaId === undefined ? {} : { ReplicaClusterId: replicaId })
+    })
+    return records.map(r => ({
+      resourceId: r.ResourceId,
+      resourceType: r.ResourceType,
+      replicaClusterId: r.ReplicaClusterId,
+      replica: this.labRefs.get(r.ReplicaClusterId) ?? null,
+      status: r.Status,
+      failureCause: r.FailureCause === null ? null : { code: r.FailureCause.Code, message: r.FailureCause.Message },
+      lastAttemptAt: r.LastAttemptAt,
+      lastSuccessAt: r.LastSuccessAt,
+      attempts: r.Attempts
+    }))
   }
 
   /** The lab's crypto officer for reads on a cluster (exercise.json's credentials). */

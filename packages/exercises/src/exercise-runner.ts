@@ -122,8 +122,9 @@ export async function openExercise (options: ExerciseLocation): Promise<{ dir: s
 }
 
 async function saveState (dir: string, state: ExerciseState): Promise<void> {
-  await mkdir(exerciseDir(dir), { recursive: true })
-  await writeFile(stateFile(dir), JSON.stringify(state, null, 2) + '\n')
+  await mkdir(exerciseDir(dir), { recursive: true, mode: 0o700 })
+  // Its values hold passwords (the learner's and the bystanders'): for the owner only, as the lab's secrets are.
+  await writeFile(stateFile(dir), JSON.stringify(state, null, 2) + '\n', { mode: 0o600 })
 }
 
 /** Options of `startExercise`. */
@@ -164,9 +165,9 @@ export async function startExercise (options: StartOptions): Promise<Started> {
   }
   const seed = options.seed ?? newSeed()
   const values = valuesFor(definition, seed)
-  await mkdir(exerciseDir(dir), { recursive: true })
+  await mkdir(exerciseDir(dir), { recursive: true, mode: 0o700 })
   const topologyFile = join(exerciseDir(dir), 'topology.json')
-  await writeFile(topologyFile, JSON.stringify(substituteJson(definition.topology, values), null, 2) + '\n')
+  await writeFile(topologyFile, JSON.stringify(substituteJson(definition.topology, values), null, 2) + '\n', { mode: 0o600 })
   const upAt = performance.now()
   await labUp({ dir, topologyFile })
   const labUpMs = performance.now() - upAt
@@ -205,7 +206,7 @@ export async function writeLearnerFiles (dir: string): Promise<Record<string, st
     'export AWS_ACCESS_KEY_ID=hsmlab AWS_SECRET_ACCESS_KEY=hsmlab AWS_PAGER=',
     ...lab.controlPlanes.map(cp => `export ${cp.region.toUpperCase().replace(/-/g, '_')}=${cp.endpoint ?? `http://127.0.0.1:${cp.port}`}`)
   ]
-  await mkdir(exerciseDir(dir), { recursive: true })
+  await mkdir(exerciseDir(dir), { recursive: true, mode: 0o700 })
   await writeFile(awsEnvFile(dir), env.join('\n') + '\n')
   const names = new Map(lab.clusters.filter(c => c.id !== null).map(c => [c.id as string, c.name]))
   const configs: Record<string, string> = {}
@@ -293,6 +294,14 @@ export async function showExercise (options: ExerciseLocation): Promise<Shown> {
   const cmuConfigs: Record<string, string> = {}
   for (const c of lab?.clusters ?? []) {
     if (existsSync(layout.cmuConfig(c.region, c.name))) cmuConfigs[`${c.region}/${c.name}`] = layout.cmuConfig(c.region, c.name)
+  }
+  // The lab's configurations naming one HSM of a cluster and one of its clone (syncKey, syncUser across them).
+  for (const region of lab?.topology.regions ?? []) {
+    for (const clone of region.clusters) {
+      if (clone.cloneOf === undefined) continue
+      const file = layout.crossConfig({ region: clone.cloneOf.region, name: clone.cloneOf.cluster }, { region: region.name, name: clone.name })
+      if (existsSync(file)) cmuConfigs[`${clone.cloneOf.region}/${clone.cloneOf.cluster}->${region.name}/${clone.name}`] = file
+    }
   }
   for (const [k, v] of Object.entries(current)) cmuConfigs[`${k} (now)`] = v
   return {

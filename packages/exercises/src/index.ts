@@ -20,7 +20,7 @@ export {
 } from './exercise-runner.js'
 export type { CheckResult, ExerciseLocation, ExerciseState, ExerciseSummary, Hint, Shown, StartOptions, Started, StepResult } from './exercise-runner.js'
 export { CheckLab, ClusterView, serversOf } from './check-api.js'
-export type { BackupSummary, CheckLabInit, ClusterSummary, HsmAnswer, HsmRef, KeyDetails, KeysOf, LoginOutcome, StepCheck } from './check-api.js'
+export type { BackupSummary, CheckLabInit, ClusterSummary, HsmAnswer, HsmRef, KeyDetails, KeysOf, LoginOutcome, StepCheck, SyncRecord } from './check-api.js'
 export { EXERCISE_FILES, LEVELS, credentialsOf, exerciseNames, folderOf, loadChecks, readExercise, typedSections, valuesFor } from './exercise-folder.js'
 export type { ExerciseDefinition, ExerciseStep, TypedSection } from './exercise-folder.js'
 export type { Credential } from './credential.js'

@@ -17,6 +17,8 @@
  * - `deleteHsm` `{cluster, server}`: DeleteHsm of that server, gone for good;
  * - `userId` `{cluster, name, as}`: records a user's id (what the task and solution name);
  * - `clusterId` `{cluster, as}`: records a cluster's id (what the AWS CLI names it by);
+ * - `waitSync` `{cluster, status, count}`: waits until the synchronisation task of `cluster` has
+ *   `count` records in `status` (so that the learner finds them so);
  * - `fault` (a fault of the lab, docs/lab.md "Faults") and `heal` `{group?}`.
  */
 import { ClusterClient, readCmuConfig } from '@hsmlab/client'
@@ -41,10 +43,11 @@ export type SetupStep =
   | { deleteHsm: { cluster: string, server: number } }
   | { userId: { cluster: string, name: string, as: string } }
   | { clusterId: { cluster: string, as: string } }
+  | { waitSync: { cluster: string, status: 'SYNCHRONIZED' | 'FAILED', count: number } }
   | { fault: LabFault }
   | { heal: { group?: string } }
 
-const ACTIONS = ['createUser', 'changePassword', 'failLogins', 'createKeys', 'syncKeys', 'backup', 'deleteHsm', 'userId', 'clusterId', 'fault', 'heal'] as const
+const ACTIONS = ['createUser', 'changePassword', 'failLogins', 'createKeys', 'syncKeys', 'backup', 'deleteHsm', 'userId', 'clusterId', 'waitSync', 'fault', 'heal'] as const
 type Action = typeof ACTIONS[number]
 
 function isObject (v: unknown): v is Record<string, unknown> {
@@ -75,6 +78,7 @@ export function checkSetupStep (raw: unknown): string | undefined {
       case 'deleteHsm': return isCluster(a.cluster) && isInt(a.server)
       case 'userId': return isCluster(a.cluster) && isStr(a.name) && isStr(a.as)
       case 'clusterId': return isCluster(a.cluster) && isStr(a.as)
+      case 'waitSync': return isCluster(a.cluster) && (a.status === 'SYNCHRONIZED' || a.status === 'FAILED') && isInt(a.count)
       case 'fault': return isStr(a.type)
       case 'heal': return a.group === undefined || isStr(a.group)
     }
@@ -246,6 +250,17 @@ class SetupRunner {
     if ('clusterId' in step) {
       this.ctx.values[step.clusterId.as] = (await this.api(step.clusterId.cluster)).clusterId
       return
+    }
+    if ('waitSync' in step) {
+      const a = step.waitSync
+      const { api, clusterId } = await this.api(a.cluster)
+      const deadline = Date.now() + exerciseDefaults.setupWaitMs
+      for (;;) {
+        const records = await api.allSyncResources({ ClusterId: clusterId, Status: a.status })
+        if (records.length >= a.count) return
+        if (Date.now() >= deadline) throw failed(`waitSync ${a.cluster}`, `${records.length} records ${a.status} after ${exerciseDefaults.setupWaitMs} ms, not ${a.count}`)
+        await new Promise(resolve => setTimeout(resolve, exerciseDefaults.setupPollMs))
+      }
     }
     if ('fault' in step) {
       await applyFault({ dir: this.ctx.dir, fault: step.fault })

@@ -12,9 +12,9 @@ import {
   EXERCISES_DIR, EXERCISE_ERROR_CODES, checkSetupStep, drawValue, exerciseNames, loadChecks, main, readExercise, sectionsOf, substitute, typedBlocks, typedSections
 } from '../src/index.js'
 
-/** The exercises of issue 13 (failed-sync-resource waits for the synchronisation service). */
+/** The exercises of issue 13. */
 const ISSUE_13 = ['activate-cluster', 'desync-user', 'sync-key-to-clone', 'dr-copy-and-clone', 'rotate-credentials-across-clones',
-  'locked-out-user', 'share-key', 'partition-left-keys-behind', 'replace-failed-hsm']
+  'locked-out-user', 'share-key', 'partition-left-keys-behind', 'failed-sync-resource', 'replace-failed-hsm']
 
 async function run (argv: string[], cwd?: string): Promise<{ code: number, out: string, err: string }> {
   let out = ''
