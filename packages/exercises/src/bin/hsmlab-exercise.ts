@@ -12,10 +12,9 @@
  * `main(argv, io)` returns the exit code: 0 done (check: every step passes), 1 failed (check: a
  * step does not pass), 2 bad command line; it runs in process in tests and as a process.
  */
-import { realpathSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { isEntryPoint } from '@hsmlab/process'
 import { exerciseDefaults } from '../defaults.js'
 import { ExerciseError, EXERCISE_ERR_USAGE } from '../errors.js'
 import { checkExercise, listExercises, nextHint, openExercise, resetExercise, runExerciseSchedule, showExercise, solutionOf, startExercise, taskOf } from '../exercise-runner.js'
@@ -193,20 +192,8 @@ export async function main (argv: string[], io: MainIo = {
   }
 }
 
-/** True when this module is the program (`node dist/bin/hsmlab-exercise.js` or the package's launcher). */
-function isEntryPoint (): boolean {
-  const script = process.argv[1]
-  if (script === undefined) return false
-  try {
-    const real = realpathSync(script)
-    const self = realpathSync(fileURLToPath(import.meta.url))
-    return real === self || real === resolve(dirname(self), '../../bin/hsmlab-exercise.js')
-  } catch {
-    return false
-  }
-}
 
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url, new URL('../../bin/hsmlab-exercise.js', import.meta.url))) {
   main(process.argv.slice(2)).then(code => {
     process.stdout.write('', () => process.exit(code))
   }, (err: unknown) => {

@@ -14,12 +14,11 @@
  * as a process through `bin/hsmlab.js` or `node dist/bin/hsmlab.js`.
  */
 import { spawn } from 'node:child_process'
-import { realpathSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
-import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
+import { isEntryPoint } from '@hsmlab/process'
 import { labDefaults } from '../defaults.js'
 import { LAB_ERR_USAGE, LabError } from '../errors.js'
 // The operations are loaded by the command that runs them (below): `hsmlab sync status` and the
@@ -309,23 +308,8 @@ export async function main (argv: string[], io: MainIo = {
   }
 }
 
-/**
- * True when this module is the program: run as `node dist/bin/hsmlab.js`, or imported by the
- * package's launcher `bin/hsmlab.js` (what `npx hsmlab` runs, through a symbolic link).
- */
-function isEntryPoint (): boolean {
-  const script = process.argv[1]
-  if (script === undefined) return false
-  try {
-    const real = realpathSync(script)
-    const self = realpathSync(fileURLToPath(import.meta.url))
-    return real === self || real === resolve(dirname(self), '../../bin/hsmlab.js')
-  } catch {
-    return false
-  }
-}
 
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url, new URL('../../bin/hsmlab.js', import.meta.url))) {
   main(process.argv.slice(2)).then(code => {
     // Leave once the output is flushed: the HSMs live on their own, and the shells' standard
     // input may still hold the event loop open.
