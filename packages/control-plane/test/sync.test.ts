@@ -50,6 +50,8 @@ class FakeSyncHsm {
   private waiters: Array<() => void> = []
   /** Handles whose apply this HSM refuses (a different key there). */
   readonly taken = new Set<number>()
+  /** Handles of deleted keys (tombstones): never given out again; a full syncChanges lists them. */
+  readonly tombstones = new Set<number>()
   applied = 0
   extractCalls = 0
   /** The keys and users syncApply inserted, in order. */
@@ -58,7 +60,9 @@ class FakeSyncHsm {
   static key (r: { kind: 'key' | 'user', handle?: number, name?: string }): string { return r.kind === 'key' ? `k:${r.handle ?? 0}` : `u:${r.name ?? ''}` }
 
   put (r: Held): void { this.resources.set(FakeSyncHsm.key(r), r); this.changed(FakeSyncHsm.key(r)) }
+  /** The resource is not here (never arrived, or lost); `delete` is a deletion. */
   drop (key: string): void { this.resources.delete(key); this.changed(key) }
+  delete (key: string): void { if (key.startsWith('k:')) this.tombstones.add(Number(key.slice(2))); this.drop(key) }
   key (handle: number, owner: string, label = `d${handle}`): void { this.put({ kind: 'key', handle, owner, digest: hex(label), label }) }
   user (name: string, label = `u${name}`): void { this.put({ kind: 'user', name, userType: 'CU', digest: hex(label), label }) }
   /** The label of the content a resource holds here. */
@@ -77,7 +81,7 @@ class FakeSyncHsm {
       case 'syncChanges': {
         const sinceSeq = args.sinceSeq as number | undefined
         if (args.epoch !== this.epoch || sinceSeq === undefined) {
-          return { epoch: this.epoch, seq: this.seq, full: true, resources: [...this.resources.values()] }
+          return { epoch: this.epoch, seq: this.seq, full: true, resources: [...this.resources.values()], deletedKeys: [...this.tombstones] }
         }
         if (this.seq === sinceSeq && (args.waitMs as number) > 0) {
           await new Promise<void>(resolve => { const t = setTimeout(resolve, args.waitMs as number); this.waiters.push(() => { clearTimeout(t); resolve() }) })
@@ -106,9 +110,10 @@ class FakeSyncHsm {
           const id = r.kind === 'key' ? { handle: r.handle } : { name: r.name }
           if (this.role !== 'replica') outcomes.push({ kind: r.kind, ...id, ok: false, code: 'NOT_A_REPLICA', message: 'not a replica' })
           else if (r.kind === 'key' && this.taken.has(r.handle)) outcomes.push({ kind: 'key', ...id, ok: false, code: 'HANDLE_TAKEN', message: `handle ${r.handle} holds another key` })
+          else if (r.kind === 'key' && this.tombstones.has(r.handle)) outcomes.push({ kind: 'key', ...id, ok: false, code: 'HANDLE_TAKEN', message: `handle ${r.handle} was deleted` })
           else { this.put(r); this.inserted.push(FakeSyncHsm.key(r)); outcomes.push({ kind: r.kind, ...id, ok: true, digest: r.digest }) }
         }
-        for (const h of args.deleteKeys as number[]) { this.drop(`k:${h}`); outcomes.push({ kind: 'key', handle: h, ok: true }) }
+        for (const h of args.deleteKeys as number[]) { this.delete(`k:${h}`); outcomes.push({ kind: 'key', handle: h, ok: true }) }
         for (const n of args.deleteUsers as string[]) { this.drop(`u:${n}`); outcomes.push({ kind: 'user', name: n, ok: true }) }
         return { outcomes }
       }
@@ -363,6 +368,51 @@ describe('the synchronisation service', () => {
     await waitFor(() => t.east.records.list(PRIMARY).length === 7 && t.east.records.list(PRIMARY).every(r => r.status === 'SYNCHRONIZED'))
     expect(replica.inserted.sort()).toEqual(['k:10', 'k:11', 'k:12', 'k:13', 'k:14'])
     expect(replica.applied).toBe(3)
+  })
+
+  // Issue 12, hsm-kill-during-key-creation: the watched HSM of the primary is killed and the watch
+  // moves to the other one, which has not received every key the first one made yet. Its full
+  // answer lacks key 7 (no tombstone: not deleted); carrying that as a deletion tombstoned 7 on
+  // the replica, and once the HSM caught up the key was FAILED, HANDLE_TAKEN, for good.
+  it('carries no deletion of a key the watched HSM merely lacks (the watch moved to an HSM of the primary that is catching up)', async () => {
+    const t = await setup()
+    const [p0, p1] = await addCluster(t.east, PRIMARY, 'lineage-1', ['hsm-primaryAAAAAA', 'hsm-primaryAAAAA2'], t.hsms) as [FakeSyncHsm, FakeSyncHsm]
+    const [replica] = await addCluster(t.west, REPLICA, 'lineage-1', ['hsm-replicaBBBBBB'], t.hsms) as [FakeSyncHsm]
+    for (const hsm of [p0, p1, replica]) { hsm.key(1, 'alice'); hsm.user('alice') }
+    await api(t.east, 'HsmlabCreateSyncTask', { ClusterId: PRIMARY, Replicas: [{ ClusterId: REPLICA, Region: 'us-west-2', SyncType: 'KEYS' }], Scope: { Keys: { All: true } } })
+    // Key 7 made on the watched HSM (the first), carried; the second HSM does not have it yet.
+    p0.key(7, 'alice')
+    await waitFor(() => replica.digestOf('k:7') === 'd7' && recordsOf(t.east).get('KEY 7')?.Status === 'SYNCHRONIZED')
+    // The first HSM dies: the watch moves to the second. A round after that carries key 8 ...
+    t.hsms.delete('hsm-primaryAAAAAA')
+    p1.key(8, 'alice')
+    await waitFor(() => replica.digestOf('k:8') === 'd8')
+    // ... then the second HSM catches up (key 7 from its peer) and makes key 9.
+    p1.key(7, 'alice')
+    p1.key(9, 'alice')
+    await waitFor(() => replica.digestOf('k:9') === 'd9' && recordsOf(t.east).get('KEY 9')?.Status === 'SYNCHRONIZED')
+    const deletions = t.wan.requests.flatMap(r => (r.body as { deleteKeys?: number[] }).deleteKeys ?? [])
+    expect(deletions).toEqual([])
+    expect(replica.tombstones.has(7)).toBe(false)
+    await waitFor(() => recordsOf(t.east).get('KEY 7')?.Status === 'SYNCHRONIZED')
+    expect(recordsOf(t.east).get('KEY 7')?.FailureCause).toBeNull()
+    expect(replica.digestOf('k:7')).toBe('d7')
+    // A real deletion on the (new) watched HSM is still carried: it holds the tombstone.
+    p1.delete('k:8')
+    await waitFor(() => replica.tombstones.has(8) && !recordsOf(t.east).has('KEY 8'))
+  })
+
+  it('carries a deletion the watched HSM made while the watch was elsewhere (its tombstone is in the full answer)', async () => {
+    const t = await setup()
+    const [p0, p1] = await addCluster(t.east, PRIMARY, 'lineage-1', ['hsm-primaryAAAAAA', 'hsm-primaryAAAAA2'], t.hsms) as [FakeSyncHsm, FakeSyncHsm]
+    const [replica] = await addCluster(t.west, REPLICA, 'lineage-1', ['hsm-replicaBBBBBB'], t.hsms) as [FakeSyncHsm]
+    for (const hsm of [p0, p1, replica]) { hsm.key(1, 'alice'); hsm.key(2, 'alice'); hsm.user('alice') }
+    await api(t.east, 'HsmlabCreateSyncTask', { ClusterId: PRIMARY, Replicas: [{ ClusterId: REPLICA, Region: 'us-west-2', SyncType: 'KEYS' }], Scope: { Keys: { All: true } } })
+    await waitFor(() => recordsOf(t.east).get('KEY 2')?.Status === 'SYNCHRONIZED')
+    p1.delete('k:2')
+    t.hsms.delete('hsm-primaryAAAAAA')
+    await waitFor(() => replica.tombstones.has(2) && !recordsOf(t.east).has('KEY 2'))
+    expect(replica.digestOf('k:1')).toBe('d1')
   })
 
   it('computes its retry delays from the first step, the factor and the most', async () => {

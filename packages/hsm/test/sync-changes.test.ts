@@ -4,7 +4,7 @@
  * Goal: a primary and a replica restored from its backup give equal digests for equal content,
  * and each kind of change on the primary (new key, attribute, sharing, password, lockout state,
  * deleted key, new and deleted user) makes the digest of exactly that resource differ and shows
- * in an incremental syncChanges; a long poll wakes as soon as a change lands, whether a client
+ * in an incremental syncChanges (a deleted key also in the full answer's deletedKeys); a long poll wakes as soon as a change lands, whether a client
  * made it on that HSM or in-cluster replication brought it from a peer; an unknown epoch gets a
  * full answer. Method: the test plays the control plane (syncHello signed by the anchor) and
  * the clients; it waits on answers, never for a fixed time.
@@ -75,6 +75,10 @@ describe('synchronisation digests and syncChanges', () => {
     const deleted = await change('deleted key', async () => { await alice.call('deleteKey', { handle }) })
     expect(deleted.get(key)).toBeNull()
     expect((await fullDigests(p)).has(key)).toBe(false)
+    // A full answer names the tombstone: deleted here, not merely never received (the replica,
+    // which never held the key, names none), so the control plane carries only real deletions.
+    expect((await p.call('syncChanges', {})).deletedKeys).toContain(handle)
+    expect((await r.call('syncChanges', {})).deletedKeys).toEqual([])
 
     // Nothing changed since: an empty list at once without waitMs; an unknown epoch: full.
     expect(await p.call('syncChanges', { epoch: start.epoch, sinceSeq: seq })).toEqual({ epoch: start.epoch, seq, full: false, resources: [] })

@@ -306,9 +306,12 @@ export interface OperationMap {
   /**
    * Resources changed after `sinceSeq` of change sequence `epoch` (`full: false`), or every live
    * token key and every user (`full: true`) when `epoch` is absent or unknown or `sinceSeq` fell
-   * out of the window. With nothing changed it waits up to `waitMs` for a change.
+   * out of the window. With nothing changed it waits up to `waitMs` for a change. A full answer
+   * also lists `deletedKeys`, the handles this HSM holds tombstones of: a key absent from a full
+   * answer and not deleted there is one this HSM has not heard of (yet), not one the cluster
+   * deleted. In a partial answer a key with digest null was deleted (tombstoned) here.
    */
-  syncChanges: { args: { epoch?: string, sinceSeq?: number, waitMs?: number }, result: { epoch: string, seq: number, full: boolean, resources: SyncResource[] } }
+  syncChanges: { args: { epoch?: string, sinceSeq?: number, waitMs?: number }, result: { epoch: string, seq: number, full: boolean, resources: SyncResource[], deletedKeys?: number[] } }
   /** Masked objects of these keys (by handle) and users (by name); absent ones are left out. */
   syncExtract: { args: { keys: number[], users: string[] }, result: { objects: SyncExtractedObject[] } }
   /** Inserts or replaces each object and applies each deletion, one outcome each (only for role 'replica'). */

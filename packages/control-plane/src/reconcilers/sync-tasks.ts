@@ -19,6 +19,17 @@
  *   failures of the whole replica, per resource for the replica's refusal of one resource;
  * - the replica's region is told of associations and disassociations until it confirmed them.
  *
+ * Deletions: a key the replica holds and the watched HSM does not is carried as a deletion only
+ * when that HSM holds its tombstone (syncChanges lists them). The primary's HSMs converge by
+ * in-cluster replication, so the watched HSM may lack a key another HSM of the primary made and
+ * acknowledged: after a restart, or when the watch moves to another HSM because its own was
+ * killed. Carrying that absence as a deletion would tombstone the key on the replica for good
+ * (handles are never reused, and the replica's HSMs spread tombstones among themselves), and
+ * the key, once the primary's HSMs caught up, would be refused HANDLE_TAKEN forever. Everything
+ * else the watch sees is settled enough to carry: a key (or change) it reports is durable on that
+ * HSM and reaches its peers by replication; a creation undone later (minServers not met) is
+ * a tombstone, carried as a deletion then.
+ *
  * Nothing here is needed to restart: the tasks are in the state, the views are rebuilt from the
  * HSMs, the records corrected by the first comparison.
  */
@@ -46,6 +57,11 @@ class PrimaryView {
   ready = false
   failures = 0
   readonly resources = new Map<string, SyncResource>()
+  /**
+   * The handles the HSM holds tombstones of. Only these are deletions to carry: a key missing
+   * from `resources` and not here is one the HSM has not received yet (see "Deletions" below).
+   */
+  readonly deletedKeys = new Set<number>()
   /** Masked objects extracted (or being extracted) by resource, with the view's digest they were asked at; shared by the pushers. */
   readonly extracted = new Map<string, { digest: string | null, object: Promise<SyncExtractedObject | undefined> }>()
 }
@@ -197,11 +213,20 @@ export class SyncTaskReconciler {
         const changes = await raceAbort(asked, signal)
         if (changes === undefined) return
         view.hsmId = address.hsmId
-        if (changes.full) { view.resources.clear(); view.extracted.clear() }
+        if (changes.full) {
+          view.resources.clear()
+          view.extracted.clear()
+          view.deletedKeys.clear()
+          for (const handle of changes.deletedKeys ?? []) view.deletedKeys.add(handle)
+        }
         for (const r of changes.resources) {
           view.extracted.delete(keyOf(r))
           if (r.digest === null) view.resources.delete(keyOf(r))
           else view.resources.set(keyOf(r), r)
+          if (r.kind === 'key') {
+            if (r.digest === null) view.deletedKeys.add(r.handle)
+            else view.deletedKeys.delete(r.handle)
+          }
         }
         view.epoch = changes.epoch
         view.seq = changes.seq
@@ -418,6 +443,13 @@ export class SyncTaskReconciler {
     }
     for (const [key, r] of known) {
       if (pv.resources.has(key) || !matcher.has(r, replica.syncType)) continue
+      if (r.kind === 'key' && !pv.deletedKeys.has(r.handle)) {
+        // The watched HSM neither holds nor deleted this key: it has not received it yet (it was
+        // away, or the watch moved to it from the HSM that made the key). Not a deletion: its
+        // record stays as it is until the primary's HSM catches up (or deletes it).
+        live.add(recordKey(replica.clusterId, 'KEY', idOf(r)))
+        continue
+      }
       touch(r, true, false)
     }
     for (const [key, record] of this.records.of(primary)) {

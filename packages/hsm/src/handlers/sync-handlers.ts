@@ -6,8 +6,9 @@
  *   exportBackup); the session may then use the other sync* operations. Without it they fail
  *   with RET_SYNC_UNAUTHENTICATED; a bad signature or time with RET_PERMISSION_DENIED.
  * - `syncChanges`: what changed since a point of this process's change sequence (sync-feed.ts),
- *   or everything (`full`), with synchronisation digests (sync-digest.ts); a long poll when
- *   nothing changed yet.
+ *   or everything (`full`, with the handles of this HSM's tombstones: a key it does not list was
+ *   not necessarily deleted, it may not have reached this HSM yet), with synchronisation digests
+ *   (sync-digest.ts); a long poll when nothing changed yet.
  * - `syncExtract`: masked objects (the ExtractMaskedObject format, masked-objects.ts) of keys
  *   and users, with their digests.
  * - `syncApply`: on a replica, insert or replace each object and apply each deletion; one
@@ -99,14 +100,27 @@ function everything (ctx: HsmContext): SyncResource[] {
   return resources
 }
 
-/** The resources as they are now: live ones with their digest, gone ones with digest null. */
+/**
+ * The handles of every tombstone: what this HSM knows was deleted. The caller tells a deleted key
+ * from one this HSM has not received yet (a peer made it while this HSM was away) by it, and must
+ * not carry the second kind as a deletion: handles are never reused, so a deletion is for good.
+ */
+function deletedKeys (ctx: HsmContext): number[] {
+  const handles: number[] = []
+  for (const record of ctx.keys.values()) if (isTombstone(record)) handles.push(record.handle)
+  return handles
+}
+
+/** The resources as they are now: live ones with their digest, deleted ones with digest null. */
 function current (ctx: HsmContext, refs: ResourceRef[]): SyncResource[] {
   let byName: Map<string, UserRecord> | undefined
   const resources: SyncResource[] = []
   for (const ref of refs) {
     if (ref.kind === 'key') {
-      const record = ctx.keys.live(ref.handle)
-      resources.push(record === undefined ? { kind: 'key', handle: ref.handle, owner: ref.owner, digest: null } : keyResource(ctx, record))
+      const record = ctx.keys.get(ref.handle)
+      // Digest null only for a tombstone (a deletion); a handle this HSM holds nothing at says nothing.
+      if (record === undefined) continue
+      resources.push(isTombstone(record) ? { kind: 'key', handle: ref.handle, owner: ref.owner, digest: null } : keyResource(ctx, record))
       continue
     }
     byName ??= new Map([...ctx.users.values()].map(u => [u.userName.toLowerCase(), u]))
@@ -214,7 +228,7 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
 
   const syncChanges: Handler<'syncChanges'> = async (ctx, session, { epoch, sinceSeq, waitMs }) => {
     requireSync(session)
-    const full = (): OperationResult<'syncChanges'> => ({ epoch: feed.epoch, seq: feed.seq, full: true, resources: everything(ctx) })
+    const full = (): OperationResult<'syncChanges'> => ({ epoch: feed.epoch, seq: feed.seq, full: true, resources: everything(ctx), deletedKeys: deletedKeys(ctx) })
     if (epoch !== feed.epoch || sinceSeq === undefined) return full()
     let refs = feed.since(sinceSeq)
     if (refs === undefined) return full()
