@@ -47,8 +47,9 @@ describe('a region cut off by the fault proxy', () => {
     const backupId = backupRun.stdout.trim()
     expect((await westViaEast.describeBackups()).Backups.length).toBeGreaterThan(0)
 
-    // The whole region: the WAN links both ways (and the client links into it) are cut.
-    expect(await fault(lab, ['partition', 'us-west-2'])).toBe('partitioned us-west-2: 4 links\n  us-west-2/dr/hsm-0\n  us-west-2/dr/hsm-1\n  wan/us-east-1->us-west-2\n  wan/us-west-2->us-east-1\n')
+    // The whole region: the WAN links both ways, to us-east-1 and to the default lab's eu-west-1
+    // (and the client links into it), are cut.
+    expect(await fault(lab, ['partition', 'us-west-2'])).toBe('partitioned us-west-2: 6 links\n  us-west-2/dr/hsm-0\n  us-west-2/dr/hsm-1\n  wan/eu-west-1->us-west-2\n  wan/us-east-1->us-west-2\n  wan/us-west-2->eu-west-1\n  wan/us-west-2->us-east-1\n')
     const forwarded = await failure(westViaEast.describeBackups())
     expect(forwarded.message).toMatch(/DescribeBackups \(us-west-2\)/)
     const refused = await failure(east.copyBackupToRegion({ BackupId: backupId, DestinationRegion: 'us-west-2' }))
