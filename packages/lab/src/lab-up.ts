@@ -547,8 +547,11 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     const described = await routeLinks(layout, lab, writer, built, linkedRegions, planes, faultOptions)
     // A lab whose control planes run elsewhere (the Docker lab's one-shot `up`) starts no process
     // that would outlive it: there the client daemon is a service of its own (docker-compose.yml `app`).
-    if (!lab.controlPlanes.some(cp => cp.endpoint !== undefined)) await ensureClientDaemons(layout, lab.clusters)
-    const syncTasks = await syncPhase(lab, planes, progress)
+    // The daemons start while the synchronisation tasks are built: neither needs the other.
+    const [, syncTasks] = await Promise.all([
+      lab.controlPlanes.some(cp => cp.endpoint !== undefined) ? undefined : ensureClientDaemons(layout, lab.clusters),
+      syncPhase(lab, planes, progress)
+    ])
     const faultsApplied = await applyTopologyFaults(layout, lab, writer, linkedRegions.faultProxyStarted || faultsChanged)
     const consoleStatus = await consoleUp.result()
     const elapsedMs = performance.now() - startedAt
