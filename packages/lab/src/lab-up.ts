@@ -29,7 +29,7 @@ import { DEFAULT_TOPOLOGY_PATH, labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_CONTROL_PLANE, LAB_ERR_STATE, LAB_ERR_TOPOLOGY_CHANGED, LAB_ERR_USAGE } from './errors.js'
 import { LAB_STATE_FORMAT, LabLayout, LabStateWriter, UNKNOWN_PASSWORD, acquireLabLock, readLabState } from './lab-state.js'
 import type { ClusterState, ControlPlaneState, FaultProxyState, HsmSeen, LabState } from './lab-state.js'
-import { isLabProcess, launchControlPlane, waitGone, waitUntilReaped } from './launcher.js'
+import { isLabProcess, launchControlPlane, stopProcess, waitGone, waitUntilReaped } from './launcher.js'
 import { ensureFaultProxy, faultEndpointOf, faultLayerActive, faultProxyRecord, reconcileFaultLayer, writeRegionsFiles } from './fault-layer.js'
 import type { FaultLayerOptions } from './fault-layer.js'
 import { applyFaultAt, faultViewAt, recordFault } from './faults.js'
@@ -517,6 +517,9 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
   const given = await givenTopology(options)
   const release = await acquireLabLock(layout)
   progress('locked')
+  // A failed `up` stops the console it started: the console is started early, in the background,
+  // and would otherwise come up after `up` has failed and outlive the lab (or its removed folder).
+  let consoleStartedHere: (() => Promise<void>) | undefined
   try {
     const { lab, faultsChanged } = await openLab(layout, given, options)
     const writer = new LabStateWriter(layout)
@@ -536,6 +539,15 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
       ...(options.logLevel === undefined ? {} : { logLevel: options.logLevel }),
       ...(options.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: options.readyTimeoutMs })
     }))
+    const consoleBefore = lab.console?.pid ?? null
+    consoleStartedHere = async () => {
+      await consoleUp.settled()
+      const pid = lab.console?.pid ?? null
+      if (pid === null || pid === consoleBefore || lab.console === undefined) return
+      await stopProcess(pid, labDefaults.stopTimeoutMs)
+      lab.console.pid = null
+      await writer.save(lab)
+    }
 
     // The key or CA that could not be made, or a control plane or fault proxy that could not be
     // started, is the cause: the clusters' failures only follow from it.
@@ -570,6 +582,9 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
       topology: lab.topology,
       status
     }
+  } catch (err) {
+    await consoleStartedHere?.().catch(() => undefined)
+    throw err
   } finally {
     await release()
   }
