@@ -145,7 +145,8 @@ describe('hsmlab up / status / down', () => {
     // `down` stops every process; a second `down` has nothing to do.
     const pids = [...hsmsOf(restarted).map(h => h.pid as number), controlPlane?.pid as number, restarted.faults.pid as number]
     const down = await lab.down()
-    expect(down.stdout).toContain('stopped 1 control plane and 3 HSM processes')
+    const clusters = restarted.regions.flatMap(r => r.clusters).length
+    expect(down.stdout).toContain(`stopped 1 control plane and 3 HSM processes, ${clusters} client daemons, the console and the fault proxy of`)
     for (const pid of pids) expect(isRunning(pid)).toBe(false)
     const stopped = await lab.statusJson()
     expect(hsmsOf(stopped).every(h => h.state === 'DOWN' && h.pid === null)).toBe(true)

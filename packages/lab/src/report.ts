@@ -219,8 +219,14 @@ export function formatDown (result: LabDownResult): string {
   const planes = result.stopped.filter(s => s.kind === 'control-plane').length
   const hsms = result.stopped.filter(s => s.kind === 'hsm').length
   const killed = result.stopped.filter(s => s.how === 'killed').length
-  const faultProxy = result.stopped.some(s => s.kind === 'fault-proxy') ? ' and the fault proxy' : ''
-  const lines = [`hsmlab: stopped ${plural(planes, 'control plane')} and ${plural(hsms, 'HSM process', 'HSM processes')}${faultProxy} of ${result.dir}${killed > 0 ? ` (${killed} did not stop by themselves and were killed)` : ''}`]
+  const daemons = result.stopped.filter(s => s.kind === 'client-daemon').length
+  const others = [
+    ...(daemons > 0 ? [plural(daemons, 'client daemon')] : []),
+    ...(result.stopped.some(s => s.kind === 'console') ? ['the console'] : []),
+    ...(result.stopped.some(s => s.kind === 'fault-proxy') ? ['the fault proxy'] : [])
+  ]
+  const rest = others.length === 0 ? '' : `, ${others.length > 1 ? `${others.slice(0, -1).join(', ')} and ` : 'and '}${others[others.length - 1] ?? ''}`
+  const lines = [`hsmlab: stopped ${plural(planes, 'control plane')} and ${plural(hsms, 'HSM process', 'HSM processes')}${rest} of ${result.dir}${killed > 0 ? ` (${killed} did not stop by themselves and were killed)` : ''}`]
   if (result.leftRunning.length > 0) {
     lines.push(`  left running: ${result.leftRunning.map(c => `the control plane of ${c.region} (${c.endpoint})`).join(', ')}, which the lab did not start; stop them as they were started (the Docker lab: docker compose down)`)
   }
