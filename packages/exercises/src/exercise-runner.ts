@@ -109,6 +109,14 @@ export async function listExercises (options: Pick<ExerciseLocation, 'exercisesD
 }
 
 /** The running exercise of DIR: its state and definition. */
+/**
+ * A record without a prototype: value names ("as") and step ids come from an exercise's files, and
+ * a name like `__proto__` or `constructor` must be a key like any other, not Object.prototype's.
+ */
+function ownRecord<T> (from: Record<string, T> | undefined): Record<string, T> {
+  return Object.assign(Object.create(null) as Record<string, T>, from)
+}
+
 export async function openExercise (options: ExerciseLocation): Promise<{ dir: string, state: ExerciseState, definition: ExerciseDefinition }> {
   const dir = labDirOf(options)
   let state: ExerciseState
@@ -118,6 +126,8 @@ export async function openExercise (options: ExerciseLocation): Promise<{ dir: s
     throw new ExerciseError(EXERCISE_ERR_NOT_STARTED, `there is no exercise in ${dir}; start one with 'hsmlab exercise start NAME' ('hsmlab exercise list' names them)`)
   }
   if (state.format !== STATE_FORMAT) throw new ExerciseError(EXERCISE_ERR_NOT_STARTED, `${stateFile(dir)} was written by another version of hsmlab; start the exercise again`)
+  state.values = ownRecord(state.values)
+  state.hintsShown = ownRecord(state.hintsShown)
   return { dir, state, definition: await readExercise(state.folder) }
 }
 
@@ -164,7 +174,7 @@ export async function startExercise (options: StartOptions): Promise<Started> {
     await labDown({ dir, purge: true })
   }
   const seed = options.seed ?? newSeed()
-  const values = valuesFor(definition, seed)
+  const values = ownRecord(valuesFor(definition, seed))
   await mkdir(exerciseDir(dir), { recursive: true, mode: 0o700 })
   const topologyFile = join(exerciseDir(dir), 'topology.json')
   await writeFile(topologyFile, JSON.stringify(substituteJson(definition.topology, values), null, 2) + '\n', { mode: 0o600 })
@@ -174,7 +184,7 @@ export async function startExercise (options: StartOptions): Promise<Started> {
   const credentials = credentialsOf(definition, values)
   // Recorded before the setup runs: a setup that fails leaves an exercise that `reset` and
   // `start` replace, not a lab they refuse to touch.
-  const state: ExerciseState = { format: STATE_FORMAT, name: definition.name, folder, seed, values, startedAt: new Date().toISOString(), hintsShown: {} }
+  const state: ExerciseState = { format: STATE_FORMAT, name: definition.name, folder, seed, values, startedAt: new Date().toISOString(), hintsShown: ownRecord<number>({}) }
   await saveState(dir, state)
   await runSetup(definition.setup, { dir, credentials, values })
   state.readyAtMs = Date.now()
