@@ -62,7 +62,7 @@ interface Service {
 interface ComposeFile {
   'x-hsmlab': { topology: string, regions: Record<string, { controlPlane: string, clusters: Record<string, unknown> }> }
   services: Record<string, Service>
-  networks: Record<string, { internal?: boolean, ipam?: { config: Array<{ subnet: string }> } }>
+  networks: Record<string, { internal?: boolean, ipam?: { config: Array<{ subnet: string, ip_range?: string }> } }>
   volumes: Record<string, unknown>
 }
 
@@ -215,6 +215,11 @@ describe('docker-compose.yml against the default topology', async () => {
         expect(argAfter(argv, '--address')).toBe(h.address)
         expect(host.environment?.HSMLAB_HSM_ADDRESS).toBe(h.address)
         expect(ipInSubnet(h.address, compose.networks[region.name]?.ipam?.config[0]?.subnet ?? '')).toBe(true)
+        // ...and outside the range the engine hands out to containers without a fixed address, so
+        // none of those (a `run`, the control plane) can hold it when the host is created.
+        const dynamicRange = compose.networks[region.name]?.ipam?.config[0]?.ip_range
+        expect(dynamicRange, `network ${region.name} has an ip_range for dynamic addresses`).toBeDefined()
+        expect(ipInSubnet(h.address, dynamicRange ?? ''), `${h.address} lies outside ${dynamicRange ?? ''}`).toBe(false)
         expect(argAfter(argv, '--host')).toBe('0.0.0.0')
         expect(url.port).toBe(argAfter(argv, '--port'))
         expect(host.healthcheck?.test.join(' ')).toContain(`http://127.0.0.1:${argAfter(argv, '--port')}/hsm`)
@@ -232,6 +237,19 @@ describe('docker-compose.yml against the default topology', async () => {
         expect(durationMs(host.stop_grace_period, 10_000)).toBeGreaterThan(7_000)
       }
       expect(new Set(hosts.map(h => h.address)).size).toBe(hosts.length)
+      // A container `up` creates before this region's HSM hosts cannot take an address on demand
+      // there: the engine could hand it a host's (Podman once gave the fault proxy 10.201.1.21).
+      const waitsFor = (name: string, target: string, seen = new Set<string>()): boolean =>
+        Object.keys(service(name).depends_on ?? {}).some(d => d === target || (!seen.has(d) && (seen.add(d), waitsFor(d, target, seen))))
+      const regionHosts = hostServices.filter(name => Object.hasOwn(networksOf(service(name)), region.name))
+      for (const [name, s] of Object.entries(services)) {
+        if (name.startsWith('hsm-') || s.profiles !== undefined || !Object.hasOwn(networksOf(s), region.name)) continue
+        if (regionHosts.every(host => waitsFor(name, host))) continue
+        const fixed = networksOf(s)[region.name]?.ipv4_address
+        expect(fixed, `${name} is created before the HSM hosts of ${region.name}: it needs a fixed address there`).toBeDefined()
+        expect(ipInSubnet(fixed ?? '', compose.networks[region.name]?.ipam?.config[0]?.ip_range ?? ''), `${name}'s ${fixed ?? ''}`).toBe(false)
+        expect(hosts.map(h => h.address), `${name}'s ${fixed ?? ''}`).not.toContain(fixed)
+      }
     }
     expect(hostServices.sort()).toEqual(listed.sort())
   })
