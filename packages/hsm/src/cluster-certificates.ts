@@ -15,7 +15,7 @@ import type { Store } from '@hsmlab/store'
 import { META_CLUSTER_CERTIFICATES } from './data-dir.js'
 import type { ClusterCertificates, MetaRecord } from './data-dir.js'
 
-/** Throws RET_INVALID_INPUT unless `signed` is an X.509 certificate (PEM) signed by the key of `anchor`'s. */
+/** Throws RET_INVALID_INPUT unless both are PEM X.509 certificates and the customer CA's key signed the cluster certificate. */
 export function checkClusterCertificates (certificates: ClusterCertificates): void {
   const parse = (text: string, what: string): X509Certificate => {
     try {
