@@ -15,8 +15,8 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateSigningKeyPair } from '@hsmlab/crypto'
-import { issueHsmIdentity, signBackupRequest, signPeers, signSyncHello, signSyncRole } from '@hsmlab/hsm'
-import type { IssuedHsmIdentity } from '@hsmlab/hsm'
+import { issueHsmIdentity, signBackupRequest, signClusterCertificates, signPeers, signSyncHello, signSyncRole } from '@hsmlab/hsm'
+import type { ClusterCertificates, IssuedHsmIdentity } from '@hsmlab/hsm'
 import type { PeerAddress, SyncRole } from '@hsmlab/protocol'
 import { writeFileAtomic } from '@hsmlab/process'
 import { ANCHOR_KEYRING_FILE_NAME } from './defaults.js'
@@ -103,6 +103,11 @@ export class AnchorKeyring {
   /** The anchor's signature of the peer list `hsmId` gets (setPeers). */
   signPeers (clusterId: string, hsmId: string, peers: readonly PeerAddress[], version: number): Uint8Array {
     return signPeers(this.secretOf(clusterId), hsmId, peers, version)
+  }
+
+  /** The anchor's signature of the cluster certificate and customer CA `hsmId` gets (setClusterCertificates). */
+  signClusterCertificates (clusterId: string, hsmId: string, certificates: ClusterCertificates): Uint8Array {
+    return signClusterCertificates(this.secretOf(clusterId), hsmId, certificates)
   }
 
   /** The anchor's signature of a request for a backup of `hsmId` (exportBackup). */

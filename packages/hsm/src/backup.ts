@@ -24,14 +24,18 @@
  * another installation is told apart from a tampered one.
  *
  * Content (MessagePack, never in clear): `{ format: 'hsmlab/backup-content/v1', clusterId,
- * lineage, sourceHsmId, maskingKey, users: UserRecord[], keys: (KeyRecord | KeyTombstone)[] }` —
+ * lineage, sourceHsmId, maskingKey, users: UserRecord[], keys: (KeyRecord | KeyTombstone)[],
+ * quorumMValues, clusterCertificates? }` —
  * every user with its password verifier, every token key, and the tombstones of deleted keys so
- * that a restore does not bring a deleted key back to life through replication.
+ * that a restore does not bring a deleted key back to life through replication; the quorum M
+ * values and the cluster certificate and customer CA (getCert 8 and 4), as the service's backups
+ * carry an HSM's settings and certificates.
  */
 import { CryptoError, concatBytes, deriveKey, generateSecretKey, open, seal, sha512, toHex, utf8 } from '@hsmlab/crypto'
 import { decode, encode } from '@hsmlab/protocol'
 import type { HsmIdentity, KeyRecord, KeyTombstone, UserRecord } from './context.js'
 import { isTombstone } from './context.js'
+import type { ClusterCertificates } from './data-dir.js'
 import { HsmError, HSM_ERR_BACKUP_FOREIGN, HSM_ERR_BACKUP_FORMAT, HSM_ERR_BACKUP_TAMPERED } from './errors.js'
 import { readKeyRecord, readUserRecord } from './masked-objects.js'
 import type { RecordFault } from './masked-objects.js'
@@ -79,6 +83,8 @@ export interface BackupContent {
   keys: Array<KeyRecord | KeyTombstone>
   /** The quorum M values by service (setMValue), as the service's backups carry quorum settings. */
   quorumMValues: Record<number, number>
+  /** The cluster certificate and customer CA the HSM held (its cluster was initialized), if any. */
+  clusterCertificates?: ClusterCertificates
 }
 
 /** What a backup is made of. */
@@ -89,6 +95,8 @@ export interface BackupSource {
   createdAtMs: number
   /** The quorum M values by service that were set. @default {} */
   quorumMValues?: Record<number, number>
+  /** The cluster certificate and customer CA the HSM holds. @default none */
+  clusterCertificates?: ClusterCertificates
 }
 
 /** The persistent backup key (PBK) of an installation, derived from its manufacturer key. */
@@ -151,7 +159,8 @@ export function createBackup (source: BackupSource, backupKey: Uint8Array): { by
     maskingKey: identity.maskingKey,
     users,
     keys,
-    quorumMValues: source.quorumMValues ?? {}
+    quorumMValues: source.quorumMValues ?? {},
+    ...(source.clusterCertificates === undefined ? {} : { clusterCertificates: source.clusterCertificates })
   })
   const sealedEbk = seal(backupKey, ebk)
   const prefix = concatBytes(MAGIC, Uint8Array.of(VERSION), u32(headerBytes.length))
@@ -287,6 +296,13 @@ function readContent (plain: Uint8Array, header: BackupHeader): Omit<BackupConte
       quorumMValues[Number(service)] = value
     }
   }
+  // Backups of HSMs whose cluster was not initialized (or made before HSMs held them) hold none.
+  let clusterCertificates: ClusterCertificates | undefined
+  if (v.clusterCertificates !== undefined) {
+    const c = v.clusterCertificates as Record<string, unknown> | null
+    if (typeof c !== 'object' || c === null || typeof c.clusterCertificate !== 'string' || typeof c.trustAnchor !== 'string') throw malformed('holds malformed cluster certificates')
+    clusterCertificates = { clusterCertificate: c.clusterCertificate, trustAnchor: c.trustAnchor }
+  }
   const keys = (v.keys as unknown[]).map((k): KeyRecord | KeyTombstone => {
     const t = k as Record<string, unknown> | null
     if (t !== null && typeof t === 'object' && t.deleted === true) {
@@ -302,5 +318,5 @@ function readContent (plain: Uint8Array, header: BackupHeader): Omit<BackupConte
   if (new Set(users.map(u => u.userId)).size !== users.length || new Set(keys.map(k => k.handle)).size !== keys.length) {
     throw malformed('holds a user id or key handle twice')
   }
-  return { maskingKey: new Uint8Array(v.maskingKey), users, keys, quorumMValues }
+  return { maskingKey: new Uint8Array(v.maskingKey), users, keys, quorumMValues, ...(clusterCertificates === undefined ? {} : { clusterCertificates }) }
 }

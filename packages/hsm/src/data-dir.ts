@@ -41,6 +41,8 @@ export const META_PEERS = 'peers'
 export const META_QUORUM = 'quorum'
 /** Id of the synchronisation role (`SyncRoleRecord`) in the meta store. */
 export const META_SYNC_ROLE = 'sync-role'
+/** Id of the cluster certificate and customer CA (`ClusterCertificatesRecord`) in the meta store. */
+export const META_CLUSTER_CERTIFICATES = 'cluster-certificates'
 
 /** The peer list the lab last set, with the version and signature it came with. */
 export interface PeerList {
@@ -62,8 +64,19 @@ export interface SyncRoleRecord {
   signature: Uint8Array
 }
 
+/**
+ * The certificates InitializeCluster gave the cluster, as the HSM holds them (getCert 8 and 4):
+ * the cluster certificate the customer's CA signed (SignedCert) and that CA's certificate
+ * (TrustAnchor), PEM, exactly as given.
+ */
+export interface ClusterCertificates {
+  clusterCertificate: string
+  trustAnchor: string
+}
+
 /** What the meta store holds. */
-export type MetaRecord = { kind: 'identity', identity: HsmIdentity } | ({ kind: 'peers' } & PeerList) | QuorumSettings | SyncRoleRecord
+export type MetaRecord = { kind: 'identity', identity: HsmIdentity } | ({ kind: 'peers' } & PeerList) | QuorumSettings | SyncRoleRecord |
+  ({ kind: 'cluster-certificates' } & ClusterCertificates)
 
 /** The quorum minimum values (M) of this HSM by service, set by setMValue; a service not named has M = 1. */
 export interface QuorumSettings {

@@ -10,6 +10,7 @@ import type { HandlerTable, HsmContext, HsmLimits, Replicator, Session } from '.
 import { lockDataDir, openDataStores, readIdentity, readStorageKey } from './data-dir.js'
 import type { DataStores } from './data-dir.js'
 import { buildCertificates } from './certificates.js'
+import { ClusterCertificateBook } from './cluster-certificates.js'
 import { hsmDefaults } from './defaults.js'
 import { HsmError, HSM_ERR_INVALID_ARGUMENT } from './errors.js'
 import { deriveBackupKey } from './backup.js'
@@ -183,15 +184,16 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
     late = replicator
 
     const quorum = new QuorumTable(stores.meta)
+    const clusterCertificates = new ClusterCertificateBook(stores.meta)
     const handlers: HandlerTable = {
       ...createUserHandlers({ passwordHashCost: opts.passwordHashCost, quorum }),
       ...createQuorumHandlers(quorum),
-      ...createInfoHandlers({ certificates: buildCertificates(identity, opts.manufacturerKey), peerBook }),
+      ...createInfoHandlers({ certificates: buildCertificates(identity, opts.manufacturerKey), clusterCertificates, peerBook }),
       ...keyHandlers,
       ...cryptoHandlers,
       ...maskedObjectHandlers,
       ...peerHandlers,
-      ...createBackupHandlers({ backupKey: deriveBackupKey(opts.manufacturerKey), quorum }),
+      ...createBackupHandlers({ backupKey: deriveBackupKey(opts.manufacturerKey), quorum, clusterCertificates }),
       ...createSyncHandlers({ feed, roles })
     }
     const host = opts.host ?? hsmDefaults.host

@@ -32,9 +32,10 @@ export { startHsm } from './hsm-node.js'
 export type { HsmNode, StartHsmOptions } from './hsm-node.js'
 export {
   APPLIANCE_USER_NAME, DEFAULT_ADMIN_NAME, DEFAULT_ADMIN_PASSWORD, createClusterSecrets, createManufacturerKey, issueHsmIdentity,
-  provisionHsm, readManufacturerKey, signBackupRequest, signPeers, signSyncHello, signSyncRole, verifyBackupRequest, verifyPeers,
-  verifySyncHello, verifySyncRole, writeManufacturerKey
+  provisionHsm, readManufacturerKey, signBackupRequest, signClusterCertificates, signPeers, signSyncHello, signSyncRole, verifyBackupRequest,
+  verifyClusterCertificates, verifyPeers, verifySyncHello, verifySyncRole, writeManufacturerKey
 } from './provisioning.js'
+export type { ClusterCertificates } from './data-dir.js'
 export type { ClusterSecrets, IssuedHsmIdentity, ProvisionOptions, ProvisionedHsm } from './provisioning.js'
 export { provisionFromFile, readProvisionFile, writeProvisionFile } from './provision-file.js'
 export type { ProvisionFile, ProvisionFileOptions, ProvisionFromFileOptions, ProvisionedFromFile } from './provision-file.js'

@@ -33,6 +33,7 @@ import { deriveBackupKey, openBackup } from './backup.js'
 import type { BackupHeader } from './backup.js'
 import type { HsmIdentity, KeyRecord, KeyTombstone, UserRecord } from './context.js'
 import { hasStorageKey, writeFileDurably } from './data-dir.js'
+import type { ClusterCertificates } from './data-dir.js'
 import { HsmError, HSM_ERR_INVALID_ARGUMENT, HSM_ERR_PROVISION_FILE } from './errors.js'
 import {
   HSM_LABEL, checkResourceId, checkSlot, checkUnprovisioned, installDataDir, newClusterUsers, newLineage, newSerialNumber
@@ -211,6 +212,7 @@ async function clusterContent (file: ProvisionFileOptions, manufacturerKey: Uint
   keys: Array<KeyRecord | KeyTombstone>
   restoredFrom?: BackupHeader
   quorumMValues?: Record<number, number>
+  clusterCertificates?: ClusterCertificates
 }> {
   const backupFile = file.backupFile
   if (backupFile === undefined) {
@@ -224,7 +226,7 @@ async function clusterContent (file: ProvisionFileOptions, manufacturerKey: Uint
   }
   try {
     const content = openBackup(bytes, deriveBackupKey(manufacturerKey))
-    return { lineage: content.header.lineage, maskingKey: content.maskingKey, users: content.users, keys: content.keys, restoredFrom: content.header, quorumMValues: content.quorumMValues }
+    return { lineage: content.header.lineage, maskingKey: content.maskingKey, users: content.users, keys: content.keys, restoredFrom: content.header, quorumMValues: content.quorumMValues, clusterCertificates: content.clusterCertificates }
   } catch (err) {
     if (err instanceof HsmError) throw new HsmError(err.code, `cannot restore the backup file ${backupFile}: ${err.message}`, { cause: err })
     throw err
@@ -241,7 +243,7 @@ export async function provisionFromFile (opts: ProvisionFromFileOptions): Promis
   const dataDir = resolve(opts.dataDir)
   const file = await readProvisionFile(opts.provisionFile)
   await checkUnprovisioned(dataDir)
-  const { lineage, maskingKey, users, keys, restoredFrom, quorumMValues } = await clusterContent(file, opts.manufacturerKey, opts.passwordHashCost)
+  const { lineage, maskingKey, users, keys, restoredFrom, quorumMValues, clusterCertificates } = await clusterContent(file, opts.manufacturerKey, opts.passwordHashCost)
   const identity: HsmIdentity = {
     hsmId: file.hsmId,
     clusterId: file.clusterId,
@@ -254,7 +256,7 @@ export async function provisionFromFile (opts: ProvisionFromFileOptions): Promis
     label: file.label ?? HSM_LABEL,
     serialNumber: newSerialNumber()
   }
-  await installDataDir(dataDir, opts.manufacturerKey, { identity, users, keys, quorumMValues }, { syncWrites: opts.syncWrites })
+  await installDataDir(dataDir, opts.manufacturerKey, { identity, users, keys, quorumMValues, clusterCertificates }, { syncWrites: opts.syncWrites })
   const made: ProvisionedFromFile = { hsmId: file.hsmId, clusterId: file.clusterId, slot: file.slot, dataDir, certificate: file.certificate, lineage }
   if (restoredFrom !== undefined) made.restoredFrom = restoredFrom
   return made

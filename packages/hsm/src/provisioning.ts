@@ -13,8 +13,8 @@ import {
 import type { HsmCertificate, SigningKeyPair } from '@hsmlab/crypto'
 import type { PeerAddress, SyncRole } from '@hsmlab/protocol'
 import type { HsmIdentity, KeyRecord, KeyTombstone, UserRecord } from './context.js'
-import { META_IDENTITY, META_QUORUM, STORAGE_KEY_FILE, hasStorageKey, openDataStores, storeFilesIn, writeStorageKey } from './data-dir.js'
-import type { DataStoreOptions } from './data-dir.js'
+import { META_CLUSTER_CERTIFICATES, META_IDENTITY, META_QUORUM, STORAGE_KEY_FILE, hasStorageKey, openDataStores, storeFilesIn, writeStorageKey } from './data-dir.js'
+import type { ClusterCertificates, DataStoreOptions } from './data-dir.js'
 import { hsmDefaults } from './defaults.js'
 import { HsmError, HSM_ERR_ALREADY_PROVISIONED, HSM_ERR_INVALID_ARGUMENT, HSM_ERR_MANUFACTURER_KEY } from './errors.js'
 import { isResourceId, randomBase32, randomResourceId } from './ids.js'
@@ -178,6 +178,8 @@ export interface DataDirContent {
   keys: ReadonlyArray<KeyRecord | KeyTombstone>
   /** Quorum M values by service, from a backup. @default none (all 1) */
   quorumMValues?: Record<number, number>
+  /** The cluster certificate and customer CA, from a backup of an initialized cluster. @default none */
+  clusterCertificates?: ClusterCertificates
 }
 
 /** A serial number as getHSMInfo prints it (reference A.9). */
@@ -250,6 +252,10 @@ export async function installDataDir (dir: string, manufacturerKey: Uint8Array, 
       await stores.meta.apply([{ op: 'put', id: META_IDENTITY, value: { kind: 'identity', identity: content.identity } }])
       if (content.quorumMValues !== undefined && Object.keys(content.quorumMValues).length > 0) {
         await stores.meta.apply([{ op: 'put', id: META_QUORUM, value: { kind: 'quorum', mValues: content.quorumMValues } }])
+      }
+      if (content.clusterCertificates !== undefined) {
+        const { clusterCertificate, trustAnchor } = content.clusterCertificates
+        await stores.meta.apply([{ op: 'put', id: META_CLUSTER_CERTIFICATES, value: { kind: 'cluster-certificates', clusterCertificate, trustAnchor } }])
       }
       await stores.users.apply(content.users.map(value => ({ op: 'put' as const, id: String(value.userId), value })))
       if (content.keys.length > 0) {
@@ -369,4 +375,21 @@ export function signSyncRole (anchorSecretKey: Uint8Array, hsmId: string, role: 
 /** True when `signature` is the trust anchor's `signSyncRole` signature over exactly these arguments. */
 export function verifySyncRole (anchorPublicKey: Uint8Array, hsmId: string, role: SyncRole, primaryClusterId: string | undefined, version: number, signature: Uint8Array): boolean {
   return verifySignature(anchorPublicKey, syncRoleBytes(hsmId, role, primaryClusterId, version), signature)
+}
+
+function clusterCertificatesBytes (hsmId: string, certificates: ClusterCertificates): Uint8Array {
+  return utf8(`hsmlab/cluster-certificates/v1\0${hsmId}\0${certificates.clusterCertificate}\0${certificates.trustAnchor}`)
+}
+
+/**
+ * The trust anchor's signature over the cluster certificate and customer CA that HSM `hsmId`
+ * is to hold (`setClusterCertificates`). It names the HSM, so it cannot be replayed to another.
+ */
+export function signClusterCertificates (anchorSecretKey: Uint8Array, hsmId: string, certificates: ClusterCertificates): Uint8Array {
+  return sign(anchorSecretKey, clusterCertificatesBytes(hsmId, certificates))
+}
+
+/** True when `signature` is the trust anchor's `signClusterCertificates` signature over exactly these arguments. */
+export function verifyClusterCertificates (anchorPublicKey: Uint8Array, hsmId: string, certificates: ClusterCertificates, signature: Uint8Array): boolean {
+  return verifySignature(anchorPublicKey, clusterCertificatesBytes(hsmId, certificates), signature)
 }

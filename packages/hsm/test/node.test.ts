@@ -7,14 +7,14 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { verifyCertificate } from '@hsmlab/crypto'
+import { deriveKey, p256KeyFromSeed, randomBytes, verifyCertificate, x509Certificate, x509Name } from '@hsmlab/crypto'
 import { memoryStore } from '@hsmlab/store'
 import { tmpDir } from '@hsmlab/testing'
 import type { KeyRecord, KeyTombstone } from '../src/context.js'
 import { handleAllocator } from '../src/hsm-node.js'
 import {
   HSM_ERROR_CODES, REQUEST_CHANNEL, createClusterSecrets, createManufacturerKey, isResourceId, provisionHsm,
-  readManufacturerKey, signPeers, startHsm, writeManufacturerKey
+  readManufacturerKey, signClusterCertificates, signPeers, startHsm, writeManufacturerKey
 } from '../src/index.js'
 import type { HsmNode, RequestEvent, StartHsmOptions } from '../src/index.js'
 import { connect, expectCode, openSocket, provisionTestHsm, rawConnect } from './helpers.js'
@@ -71,15 +71,46 @@ describe('the in-process node', () => {
     })
     expect(info.serialNumber).toMatch(/^3\.0A0101-ICM\d{6}$/)
     expect(info.loggedInAs).toBeUndefined()
-    // 1, 2, 16, 32: X.509 (the chain openssl verifies); 64: the cluster's CSR; 4, 8: hsmlab's own trust.
+    // 1, 2, 16, 32: X.509 (the chain openssl verifies); 64: the cluster's CSR; 4, 8: none before the cluster is initialized.
     for (const certType of [1, 2, 16, 32]) expect((await conn.call('getCertificate', { certType })).pem).toMatch(/^-----BEGIN CERTIFICATE-----\n/)
     expect((await conn.call('getCertificate', { certType: 64 })).pem).toMatch(/^-----BEGIN CERTIFICATE REQUEST-----\n/)
-    for (const certType of [4, 8]) {
-      const { pem } = await conn.call('getCertificate', { certType })
-      expect(pem).toMatch(/^-----BEGIN HSMLAB CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END HSMLAB CERTIFICATE-----\n$/)
-      const doc = JSON.parse(Buffer.from(pem.split('\n').slice(1, -2).join(''), 'base64').toString('utf8')) as { certType: number, publicKey: string }
-      expect(doc.certType).toBe(certType)
+    for (const certType of [4, 8]) await expectCode(conn.call('getCertificate', { certType }), 'INVALID_INPUT')
+  })
+
+  it('holds the cluster certificate and customer CA it is given, signed by the anchor, once, across restarts (getCert 8 and 4)', async () => {
+    const node = await startInProcess()
+    const conn = await connect(node)
+    const secret = node.cluster.anchor.secretKey
+    const ca = (name: string): { key: ReturnType<typeof p256KeyFromSeed>, name: Buffer, pem: string } => {
+      const key = p256KeyFromSeed(deriveKey(randomBytes(32), 'test'))
+      const dn = x509Name(name, 'test CA')
+      return { key, name: dn, pem: x509Certificate({ issuer: dn, subject: dn, publicKey: key, signingKey: key, ca: true }) }
     }
+    const customer = ca('customer CA')
+    const other = ca('another CA')
+    const leafKey = p256KeyFromSeed(deriveKey(randomBytes(32), 'leaf'))
+    const signed = x509Certificate({ issuer: customer.name, subject: x509Name(node.cluster.clusterId, 'cluster'), publicKey: leafKey, signingKey: customer.key, ca: false })
+    const given = { clusterCertificate: signed, trustAnchor: customer.pem }
+    const set = async (certificates: typeof given, signature = signClusterCertificates(secret, node.hsmId, certificates)): Promise<unknown> =>
+      await conn.call('setClusterCertificates', { ...certificates, signature })
+    await expectCode(set(given, signClusterCertificates(createClusterSecrets().anchor.secretKey, node.hsmId, given)), 'PERMISSION_DENIED')
+    await expectCode(set(given, signClusterCertificates(secret, 'hsm-bbbbbbbbbbb', given)), 'PERMISSION_DENIED')
+    await expectCode(set({ clusterCertificate: signed, trustAnchor: other.pem }), 'INVALID_INPUT')
+    await expectCode(set({ clusterCertificate: 'not a certificate', trustAnchor: customer.pem }), 'INVALID_INPUT')
+    await expectCode(conn.call('getCertificate', { certType: 8 }), 'INVALID_INPUT')
+    await set(given)
+    await set(given)
+    await expectCode(set({ clusterCertificate: other.pem, trustAnchor: other.pem }), 'INVALID_INPUT')
+    expect((await conn.call('getCertificate', { certType: 8 })).pem).toBe(signed)
+    expect((await conn.call('getCertificate', { certType: 4 })).pem).toBe(customer.pem)
+    await conn.close()
+    await node.stop()
+
+    const again = await startHsm({ dataDir: node.dataDir, manufacturerKey: node.manufacturerKey })
+    onTestFinished(async () => { await again.stop() })
+    const conn2 = await connect({ url: again.url, cluster: node.cluster })
+    expect((await conn2.call('getCertificate', { certType: 8 })).pem).toBe(signed)
+    expect((await conn2.call('getCertificate', { certType: 4 })).pem).toBe(customer.pem)
   })
 
   it('accepts a peer list only when signed by the anchor for this HSM with a newer version, and keeps it across restarts', async () => {

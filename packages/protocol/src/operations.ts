@@ -286,6 +286,12 @@ export interface OperationMap {
   /** Admin: the lab (holder of the cluster's trust anchor) tells an HSM who its peers are. */
   setPeers: { args: { peers: PeerAddress[], version: number, signature: Uint8Array }, result: Record<string, never> }
   /**
+   * Admin: the control plane (holder of the cluster's trust anchor) gives an HSM the cluster
+   * certificate and customer CA of InitializeCluster (SignedCert, TrustAnchor, PEM), which getCert
+   * 8 and 4 then answer; `signature` is the anchor's over this HSM's id and both certificates.
+   */
+  setClusterCertificates: { args: { clusterCertificate: string, trustAnchor: string, signature: Uint8Array }, result: Record<string, never> }
+  /**
    * Admin: the control plane (holder of the cluster's trust anchor) asks for a backup of this
    * HSM. `signature` is the anchor's signature over this HSM's id and `requestedAtMs` (the
    * requester's clock, in milliseconds since the epoch), which must be within 5 minutes of the
@@ -441,6 +447,8 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   peerSyncApply: { objects: { type: 'bytes[]', max: SYNC_BATCH_KEYS_MAX + SYNC_BATCH_USERS_MAX }, deleteUsers: { type: 'string[]', max: SYNC_BATCH_USERS_MAX } },
 
   setPeers: { peers: { type: 'object[]', max: 28 }, version: { type: 'int', min: 0 }, signature: { type: 'bytes' } },
+  // 20000 characters: the most cloudhsmv2's Cert shape allows.
+  setClusterCertificates: { clusterCertificate: { type: 'string', min: 1, max: 20_000 }, trustAnchor: { type: 'string', min: 1, max: 20_000 }, signature: { type: 'bytes', max: 1024 } },
   exportBackup: { requestedAtMs: { type: 'int', min: 0 }, signature: { type: 'bytes', max: 1024 } },
 
   syncHello: { requestedAtMs: { type: 'int', min: 0 }, signature: { type: 'bytes', max: 1024 } },

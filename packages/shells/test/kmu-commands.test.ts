@@ -288,4 +288,23 @@ describe('other commands', () => {
     const { out } = await run('getKeyInfo -k 6', () => { throw Object.assign(new Error('timeout'), { code: 'CLIENT_ERR_TIMEOUT' }) })
     expect(out).toContain('Cfm3GetKey returned: 0x30000087 : HSM CLUSTER ERROR: The server did not answer')
   })
+
+  it('getCert writes the certificate of the type given (-t, or -s as the page\'s example) and prints the page\'s line', async () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+    const answer: FakeHandler = (_id, op, args) => op === 'getCertificate' && args.certType === 4 ? { pem } : {}
+    for (const line of [`getCert -f ${join(dir, 'userRoot.crt')} -t 4`, `getCert -f ${join(dir, 'userRoot.crt')} -s 4`]) {
+      const { out, calls } = await run(line, answer)
+      expect(out).toBe('\nCfm3GetCert() returned 0 :HSM Return: SUCCESS\n')
+      expect(calls.map(c => [c.op, c.args])).toEqual([['getCertificate', { certType: 4 }]])
+      expect(readFileSync(join(dir, 'userRoot.crt'), 'utf8')).toBe(pem)
+    }
+    const refused = await run(`getCert -f ${join(dir, 'x.crt')} -t 8`, () => { throw new WireError(ReturnCode.INVALID_INPUT, 'not initialized') })
+    expect(refused.out).toBe('\nCfm3GetCert() returned 13 :HSM Error: Invalid input data/params\n')
+    for (const [line, error] of [['getCert -f c.crt', 'Certificate type (-t) is missing.'], ['getCert -f c.crt -t 3', 'Invalid certificate type 3'], ['getCert -t 4', 'Certificate file (-f) is missing.']]) {
+      const { out, calls } = await run(line ?? '')
+      expect(out).toContain(`Error: ${error ?? ''}`)
+      expect(out).toContain('Syntax: getCert -h -f <file name> -t <certificate type>')
+      expect(calls).toEqual([])
+    }
+  })
 })

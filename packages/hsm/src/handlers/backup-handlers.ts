@@ -10,6 +10,7 @@
  */
 import { ReturnCode, WireError } from '@hsmlab/protocol'
 import { createBackup } from '../backup.js'
+import type { ClusterCertificateBook } from '../cluster-certificates.js'
 import type { Handler, HandlerTable } from '../context.js'
 import { hsmDefaults } from '../defaults.js'
 import { verifyBackupRequest } from '../provisioning.js'
@@ -24,6 +25,8 @@ export interface BackupHandlerDeps {
   now?: () => number
   /** Where the quorum M values come from, for the backup to carry them. @default none (all 1) */
   quorum?: { mValues: () => Record<number, number> }
+  /** Where the cluster certificate and customer CA come from, for the backup to carry them. @default none */
+  clusterCertificates?: Pick<ClusterCertificateBook, 'current'>
 }
 
 /** The backup handlers. */
@@ -41,7 +44,7 @@ export function createBackupHandlers (deps: BackupHandlerDeps): HandlerTable {
     if (skewMs > skewMsMax) {
       throw new WireError(ReturnCode.PERMISSION_DENIED, `the backup request was signed for time ${requestedAtMs} (ms since the epoch), ${skewMs} ms away from this HSM's clock (${createdAtMs}); at most ${skewMsMax} ms are allowed: sign a new request, and check the clocks`)
     }
-    const { bytes, header } = createBackup({ identity, users: ctx.users.values(), keys: ctx.keys.values(), createdAtMs, quorumMValues: deps.quorum?.mValues() }, deps.backupKey)
+    const { bytes, header } = createBackup({ identity, users: ctx.users.values(), keys: ctx.keys.values(), createdAtMs, quorumMValues: deps.quorum?.mValues(), clusterCertificates: deps.clusterCertificates?.current() }, deps.backupKey)
     return { backup: bytes, createdAtMs, keyCount: header.keyCount, userCount: header.userCount }
   }
 

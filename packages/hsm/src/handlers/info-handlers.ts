@@ -1,14 +1,17 @@
 /**
- * What anyone may ask an HSM without logging in: getHSMInfo, getCert; and `setPeers`, by which
- * the lab (holder of the cluster's trust anchor) tells an HSM which HSMs share its cluster.
+ * What anyone may ask an HSM without logging in: getHSMInfo, getCert; `setPeers`, by which
+ * the lab (holder of the cluster's trust anchor) tells an HSM which HSMs share its cluster; and
+ * `setClusterCertificates`, by which the control plane gives it the certificates the cluster was
+ * initialized with (getCert 8 and 4).
  */
 import { ReturnCode, WireError } from '@hsmlab/protocol'
 import type { HsmInfo, PeerAddress } from '@hsmlab/protocol'
 import type { Handler, HandlerTable } from '../context.js'
 import { isTombstone } from '../context.js'
 import { isResourceId } from '../ids.js'
+import type { ClusterCertificateBook } from '../cluster-certificates.js'
 import type { PeerBook } from '../peers.js'
-import { HSM_MODEL, verifyPeers } from '../provisioning.js'
+import { HSM_MODEL, verifyClusterCertificates, verifyPeers } from '../provisioning.js'
 
 /** Firmware version getHSMInfo reports. */
 export const FIRMWARE_VERSION = '3.4.0'
@@ -17,8 +20,10 @@ export const FIPS_STATE = 2
 
 /** What the info handlers need besides the context. */
 export interface InfoHandlerDeps {
-  /** PEM-armoured text by certificate type (certificates.ts). */
+  /** PEM-armoured text by certificate type (certificates.ts): the ones the HSM makes itself. */
   certificates: ReadonlyMap<number, string>
+  /** The cluster certificate (8) and customer CA (4), once the cluster is initialized. */
+  clusterCertificates: ClusterCertificateBook
   peerBook: PeerBook
 }
 
@@ -60,10 +65,27 @@ export function createInfoHandlers (deps: InfoHandlerDeps): HandlerTable {
     return info
   }
 
-  const getCertificate: Handler<'getCertificate'> = async (_ctx, _session, { certType }) => {
+  const getCertificate: Handler<'getCertificate'> = async (ctx, _session, { certType }) => {
+    if (certType === 4 || certType === 8) {
+      const held = deps.clusterCertificates.current()
+      if (held === undefined) {
+        throw new WireError(ReturnCode.INVALID_INPUT, `no certificate of type ${certType}: cluster ${ctx.identity.clusterId} is not initialized (InitializeCluster gives it the cluster certificate and the customer CA)`)
+      }
+      return { pem: certType === 4 ? held.trustAnchor : held.clusterCertificate }
+    }
     const pem = deps.certificates.get(certType)
     if (pem === undefined) throw new WireError(ReturnCode.INVALID_INPUT, `no certificate of type ${certType}`)
     return { pem }
+  }
+
+  const setClusterCertificates: Handler<'setClusterCertificates'> = async (ctx, _session, { clusterCertificate, trustAnchor, signature }) => {
+    const { identity } = ctx
+    const certificates = { clusterCertificate, trustAnchor }
+    if (!verifyClusterCertificates(identity.anchorPublicKey, identity.hsmId, certificates, signature)) {
+      throw new WireError(ReturnCode.PERMISSION_DENIED, `the cluster certificates are not signed by the trust anchor of cluster ${identity.clusterId} for ${identity.hsmId}`)
+    }
+    await ctx.runExclusive(async () => { await deps.clusterCertificates.set(certificates) })
+    return {}
   }
 
   const setPeers: Handler<'setPeers'> = async (ctx, _session, args) => {
@@ -83,5 +105,5 @@ export function createInfoHandlers (deps: InfoHandlerDeps): HandlerTable {
     return {}
   }
 
-  return { getHsmInfo, getCertificate, setPeers }
+  return { getHsmInfo, getCertificate, setPeers, setClusterCertificates }
 }

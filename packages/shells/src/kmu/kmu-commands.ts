@@ -412,6 +412,32 @@ async function exportPubKey (ctx: KmuContext, flags: ParsedFlags): Promise<numbe
   return 0
 }
 
+/** getCert's certificate types (its page): 1 manufacturer root, 2 manufacturer hardware, 4 customer root, 8 and 16 cluster. */
+const CERTIFICATE_TYPES: readonly number[] = [1, 2, 4, 8, 16]
+
+/**
+ * getCert: the page's syntax names the type `-t`, its example and parameter list `-s`: both are
+ * taken. Its one line, `Cfm3GetCert() returned 0 :HSM Return: SUCCESS`, prints the code in
+ * decimal, and so do its failures.
+ */
+async function getCert (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
+  const t = flags.ints.get('t')
+  const s = flags.ints.get('s')
+  if (t !== undefined && s !== undefined && t !== s) return usageError(ctx, 'getCert', 'Give the certificate type once (-t or -s).')
+  const certType = t ?? s
+  if (certType === undefined) return usageError(ctx, 'getCert', 'Certificate type (-t) is missing.')
+  if (!CERTIFICATE_TYPES.includes(certType)) return usageError(ctx, 'getCert', `Invalid certificate type ${certType}: one of ${CERTIFICATE_TYPES.join(', ')}.`)
+  const line = (code: number): string => `\nCfm3GetCert() returned ${code} :${describeReturnCode(code).message}\n`
+  const outcome = await ctx.call('getCertificate', { certType })
+  if (!outcome.ok) {
+    ctx.write(line(outcome.code))
+    return outcome.code
+  }
+  if (!await ctx.writeOutput(flags.strings.get('f') ?? '', outcome.result.pem)) return LOCAL_FAILURE
+  ctx.write(line(0))
+  return 0
+}
+
 /** aesWrapUnwrap's default IV (RFC 3394), as the real tool names it when -i is missing. */
 const DEFAULT_AES_WRAP_IV = 'A6A6A6A6A6A6A6A6'
 /** aesWrapUnwrap takes files of less than 4 KB (the AWS page). */
@@ -618,6 +644,14 @@ export const COMMANDS: Readonly<Record<string, KmuCommand>> = {
       { flag: '-out', kind: 'string', what: 'Key File', required: true }
     ],
     run: exportPubKey
+  },
+  getCert: {
+    flags: [
+      { flag: '-f', kind: 'string', what: 'Certificate file', required: true },
+      { flag: '-t', kind: 'int', what: 'Certificate type' },
+      { flag: '-s', kind: 'int', what: 'Certificate type' }
+    ],
+    run: getCert
   },
   aesWrapUnwrap: {
     flags: [

@@ -114,6 +114,10 @@ export const USAGE: Readonly<Record<string, string>> = {
     ['exportPubKey -h -k <public key handle> -out <key file>'],
     [['-h', 'displays this information'], ['-k', 'specifies the handle of the public key to export'],
       ['-out', 'specifies the PEM file to write']]),
+  getCert: usageBlock('Gets a partition certificate of the HSM and saves it to a file (PEM).',
+    ['getCert -h -f <file name> -t <certificate type>'],
+    [['-h', 'displays this information'], ['-f', 'specifies the file to save the certificate to'],
+      ['-t', 'specifies the certificate type (-s is taken too):\n1 = manufacturer root certificate, 2 = manufacturer hardware certificate,\n4 = customer root certificate, 8 = cluster certificate (signed by the customer root),\n16 = cluster certificate (chained to the manufacturer root)']]),
   aesWrapUnwrap: usageBlock('Wraps (encrypts) or unwraps (decrypts) the contents of a file with an AES key of the HSM\n(AES key wrap, RFC 3394).',
     ['aesWrapUnwrap -h -m <wrap-unwrap mode> -f <file> -w <wrapping key handle>', '[-i <wrapping IV>] [-out <output file>]'],
     [['-h', 'displays this information'], ['-m', 'specifies the mode: 1 = wrap, 0 = unwrap'],
@@ -232,5 +236,5 @@ Syntax: <command> -h
 export const UNSIMULATED_COMMANDS: readonly string[] = [
   'getHSMInfo', 'getPartitionInfo', 'loginStatus', 'getToken', 'delToken', 'approveToken', 'listTokens',
   'genDSAKeyPair', 'genPBEKey', 'createPublicKey', 'importPubKey', 'importPrivateKey', 'imSymKey', 'exSymKey',
-  'findSingleKey', 'getCert', 'getCaviumPrivKey', 'IsValidKeyHandlefile', 'listECCCurveIds'
+  'findSingleKey', 'getCaviumPrivKey', 'IsValidKeyHandlefile', 'listECCCurveIds'
 ]
