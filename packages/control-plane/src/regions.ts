@@ -78,9 +78,26 @@ export const BODY_SHA256_HEADER = 'x-hsmlab-sha256'
  * is hashed as it arrives too (`bodySha256`).
  */
 export async function sendRegionRequest (url: URL, init: { method: string, headers: Record<string, string>, body?: string, timeoutMs: number }): Promise<RegionResponse> {
+  try {
+    return await sendOnce(url, init)
+  } catch (err) {
+    // A kept-alive connection the server closed as idle just as this request went out: the server
+    // read nothing of it (it answered nothing), so sending it again, on a new connection, is safe
+    // for any method (node's documented remedy). Any other failure is the caller's.
+    if (!(err instanceof StaleConnectionError)) throw err
+    return await sendOnce(url, init)
+  }
+}
+
+/** The reset of a reused keep-alive connection before any byte of an answer. */
+class StaleConnectionError extends Error {}
+
+async function sendOnce (url: URL, init: { method: string, headers: Record<string, string>, body?: string, timeoutMs: number }): Promise<RegionResponse> {
   return await new Promise<RegionResponse>((resolve, reject) => {
     const headers = init.body === undefined ? init.headers : { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) }
+    let answered = false
     const request = httpRequest(url, { method: init.method, headers }, response => {
+      answered = true
       const hash = response.headers[BODY_SHA256_HEADER] === undefined ? undefined : createHash('sha256')
       const length = Number(response.headers['content-length'] ?? NaN)
       // Known length: each chunk goes straight to its place; else (or past it, which node:http
@@ -111,7 +128,9 @@ export async function sendRegionRequest (url: URL, init: { method: string, heade
       clearTimeout(timer)
       reject(err)
     }
-    request.on('error', fail)
+    request.on('error', (err: NodeJS.ErrnoException) => {
+      fail(request.reusedSocket && err.code === 'ECONNRESET' && !answered ? new StaleConnectionError(err.message, { cause: err }) : err)
+    })
     request.end(init.body)
   })
 }

@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process'
 import { createHash, createPublicKey, randomBytes } from 'node:crypto'
 import { appendFileSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
+import { createServer as createNetServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
@@ -106,6 +107,26 @@ describe('regions and copies', () => {
     expect(echo.bodySha256).toBeUndefined()
     await expect(sendRegionRequest(new URL('/cut', base), { method: 'GET', headers: {}, timeoutMs: 5_000 })).rejects.toThrow()
     await expect(sendRegionRequest(new URL('/never', base), { method: 'GET', headers: {}, timeoutMs: 100 })).rejects.toThrow(/no answer within 100 ms/)
+  })
+
+  it('sends a request again, once, when the kept-alive connection it went out on is reset before any answer', async () => {
+    // The server closing an idle kept-alive connection just as a request is written on it (the
+    // global agent reuses it): here every second request on a connection is met with a reset.
+    const received: string[] = []
+    const server = createNetServer(socket => {
+      let requests = 0
+      socket.on('data', (chunk: Buffer) => {
+        for (const line of chunk.toString('latin1').split('\r\n')) if (/^(GET|POST) /.test(line)) { requests++; received.push(line) }
+        if (requests >= 2) { socket.resetAndDestroy(); return }
+        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\nkeep-alive: timeout=5\r\n\r\nok')
+      })
+    })
+    onTestFinished(() => { server.close() })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    expect((await sendRegionRequest(new URL('/first', base), { method: 'POST', headers: {}, body: '{}', timeoutMs: 5_000 })).body.toString()).toBe('ok')
+    expect((await sendRegionRequest(new URL('/second', base), { method: 'POST', headers: {}, body: '{}', timeoutMs: 5_000 })).body.toString()).toBe('ok')
+    expect(received).toEqual(['POST /first HTTP/1.1', 'POST /second HTTP/1.1', 'POST /second HTTP/1.1'])
   })
 
   it('serves the bytes of a backup, hashed again only when its file changed, and 422 once they no longer match', async () => {
