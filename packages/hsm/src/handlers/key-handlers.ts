@@ -53,9 +53,9 @@ import type { AttributeValue, KeyAttribute, KeyCreationOptions, KeyListing } fro
 import type { Handler, HandlerTable, HsmContext, KeyRecord, Session } from '../context.js'
 import { findUserById, isTombstone } from '../context.js'
 import { hsmDefaults } from '../defaults.js'
-import { keysHash } from '../key-digest.js'
+import { keyDigest, keysHash } from '../key-digest.js'
 import {
-  WrapMechanism, aesKeyUnwrap, aesKeyWrap, aesUnwrapWithIv, aesWrapWithIv, checkSecretKeySpec, checkSecretMaterial, decodeWrappedKey, describePrivateKey,
+  WrapMechanism, aesKeyUnwrap, aesKeyWrap, aesUnwrapWithIv, aesWrapWithIv, checkSecretKeySpec, checkSecretMaterial, decodeWrappedKey, describePrivateKey, describePublicKey,
   encodeWrappedKey, generateEcKeyPair, generateRsaKeyPair, generateSecretKey, privateKeyPem, publicKeyPem, publicKeyKcv, rsaAesUnwrap,
   rsaAesWrap, rsaOaepDecrypt, rsaOaepEncrypt, secretKeyKcv, signData, verifyData
 } from '../key-material.js'
@@ -701,9 +701,10 @@ function checkTrusted (target: KeyRecord, wrapping: KeyRecord): void {
   }
 }
 
-const wrapKey: Handler<'wrapKey'> = async (ctx, session, { handle, wrappingHandle, mechanism }) => {
+const wrapKey: Handler<'wrapKey'> = async (ctx, session, { handle, wrappingHandle, mechanism, noHeader, keyClass }) => {
   const user = requireUser(session, 'CU')
   const target = keyToExport(ctx, session, user, handle)
+  if (keyClass !== undefined) requireKind(target, keyClass, undefined, `be wrapped here (a key of class ${keyClass} is needed)`)
   const wrapping = wrappingKeyFor(ctx, session, user, wrappingHandle, mechanism, 'wrap')
   checkTrusted(target, wrapping)
   let wrapped: Uint8Array
@@ -717,6 +718,7 @@ const wrapKey: Handler<'wrapKey'> = async (ctx, session, { handle, wrappingHandl
   } else {
     wrapped = rsaAesWrap(wrapping.material, target.material)
   }
+  if (noHeader === true) return { wrapped }
   const attributes = { ...target.attributes }
   return { wrapped: encodeWrappedKey({ mechanism, keyClass: target.keyClass, keyType: target.keyType, attributes }, wrapped) }
 }
@@ -766,9 +768,12 @@ const unwrapKey: Handler<'unwrapKey'> = async (ctx, session, args) => {
       if (v === 0 || v === 1) attributes[id] = v
     }
   }
+  // -id, -m_value, -min_srv and -timeout as for a generated key (unWrapKey, imSymKey, importPrivateKey).
+  const options = creationOptions({ label, ...(args.session === undefined ? {} : { session: args.session }), ...(args.id === undefined ? {} : { id: args.id }), ...(args.minServers === undefined ? {} : { minServers: args.minServers }), ...(args.timeoutMs === undefined ? {} : { timeoutMs: args.timeoutMs }) })
+  attributes[Attribute.ID] = options.id
   const handle = ctx.keys.allocate()
-  const record: KeyRecord = { handle, keyClass, keyType, owner: user.userId, sharedWith, mValue: 0, attributes, material }
-  await storeNewKeys(ctx, session, [record], { token, id: '', minServers: 1, timeoutMs: hsmDefaults.keySyncTimeoutMs })
+  const record: KeyRecord = { handle, keyClass, keyType, owner: user.userId, sharedWith, mValue: args.mValue ?? 0, attributes, material }
+  await storeNewKeys(ctx, session, [record], options)
   return { handle }
 }
 
@@ -793,10 +798,45 @@ const exportPublicKey: Handler<'exportPublicKey'> = async (ctx, session, { handl
 }
 
 /** KMU aesWrapUnwrap: RFC 3394 over host data with an HSM AES key; the data never becomes a key. */
-const aesWrapData: Handler<'aesWrapData'> = async (ctx, session, { wrappingHandle, unwrap, data, iv }) => {
+const aesWrapData: Handler<'aesWrapData'> = async (ctx, session, { wrappingHandle, unwrap, data, iv, keyWrap }) => {
   const user = requireUser(session, 'CU')
   const wrapping = wrappingKeyFor(ctx, session, user, wrappingHandle, WrapMechanism.AES_KEY_WRAP, unwrap ? 'unwrap' : 'wrap')
+  if (keyWrap === true) {
+    if (iv !== undefined) throw new WireError(ReturnCode.INVALID_INPUT, 'the key-wrap form takes no IV')
+    return { data: unwrap ? aesKeyUnwrap(wrapping.material, data) : aesKeyWrap(wrapping.material, data) }
+  }
   return { data: unwrap ? aesUnwrapWithIv(wrapping.material, data, iv) : aesWrapWithIv(wrapping.material, data, iv) }
+}
+
+/**
+ * KMU importPubKey: a public key from its SPKI, owned by the caller, OBJ_ATTR_LOCAL 0. It has no
+ * private half here (no pairHandle); like every public key it is usable by every CU and cannot be
+ * shared, so `shareWith` is refused.
+ */
+const importPublicKey: Handler<'importPublicKey'> = async (ctx, session, args) => {
+  const user = requireUser(session, 'CU')
+  if ((args.shareWith ?? []).length > 0) throw new WireError(ReturnCode.INVALID_INPUT, 'public keys cannot be shared: every crypto user may use them')
+  const options = creationOptions(args)
+  const material = describePublicKey(args.spki)
+  const handle = ctx.keys.allocate()
+  const attributes = applyUsage(buildAttributes({
+    keyClass: KeyClass.PUBLIC, keyType: material.keyType, token: options.token, label: args.label, id: options.id,
+    extractable: true, local: false, kcv: publicKeyKcv(material.publicDer), ...asymmetricAttributes(material, KeyClass.PUBLIC)
+  }), args.usageOn, args.usageOff)
+  const record: KeyRecord = { handle, keyClass: KeyClass.PUBLIC, keyType: material.keyType, owner: user.userId, sharedWith: [], mValue: 0, attributes, material: material.publicDer }
+  await storeNewKeys(ctx, session, [record], options)
+  return { handle }
+}
+
+/**
+ * KMU findSingleKey: the digest of one key this CU may use (key-digest.ts: handle, material,
+ * attributes, owner, shares), which the client compares across the HSMs. A digest says nothing
+ * about the material it was made from.
+ */
+const keyDigestOf: Handler<'keyDigest'> = async (ctx, session, { handle }) => {
+  const user = requireUser(session, 'CU')
+  const { record } = keyForUse(ctx, session, user, handle)
+  return { hash: keyDigest(record) }
 }
 
 const sign: Handler<'sign'> = async (ctx, session, { handle, mechanism, data }) => {
@@ -834,6 +874,8 @@ export const keyHandlers: HandlerTable = {
   exportPrivateKey,
   exportPublicKey,
   aesWrapData,
+  importPublicKey,
+  keyDigest: keyDigestOf,
   sign,
   verify
 }
