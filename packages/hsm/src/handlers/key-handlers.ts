@@ -1,7 +1,9 @@
 /**
  * The key commands of one HSM (reference A.6, C, D): findAllKeys, getKeyInfo, getAttribute,
  * setAttribute, shareKey, genSymKey, genRSAKeyPair / genECCKeyPair, findKey, deleteKey, wrapKey,
- * unWrapKey, exportPrivateKey, sign, verify.
+ * unWrapKey, exportPrivateKey, sign, verify; and what KMU's exSymKey, imSymKey, importPrivateKey
+ * (wrapKey without header, aesWrapData's key-wrap form, unwrapKey), importPubKey
+ * (importPublicKey) and findSingleKey (keyDigest) need.
  *
  * Who may do what:
  * - Key management and crypto operations are for crypto users (CU): others get
@@ -35,7 +37,12 @@
  *   key fails with RET_SYNC_REPLICA_READ_ONLY; session keys and crypto with existing keys work.
  * - unwrapKey makes a key the caller owns with OBJ_ATTR_LOCAL 0, NEVER_EXTRACTABLE 0 and
  *   ALWAYS_SENSITIVE 0; it keeps the usage attributes and label of the wrapped key's header but not
- *   its OBJ_ATTR_ID (the original usually still exists in the cluster, and IDs are unique).
+ *   its OBJ_ATTR_ID (the original usually still exists in the cluster, and IDs are unique); the
+ *   caller's `id`, `mValue`, `minServers` and `timeoutMs` apply as to a generated key.
+ * - The plaintext of a key crosses the encrypted channel only where KMU's flow puts it on the host:
+ *   exSymKey's Cfm3UnWrapHostKey (aesWrapData unwrap of what wrapKey made), imSymKey's and
+ *   importPrivateKey's Cfm3WrapHostKey (aesWrapData wrap), exportPrivateKey. A wrapping key's
+ *   material never leaves the HSM.
  * - exportPrivateKey wraps the private key with the AES key and unwraps it again, both inside the
  *   HSM (the real KMU does the unwrap on the host), and returns PKCS#8 PEM over the encrypted
  *   channel.
