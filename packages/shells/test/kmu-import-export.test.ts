@@ -80,9 +80,15 @@ describe('exSymKey', () => {
 
   it('sends nothing for a -wk file that is not an AES key or a mechanism other than 4', async () => {
     writeFileSync(join(dir, 'short.bin'), Buffer.alloc(10))
-    expect((await run('exSymKey -k 7 -w 6 -out key.bin -wk short.bin')).calls).toEqual([])
-    expect((await run('exSymKey -k 7 -w 6 -out key.bin -m 8')).calls).toEqual([])
-    expect((await run('exSymKey -k 7 -w 6 -out key.bin -wk missing.bin')).calls).toEqual([])
+    const short = await run('exSymKey -k 7 -w 6 -out key.bin -wk short.bin')
+    expect(short.calls).toEqual([])
+    expect(short.out).toContain('Error: The wrapping key file (-wk) "short.bin" holds 10 bytes: a plaintext AES key is 16, 24 or 32 bytes.')
+    const mechanism = await run('exSymKey -k 7 -w 6 -out key.bin -m 8')
+    expect(mechanism.calls).toEqual([])
+    expect(mechanism.out).toContain('Error: Invalid wrapping mechanism (-m): the only valid value is 4.')
+    const missing = await run('exSymKey -k 7 -w 6 -out key.bin -wk missing.bin')
+    expect(missing.calls).toEqual([])
+    expect(missing.out).toContain('WARNING: Failed to read from the file "missing.bin".')
   })
 })
 
