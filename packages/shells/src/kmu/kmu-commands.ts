@@ -571,8 +571,8 @@ async function exSymKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
  * The import flow of imSymKey and importPrivateKey: Cfm3WrapHostKey (the HSM wraps the plaintext
  * with the -w key; with -wk the host wraps it with the file's key and the line is not printed),
  * Cfm3CreateUnwrapTemplate (the template is the class, type and creation flags, made on the
- * host), Cfm3UnWrapKey (the HSM unwraps it into a new key). Returns the unwrap's outcome, or a
- * return code when it stopped before.
+ * host), Cfm3UnWrapKey (the HSM unwraps it into a new key). Returns the return code of the step
+ * it ended with.
  */
 async function importThroughWrap (
   ctx: KmuContext, command: string, flags: ParsedFlags, plain: Uint8Array, keyClass: number, keyType: number, what: string
