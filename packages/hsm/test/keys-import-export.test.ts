@@ -83,6 +83,11 @@ describe('imSymKey and importPrivateKey: aesWrapData wraps for the host, unwrapK
     const record = storedKey(hsm, handle)
     expect(record).toMatchObject({ keyClass: KeyClass.PRIVATE, keyType: KeyType.RSA, owner: 3, sharedWith: [4], mValue: 1 })
     expect(hsm.replicator.created.map(c => c.handle)).toContain(handle)
+    // -min_srv / -timeout reach the replicator as for a generated key.
+    const { handle: synced } = await hsm.call(alice, 'unwrapKey', {
+      wrapped: wrappedDes, wrappingHandle: wrapping, mechanism: 4, keyClass: KeyClass.SECRET, keyType: KeyType.DES3, label: 'synced', minServers: 2, timeoutMs: 5000
+    })
+    expect(hsm.replicator.created.find(c => c.handle === synced)).toEqual({ handle: synced, minServers: 2, timeoutMs: 5000 })
     const { signature } = await hsm.call(alice, 'sign', { handle, mechanism: 1, data })
     expect(nodeVerify('sha256', data, publicKey, signature)).toBe(true)
   })
