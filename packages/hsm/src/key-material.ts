@@ -232,6 +232,20 @@ export function describePrivateKey (pkcs8Der: Uint8Array, expectedKeyType?: numb
   return material as AsymmetricMaterial & { privateDer: Uint8Array }
 }
 
+/**
+ * Reads SPKI DER (a public key to import, KMU importPubKey) and describes it; throws
+ * `RET_INVALID_INPUT` when the bytes are not a public key of a supported type.
+ */
+export function describePublicKey (spkiDer: Uint8Array): AsymmetricMaterial {
+  let publicKey: KeyObject
+  try {
+    publicKey = createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' })
+  } catch (err) {
+    throw new WireError(ReturnCode.INVALID_INPUT, 'the data is not an SPKI public key', { cause: err })
+  }
+  return describeKeyObjects(undefined, publicKey)
+}
+
 // KeyObjects parsed from store material, so that repeated signing does not parse DER each time.
 // Store values are frozen and stable, so the material array is a good WeakMap key.
 const privateKeyCache = new WeakMap<Uint8Array, KeyObject>()

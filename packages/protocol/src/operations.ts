@@ -235,7 +235,12 @@ export interface OperationMap {
     result: { handles: number[], total: number }
   }
   deleteKey: { args: { handle: number }, result: Record<string, never> }
-  wrapKey: { args: { handle: number, wrappingHandle: number, mechanism: number }, result: { wrapped: Uint8Array } }
+  /**
+   * `noHeader`: the wrapped bytes alone (KMU exSymKey unwraps them again, on the HSM or on the host
+   * with -wk), not wrapKey's file with its attribute header; `keyClass`: wrap only a key of this
+   * class (exSymKey exports secret keys only), RET_INVALID_INPUT otherwise.
+   */
+  wrapKey: { args: { handle: number, wrappingHandle: number, mechanism: number, noHeader?: boolean, keyClass?: number }, result: { wrapped: Uint8Array } }
   unwrapKey: {
     args: {
       wrapped: Uint8Array, wrappingHandle: number, mechanism: number, label?: string, session?: boolean, extractable?: boolean, shareWith?: number[], keyClass?: number, keyType?: number,
@@ -248,7 +253,25 @@ export interface OperationMap {
   /** KMU exportPubKey: the SPKI PEM of a public key. */
   exportPublicKey: { args: { handle: number }, result: { pem: string } }
   /** KMU aesWrapUnwrap: RFC 3394 AES key wrap (or unwrap) of host data under an HSM AES key; `iv` 8 bytes, default A6A6A6A6A6A6A6A6. */
-  aesWrapData: { args: { wrappingHandle: number, unwrap: boolean, data: Uint8Array, iv?: Uint8Array }, result: { data: Uint8Array } }
+  aesWrapData: {
+    args: {
+      wrappingHandle: number, unwrap: boolean, data: Uint8Array, iv?: Uint8Array,
+      /**
+       * The key-wrap form of wrapKey -m 4 instead (RFC 3394, or RFC 5649 for data that is not a
+       * multiple of 8 bytes, as a private key's DER): KMU's Cfm3WrapHostKey / Cfm3UnWrapHostKey of
+       * exSymKey, imSymKey and importPrivateKey, whose results unwrapKey -m 4 takes. No `iv` with it.
+       */
+      keyWrap?: boolean
+    },
+    result: { data: Uint8Array }
+  }
+  /** KMU importPubKey (Cfm3CreatePublicKey): a public key from its SPKI DER (RSA or EC), owned by the caller. */
+  importPublicKey: { args: KeyCreationOptions & { spki: Uint8Array }, result: { handle: number } }
+  /**
+   * KMU findSingleKey: the digest of a key this CU may use on this HSM (the hash findAllKeys
+   * shows a CO), so that the client can compare it across the cluster's HSMs.
+   */
+  keyDigest: { args: { handle: number }, result: { hash: string } }
   sign: { args: { handle: number, mechanism: number, data: Uint8Array }, result: { signature: Uint8Array } }
   verify: { args: { handle: number, mechanism: number, data: Uint8Array, signature: Uint8Array }, result: Record<string, never> }
   /**
@@ -404,7 +427,7 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
     kcv: { type: 'string', optional: true }
   },
   deleteKey: { handle },
-  wrapKey: { handle, wrappingHandle: handle, mechanism: { type: 'int' } },
+  wrapKey: { handle, wrappingHandle: handle, mechanism: { type: 'int' }, noHeader: { type: 'bool', optional: true }, keyClass: { type: 'int', optional: true } },
   unwrapKey: {
     wrapped: { type: 'bytes', max: 65536 },
     wrappingHandle: handle,
@@ -422,7 +445,9 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
   },
   exportPrivateKey: { handle, wrappingHandle: handle },
   exportPublicKey: { handle },
-  aesWrapData: { wrappingHandle: handle, unwrap: { type: 'bool' }, data: { type: 'bytes', max: 1024 * 1024 }, iv: { type: 'bytes', optional: true, max: 8 } },
+  aesWrapData: { wrappingHandle: handle, unwrap: { type: 'bool' }, data: { type: 'bytes', max: 1024 * 1024 }, iv: { type: 'bytes', optional: true, max: 8 }, keyWrap: { type: 'bool', optional: true } },
+  importPublicKey: { ...creation, spki: { type: 'bytes', max: 16384 } },
+  keyDigest: { handle },
   sign: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 } },
   verify: { handle, mechanism: { type: 'int' }, data: { type: 'bytes', max: 16 * 1024 * 1024 }, signature: { type: 'bytes', max: 8192 } },
   p11Encrypt: mechanismCall,

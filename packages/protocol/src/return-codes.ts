@@ -63,6 +63,8 @@ export const ReturnCode = {
   SERVER_UNREACHABLE: rc(0x30000087, 'RET_SERVER_UNREACHABLE', 'HSM CLUSTER ERROR: The server did not answer', false),
   SYNC_REPLICA_READ_ONLY: rc(0xa7, 'RET_SYNC_REPLICA_READ_ONLY', 'HSM Error: This HSM is a replica of a synchronization task: keys and users can only be created or changed on the primary cluster', false),
   SYNC_UNAUTHENTICATED: rc(0xa9, 'RET_SYNC_UNAUTHENTICATED', 'HSM Error: Only the control plane of this cluster (syncHello) may perform this operation', false),
+  /** KMU findSingleKey: the key's digest differs between HSMs (the client compares them; no HSM returns it). */
+  KEY_NOT_SYNCHRONIZED: rc(0x3000008a, 'RET_KEY_NOT_SYNCHRONIZED', 'HSM CLUSTER ERROR: The key is not the same on this HSM as on the others of the cluster', false),
 } as const satisfies Record<string, ReturnCodeInfo>
 
 /** The symbolic names of `ReturnCode`. */

@@ -1,7 +1,9 @@
 /**
  * The key commands of one HSM (reference A.6, C, D): findAllKeys, getKeyInfo, getAttribute,
  * setAttribute, shareKey, genSymKey, genRSAKeyPair / genECCKeyPair, findKey, deleteKey, wrapKey,
- * unWrapKey, exportPrivateKey, sign, verify.
+ * unWrapKey, exportPrivateKey, sign, verify; and what KMU's exSymKey, imSymKey, importPrivateKey
+ * (wrapKey without header, aesWrapData's key-wrap form, unwrapKey), importPubKey
+ * (importPublicKey) and findSingleKey (keyDigest) need.
  *
  * Who may do what:
  * - Key management and crypto operations are for crypto users (CU): others get
@@ -35,7 +37,12 @@
  *   key fails with RET_SYNC_REPLICA_READ_ONLY; session keys and crypto with existing keys work.
  * - unwrapKey makes a key the caller owns with OBJ_ATTR_LOCAL 0, NEVER_EXTRACTABLE 0 and
  *   ALWAYS_SENSITIVE 0; it keeps the usage attributes and label of the wrapped key's header but not
- *   its OBJ_ATTR_ID (the original usually still exists in the cluster, and IDs are unique).
+ *   its OBJ_ATTR_ID (the original usually still exists in the cluster, and IDs are unique); the
+ *   caller's `id`, `mValue`, `minServers` and `timeoutMs` apply as to a generated key.
+ * - The plaintext of a key crosses the encrypted channel only where KMU's flow puts it on the host:
+ *   exSymKey's Cfm3UnWrapHostKey (aesWrapData unwrap of what wrapKey made), imSymKey's and
+ *   importPrivateKey's Cfm3WrapHostKey (aesWrapData wrap), exportPrivateKey. A wrapping key's
+ *   material never leaves the HSM.
  * - exportPrivateKey wraps the private key with the AES key and unwraps it again, both inside the
  *   HSM (the real KMU does the unwrap on the host), and returns PKCS#8 PEM over the encrypted
  *   channel.
@@ -53,9 +60,9 @@ import type { AttributeValue, KeyAttribute, KeyCreationOptions, KeyListing } fro
 import type { Handler, HandlerTable, HsmContext, KeyRecord, Session } from '../context.js'
 import { findUserById, isTombstone } from '../context.js'
 import { hsmDefaults } from '../defaults.js'
-import { keysHash } from '../key-digest.js'
+import { keyDigest, keysHash } from '../key-digest.js'
 import {
-  WrapMechanism, aesKeyUnwrap, aesKeyWrap, aesUnwrapWithIv, aesWrapWithIv, checkSecretKeySpec, checkSecretMaterial, decodeWrappedKey, describePrivateKey,
+  WrapMechanism, aesKeyUnwrap, aesKeyWrap, aesUnwrapWithIv, aesWrapWithIv, checkSecretKeySpec, checkSecretMaterial, decodeWrappedKey, describePrivateKey, describePublicKey,
   encodeWrappedKey, generateEcKeyPair, generateRsaKeyPair, generateSecretKey, privateKeyPem, publicKeyPem, publicKeyKcv, rsaAesUnwrap,
   rsaAesWrap, rsaOaepDecrypt, rsaOaepEncrypt, secretKeyKcv, signData, verifyData
 } from '../key-material.js'
@@ -701,9 +708,10 @@ function checkTrusted (target: KeyRecord, wrapping: KeyRecord): void {
   }
 }
 
-const wrapKey: Handler<'wrapKey'> = async (ctx, session, { handle, wrappingHandle, mechanism }) => {
+const wrapKey: Handler<'wrapKey'> = async (ctx, session, { handle, wrappingHandle, mechanism, noHeader, keyClass }) => {
   const user = requireUser(session, 'CU')
   const target = keyToExport(ctx, session, user, handle)
+  if (keyClass !== undefined) requireKind(target, keyClass, undefined, `be wrapped here (a key of class ${keyClass} is needed)`)
   const wrapping = wrappingKeyFor(ctx, session, user, wrappingHandle, mechanism, 'wrap')
   checkTrusted(target, wrapping)
   let wrapped: Uint8Array
@@ -717,6 +725,7 @@ const wrapKey: Handler<'wrapKey'> = async (ctx, session, { handle, wrappingHandl
   } else {
     wrapped = rsaAesWrap(wrapping.material, target.material)
   }
+  if (noHeader === true) return { wrapped }
   const attributes = { ...target.attributes }
   return { wrapped: encodeWrappedKey({ mechanism, keyClass: target.keyClass, keyType: target.keyType, attributes }, wrapped) }
 }
@@ -766,9 +775,12 @@ const unwrapKey: Handler<'unwrapKey'> = async (ctx, session, args) => {
       if (v === 0 || v === 1) attributes[id] = v
     }
   }
+  // -id, -m_value, -min_srv and -timeout as for a generated key (unWrapKey, imSymKey, importPrivateKey).
+  const options = creationOptions({ label, ...(args.session === undefined ? {} : { session: args.session }), ...(args.id === undefined ? {} : { id: args.id }), ...(args.minServers === undefined ? {} : { minServers: args.minServers }), ...(args.timeoutMs === undefined ? {} : { timeoutMs: args.timeoutMs }) })
+  attributes[Attribute.ID] = options.id
   const handle = ctx.keys.allocate()
-  const record: KeyRecord = { handle, keyClass, keyType, owner: user.userId, sharedWith, mValue: 0, attributes, material }
-  await storeNewKeys(ctx, session, [record], { token, id: '', minServers: 1, timeoutMs: hsmDefaults.keySyncTimeoutMs })
+  const record: KeyRecord = { handle, keyClass, keyType, owner: user.userId, sharedWith, mValue: args.mValue ?? 0, attributes, material }
+  await storeNewKeys(ctx, session, [record], options)
   return { handle }
 }
 
@@ -793,10 +805,45 @@ const exportPublicKey: Handler<'exportPublicKey'> = async (ctx, session, { handl
 }
 
 /** KMU aesWrapUnwrap: RFC 3394 over host data with an HSM AES key; the data never becomes a key. */
-const aesWrapData: Handler<'aesWrapData'> = async (ctx, session, { wrappingHandle, unwrap, data, iv }) => {
+const aesWrapData: Handler<'aesWrapData'> = async (ctx, session, { wrappingHandle, unwrap, data, iv, keyWrap }) => {
   const user = requireUser(session, 'CU')
   const wrapping = wrappingKeyFor(ctx, session, user, wrappingHandle, WrapMechanism.AES_KEY_WRAP, unwrap ? 'unwrap' : 'wrap')
+  if (keyWrap === true) {
+    if (iv !== undefined) throw new WireError(ReturnCode.INVALID_INPUT, 'the key-wrap form takes no IV')
+    return { data: unwrap ? aesKeyUnwrap(wrapping.material, data) : aesKeyWrap(wrapping.material, data) }
+  }
   return { data: unwrap ? aesUnwrapWithIv(wrapping.material, data, iv) : aesWrapWithIv(wrapping.material, data, iv) }
+}
+
+/**
+ * KMU importPubKey: a public key from its SPKI, owned by the caller, OBJ_ATTR_LOCAL 0. It has no
+ * private half here (no pairHandle); like every public key it is usable by every CU and cannot be
+ * shared, so `shareWith` is refused.
+ */
+const importPublicKey: Handler<'importPublicKey'> = async (ctx, session, args) => {
+  const user = requireUser(session, 'CU')
+  if ((args.shareWith ?? []).length > 0) throw new WireError(ReturnCode.INVALID_INPUT, 'public keys cannot be shared: every crypto user may use them')
+  const options = creationOptions(args)
+  const material = describePublicKey(args.spki)
+  const handle = ctx.keys.allocate()
+  const attributes = applyUsage(buildAttributes({
+    keyClass: KeyClass.PUBLIC, keyType: material.keyType, token: options.token, label: args.label, id: options.id,
+    extractable: true, local: false, kcv: publicKeyKcv(material.publicDer), ...asymmetricAttributes(material, KeyClass.PUBLIC)
+  }), args.usageOn, args.usageOff)
+  const record: KeyRecord = { handle, keyClass: KeyClass.PUBLIC, keyType: material.keyType, owner: user.userId, sharedWith: [], mValue: 0, attributes, material: material.publicDer }
+  await storeNewKeys(ctx, session, [record], options)
+  return { handle }
+}
+
+/**
+ * KMU findSingleKey: the digest of one key this CU may use (key-digest.ts: handle, material,
+ * attributes, owner, shares), which the client compares across the HSMs. A digest says nothing
+ * about the material it was made from.
+ */
+const keyDigestOf: Handler<'keyDigest'> = async (ctx, session, { handle }) => {
+  const user = requireUser(session, 'CU')
+  const { record } = keyForUse(ctx, session, user, handle)
+  return { hash: keyDigest(record) }
 }
 
 const sign: Handler<'sign'> = async (ctx, session, { handle, mechanism, data }) => {
@@ -834,6 +881,8 @@ export const keyHandlers: HandlerTable = {
   exportPrivateKey,
   exportPublicKey,
   aesWrapData,
+  importPublicKey,
+  keyDigest: keyDigestOf,
   sign,
   verify
 }

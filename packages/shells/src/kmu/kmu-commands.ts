@@ -4,7 +4,7 @@
  * Output layouts are in kmu-format.ts; docs/kmu.md lists the decisions taken where the AWS pages
  * disagree.
  */
-import { Attribute, KeyClass, ReturnCode, describeReturnCode, formatReturnCode } from '@hsmlab/protocol'
+import { Attribute, KeyClass, KeyType, ReturnCode, describeReturnCode, formatReturnCode } from '@hsmlab/protocol'
 import type { KeyCreationOptions } from '@hsmlab/protocol'
 import { LOCAL_FAILURE, errorLine } from './kmu-args.js'
 import type { FlagSpec, ParsedFlags } from './kmu-args.js'
@@ -14,6 +14,7 @@ import {
 } from './kmu-format.js'
 import type { NodeStatus } from './kmu-format.js'
 import type { KmuContext } from './kmu-context.js'
+import { hostKeyUnwrap, hostKeyWrap, isAesKey, privateKeyDer, publicKeyDer } from './kmu-host-keys.js'
 import { USAGE } from './kmu-usage.js'
 
 /** One command: its flags and its handler. */
@@ -534,6 +535,169 @@ async function listAttributes (ctx: KmuContext): Promise<number> {
   return 0
 }
 
+/**
+ * The AES key of a -wk file, or undefined after printing why (nothing is sent then): the file
+ * must hold 16, 24 or 32 bytes, the same key as the HSM's -w key.
+ */
+async function wrappingKeyFile (ctx: KmuContext, command: string, file: string): Promise<Uint8Array | undefined> {
+  const key = await ctx.readInput(file)
+  if (key === undefined) {
+    ctx.write(`${USAGE[command] ?? ''}\n`)
+    return undefined
+  }
+  if (!isAesKey(key)) {
+    usageError(ctx, command, `The wrapping key file (-wk) "${file}" holds ${key.length} bytes: a plaintext AES key is 16, 24 or 32 bytes.`)
+    return undefined
+  }
+  return key
+}
+
+async function exSymKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
+  const mechanism = flags.ints.get('m')
+  if (mechanism !== undefined && mechanism !== DEFAULT_WRAP_MECHANISM) {
+    return usageError(ctx, 'exSymKey', 'Invalid wrapping mechanism (-m): the only valid value is 4.')
+  }
+  const hostKeyFile = flags.strings.get('wk')
+  const hostKey = hostKeyFile === undefined ? undefined : await wrappingKeyFile(ctx, 'exSymKey', hostKeyFile)
+  if (hostKeyFile !== undefined && hostKey === undefined) return LOCAL_FAILURE
+  const wrappingHandle = flags.ints.get('w') ?? 0
+  // Cfm3WrapKey: the HSM wraps the key (a secret key the caller owns, extractable) and sends the
+  // wrapped bytes alone; the plaintext exists on the host only once unwrapped, for the file.
+  const wrap = await ctx.call('wrapKey', {
+    handle: flags.ints.get('k') ?? 0, wrappingHandle, mechanism: DEFAULT_WRAP_MECHANISM, noHeader: true, keyClass: KeyClass.SECRET
+  })
+  const wrapCode = wrap.ok ? 0 : wrap.code
+  ctx.write(resultLine('Cfm3WrapKey', wrapCode))
+  if (!wrap.ok) return wrapCode
+  let plain: Uint8Array
+  if (hostKey !== undefined) {
+    // -wk: the key file unwraps, on the host; the page prints no Cfm3UnWrapHostKey line then.
+    const unwrapped = hostKeyUnwrap(hostKey, wrap.result.wrapped)
+    if (unwrapped === undefined) {
+      ctx.write(errorLine(`The key in "${hostKeyFile ?? ''}" does not unwrap what key ${wrappingHandle} wrapped: -w and -wk must be the same key.`))
+      return LOCAL_FAILURE
+    }
+    plain = unwrapped
+  } else {
+    // Cfm3UnWrapHostKey: the wrapping key never leaves the HSM, so the HSM unwraps for the host.
+    const unwrap = await ctx.call('aesWrapData', { wrappingHandle, unwrap: true, data: wrap.result.wrapped, keyWrap: true })
+    const unwrapCode = unwrap.ok ? 0 : unwrap.code
+    ctx.write(resultLine('Cfm3UnWrapHostKey', unwrapCode))
+    if (!unwrap.ok) return unwrapCode
+    plain = unwrap.result.data
+    ctx.write('\n')
+  }
+  const file = flags.strings.get('out') ?? ''
+  if (!await ctx.writeOutput(file, plain)) return LOCAL_FAILURE
+  ctx.write(`\nWrapped Symmetric Key written to file "${file}"\n`)
+  return 0
+}
+
+/**
+ * The import flow of imSymKey and importPrivateKey: Cfm3WrapHostKey (the HSM wraps the plaintext
+ * with the -w key; with -wk the host wraps it with the file's key and the line is not printed),
+ * Cfm3CreateUnwrapTemplate (the template is the class, type and creation flags, made on the
+ * host), Cfm3UnWrapKey (the HSM unwraps it into a new key). Returns the return code of the step
+ * it ended with.
+ */
+async function importThroughWrap (
+  ctx: KmuContext, command: string, flags: ParsedFlags, plain: Uint8Array, keyClass: number, keyType: number, what: string
+): Promise<number> {
+  const options = creationOptions(flags)
+  if (typeof options === 'string') return usageError(ctx, command, options)
+  const hostKeyFile = flags.strings.get('wk')
+  const hostKey = hostKeyFile === undefined ? undefined : await wrappingKeyFile(ctx, command, hostKeyFile)
+  if (hostKeyFile !== undefined && hostKey === undefined) return LOCAL_FAILURE
+  const wrappingHandle = flags.ints.get('w') ?? 0
+  let wrapped: Uint8Array
+  if (hostKey !== undefined) {
+    wrapped = hostKeyWrap(hostKey, plain)
+  } else {
+    const wrap = await ctx.call('aesWrapData', { wrappingHandle, unwrap: false, data: plain, keyWrap: true })
+    const wrapCode = wrap.ok ? 0 : wrap.code
+    ctx.write(resultLine('Cfm3WrapHostKey', wrapCode))
+    if (!wrap.ok) return wrapCode
+    wrapped = wrap.result.data
+  }
+  ctx.write(resultLine('Cfm3CreateUnwrapTemplate', 0))
+  const { callTimeoutMs, ...creation } = options
+  const outcome = await ctx.call('unwrapKey', { ...creation, wrapped, wrappingHandle, mechanism: DEFAULT_WRAP_MECHANISM, keyClass, keyType }, callTimeoutMs)
+  const code = outcome.ok ? 0 : outcome.code
+  ctx.write(resultLine('Cfm3UnWrapKey', code))
+  if (outcome.ok) ctx.write(`\n\t${what} Key Unwrapped.  Key Handle: ${outcome.result.handle}\n${attestation(flags)}`)
+  ctx.write(clusterStatus(ctx.nodesAfter(code, creation.session === true)))
+  return code
+}
+
+/** imSymKey -t: the types its page allows (3DES and AES). */
+const IMPORTABLE_SYMMETRIC_TYPES: readonly number[] = [KeyType.DES3, KeyType.AES]
+
+async function imSymKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
+  const keyType = flags.ints.get('t') ?? 0
+  if (!IMPORTABLE_SYMMETRIC_TYPES.includes(keyType)) return usageError(ctx, 'imSymKey', `Invalid key type (-t) ${keyType}: 21 (3DES) or 31 (AES).`)
+  const file = flags.strings.get('f') ?? ''
+  const plain = await ctx.readInput(file)
+  if (plain === undefined) {
+    ctx.write(`${USAGE.imSymKey ?? ''}\n`)
+    return LOCAL_FAILURE
+  }
+  return await importThroughWrap(ctx, 'imSymKey', flags, plain, KeyClass.SECRET, keyType, 'Symmetric')
+}
+
+async function importPrivateKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
+  const file = flags.strings.get('f') ?? ''
+  const bytes = await ctx.readInput(file)
+  if (bytes === undefined) {
+    ctx.write(`${USAGE.importPrivateKey ?? ''}\n`)
+    return LOCAL_FAILURE
+  }
+  const key = privateKeyDer(bytes)
+  if (key === undefined) return usageError(ctx, 'importPrivateKey', `"${file}" does not hold an unencrypted RSA or EC private key in PEM format.`)
+  ctx.write(`\nBER encoded key length is ${key.der.length}\n`)
+  return await importThroughWrap(ctx, 'importPrivateKey', flags, key.der, KeyClass.PRIVATE, key.keyType, 'Private')
+}
+
+async function importPubKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
+  const options = creationOptions(flags)
+  if (typeof options === 'string') return usageError(ctx, 'importPubKey', options)
+  const file = flags.strings.get('f') ?? ''
+  const bytes = await ctx.readInput(file)
+  if (bytes === undefined) {
+    ctx.write(`${USAGE.importPubKey ?? ''}\n`)
+    return LOCAL_FAILURE
+  }
+  const spki = publicKeyDer(bytes)
+  if (spki === undefined) return usageError(ctx, 'importPubKey', `"${file}" does not hold an RSA or EC public key in PEM format (-----BEGIN PUBLIC KEY-----).`)
+  const { callTimeoutMs, ...creation } = options
+  const outcome = await ctx.call('importPublicKey', { ...creation, spki }, callTimeoutMs)
+  const code = outcome.ok ? 0 : outcome.code
+  ctx.write(resultLine('Cfm3CreatePublicKey', code))
+  if (outcome.ok) ctx.write(`\n\tPublic Key Handle: ${outcome.result.handle}\n`)
+  ctx.write(clusterStatus(ctx.nodesAfter(code, creation.session === true)))
+  return code
+}
+
+/**
+ * findSingleKey: the key's digest from every HSM. A node that does not have the key answers
+ * 0xa8; a node whose copy differs from the one most nodes hold (ties: the first node's) gets
+ * 0x3000008a; an unreachable node 0x30000085. The result line is the first failure, as the key
+ * is "on all HSMs" only when every node answered with the same digest.
+ */
+async function findSingleKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> {
+  const outcomes = await ctx.callEach('keyDigest', { handle: flags.ints.get('k') ?? 0 })
+  const counts = new Map<string, number>()
+  for (const o of outcomes) if (o.ok) counts.set(o.result.hash, (counts.get(o.result.hash) ?? 0) + 1)
+  let reference: string | undefined
+  for (const [hash, count] of counts) if (reference === undefined || count > (counts.get(reference) ?? 0)) reference = hash
+  const mismatch = ReturnCode.KEY_NOT_SYNCHRONIZED.code
+  const nodes: NodeStatus[] = outcomes.map(o => ({ nodeId: o.nodeId, code: o.ok ? (o.result.hash === reference ? 0 : mismatch) : o.code }))
+  const code = nodes.find(n => n.code !== 0)?.code ?? 0
+  // The page prints the result line right under the command, without the blank line before it.
+  ctx.write(resultLine('Cfm3FindKey', code).replace(/^\n\t/, ''))
+  ctx.write(clusterStatus(nodes))
+  return code
+}
+
 const HANDLE_K: FlagSpec = { flag: '-k', kind: 'int', what: 'Key handle', required: true }
 const SYNC_FLAGS: readonly FlagSpec[] = [
   { flag: '-min_srv', kind: 'int', what: 'Minimum servers' },
@@ -692,6 +856,46 @@ export const COMMANDS: Readonly<Record<string, KmuCommand>> = {
     flags: [{ flag: '-f', kind: 'string', what: 'Masked object file', required: true }, ...SYNC_FLAGS],
     run: insertMaskedObject
   },
+  exSymKey: {
+    flags: [
+      { flag: '-k', kind: 'int', what: 'Handle of key to export', required: true },
+      { flag: '-w', kind: 'int', what: 'Handle of wrapping Key', required: true },
+      { flag: '-out', kind: 'string', what: 'Key File', required: true },
+      { flag: '-m', kind: 'int', what: 'Wrapping mechanism' },
+      { flag: '-wk', kind: 'string', what: 'Unwrapping key file' }
+    ],
+    run: exSymKey
+  },
+  imSymKey: {
+    flags: [
+      { flag: '-f', kind: 'string', what: 'Key file', required: true },
+      { flag: '-w', kind: 'int', what: 'Handle of wrapping Key', required: true },
+      { flag: '-t', kind: 'int', what: 'Key type', required: true },
+      ...CREATION_FLAGS.filter(f => f.flag !== '-nex' && f.flag !== '-m_value'),
+      { flag: '-wk', kind: 'string', what: 'Wrapping key file' }
+    ],
+    run: imSymKey
+  },
+  importPrivateKey: {
+    flags: [
+      ...CREATION_FLAGS.filter(f => f.flag !== '-nex'),
+      { flag: '-f', kind: 'string', what: 'Key file', required: true },
+      { flag: '-w', kind: 'int', what: 'Handle of wrapping Key', required: true },
+      { flag: '-wk', kind: 'string', what: 'Wrapping key file' }
+    ],
+    run: importPrivateKey
+  },
+  importPubKey: {
+    flags: [
+      { flag: '-l', kind: 'string', what: 'Key label', required: true },
+      { flag: '-f', kind: 'string', what: 'Key file', required: true },
+      { flag: '-sess', kind: 'bool', what: 'Session key' },
+      { flag: '-id', kind: 'string', what: 'Key ID' },
+      ...SYNC_FLAGS
+    ],
+    run: importPubKey
+  },
+  findSingleKey: { flags: [HANDLE_K], run: findSingleKey },
   listUsers: { flags: [], run: listUsers },
   listAttributes: { flags: [], run: listAttributes },
   Error2String: { flags: [{ flag: '-r', kind: 'string', what: 'Response code', required: true }], run: error2String }
