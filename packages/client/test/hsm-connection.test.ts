@@ -1,6 +1,6 @@
 /**
  * `HsmConnection` against real servers on real sockets: a real HSM (connect, checked identity,
- * pipelined calls, the HSM's refusals as `WireError`, close), an HSM whose certificate the
+ * pipelined calls, the requests of one turn in one write, the HSM's refusals as `WireError`, close), an HSM whose certificate the
  * configured trust anchor did not sign (refused with CLIENT_ERR_UNTRUSTED), and servers that do
  * not answer (the connect timeout, the request timeout, and a late answer after a timeout).
  */
@@ -48,6 +48,37 @@ describe('connecting to a real HSM', () => {
       expect(refused).toBeInstanceOf(WireError)
       expect(refused.code).toBe(ReturnCode.NOT_LOGGED_IN.name)
       expect((await conn.call('getHsmInfo', {})).hsmId).toBe(hsm!.node.hsmId)
+    } finally {
+      await conn.close()
+    }
+  })
+
+  it('sends the requests made in one turn of the event loop in one write', async () => {
+    const [hsm] = await startTestCluster(1)
+    const conn = await HsmConnection.connect({ url: hsm!.node.url, trustAnchor: hsm!.cluster.anchor.publicKey })
+    try {
+      // The TCP handle under the WebSocket (Node's and ws's internals): its write functions are
+      // the system calls, counted here.
+      const tcp = (conn as unknown as { socket: { _socket: { _handle: Record<string, (...args: unknown[]) => unknown> } } }).socket._socket._handle
+      let writes = 0
+      for (const name of ['writeBuffer', 'writev', 'writeLatin1String', 'writeUtf8String']) {
+        const original = tcp[name]
+        if (original === undefined) continue
+        tcp[name] = function (this: unknown, ...args: unknown[]) { writes++; return original.apply(this, args) }
+      }
+      // Twenty requests from twenty tasks of one turn (timers due together, as a client daemon's
+      // reads of its applications' sockets are): ws alone writes each at the end of its task.
+      const answers = await new Promise<unknown[]>((resolve, reject) => {
+        const calls: Array<Promise<unknown>> = []
+        for (let i = 0; i < 20; i++) {
+          setTimeout(() => {
+            calls.push(conn.call('getHsmInfo', {}))
+            if (calls.length === 20) Promise.all(calls).then(resolve, reject)
+          }, 0)
+        }
+      })
+      expect(answers).toHaveLength(20)
+      expect(writes).toBeLessThanOrEqual(2)
     } finally {
       await conn.close()
     }
