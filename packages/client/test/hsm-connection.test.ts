@@ -1,6 +1,6 @@
 /**
  * `HsmConnection` against real servers on real sockets: a real HSM (connect, checked identity,
- * pipelined calls, the HSM's refusals as `WireError`, close), an HSM whose certificate the
+ * pipelined calls, the requests of one turn in one write, the HSM's refusals as `WireError`, close), an HSM whose certificate the
  * configured trust anchor did not sign (refused with CLIENT_ERR_UNTRUSTED), and servers that do
  * not answer (the connect timeout, the request timeout, and a late answer after a timeout).
  */
@@ -48,6 +48,60 @@ describe('connecting to a real HSM', () => {
       expect(refused).toBeInstanceOf(WireError)
       expect(refused.code).toBe(ReturnCode.NOT_LOGGED_IN.name)
       expect((await conn.call('getHsmInfo', {})).hsmId).toBe(hsm!.node.hsmId)
+    } finally {
+      await conn.close()
+    }
+  })
+
+  it('sends the requests made in one turn of the event loop in one write, masked with a zero key', async () => {
+    const [hsm] = await startTestCluster(1)
+    const conn = await HsmConnection.connect({ url: hsm!.node.url, trustAnchor: hsm!.cluster.anchor.publicKey })
+    try {
+      // The TCP handle under the WebSocket (Node's and ws's internals): its write functions are
+      // the system calls, counted here.
+      const tcp = (conn as unknown as { socket: { _socket: { _handle: Record<string, (...args: unknown[]) => unknown> } } }).socket._socket._handle
+      let writes = 0
+      const sent: Buffer[] = []
+      for (const name of ['writeBuffer', 'writev', 'writeLatin1String', 'writeUtf8String']) {
+        const original = tcp[name]
+        if (original === undefined) continue
+        tcp[name] = function (this: unknown, ...args: unknown[]) {
+          writes++
+          // writeBuffer(req, buffer); writev(req, chunks, allBuffers)
+          const data = args[1]
+          if (Buffer.isBuffer(data)) sent.push(data)
+          else if (Array.isArray(data)) sent.push(...data.filter((c): c is Buffer => Buffer.isBuffer(c)))
+          return original.apply(this, args)
+        }
+      }
+      // Twenty requests from twenty tasks of one turn (timers due together, as a client daemon's
+      // reads of its applications' sockets are): ws alone writes each at the end of its task.
+      const answers = await new Promise<unknown[]>((resolve, reject) => {
+        const calls: Array<Promise<unknown>> = []
+        for (let i = 0; i < 20; i++) {
+          setTimeout(() => {
+            calls.push(conn.call('getHsmInfo', {}))
+            if (calls.length === 20) Promise.all(calls).then(resolve, reject)
+          }, 0)
+        }
+      })
+      expect(answers).toHaveLength(20)
+      expect(writes).toBeLessThanOrEqual(2)
+      // Each frame is masked (as RFC 6455 asks of clients) with a zero key: ws neither copies nor
+      // XORs the (already encrypted) payload, and the HSM does not XOR it back.
+      const bytes = Buffer.concat(sent)
+      let at = 0
+      let frames = 0
+      while (at < bytes.length) {
+        expect(bytes[at + 1]! & 0x80).toBe(0x80)
+        let length = bytes[at + 1]! & 0x7f
+        let header = 2
+        if (length === 126) { length = bytes.readUInt16BE(at + 2); header = 4 } else if (length === 127) { length = Number(bytes.readBigUInt64BE(at + 2)); header = 10 }
+        expect([...bytes.subarray(at + header, at + header + 4)]).toEqual([0, 0, 0, 0])
+        at += header + 4 + length
+        frames++
+      }
+      expect(frames).toBe(20)
     } finally {
       await conn.close()
     }

@@ -59,7 +59,7 @@ export class SecureChannel {
     this.peerCertificate = peerCertificate
   }
 
-  /** Encrypts one frame (nacl secretbox; the nonce is 16 zero bytes and the frame's number, big-endian). */
+  /** Encrypts one frame (AES-256-GCM; the nonce is 4 zero bytes and the frame's number, big-endian; frame-cipher.ts). */
   encrypt (plaintext: Uint8Array): Uint8Array {
     return this.sending.seal(plaintext)
   }

@@ -1,3 +1,4 @@
+import { createCipheriv } from 'node:crypto'
 import nacl from 'tweetnacl'
 import { describe, expect, it } from 'vitest'
 import {
@@ -134,7 +135,7 @@ describe('signatures and key agreement match tweetnacl', () => {
     expect(verifySignature(reused.subarray(32), message, sign(reused, message))).toBe(true)
   })
 
-  it('derives the channel keys tweetnacl derives', () => {
+  it('derives the channel keys tweetnacl derives, and seals frames with AES-256-GCM', () => {
     const anchor = generateSigningKeyPair()
     const identity = generateSigningKeyPair()
     const certificate = issueCertificate(anchor.secretKey, { hsmId: 'hsm-a', clusterId: 'cluster-x', publicKey: identity.publicKey })
@@ -145,18 +146,28 @@ describe('signatures and key agreement match tweetnacl', () => {
     const shared = nacl.box.before(welcome.ephemeralPublicKey, ephemeral.secretKey)
     const transcript = concatBytes(utf8('hsmlab/channel/v1\0'), hello.ephemeralPublicKey, hello.nonce, welcome.ephemeralPublicKey)
     const material = concatBytes(shared, nacl.hash(transcript))
-    const nonce = new Uint8Array(24)
-    const frame = nacl.secretbox(utf8('getKeyInfo'), nonce, deriveKey(material, 'channel/client-to-server'))
+    // Frames are AES-256-GCM under each direction's key, the nonce of frame n being 4 zero bytes
+    // and n big-endian, the 16-byte tag after the ciphertext.
+    const gcm = (plaintext: Uint8Array, n: number, key: Uint8Array): Uint8Array => {
+      const nonce = Buffer.alloc(12)
+      nonce.writeBigUInt64BE(BigInt(n), 4)
+      const c = createCipheriv('aes-256-gcm', key, nonce)
+      return new Uint8Array(Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]))
+    }
+    const frame = gcm(utf8('getKeyInfo'), 0, deriveKey(material, 'channel/client-to-server'))
     expect(new TextDecoder().decode(server.decrypt(frame))).toBe('getKeyInfo')
-    // Every frame after it too: nacl.secretbox under nonce n = 16 zero bytes, then n big-endian.
+    // A frame replayed, or changed in one bit, is refused.
+    expect(() => server.decrypt(frame)).toThrow()
+    const second = gcm(utf8('findKey'), 1, deriveKey(material, 'channel/client-to-server'))
+    second[0] ^= 1
+    expect(() => server.decrypt(second)).toThrow()
+    second[0] ^= 1
+    expect(new TextDecoder().decode(server.decrypt(second))).toBe('findKey')
+    // Every frame after it too.
     const toClient = deriveKey(material, 'channel/server-to-client')
     for (let n = 0; n < 300; n++) {
-      const counter = new Uint8Array(24)
-      new DataView(counter.buffer).setBigUint64(16, BigInt(n))
       const plaintext = utf8(`result ${n} `.repeat(n % 7))
-      const box = server.encrypt(plaintext)
-      expect(box).toEqual(nacl.secretbox(plaintext, counter, toClient))
-      expect(nacl.secretbox.open(box, counter, toClient)).toEqual(plaintext)
+      expect(new Uint8Array(server.encrypt(plaintext))).toEqual(gcm(plaintext, n, toClient))
     }
   })
 

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -254,17 +255,34 @@ static int write_all (int fd, const uint8_t *p, size_t n, long long deadline) {
   return 0;
 }
 
+static ssize_t read_some (int fd, uint8_t *p, size_t cap, long long deadline);
+
 static int read_all (int fd, uint8_t *p, size_t n, long long deadline) {
   while (n > 0) {
-    ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
-    if (r > 0) { p += r; n -= (size_t)r; continue; }
-    if (r == 0) return -1;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) { if (wait_fd(fd, POLLIN, deadline) != 0) return -1; continue; }
-    return -1;
+    ssize_t r = read_some(fd, p, n, deadline);
+    if (r < 0) return -1;
+    p += r;
+    n -= (size_t)r;
   }
   return 0;
 }
+
+/* Reads up to cap bytes, at least one, waiting first: the daemon answers after the request, so
+ * waiting before reading saves the read that would find nothing (syscalls are this library's main
+ * cost per call). 0 bytes read (the daemon closed) and timeouts are -1. */
+static ssize_t read_some (int fd, uint8_t *p, size_t cap, long long deadline) {
+  for (;;) {
+    if (wait_fd(fd, POLLIN, deadline) != 0) return -1;
+    ssize_t r = recv(fd, p, cap, MSG_DONTWAIT);
+    if (r > 0) return r;
+    if (r == 0) return -1;
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+    return -1;
+  }
+}
+
+/* Most answers (handles, signatures, 4 KiB of ciphertext) fit in this: one read takes the whole answer. */
+#define FIRST_READ_BYTES 16384
 
 /* Sends one request (op and fields) and reads its answer; -1 on any I/O failure or timeout. */
 static int exchange (int fd, int op, const buf_t *fields, resp_t *out, long long deadline) {
@@ -272,14 +290,32 @@ static int exchange (int fd, int op, const buf_t *fields, resp_t *out, long long
   size_t body = 4 + fields->len;
   head[0] = (uint8_t)(body >> 24); head[1] = (uint8_t)(body >> 16); head[2] = (uint8_t)(body >> 8); head[3] = (uint8_t)body;
   head[4] = (uint8_t)(op >> 8); head[5] = (uint8_t)op; head[6] = 0; head[7] = 0;
-  if (write_all(fd, head, 8, deadline) != 0 || write_all(fd, fields->p, fields->len, deadline) != 0) return -1;
-  uint8_t lenb[4];
-  if (read_all(fd, lenb, 4, deadline) != 0) return -1;
-  size_t len = (size_t)get_be(lenb, 4);
-  if (len < 4 || len > FRAME_BYTES_MAX) return -1;
+  /* Header and fields in one send (one syscall, and one read for the daemon); the rest, if the
+   * socket took only part, by write_all. */
+  struct iovec iov[2] = { { .iov_base = head, .iov_len = 8 }, { .iov_base = fields->p, .iov_len = fields->len } };
+  struct msghdr msg = { .msg_iov = iov, .msg_iovlen = fields->len > 0 ? 2 : 1 };
+  ssize_t sent;
+  do sent = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); while (sent < 0 && errno == EINTR);
+  if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+  size_t done = sent < 0 ? 0 : (size_t)sent;
+  if (done < 8 && write_all(fd, head + done, 8 - done, deadline) != 0) return -1;
+  size_t fields_done = done > 8 ? done - 8 : 0;
+  if (write_all(fd, fields->p + fields_done, fields->len - fields_done, deadline) != 0) return -1;
+  /* The answer: its length and as much of it as has come, in one read; then the rest. Only one
+   * request is in flight on a socket, so nothing after this answer can be read by mistake. */
+  uint8_t first[FIRST_READ_BYTES];
+  size_t got = 0;
+  while (got < 4) {
+    ssize_t r = read_some(fd, first + got, sizeof(first) - got, deadline);
+    if (r < 0) return -1;
+    got += (size_t)r;
+  }
+  size_t len = (size_t)get_be(first, 4);
+  if (len < 4 || len > FRAME_BYTES_MAX || got > 4 + len) return -1;
   uint8_t *b = malloc(len);
   if (b == NULL) return -1;
-  if (read_all(fd, b, len, deadline) != 0) { free(b); return -1; }
+  memcpy(b, first + 4, got - 4);
+  if (read_all(fd, b + (got - 4), len - (got - 4), deadline) != 0) { free(b); return -1; }
   out->body = b;
   out->len = len;
   out->rv = (CK_RV)get_be(b, 4);
@@ -362,14 +398,29 @@ static CK_RV rpc (CK_SLOT_ID slot, int op, buf_t *fields, resp_t *out) {
   if (slot >= (CK_SLOT_ID)g_slot_count) return CKR_SLOT_ID_INVALID;
   slot_t *s = &g_slots[slot];
   long long deadline = now_ms() + g_timeout_ms;
-  if (ensure_anchor(s, deadline) != 0) return CKR_DEVICE_ERROR;
   int fd = -1;
+  /* The anchor and a pooled socket are checked in one poll (ensure_anchor and stale() took one
+   * each, per call): a daemon that restarted closed them both. */
   pthread_mutex_lock(&s->lock);
-  while (fd < 0 && s->pooled > 0) {
+  if (s->anchor >= 0 && s->pooled > 0) {
     fd = s->pool[--s->pooled];
-    if (stale(fd)) { close(fd); fd = -1; }
+    struct pollfd p[2] = { { .fd = s->anchor, .events = POLLIN }, { .fd = fd, .events = POLLIN } };
+    if (poll(p, 2, 0) > 0) {
+      if (p[0].revents != 0) { close(s->anchor); s->anchor = -1; s->logged_in = 0; }
+      if (p[1].revents != 0) { close(fd); fd = -1; }
+    }
   }
+  int anchored = s->anchor >= 0 && fd >= 0;
   pthread_mutex_unlock(&s->lock);
+  if (!anchored) {
+    if (ensure_anchor(s, deadline) != 0) { if (fd >= 0) close(fd); return CKR_DEVICE_ERROR; }
+    pthread_mutex_lock(&s->lock);
+    while (fd < 0 && s->pooled > 0) {
+      fd = s->pool[--s->pooled];
+      if (stale(fd)) { close(fd); fd = -1; }
+    }
+    pthread_mutex_unlock(&s->lock);
+  }
   if (fd < 0) fd = open_socket(s, deadline);
   if (fd < 0) return CKR_DEVICE_ERROR;
   if (exchange(fd, op, fields, out, deadline) != 0) {
