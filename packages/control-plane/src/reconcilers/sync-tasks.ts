@@ -20,7 +20,9 @@
  * - the replica's region is told of associations and disassociations until it confirmed them.
  *
  * Deletions: a key the replica holds and the watched HSM does not is carried as a deletion only
- * when that HSM holds its tombstone (syncChanges lists them). The primary's HSMs converge by
+ * when that HSM holds its tombstone (syncChanges lists them); a user likewise, only when deleteUser
+ * deleted it on that HSM (its user tombstone; users are not replicated inside a cluster at all,
+ * so an HSM that was away when a user was made never gets it). The primary's HSMs converge by
  * in-cluster replication, so the watched HSM may lack a key another HSM of the primary made and
  * acknowledged: after a restart, or when the watch moves to another HSM because its own was
  * killed. Carrying that absence as a deletion would tombstone the key on the replica for good
@@ -62,6 +64,11 @@ class PrimaryView {
    * from `resources` and not here is one the HSM has not received yet (see "Deletions" below).
    */
   readonly deletedKeys = new Set<number>()
+  /**
+   * The users (lowercase names) deleteUser deleted on the HSM. Users are not replicated inside a
+   * cluster: one missing from `resources` and not here is one the HSM never received.
+   */
+  readonly deletedUsers = new Set<string>()
   /** Masked objects extracted (or being extracted) by resource, with the view's digest they were asked at; shared by the pushers. */
   readonly extracted = new Map<string, { digest: string | null, object: Promise<SyncExtractedObject | undefined> }>()
 }
@@ -218,6 +225,8 @@ export class SyncTaskReconciler {
           view.extracted.clear()
           view.deletedKeys.clear()
           for (const handle of changes.deletedKeys ?? []) view.deletedKeys.add(handle)
+          view.deletedUsers.clear()
+          for (const name of changes.deletedUsers ?? []) view.deletedUsers.add(name.toLowerCase())
         }
         for (const r of changes.resources) {
           view.extracted.delete(keyOf(r))
@@ -226,6 +235,10 @@ export class SyncTaskReconciler {
           if (r.kind === 'key') {
             if (r.digest === null) view.deletedKeys.add(r.handle)
             else view.deletedKeys.delete(r.handle)
+          } else {
+            // A user the HSM held and no longer holds: deleteUser deleted it there.
+            if (r.digest === null) view.deletedUsers.add(r.name.toLowerCase())
+            else view.deletedUsers.delete(r.name.toLowerCase())
           }
         }
         view.epoch = changes.epoch
@@ -443,11 +456,12 @@ export class SyncTaskReconciler {
     }
     for (const [key, r] of known) {
       if (pv.resources.has(key) || !matcher.has(r, replica.syncType)) continue
-      if (r.kind === 'key' && !pv.deletedKeys.has(r.handle)) {
-        // The watched HSM neither holds nor deleted this key: it has not received it yet (it was
-        // away, or the watch moved to it from the HSM that made the key). Not a deletion: its
-        // record stays as it is until the primary's HSM catches up (or deletes it).
-        live.add(recordKey(replica.clusterId, 'KEY', idOf(r)))
+      if (r.kind === 'key' ? !pv.deletedKeys.has(r.handle) : !pv.deletedUsers.has(r.name.toLowerCase())) {
+        // The watched HSM neither holds nor deleted this key or user: it has not received it (it
+        // was away, or the watch moved to it from the HSM that made it; users never reach an HSM
+        // that was away when they were made). Not a deletion: its record stays as it is until
+        // the primary's HSM catches up (or deletes it).
+        live.add(recordKey(replica.clusterId, typeOf(r), idOf(r)))
         continue
       }
       touch(r, true, false)
