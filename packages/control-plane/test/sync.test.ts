@@ -446,6 +446,28 @@ describe('the synchronisation service', () => {
     expect(replica.digestOf('u:carol')).toBe('ucarol')
   })
 
+  it('deletes a user on the replica only once no other reachable HSM of the primary holds it', async () => {
+    const t = await setup()
+    const [p0, p1] = await addCluster(t.east, PRIMARY, 'lineage-1', ['hsm-primaryAAAAAA', 'hsm-primaryAAAAA2'], t.hsms) as [FakeSyncHsm, FakeSyncHsm]
+    const [replica] = await addCluster(t.west, REPLICA, 'lineage-1', ['hsm-replicaBBBBBB'], t.hsms) as [FakeSyncHsm]
+    for (const hsm of [p0, p1, replica]) { hsm.user('alice'); hsm.user('gina') }
+    await api(t.east, 'HsmlabCreateSyncTask', {
+      ClusterId: PRIMARY, Replicas: [{ ClusterId: REPLICA, Region: 'us-west-2', SyncType: 'KEYS_AND_USERS' }], Scope: { Users: ['alice', 'gina', 'hank'] }
+    })
+    await waitFor(() => recordsOf(t.east).get('USER gina')?.Status === 'SYNCHRONIZED')
+    // deleteUser has run on the watched HSM only so far: the other one still holds gina.
+    p0.delete('u:gina')
+    p0.user('hank')
+    await waitFor(() => replica.digestOf('u:hank') === 'uhank' && recordsOf(t.east).get('USER hank')?.Status === 'SYNCHRONIZED')
+    expect(replica.digestOf('u:gina')).toBe('ugina')
+    // The other HSM was asked (it is the only reason gina stays).
+    expect(p1.extractCalls).toBeGreaterThan(0)
+    // Once it runs there too, the deletion is carried.
+    p1.delete('u:gina')
+    await waitFor(() => !replica.resources.has('u:gina') && !recordsOf(t.east).has('USER gina'))
+    expect(t.wan.requests.flatMap(r => (r.body as { deleteUsers?: string[] }).deleteUsers ?? [])).toEqual(['gina'])
+  })
+
   it('computes its retry delays from the first step, the factor and the most', async () => {
     const t = await setup()
     expect([1, 2, 3, 4, 5].map(n => t.east.tasks.retryDelayMs(n))).toEqual([20, 40, 80, 80, 80])
