@@ -23,7 +23,7 @@
  * networks, published ports, init, restarts) is test/e2e/docker-lab.test.ts, on Podman.
  */
 import { execFile } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it, onTestFinished } from 'vitest'
@@ -176,12 +176,17 @@ describe('docker-compose.yml against the default topology', async () => {
       expect(key?.readOnly).toBe(true)
       keyVolumes.add(key?.volume ?? '')
       expect(cp.depends_on?.['manufacturer-key']?.condition).toBe('service_completed_successfully')
+      // The peer secret its internal paths require, read-only on the volume every region shares (issue 12).
+      const secret = mounts.find(m => argAfter(argv, '--peer-secret-file').startsWith(`${m.target}/`))
+      expect(secret).toEqual({ volume: mountsOf(service('peer-secret'))[0]?.volume, target: secret?.target, readOnly: true })
+      expect(cp.depends_on?.['peer-secret']?.condition).toBe('service_completed_successfully')
       expect(cp.healthcheck?.test.join(' ')).toContain(`http://127.0.0.1:${argAfter(argv, '--port')}/_hsmlab/health`)
       expect(cp.restart).toBe('unless-stopped')
     }
     expect(keyVolumes.size).toBe(1)
     expect(argvOf(service('manufacturer-key'))).toEqual(['node', 'docker/manufacturer-key.js', `${mountsOf(service('manufacturer-key'))[0]?.target ?? ''}/manufacturer.key`])
     expect(mountsOf(service('manufacturer-key'))[0]?.volume).toBe([...keyVolumes][0])
+    expect(argvOf(service('peer-secret'))).toEqual(['node', 'docker/peer-secret.js', `${mountsOf(service('peer-secret'))[0]?.target ?? ''}/peer.secret`])
     // Every network is a region's or the WAN.
     expect(Object.keys(compose.networks).sort()).toEqual([...regionNames, 'wan'].sort())
   })
@@ -506,6 +511,7 @@ describe('docker-compose.yml services as local processes (no Docker engine)', ()
     // As Compose starts them: each once what it depends on is healthy (the HSM hosts before their control planes).
     const up = async (): Promise<Map<string, SpawnedProcess>> => {
       await local.oneShot('manufacturer-key')
+      await local.oneShot('peer-secret')
       const running = new Map<string, SpawnedProcess>()
       while (running.size < servers.length) {
         const ready = servers.filter(name => !running.has(name) &&
@@ -527,6 +533,8 @@ describe('docker-compose.yml services as local processes (no Docker engine)', ()
     expect(firstUp).toContain('hsmlab: lab ready in')
     expect(firstUp).toContain(`created ${topology.regions.flatMap(r => r.clusters.map(c => `${r.name}/${c.name}`)).join(', ')}`)
     expect(readdirSync(join(dir, 'volumes', mountsOf(service('manufacturer-key'))[0]?.volume ?? ''))).toEqual(['manufacturer.key'])
+    const peerSecret = join(dir, 'volumes', mountsOf(service('peer-secret'))[0]?.volume ?? '', 'peer.secret')
+    expect(statSync(peerSecret).mode & 0o777).toBe(0o600)
 
     const checkStatus = async (): Promise<StatusJson> => {
       const report = await status()

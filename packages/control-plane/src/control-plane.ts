@@ -45,6 +45,7 @@ import { PeerReconciler } from './reconcilers/peers.js'
 import { Runtime } from './reconcilers/runtime.js'
 import { SyncReplicaReconciler } from './reconcilers/sync-replicas.js'
 import { SyncTaskReconciler } from './reconcilers/sync-tasks.js'
+import { readPeerSecretFile } from './peer-secret.js'
 import { isRegionName, regionClient } from './regions.js'
 import { RemoteHsmSupervisor, readHsmHostsFile } from './remote-hsm-supervisor.js'
 import type { HsmHostEntry } from './remote-hsm-supervisor.js'
@@ -71,6 +72,14 @@ export interface ControlPlaneOptions {
   regionsFile?: string
   /** When set, every request must carry a valid SigV4 signature with this key pair. */
   credentials?: Credentials
+  /**
+   * The installation's peer secret (peer-secret.ts; a file group and others cannot read): the
+   * internal region-to-region paths then take only requests signed with it (403 otherwise), and
+   * this control plane signs its own with it; the public API is not affected. Every control plane
+   * of one installation must be given the same secret. Without it, the internal paths are signed
+   * with `credentials` when given, and open otherwise.
+   */
+  peerSecretFile?: string
   /** Lab seconds per real second. @default 1 */
   clockSpeed?: number
   /** @default '111122223333' */
@@ -274,6 +283,8 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
   let server: Server | undefined
   try {
     const hsmHosts = options.hsmHostsFile === undefined ? undefined : await readHsmHostsFile(resolve(options.hsmHostsFile), options.region)
+    // Read once, at start; the secret itself is never logged (only the file's path is named).
+    const peerCredentials = options.peerSecretFile === undefined ? undefined : await readPeerSecretFile(resolve(options.peerSecretFile))
     await mkdir(join(dataDir, 'hsms'), { recursive: true, mode: 0o700 })
     await mkdir(join(dataDir, 'backups'), { recursive: true, mode: 0o700 })
     const store = await StateStore.open(dataDir, options.region, accountId)
@@ -306,7 +317,7 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
       log,
       regionClient: regionClient({
         regionsFile: options.regionsFile === undefined ? undefined : resolve(options.regionsFile),
-        credentials: options.credentials,
+        credentials: peerCredentials ?? options.credentials,
         timeoutMs: tuning.regionRequestTimeoutMs
       })
     })
@@ -341,6 +352,7 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
       copies: parts.copies,
       sync: parts.syncReplicas,
       ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+      ...(peerCredentials === undefined ? {} : { peerCredentials }),
       skewMs: tuning.signatureSkewMs,
       bodyBytesMax: tuning.requestBodyBytesMax,
       requestHeadersTimeoutMs: tuning.requestHeadersTimeoutMs,

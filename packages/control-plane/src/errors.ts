@@ -52,6 +52,8 @@ export const CP_ERR_HSM_HOSTS_FILE = 'CP_ERR_HSM_HOSTS_FILE'
  * EDQUOT); nothing of it was kept, and the next change succeeds once there is space.
  */
 export const CP_ERR_NO_SPACE = 'CP_ERR_NO_SPACE'
+/** The peer secret file (`--peer-secret-file`) cannot be read, can be read by others, or holds no secret. */
+export const CP_ERR_PEER_SECRET = 'CP_ERR_PEER_SECRET'
 
 /** Every code of this package. */
 export const CONTROL_PLANE_ERROR_CODES: readonly string[] = [
@@ -67,7 +69,8 @@ export const CONTROL_PLANE_ERROR_CODES: readonly string[] = [
   CP_ERR_BACKUP,
   CP_ERR_HSM_HOST,
   CP_ERR_HSM_HOSTS_FILE,
-  CP_ERR_NO_SPACE
+  CP_ERR_NO_SPACE,
+  CP_ERR_PEER_SECRET
 ]
 
 /** The AWS error shapes of cloudhsmv2 (reference F.1), and the generic ones of the JSON protocol. */

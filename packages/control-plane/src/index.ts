@@ -38,6 +38,7 @@ export type {
 } from './api-types.js'
 export { REMOVE_RESOURCES_REFUSAL } from './api/sync.js'
 export { SYNC_FAILURE_CODES } from './sync-protocol.js'
+export { PEER_ACCESS_KEY_ID, createPeerSecret, ensurePeerSecretFile, readPeerSecretFile } from './peer-secret.js'
 export { CONTROL_PLANE_ROUTE_FROM } from './api/routes.js'
 export { OPERATIONS, UNSUPPORTED_OPERATIONS } from './api/operations.js'
 export { signRequest, verifyRequest, parseAuthorization, SIGNING_SERVICE } from './sigv4.js'
@@ -51,7 +52,7 @@ export type { HsmHostEntry } from './remote-hsm-supervisor.js'
 export { controlPlaneDefaults, hsmHostDefaults, STATE_FILE_NAME, SYNC_RECORDS_FILE_NAME } from './defaults.js'
 export {
   ApiError, ControlPlaneError, CONTROL_PLANE_ERROR_CODES, CP_ERR_API, CP_ERR_BACKUP, CP_ERR_DATA_DIR_LOCKED, CP_ERR_HSM, CP_ERR_HTTP,
-  CP_ERR_HSM_HOST, CP_ERR_HSM_HOSTS_FILE, CP_ERR_INVALID_ARGUMENT, CP_ERR_LISTEN, CP_ERR_NO_SPACE, CP_ERR_REGIONS_FILE, CP_ERR_STATE, CP_ERR_TIMEOUT
+  CP_ERR_HSM_HOST, CP_ERR_HSM_HOSTS_FILE, CP_ERR_INVALID_ARGUMENT, CP_ERR_LISTEN, CP_ERR_NO_SPACE, CP_ERR_PEER_SECRET, CP_ERR_REGIONS_FILE, CP_ERR_STATE, CP_ERR_TIMEOUT
 } from './errors.js'
 export type { ApiErrorType } from './errors.js'
 export { violations } from './validation.js'

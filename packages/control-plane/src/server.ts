@@ -9,8 +9,9 @@
  * header (hsmlab's, for unsigned clients), else this control plane's own. A request for another
  * region is forwarded, unchanged, to that region's control plane as the regions file lists it.
  *
- * Internal paths, for other regions' control planes (signed like the API when credentials are
- * set): `POST /_hsmlab/copies`, `GET /_hsmlab/copies/<request id>`, `POST /_hsmlab/copies/<request
+ * Internal paths, for other regions' control planes (signed with the installation's peer secret
+ * when the control plane has one, peer-secret.ts: 403 otherwise; else like the API when
+ * credentials are set): `POST /_hsmlab/copies`, `GET /_hsmlab/copies/<request id>`, `POST /_hsmlab/copies/<request
  * id>/cancel`, `GET /_hsmlab/backups/<id>?copy=<request id>`, the synchronisation paths `POST
  * /_hsmlab/sync/{inventory,associate,disassociate,apply}` (sync-protocol.ts); and `GET
  * /_hsmlab/health` for anyone.
@@ -40,6 +41,8 @@ export interface ServerDeps {
   /** The internal paths of synchronisation tasks, the replica's side. */
   sync: SyncEndpoints
   credentials?: Credentials
+  /** The installation's peer secret (peer-secret.ts): when set, the internal paths take only requests signed with it. */
+  peerCredentials?: Credentials
   skewMs: number
   bodyBytesMax: number
   /** How long a connection may take to send a request's headers, and the whole request (defaults.ts). */
@@ -129,7 +132,16 @@ export function createApiServer (deps: ServerDeps): Server {
       send(res, 200, { region: own, pid: process.pid })
       return
     }
-    if (deps.credentials !== undefined) {
+    if (deps.peerCredentials !== undefined) {
+      // Only the installation's control planes hold the peer secret: anyone else is refused
+      // (403) before anything is read or changed, whatever the signature's fault was.
+      try {
+        verifyRequest({ method: req.method ?? 'GET', url: req.url ?? '/', rawHeaders: req.rawHeaders, body }, deps.peerCredentials, { skewMs: deps.skewMs })
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err
+        throw new ApiError(err.type, `${err.message} (the internal paths take only requests of this installation's control planes, signed with its peer secret)`, 403)
+      }
+    } else if (deps.credentials !== undefined) {
       verifyRequest({ method: req.method ?? 'GET', url: req.url ?? '/', rawHeaders: req.rawHeaders, body }, deps.credentials, { skewMs: deps.skewMs })
     }
     if (path === '/_hsmlab/copies' && req.method === 'POST') {

@@ -52,6 +52,8 @@ class FakeSyncHsm {
   readonly taken = new Set<number>()
   /** Handles of deleted keys (tombstones): never given out again; a full syncChanges lists them. */
   readonly tombstones = new Set<number>()
+  /** Names of users deleteUser deleted here (user tombstones): a full syncChanges lists them. */
+  readonly userTombstones = new Set<string>()
   applied = 0
   extractCalls = 0
   /** The keys and users syncApply inserted, in order. */
@@ -59,10 +61,10 @@ class FakeSyncHsm {
 
   static key (r: { kind: 'key' | 'user', handle?: number, name?: string }): string { return r.kind === 'key' ? `k:${r.handle ?? 0}` : `u:${r.name ?? ''}` }
 
-  put (r: Held): void { this.resources.set(FakeSyncHsm.key(r), r); this.changed(FakeSyncHsm.key(r)) }
+  put (r: Held): void { if (r.kind === 'user') this.userTombstones.delete(r.name); this.resources.set(FakeSyncHsm.key(r), r); this.changed(FakeSyncHsm.key(r)) }
   /** The resource is not here (never arrived, or lost); `delete` is a deletion. */
   drop (key: string): void { this.resources.delete(key); this.changed(key) }
-  delete (key: string): void { if (key.startsWith('k:')) this.tombstones.add(Number(key.slice(2))); this.drop(key) }
+  delete (key: string): void { if (key.startsWith('k:')) this.tombstones.add(Number(key.slice(2))); else this.userTombstones.add(key.slice(2)); this.drop(key) }
   key (handle: number, owner: string, label = `d${handle}`): void { this.put({ kind: 'key', handle, owner, digest: hex(label), label }) }
   user (name: string, label = `u${name}`): void { this.put({ kind: 'user', name, userType: 'CU', digest: hex(label), label }) }
   /** The label of the content a resource holds here. */
@@ -81,7 +83,7 @@ class FakeSyncHsm {
       case 'syncChanges': {
         const sinceSeq = args.sinceSeq as number | undefined
         if (args.epoch !== this.epoch || sinceSeq === undefined) {
-          return { epoch: this.epoch, seq: this.seq, full: true, resources: [...this.resources.values()], deletedKeys: [...this.tombstones] }
+          return { epoch: this.epoch, seq: this.seq, full: true, resources: [...this.resources.values()], deletedKeys: [...this.tombstones], deletedUsers: [...this.userTombstones] }
         }
         if (this.seq === sinceSeq && (args.waitMs as number) > 0) {
           await new Promise<void>(resolve => { const t = setTimeout(resolve, args.waitMs as number); this.waiters.push(() => { clearTimeout(t); resolve() }) })
@@ -413,6 +415,57 @@ describe('the synchronisation service', () => {
     t.hsms.delete('hsm-primaryAAAAAA')
     await waitFor(() => replica.tombstones.has(2) && !recordsOf(t.east).has('KEY 2'))
     expect(replica.digestOf('k:1')).toBe('d1')
+  })
+
+  it('deletes no user on the replica that the watched HSM merely lacks (users are not replicated inside the primary), and carries real user deletions', async () => {
+    const t = await setup()
+    const [p0, p1] = await addCluster(t.east, PRIMARY, 'lineage-1', ['hsm-primaryAAAAAA', 'hsm-primaryAAAAA2'], t.hsms) as [FakeSyncHsm, FakeSyncHsm]
+    const [replica] = await addCluster(t.west, REPLICA, 'lineage-1', ['hsm-replicaBBBBBB'], t.hsms) as [FakeSyncHsm]
+    for (const hsm of [p0, p1, replica]) { hsm.key(1, 'alice'); hsm.user('alice'); hsm.user('erin') }
+    await api(t.east, 'HsmlabCreateSyncTask', {
+      ClusterId: PRIMARY, Replicas: [{ ClusterId: REPLICA, Region: 'us-west-2', SyncType: 'KEYS_AND_USERS' }], Scope: { Keys: { All: true }, Users: ['alice', 'carol', 'dave', 'erin'] }
+    })
+    // carol made while the second HSM was down: only the watched (first) one has her; carried.
+    p0.user('carol')
+    await waitFor(() => replica.digestOf('u:carol') === 'ucarol' && recordsOf(t.east).get('USER carol')?.Status === 'SYNCHRONIZED')
+    // erin deleted on the second HSM only, while the watch is on the first.
+    p1.delete('u:erin')
+    // The watched HSM dies: the watch moves to the second, which never got carol.
+    t.hsms.delete('hsm-primaryAAAAAA')
+    p1.user('dave')
+    await waitFor(() => replica.digestOf('u:dave') === 'udave' && recordsOf(t.east).get('USER dave')?.Status === 'SYNCHRONIZED')
+    // erin's deletion is real (the second HSM holds its tombstone, from its full answer): carried.
+    await waitFor(() => !replica.resources.has('u:erin') && !recordsOf(t.east).has('USER erin'))
+    const deletions = t.wan.requests.flatMap(r => (r.body as { deleteUsers?: string[] }).deleteUsers ?? [])
+    expect(deletions).toEqual(['erin'])
+    expect(replica.digestOf('u:carol')).toBe('ucarol')
+    expect(recordsOf(t.east).get('USER carol')?.Status).toBe('SYNCHRONIZED')
+    // A deletion the watched HSM makes now is carried too.
+    p1.delete('u:dave')
+    await waitFor(() => !replica.resources.has('u:dave') && !recordsOf(t.east).has('USER dave'))
+    expect(replica.digestOf('u:carol')).toBe('ucarol')
+  })
+
+  it('deletes a user on the replica only once no other reachable HSM of the primary holds it', async () => {
+    const t = await setup()
+    const [p0, p1] = await addCluster(t.east, PRIMARY, 'lineage-1', ['hsm-primaryAAAAAA', 'hsm-primaryAAAAA2'], t.hsms) as [FakeSyncHsm, FakeSyncHsm]
+    const [replica] = await addCluster(t.west, REPLICA, 'lineage-1', ['hsm-replicaBBBBBB'], t.hsms) as [FakeSyncHsm]
+    for (const hsm of [p0, p1, replica]) { hsm.user('alice'); hsm.user('gina') }
+    await api(t.east, 'HsmlabCreateSyncTask', {
+      ClusterId: PRIMARY, Replicas: [{ ClusterId: REPLICA, Region: 'us-west-2', SyncType: 'KEYS_AND_USERS' }], Scope: { Users: ['alice', 'gina', 'hank'] }
+    })
+    await waitFor(() => recordsOf(t.east).get('USER gina')?.Status === 'SYNCHRONIZED')
+    // deleteUser has run on the watched HSM only so far: the other one still holds gina.
+    p0.delete('u:gina')
+    p0.user('hank')
+    await waitFor(() => replica.digestOf('u:hank') === 'uhank' && recordsOf(t.east).get('USER hank')?.Status === 'SYNCHRONIZED')
+    expect(replica.digestOf('u:gina')).toBe('ugina')
+    // The other HSM was asked (it is the only reason gina stays).
+    expect(p1.extractCalls).toBeGreaterThan(0)
+    // Once it runs there too, the deletion is carried.
+    p1.delete('u:gina')
+    await waitFor(() => !replica.resources.has('u:gina') && !recordsOf(t.east).has('USER gina'))
+    expect(t.wan.requests.flatMap(r => (r.body as { deleteUsers?: string[] }).deleteUsers ?? [])).toEqual(['gina'])
   })
 
   it('computes its retry delays from the first step, the factor and the most', async () => {

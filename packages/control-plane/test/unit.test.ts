@@ -3,7 +3,7 @@
 // kept in step with docs/errors.md.
 import { execFileSync } from 'node:child_process'
 import { createHash, createPublicKey, randomBytes } from 'node:crypto'
-import { appendFileSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
@@ -56,6 +56,33 @@ describe('sigv4', () => {
     expect(() => cp.verifyRequest(req, { ...credentials, accessKeyId: 'OTHER' }, { skewMs: 60_000 })).toThrow(expect.objectContaining({ type: 'UnrecognizedClientException' }))
     expect(() => cp.verifyRequest({ ...req, rawHeaders: [] }, credentials, { skewMs: 60_000 })).toThrow(expect.objectContaining({ type: 'MissingAuthenticationTokenException' }))
     expect(() => cp.verifyRequest(req, credentials, { skewMs: 60_000, now: Date.now() + 3_600_000 })).toThrow(/Signature expired/)
+  })
+})
+
+describe('peer secret', () => {
+  it('is made once with mode 0600, and read only from a file nobody else can read that holds a long enough secret', async () => {
+    const dir = tmpDir('hsmlab-cp-peer-')
+    const file = join(dir, 'peer.secret')
+    expect(await cp.ensurePeerSecretFile(file)).toBe(true)
+    expect(statSync(file).mode & 0o777).toBe(0o600)
+    const made = readFileSync(file, 'utf8')
+    expect(await cp.ensurePeerSecretFile(file)).toBe(false)
+    expect(readFileSync(file, 'utf8')).toBe(made)
+    expect(await cp.readPeerSecretFile(file)).toEqual({ accessKeyId: cp.PEER_ACCESS_KEY_ID, secretAccessKey: made.trim() })
+    const refused = async (content: string, mode: number): Promise<string> => {
+      const other = join(dir, `secret-${mode}-${content.length}`)
+      writeFileSync(other, content, { mode })
+      chmodSync(other, mode)
+      const err = await cp.readPeerSecretFile(other).then(() => undefined, (e: unknown) => e as { code?: string, message: string })
+      expect(err?.code).toBe(cp.CP_ERR_PEER_SECRET)
+      expect(err?.message).not.toContain(content.trim() === '' ? '\0' : content.trim())
+      return err?.message ?? ''
+    }
+    expect(await refused(made, 0o644)).toMatch(/can be read by others \(mode 644\)/)
+    expect(await refused('short-secret\n', 0o600)).toMatch(/at least 32 printable characters/)
+    expect(await refused('', 0o600)).toMatch(/at least 32/)
+    const missing = await cp.readPeerSecretFile(join(dir, 'none')).then(() => undefined, (e: unknown) => e as { code?: string })
+    expect(missing?.code).toBe(cp.CP_ERR_PEER_SECRET)
   })
 })
 

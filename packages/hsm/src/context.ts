@@ -120,6 +120,15 @@ export interface HsmContext {
    * handlers refuse client changes to keys and users. Absent: 'none'.
    */
   syncRole?: () => { role: SyncRole, primaryClusterId?: string }
+  /**
+   * The names of users deleteUser deleted here (user-tombstones.ts), which syncChanges lists so
+   * that a synchronisation task carries only real user deletions. Absent: none are kept.
+   */
+  userTombstones?: {
+    deleting: (user: Pick<UserRecord, 'userName' | 'userType'>) => Promise<void>
+    created: (userName: string) => Promise<void>
+    names: () => string[]
+  }
 }
 
 /** Handles one operation for one session; throws `WireError` to fail with a return code. */

@@ -17,7 +17,7 @@ import { open as fsOpen, mkdir, readFile, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CryptoError, deriveKey, open, seal } from '@hsmlab/crypto'
 import { takePidLock } from '@hsmlab/process'
-import type { PeerAddress, SyncRole } from '@hsmlab/protocol'
+import type { PeerAddress, SyncRole, UserType } from '@hsmlab/protocol'
 import { openStore } from '@hsmlab/store'
 import type { Store } from '@hsmlab/store'
 import type { HsmIdentity, KeyRecord, KeyTombstone, UserRecord } from './context.js'
@@ -43,6 +43,8 @@ export const META_QUORUM = 'quorum'
 export const META_SYNC_ROLE = 'sync-role'
 /** Id of the cluster certificate and customer CA (`ClusterCertificatesRecord`) in the meta store. */
 export const META_CLUSTER_CERTIFICATES = 'cluster-certificates'
+/** Prefix of the ids of user deletion tombstones (`DeletedUserRecord`, by lowercase name) in the meta store. */
+export const META_DELETED_USER_PREFIX = 'deleted-user:'
 
 /** The peer list the lab last set, with the version and signature it came with. */
 export interface PeerList {
@@ -74,9 +76,21 @@ export interface ClusterCertificates {
   trustAnchor: string
 }
 
+/**
+ * A user deleteUser deleted on this HSM (user-tombstones.ts): users are not replicated inside a
+ * cluster, so a user absent here may be one this HSM never received; only this record says that
+ * the cluster really deleted it (a synchronisation task carries only such deletions).
+ */
+export interface DeletedUserRecord {
+  kind: 'deleted-user'
+  userName: string
+  userType: UserType
+  deletedAtMs: number
+}
+
 /** What the meta store holds. */
 export type MetaRecord = { kind: 'identity', identity: HsmIdentity } | ({ kind: 'peers' } & PeerList) | QuorumSettings | SyncRoleRecord |
-  ({ kind: 'cluster-certificates' } & ClusterCertificates)
+  ({ kind: 'cluster-certificates' } & ClusterCertificates) | DeletedUserRecord
 
 /** The quorum minimum values (M) of this HSM by service, set by setMValue; a service not named has M = 1. */
 export interface QuorumSettings {

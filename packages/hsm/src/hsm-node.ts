@@ -35,6 +35,7 @@ import { SyncChangeFeed, keyChangeRefs, observeStore, userChangeRefs } from './s
 import type { FeedLookups } from './sync-feed.js'
 import { warmSyncDigests } from './sync-digest.js'
 import { SyncRoleBook } from './sync-role.js'
+import { UserTombstones } from './user-tombstones.js'
 import PQueue from 'p-queue'
 
 /** Options of `startHsm`. */
@@ -173,6 +174,7 @@ export async function startHsm (opts: StartHsmOptions): Promise<HsmNode> {
       keys: new KeyTable({ store: keys, nextHandle: handleAllocator(stores, identity.slot), keysMax: limits.keysMax, sessions }),
       sessions,
       syncRole: () => roles.current(),
+      userTombstones: new UserTombstones(stores.meta),
       get replicator (): Replicator {
         if (late === undefined) throw new Error('the replicator is used before it was created')
         return late

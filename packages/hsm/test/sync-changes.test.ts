@@ -4,7 +4,8 @@
  * Goal: a primary and a replica restored from its backup give equal digests for equal content,
  * and each kind of change on the primary (new key, attribute, sharing, password, lockout state,
  * deleted key, new and deleted user) makes the digest of exactly that resource differ and shows
- * in an incremental syncChanges (a deleted key also in the full answer's deletedKeys); a long poll wakes as soon as a change lands, whether a client
+ * in an incremental syncChanges (a deleted key also in the full answer's deletedKeys, a user
+ * deleteUser deleted in its deletedUsers); a long poll wakes as soon as a change lands, whether a client
  * made it on that HSM or in-cluster replication brought it from a peer; an unknown epoch gets a
  * full answer. Method: the test plays the control plane (syncHello signed by the anchor) and
  * the clients; it waits on answers, never for a fixed time.
@@ -63,6 +64,16 @@ describe('synchronisation digests and syncChanges', () => {
     expect(newUser.get('ucarol')).toMatch(/^[0-9a-f]{64}$/)
     const deletedUser = await change('deleted user', async () => { await co.call('deleteUser', { userType: 'CU', userName: 'carol' }) })
     expect(deletedUser.get('ucarol')).toBeNull()
+    // A full answer names the deleted user (deleteUser ran here), not one this HSM never had:
+    // users are not replicated inside a cluster, so only this tells a deletion from an absence.
+    expect((await p.call('syncChanges', {})).deletedUsers).toEqual(['carol'])
+    expect((await r.call('syncChanges', {})).deletedUsers).toEqual([])
+    // Made again, the user is no longer deleted; deleted again, it is.
+    await co.call('createUser', { userType: 'CU', userName: 'Carol', password: 'carolpw1' })
+    expect((await p.call('syncChanges', {})).deletedUsers).toEqual([])
+    await co.call('deleteUser', { userType: 'CU', userName: 'Carol' })
+    expect((await p.call('syncChanges', {})).deletedUsers).toEqual(['Carol'])
+    seq = (await p.call('syncChanges', {})).seq
 
     // The replica still holds the old content: only the changed resources differ.
     const now = await fullDigests(p)

@@ -99,6 +99,12 @@ export const STATE_FILE_NAME = 'lab.json'
 /** Name of the manufacturer key file inside DIR. */
 export const MANUFACTURER_KEY_FILE_NAME = 'manufacturer.key'
 
+/**
+ * Name of the lab's peer secret file inside DIR (mode 0600): its control planes sign their
+ * region-to-region requests with it (`--peer-secret-file`, peer-secret.ts of @hsmlab/control-plane).
+ */
+export const PEER_SECRET_FILE_NAME = 'peer.secret'
+
 /** The lab's passwords file (the topology's passwords), in DIR/secrets/: see lab-state.ts. */
 export const PASSWORDS_FILE_NAME = 'passwords.json'
 

@@ -45,7 +45,7 @@
 import { chmod, mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { takePidLock, writeFileAtomic } from '@hsmlab/process'
-import { KMU_CONFIG_FILE_NAME, MANUFACTURER_KEY_FILE_NAME, PASSWORDS_FILE_NAME, REGIONS_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
+import { KMU_CONFIG_FILE_NAME, MANUFACTURER_KEY_FILE_NAME, PASSWORDS_FILE_NAME, PEER_SECRET_FILE_NAME, REGIONS_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
 import { LabError, LAB_ERR_BUSY, LAB_ERR_STATE } from './errors.js'
 import type { Topology } from './topology.js'
 
@@ -171,6 +171,8 @@ export class LabLayout {
   get passwordsFile (): string { return join(this.secretsDir, PASSWORDS_FILE_NAME) }
   get lockFile (): string { return join(this.dir, 'lab.lock') }
   get manufacturerKeyFile (): string { return join(this.dir, MANUFACTURER_KEY_FILE_NAME) }
+  /** The peer secret the lab's control planes sign region-to-region requests with (0600). */
+  get peerSecretFile (): string { return join(this.dir, PEER_SECRET_FILE_NAME) }
   get regionsFile (): string { return join(this.dir, REGIONS_FILE_NAME) }
   get kmuConfig (): string { return join(this.dir, KMU_CONFIG_FILE_NAME) }
   get caDir (): string { return join(this.dir, 'ca') }

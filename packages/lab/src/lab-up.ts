@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { writeCmuConfig } from '@hsmlab/client'
 import type { ServerConfig } from '@hsmlab/client'
-import { CONTROL_PLANE_BIN_PATH } from '@hsmlab/control-plane'
+import { CONTROL_PLANE_BIN_PATH, ensurePeerSecretFile } from '@hsmlab/control-plane'
 import type { Cluster, ControlPlaneClient, Hsm } from '@hsmlab/control-plane'
 import { ROOT_FILE_NAMES, standInRoots } from '@hsmlab/crypto'
 import { createManufacturerKey, readManufacturerKey, writeManufacturerKey } from '@hsmlab/hsm'
@@ -137,6 +137,9 @@ function recordExternalFaultProxy (fp: FaultProxyState, endpoint: string, dir: s
 
 async function loadOrCreateManufacturerKey (layout: LabLayout): Promise<void> {
   if (!await exists(layout.manufacturerKeyFile)) await writeManufacturerKey(layout.manufacturerKeyFile, createManufacturerKey())
+  // The internal region-to-region paths of the lab's control planes take only requests signed
+  // with this (made once, kept: control planes that run on keep theirs).
+  await ensurePeerSecretFile(layout.peerSecretFile)
   await writeStandInRoots(layout)
 }
 
@@ -211,6 +214,7 @@ async function ensureControlPlane (layout: LabLayout, lab: LabState, cp: Control
       host: '127.0.0.1',
       port,
       manufacturerKeyFile: layout.manufacturerKeyFile,
+      peerSecretFile: layout.peerSecretFile,
       // Its own regions file: the other regions through its WAN links of the fault proxy.
       regionsFile: layout.regionRegionsFile(cp.region),
       stdoutFile: layout.controlPlaneStdoutFile(cp.region),

@@ -25,6 +25,8 @@ export interface LaunchOptions {
   /** 0 lets the system choose. */
   port: number
   manufacturerKeyFile: string
+  /** `--peer-secret-file`: the lab's peer secret (by path: the secret is never on a command line). */
+  peerSecretFile?: string
   regionsFile: string
   /** Receives the process's standard output (truncated at each start). */
   stdoutFile: string
@@ -177,6 +179,7 @@ export async function launchControlPlane (options: LaunchOptions): Promise<Ready
       '--host', options.host,
       '--port', String(options.port),
       '--regions-file', options.regionsFile,
+      ...(options.peerSecretFile === undefined ? [] : ['--peer-secret-file', options.peerSecretFile]),
       '--transition-delay-ms', String(options.transitionDelayMs ?? labDefaults.transitionDelayMs),
       '--clusters-max', String(options.clustersMax),
       '--hsms-max', String(options.hsmsMax),

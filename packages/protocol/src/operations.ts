@@ -338,9 +338,12 @@ export interface OperationMap {
    * out of the window. With nothing changed it waits up to `waitMs` for a change. A full answer
    * also lists `deletedKeys`, the handles this HSM holds tombstones of: a key absent from a full
    * answer and not deleted there is one this HSM has not heard of (yet), not one the cluster
-   * deleted. In a partial answer a key with digest null was deleted (tombstoned) here.
+   * deleted. In a partial answer a key with digest null was deleted (tombstoned) here. Likewise
+   * `deletedUsers`: the names of users deleteUser deleted on this HSM (and not made again); users
+   * are not replicated inside a cluster, so a user absent from a full answer and not listed there
+   * may be one this HSM never received. In a partial answer a user with digest null was deleted here.
    */
-  syncChanges: { args: { epoch?: string, sinceSeq?: number, waitMs?: number }, result: { epoch: string, seq: number, full: boolean, resources: SyncResource[], deletedKeys?: number[] } }
+  syncChanges: { args: { epoch?: string, sinceSeq?: number, waitMs?: number }, result: { epoch: string, seq: number, full: boolean, resources: SyncResource[], deletedKeys?: number[], deletedUsers?: string[] } }
   /** Masked objects of these keys (by handle) and users (by name); absent ones are left out. */
   syncExtract: { args: { keys: number[], users: string[] }, result: { objects: SyncExtractedObject[] } }
   /** Inserts or replaces each object and applies each deletion, one outcome each (only for role 'replica'). */

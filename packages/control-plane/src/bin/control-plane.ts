@@ -4,7 +4,7 @@
  *
  *   hsmlab-control-plane --region R --data-dir D --hsm-manufacturer-key-file F
  *                        [--host 127.0.0.1] [--port 0] [--regions-file FILE]
- *                        [--credentials ACCESS_KEY:SECRET] [--clock-speed 1] [--account-id 111122223333]
+ *                        [--credentials ACCESS_KEY:SECRET] [--peer-secret-file FILE] [--clock-speed 1] [--account-id 111122223333]
  *                        [--log-level silent] [--hsm-log-level warn] [--hsm-addressing per-hsm|shared] [--hsm-host IP]
  *                        [--hsm-hosts FILE]
  *                        [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60]
@@ -27,7 +27,7 @@ import type { Logger } from '../logger.js'
 export type { MainIo }
 
 const USAGE = 'usage: hsmlab-control-plane --region R --data-dir D --hsm-manufacturer-key-file F [--host 127.0.0.1] [--port 0] [--regions-file FILE] ' +
-  '[--credentials ACCESS_KEY:SECRET] [--clock-speed 1] [--account-id 111122223333] [--log-level silent] [--hsm-log-level warn] ' +
+  '[--credentials ACCESS_KEY:SECRET] [--peer-secret-file FILE] [--clock-speed 1] [--account-id 111122223333] [--log-level silent] [--hsm-log-level warn] ' +
   '[--hsm-addressing per-hsm|shared] [--hsm-host IP] [--hsm-hosts FILE] [--clusters-max 4] [--hsms-max 6] [--copy-retry-window-seconds 60] [--transition-delay-ms 1000] ' +
   '[--request-headers-timeout-ms 10000] [--request-receive-timeout-ms 30000] ' +
   '[--sync-request-timeout-ms 2000] [--sync-retry-delay-ms 100] [--sync-retry-factor 2] [--sync-retry-delay-max-ms 1000]'
@@ -55,6 +55,7 @@ function parse (argv: string[]): ControlPlaneOptions | 'help' {
       'hsm-manufacturer-key-file': { type: 'string' },
       'regions-file': { type: 'string' },
       credentials: { type: 'string' },
+      'peer-secret-file': { type: 'string' },
       'clock-speed': { type: 'string' },
       'account-id': { type: 'string' },
       'log-level': { type: 'string' },
@@ -130,6 +131,7 @@ function parse (argv: string[]): ControlPlaneOptions | 'help' {
     ...(port === undefined ? {} : { port }),
     ...(values['regions-file'] === undefined ? {} : { regionsFile: values['regions-file'] }),
     ...(credentials === undefined ? {} : { credentials }),
+    ...(values['peer-secret-file'] === undefined ? {} : { peerSecretFile: values['peer-secret-file'] }),
     ...(clockSpeed === undefined ? {} : { clockSpeed }),
     ...(values['account-id'] === undefined ? {} : { accountId: values['account-id'] }),
     ...(hsmLogLevel === undefined ? {} : { hsmLogLevel }),

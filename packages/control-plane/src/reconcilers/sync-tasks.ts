@@ -20,7 +20,10 @@
  * - the replica's region is told of associations and disassociations until it confirmed them.
  *
  * Deletions: a key the replica holds and the watched HSM does not is carried as a deletion only
- * when that HSM holds its tombstone (syncChanges lists them). The primary's HSMs converge by
+ * when that HSM holds its tombstone (syncChanges lists them); a user likewise, only when deleteUser
+ * deleted it on that HSM (its user tombstone; users are not replicated inside a cluster at all,
+ * so an HSM that was away when a user was made never gets it), and no other reachable HSM of the
+ * primary still holds it (asked before the deletion is sent; held back with backoff otherwise). The primary's HSMs converge by
  * in-cluster replication, so the watched HSM may lack a key another HSM of the primary made and
  * acknowledged: after a restart, or when the watch moves to another HSM because its own was
  * killed. Carrying that absence as a deletion would tombstone the key on the replica for good
@@ -62,6 +65,11 @@ class PrimaryView {
    * from `resources` and not here is one the HSM has not received yet (see "Deletions" below).
    */
   readonly deletedKeys = new Set<number>()
+  /**
+   * The users (lowercase names) deleteUser deleted on the HSM. Users are not replicated inside a
+   * cluster: one missing from `resources` and not here is one the HSM never received.
+   */
+  readonly deletedUsers = new Set<string>()
   /** Masked objects extracted (or being extracted) by resource, with the view's digest they were asked at; shared by the pushers. */
   readonly extracted = new Map<string, { digest: string | null, object: Promise<SyncExtractedObject | undefined> }>()
 }
@@ -218,6 +226,8 @@ export class SyncTaskReconciler {
           view.extracted.clear()
           view.deletedKeys.clear()
           for (const handle of changes.deletedKeys ?? []) view.deletedKeys.add(handle)
+          view.deletedUsers.clear()
+          for (const name of changes.deletedUsers ?? []) view.deletedUsers.add(name.toLowerCase())
         }
         for (const r of changes.resources) {
           view.extracted.delete(keyOf(r))
@@ -226,6 +236,10 @@ export class SyncTaskReconciler {
           if (r.kind === 'key') {
             if (r.digest === null) view.deletedKeys.add(r.handle)
             else view.deletedKeys.delete(r.handle)
+          } else {
+            // A user the HSM held and no longer holds: deleteUser deleted it there.
+            if (r.digest === null) view.deletedUsers.add(r.name.toLowerCase())
+            else view.deletedUsers.delete(r.name.toLowerCase())
           }
         }
         view.epoch = changes.epoch
@@ -443,11 +457,12 @@ export class SyncTaskReconciler {
     }
     for (const [key, r] of known) {
       if (pv.resources.has(key) || !matcher.has(r, replica.syncType)) continue
-      if (r.kind === 'key' && !pv.deletedKeys.has(r.handle)) {
-        // The watched HSM neither holds nor deleted this key: it has not received it yet (it was
-        // away, or the watch moved to it from the HSM that made the key). Not a deletion: its
-        // record stays as it is until the primary's HSM catches up (or deletes it).
-        live.add(recordKey(replica.clusterId, 'KEY', idOf(r)))
+      if (r.kind === 'key' ? !pv.deletedKeys.has(r.handle) : !pv.deletedUsers.has(r.name.toLowerCase())) {
+        // The watched HSM neither holds nor deleted this key or user: it has not received it (it
+        // was away, or the watch moved to it from the HSM that made it; users never reach an HSM
+        // that was away when they were made). Not a deletion: its record stays as it is until
+        // the primary's HSM catches up (or deletes it).
+        live.add(recordKey(replica.clusterId, typeOf(r), idOf(r)))
         continue
       }
       touch(r, true, false)
@@ -481,7 +496,22 @@ export class SyncTaskReconciler {
     for (const ch of due) if (ch.deletion) sent.set(ch.key, { change: ch })
     // Within the protocol's limits; what is left goes in the next round, right after.
     const deleteKeys = due.filter(ch => ch.deletion && ch.resource.kind === 'key').map(ch => (ch.resource as { handle: number }).handle).slice(0, SYNC_BATCH_KEYS_MAX)
-    const deleteUsers = due.filter(ch => ch.deletion && ch.resource.kind === 'user').map(ch => (ch.resource as { name: string }).name).slice(0, SYNC_BATCH_USERS_MAX)
+    let deleteUsers = due.filter(ch => ch.deletion && ch.resource.kind === 'user').map(ch => (ch.resource as { name: string }).name).slice(0, SYNC_BATCH_USERS_MAX)
+    if (deleteUsers.length > 0) {
+      // A user another reachable HSM of the primary still holds is not deleted yet: deleteUser
+      // goes to each HSM in turn (or failed on one), or the user was made again there while the
+      // watched HSM was away. Tried again with backoff, so it goes once every HSM agrees.
+      const held = await this.heldByOtherPrimaryHsms(primary, pv, deleteUsers)
+      for (const name of deleteUsers.filter(n => held.has(n.toLowerCase()))) {
+        const key = resourceKey({ kind: 'user', name })
+        const retry = view.retries.get(key) ?? { failures: 0, atRealMs: 0 }
+        retry.failures++
+        retry.atRealMs = this.c.runtime.realNow() + this.retryDelayMs(retry.failures)
+        view.retries.set(key, retry)
+        sent.delete(key)
+      }
+      deleteUsers = deleteUsers.filter(name => !held.has(name.toLowerCase()))
+    }
     const batches = this.batches(objects)
     // Deletions of keys go with the first batch, of users with the last (after their keys).
     for (let i = 0; i < batches.length; i++) {
@@ -499,6 +529,21 @@ export class SyncTaskReconciler {
       this.takeOutcomes(task, replica, view, sent, answer.json.outcomes)
     }
     return undefined
+  }
+
+  /** The names (lowercase) of these users that an HSM of the primary other than the watched one holds; HSMs that do not answer count for nothing. */
+  private async heldByOtherPrimaryHsms (primary: string, pv: PrimaryView, names: string[]): Promise<Set<string>> {
+    const others = this.directory.running(primary).filter(h => h.hsmId !== pv.hsmId)
+    const answers = await Promise.allSettled(others.map(async h => {
+      const address = this.directory.addressOf(h)
+      return address === undefined ? { objects: [] } : await this.sync.call(address, 'syncExtract', { keys: [], users: names })
+    }))
+    const held = new Set<string>()
+    for (const answer of answers) {
+      if (answer.status !== 'fulfilled') continue
+      for (const o of answer.value.objects) if (o.kind === 'user' && o.name !== undefined) held.add(o.name.toLowerCase())
+    }
+    return held
   }
 
   /**

@@ -7,7 +7,8 @@
  *   with RET_SYNC_UNAUTHENTICATED; a bad signature or time with RET_PERMISSION_DENIED.
  * - `syncChanges`: what changed since a point of this process's change sequence (sync-feed.ts),
  *   or everything (`full`, with the handles of this HSM's tombstones: a key it does not list was
- *   not necessarily deleted, it may not have reached this HSM yet), with synchronisation digests
+ *   not necessarily deleted, it may not have reached this HSM yet; and the names of the users
+ *   deleteUser deleted here, user-tombstones.ts, for the same reason), with synchronisation digests
  *   (sync-digest.ts); a long poll when nothing changed yet.
  * - `syncExtract`: masked objects (the ExtractMaskedObject format, masked-objects.ts) of keys
  *   and users, with their digests.
@@ -109,6 +110,18 @@ function deletedKeys (ctx: HsmContext): number[] {
   const handles: number[] = []
   for (const record of ctx.keys.values()) if (isTombstone(record)) handles.push(record.handle)
   return handles
+}
+
+/**
+ * The names of the users deleteUser deleted here and that are not here now (user-tombstones.ts):
+ * the only user deletions a caller may carry. Users are not replicated inside a cluster, so a
+ * user absent from a full answer and not listed here is one this HSM never received.
+ */
+function deletedUsers (ctx: HsmContext): string[] {
+  const names = ctx.userTombstones?.names() ?? []
+  if (names.length === 0) return []
+  const present = usersByName(ctx)
+  return names.filter(name => !present.has(name.toLowerCase()))
 }
 
 /** The resources as they are now: live ones with their digest, deleted ones with digest null. */
@@ -228,7 +241,7 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
 
   const syncChanges: Handler<'syncChanges'> = async (ctx, session, { epoch, sinceSeq, waitMs }) => {
     requireSync(session)
-    const full = (): OperationResult<'syncChanges'> => ({ epoch: feed.epoch, seq: feed.seq, full: true, resources: everything(ctx), deletedKeys: deletedKeys(ctx) })
+    const full = (): OperationResult<'syncChanges'> => ({ epoch: feed.epoch, seq: feed.seq, full: true, resources: everything(ctx), deletedKeys: deletedKeys(ctx), deletedUsers: deletedUsers(ctx) })
     if (epoch !== feed.epoch || sinceSeq === undefined) return full()
     let refs = feed.since(sinceSeq)
     if (refs === undefined) return full()

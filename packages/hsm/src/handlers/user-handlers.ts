@@ -175,6 +175,7 @@ export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTa
       // A 2FA user is also registered for quorum: one key for both (manage-2fa.md).
       if (publicKeyPem !== undefined) Object.assign(user, { mofnPubKey: true, twoFactor: true, publicKeyPem })
       await putUser(ctx, user)
+      await ctx.userTombstones?.created(user.userName)
       useToken()
       return { userId: user.userId }
     })
@@ -202,6 +203,9 @@ export function createUserHandlers (options: UserHandlerOptions = {}): HandlerTa
         if (officers <= 1) throw new WireError(ReturnCode.PERMISSION_DENIED, `${target.userName} is the last crypto officer of this HSM`)
       }
       const useToken = authorize(session)
+      // First the tombstone: a crash between the two leaves the user (present wins), never a
+      // deletion without one, which a synchronisation task would not carry (user-tombstones.ts).
+      await ctx.userTombstones?.deleting(target)
       await ctx.users.apply([{ op: 'delete', id: String(target.userId) }])
       useToken()
       return {}

@@ -35,7 +35,13 @@ function messageOf (err: unknown): string {
 export function describeFailure (err: unknown, requestTimeoutMs: number): Failure {
   const e = asCoded(err)
   if (e.returnCode !== undefined && typeof e.status === 'number') {
-    return { reason: e.returnCode.message, returnCode: e.status, ...(typeof e.detail === 'string' && e.detail !== '' ? { detail: e.detail } : {}) }
+    const detail = typeof e.detail === 'string' && e.detail !== '' ? e.detail : undefined
+    if (e.status === ReturnCode.SYNC_REPLICA_READ_ONLY.code && detail !== undefined) {
+      // The read-only refusal's text is generic: the HSM's detail names the primary cluster to
+      // go to instead, so it follows on its own line (the guide's `failed:` line stays as it is).
+      return { reason: `${e.returnCode.message}\n${detail}`, returnCode: e.status }
+    }
+    return { reason: e.returnCode.message, returnCode: e.status, ...(detail === undefined ? {} : { detail }) }
   }
   switch (e.code) {
     case CLIENT_ERR_CLOSED:

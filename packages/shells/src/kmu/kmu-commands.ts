@@ -17,6 +17,11 @@ import type { KmuContext } from './kmu-context.js'
 import { hostKeyUnwrap, hostKeyWrap, isAesKey, privateKeyDer, publicKeyDer } from './kmu-host-keys.js'
 import { USAGE } from './kmu-usage.js'
 
+/** The detail a failed outcome carries (only a read-only refusal's: kmu-context.ts). */
+function detailOf (outcome: { ok: boolean, detail?: string }): string | undefined {
+  return outcome.ok ? undefined : outcome.detail
+}
+
 /** One command: its flags and its handler. */
 export interface KmuCommand {
   flags: readonly FlagSpec[]
@@ -143,7 +148,7 @@ async function genSymKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> 
   const sizeBytes = flags.ints.get('s') ?? 0
   const outcome = await ctx.call('generateSymmetricKey', { ...creation, keyType, sizeBytes }, callTimeoutMs)
   const code = outcome.ok ? 0 : outcome.code
-  ctx.write(resultLine('Cfm3GenerateSymmetricKey', code))
+  ctx.write(resultLine('Cfm3GenerateSymmetricKey', code, detailOf(outcome)))
   if (outcome.ok) ctx.write(`\n\tSymmetric Key Created.  Key Handle: ${outcome.result.handle}\n${attestation(flags)}`)
   ctx.write(clusterStatus(ctx.nodesAfter(code, creation.session === true)))
   return code
@@ -155,7 +160,7 @@ async function genKeyPair (ctx: KmuContext, flags: ParsedFlags, command: string,
   const { callTimeoutMs, ...creation } = options
   const outcome = await ctx.call('generateKeyPair', { ...creation, ...algorithm }, callTimeoutMs)
   const code = outcome.ok ? 0 : outcome.code
-  ctx.write(resultLine('Cfm3GenerateKeyPair', code))
+  ctx.write(resultLine('Cfm3GenerateKeyPair', code, detailOf(outcome)))
   if (outcome.ok) {
     const { publicHandle, privateHandle } = outcome.result
     ctx.write(`\n\tCfm3GenerateKeyPair:    public key handle: ${publicHandle}    private key handle: ${privateHandle}\n${attestation(flags)}`)
@@ -267,7 +272,7 @@ async function setAttribute (ctx: KmuContext, flags: ParsedFlags): Promise<numbe
   const value = Number(answer.trim()) === 0 ? 0 : 1
   const outcome = await ctx.call('setAttribute', { handle: flags.ints.get('o') ?? 0, attribute, value })
   const code = outcome.ok ? 0 : outcome.code
-  ctx.write(resultLine('Cfm3SetAttribute', code))
+  ctx.write(resultLine('Cfm3SetAttribute', code, detailOf(outcome)))
   ctx.write(clusterStatus(ctx.nodesAfter(code)))
   return code
 }
@@ -276,7 +281,7 @@ async function deleteKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> 
   const outcome = await ctx.call('deleteKey', { handle: flags.ints.get('k') ?? 0 })
   const code = outcome.ok ? 0 : outcome.code
   // The real tool looks the key up first, so an unknown handle is reported by Cfm3FindKey (AWS deleteKey page).
-  ctx.write(resultLine(code === ReturnCode.INVALID_HANDLE.code ? 'Cfm3FindKey' : 'Cfm3DeleteKey', code))
+  ctx.write(resultLine(code === ReturnCode.INVALID_HANDLE.code ? 'Cfm3FindKey' : 'Cfm3DeleteKey', code, detailOf(outcome)))
   ctx.write(clusterStatus(ctx.nodesAfter(code)))
   return code
 }
@@ -335,10 +340,10 @@ async function unWrapKey (ctx: KmuContext, flags: ParsedFlags): Promise<number> 
     // The AWS page's -noheader example: the template and the unwrap are two calls, and the
     // handle line has one space after the period.
     ctx.write(resultLine('Cfm3CreateUnwrapTemplate2', 0))
-    ctx.write(`\t${resultLine('Cfm2UnWrapWithTemplate3', code).slice(1)}`)
+    ctx.write(`\t${resultLine('Cfm2UnWrapWithTemplate3', code, detailOf(outcome)).slice(1)}`)
     if (outcome.ok) ctx.write(`\n\tKey Unwrapped. Key Handle: ${outcome.result.handle}\n${attestation(flags)}`)
   } else {
-    ctx.write(resultLine('Cfm3UnWrapKey', code))
+    ctx.write(resultLine('Cfm3UnWrapKey', code, detailOf(outcome)))
     if (outcome.ok) ctx.write(`\n\tKey Unwrapped.  Key Handle: ${outcome.result.handle}\n${attestation(flags)}`)
   }
   ctx.write(clusterStatus(ctx.nodesAfter(code, rest.session === true)))
@@ -500,7 +505,7 @@ async function insertMaskedObject (ctx: KmuContext, flags: ParsedFlags): Promise
   const { callTimeoutMs, ...rest } = sync
   const outcome = await ctx.call('insertMaskedObject', { blob, ...rest }, callTimeoutMs)
   const code = outcome.ok ? 0 : outcome.code
-  ctx.write(resultLine('Cfm3InsertMaskedObject', code))
+  ctx.write(resultLine('Cfm3InsertMaskedObject', code, detailOf(outcome)))
   if (outcome.ok) ctx.write(`\tNew Key Handle: ${outcome.result.handle ?? outcome.result.userId ?? 0}\n`)
   ctx.write(clusterStatus(ctx.nodesAfter(code)))
   return code

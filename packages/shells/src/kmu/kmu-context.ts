@@ -33,8 +33,17 @@ export function returnCodeOf (err: unknown): number {
   return ReturnCode.CLUSTER_SERVER_UNAVAILABLE.code
 }
 
-/** A call's result, or the return code it failed with. */
-export type CallOutcome<O extends OperationName> = { ok: true, result: OperationResult<O> } | { ok: false, code: number }
+/**
+ * The HSM's own account of a read-only refusal (naming the primary cluster), printed under the
+ * result line; undefined for other failures, whose output stays the guide's exactly.
+ */
+export function readOnlyDetailOf (err: unknown): string | undefined {
+  const e = err as { status?: unknown, detail?: unknown } | undefined
+  return e?.status === ReturnCode.SYNC_REPLICA_READ_ONLY.code && typeof e.detail === 'string' && e.detail !== '' ? e.detail : undefined
+}
+
+/** A call's result, or the return code it failed with (and the detail of a read-only refusal). */
+export type CallOutcome<O extends OperationName> = { ok: true, result: OperationResult<O> } | { ok: false, code: number, detail?: string }
 
 /** What command handlers work with. */
 export class KmuContext {
@@ -91,7 +100,8 @@ export class KmuContext {
     try {
       return { ok: true, result: await this.cluster.call(target.id, op, args, timeoutMs === undefined ? {} : { timeoutMs }) }
     } catch (err) {
-      return { ok: false, code: returnCodeOf(err) }
+      const detail = readOnlyDetailOf(err)
+      return { ok: false, code: returnCodeOf(err), ...(detail === undefined ? {} : { detail }) }
     }
   }
 

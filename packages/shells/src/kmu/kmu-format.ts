@@ -15,9 +15,12 @@ export interface NodeStatus {
   code: number
 }
 
-/** `\n\tCfm3<Op> returned: 0x<code> : <message>\n`, the line every HSM command prints. */
-export function resultLine (op: string, code: number): string {
-  return `\n\t${op} returned: ${formatReturnCode(code)} : ${describeReturnCode(code).message}\n`
+/**
+ * `\n\tCfm3<Op> returned: 0x<code> : <message>\n`, the line every HSM command prints; with
+ * `detail` (a read-only refusal's, naming the primary) that follows on its own line.
+ */
+export function resultLine (op: string, code: number, detail?: string): string {
+  return `\n\t${op} returned: ${formatReturnCode(code)} : ${describeReturnCode(code).message}\n${detail === undefined ? '' : `\t${detail}\n`}`
 }
 
 /**
