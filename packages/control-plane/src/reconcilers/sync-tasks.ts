@@ -465,8 +465,8 @@ export class SyncTaskReconciler {
    * replica's HSM opens and stores them meanwhile), and batches of keys only go up to
    * `syncApplyBatchesInFlightMax` at once (their handles differ: the replica's HSM stores them
    * side by side, in one group commit when they meet). Batches holding users go one at a time and
-   * before the keys (a key's owner must be on the replica before the key); the last batch, which
-   * carries the deletions of users, after every other (a user's keys go before it).
+   * before the keys (a key's owner must be on the replica before the key); a last batch that
+   * carries deletions of users after every other (a user's keys go before it).
    */
   private async carry (task: SyncTaskRecord, replica: SyncTaskReplicaRecord, view: ReplicaView, pv: PrimaryView, due: Change[]): Promise<SyncCause | undefined> {
     const primary = task.primaryClusterId
@@ -528,7 +528,9 @@ export class SyncTaskReconciler {
         const batch = batches[b] ?? []
         const first = c === 0 && b === 0
         const last = c === chunks - 1 && b === batches.length - 1
-        const alone = last || batch.some(o => o.kind === 'user')
+        // A chunk whose resources all went from the primary meanwhile has nothing to send.
+        if (batch.length === 0 && !(first && keyDeletions.length > 0) && !(last && userDeletions.length > 0)) continue
+        const alone = (last && userDeletions.length > 0) || batch.some(o => o.kind === 'user')
         while (inFlight.size > 0 && (alone || inFlight.size >= inFlightMax)) await (alone ? Promise.all(inFlight) : Promise.race(inFlight))
         if (failed !== undefined) break
         const sending: Promise<void> = send(batch, first, last)
