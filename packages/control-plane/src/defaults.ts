@@ -68,6 +68,11 @@ export const controlPlaneDefaults = {
   syncApplyBatchObjectsMax: 256,
   /** Time added to `syncRequestTimeoutMs` for each object of an apply request, in milliseconds: a large batch takes its HSM longer. @default 10 */
   syncApplyTimeoutMsPerObject: 10,
+  /**
+   * Apply requests of keys to one replica's region in flight at once (batches holding users go
+   * alone): the replica's HSM stores one batch while the next one travels and is opened. @default 2
+   */
+  syncApplyBatchesInFlightMax: 2,
   /** Largest body of one apply request to a replica's region (masked objects, base64), in bytes. @default 524288 */
   syncApplyBatchBytesMax: 524_288,
   /** Replicas a synchronisation task may have associated at once (issue 12). @default 3 */

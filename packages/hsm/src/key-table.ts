@@ -207,6 +207,16 @@ export class KeyTable {
   }
 
   /**
+   * How many more token keys fit under the key limit now (what is stored and what creations in
+   * flight reserved counted), for a caller that places many keys in one synchronous pass: one
+   * count of the table for the whole batch, then one `reserveSlots` of what it placed, rather than
+   * a count per key (each `checkLimit` scans every record).
+   */
+  freeSlots (): number {
+    return this.keysMax - this.liveCount() - this.reservedKeys
+  }
+
+  /**
    * Checks the key limit for `adding` more token keys and holds their places until the returned
    * function is called (once they are stored, or abandoned), so concurrent creations cannot all
    * take the last place.

@@ -44,7 +44,7 @@
  */
 import { chmod, mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { takePidLock, writeFileAtomic } from '@hsmlab/process'
+import { takePidLock, writeFileAtomic } from '@hsmlab/process/files'
 import { KMU_CONFIG_FILE_NAME, MANUFACTURER_KEY_FILE_NAME, PASSWORDS_FILE_NAME, PEER_SECRET_FILE_NAME, REGIONS_FILE_NAME, STATE_FILE_NAME } from './defaults.js'
 import { LabError, LAB_ERR_BUSY, LAB_ERR_STATE } from './errors.js'
 import type { Topology } from './topology.js'

@@ -156,16 +156,19 @@ async function allRecords (api: ControlPlaneClient, input: { ClusterId: string, 
 export async function labSyncStatus (options: SyncLocation & { replica?: string, status?: SyncStatus }): Promise<SyncStatusJson> {
   const target = await targetOf(options, options.primary)
   const replica = options.replica === undefined ? undefined : clusterOf(target.lab, options.replica, 'the replica')
-  const task = await taskOf(target, options.primary)
-  if (replica !== undefined && !task.Replicas.some(r => r.ClusterId === replica.id)) {
-    throw new LabError(LAB_ERR_SYNC, `${options.replica} (${replica.id}) is not a replica of the synchronisation task of ${options.primary}; its replicas: ${task.Replicas.map(r => r.ClusterId).join(', ')}`)
-  }
-  const records = await calling(`listing the synchronised resources of ${options.primary}`, async () => await allRecords(target.api, {
+  // The task and its records asked at once (one round trip less): the records need only the
+  // primary's id; the task is checked once both answered.
+  const listing = calling(`listing the synchronised resources of ${options.primary}`, async () => await allRecords(target.api, {
     ClusterId: target.primary.id,
     ...(replica === undefined ? {} : { ReplicaClusterId: replica.id }),
     ...(options.status === undefined ? {} : { Status: options.status })
   }))
-  return syncStatusJsonOf(task, records, clusterNamer(target.lab))
+  listing.catch(() => { /* the task's error, asked first, is the one said */ })
+  const task = await taskOf(target, options.primary)
+  if (replica !== undefined && !task.Replicas.some(r => r.ClusterId === replica.id)) {
+    throw new LabError(LAB_ERR_SYNC, `${options.replica} (${replica.id}) is not a replica of the synchronisation task of ${options.primary}; its replicas: ${task.Replicas.map(r => r.ClusterId).join(', ')}`)
+  }
+  return syncStatusJsonOf(task, await listing, clusterNamer(target.lab))
 }
 
 /** The tasks whose primaries are in a region, as `hsmlab status` shows them; empty when the control plane has no sync service. */

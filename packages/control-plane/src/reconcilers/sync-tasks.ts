@@ -473,62 +473,110 @@ export class SyncTaskReconciler {
     return changes
   }
 
-  /** Extracts the changes from the primary and applies them on the replica; resolves with the cause when the whole attempt failed. */
+  /**
+   * Extracts the changes from the primary and applies them on the replica; resolves with the cause
+   * when the whole attempt failed. A pipeline: the primary's HSM masks the objects in chunks of one
+   * apply batch, one chunk after the other, while the batches already extracted are applied (the
+   * replica's HSM opens and stores them meanwhile), and batches of keys only go up to
+   * `syncApplyBatchesInFlightMax` at once (their handles differ: the replica's HSM stores them
+   * side by side, in one group commit when they meet). Batches holding users go one at a time and
+   * before the keys (a key's owner must be on the replica before the key); a last batch that
+   * carries deletions of users after every other (a user's keys go before it).
+   */
   private async carry (task: SyncTaskRecord, replica: SyncTaskReplicaRecord, view: ReplicaView, pv: PrimaryView, due: Change[]): Promise<SyncCause | undefined> {
     const primary = task.primaryClusterId
-    const inserts = due.filter(ch => !ch.deletion)
-    let objects: SyncExtractedObject[]
-    const extractStart = performance.now()
-    try {
-      objects = await this.extract(primary, pv, inserts)
-      this.c.log.debug({ primary, objects: inserts.length, ms: Math.round((performance.now() - extractStart) * 10) / 10 }, 'extracted from the primary')
-    } catch (err) {
-      return { code: 'PRIMARY_UNAVAILABLE', message: `The primary ${primary} cannot give its resources: ${(err as Error).message}` }
-    }
+    const { syncRequestTimeoutMs, syncApplyTimeoutMsPerObject } = this.c.tuning
+    const countMax = this.batchObjectsMax()
     // Users first: a key's owner must be on the replica before the key.
-    objects.sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'user' ? -1 : 1))
-    const byKey = new Map(due.map(ch => [ch.key, ch]))
-    const sent = new Map<string, { change: Change, digest?: string }>()
-    for (const o of objects) {
-      const change = byKey.get(resourceKey(o))
-      if (change !== undefined) sent.set(change.key, { change, digest: o.digest })
+    const inserts = due.filter(ch => !ch.deletion).sort((a, b) => (a.type === b.type ? 0 : a.type === 'USER' ? -1 : 1))
+    const extractStart = performance.now()
+    let extracted: Array<Promise<SyncExtractedObject | undefined>>
+    try {
+      extracted = this.extract(primary, pv, inserts, countMax)
+    } catch (err) {
+      return primaryUnavailable(primary, err)
     }
-    for (const ch of due) if (ch.deletion) sent.set(ch.key, { change: ch })
+    const byKey = new Map(due.map(ch => [ch.key, ch]))
+    const sentOf = (objects: SyncExtractedObject[], deletions: Change[]): Map<string, { change: Change, digest?: string }> => {
+      const sent = new Map<string, { change: Change, digest?: string }>()
+      for (const o of objects) {
+        const change = byKey.get(resourceKey(o))
+        if (change !== undefined) sent.set(change.key, { change, digest: o.digest })
+      }
+      for (const ch of deletions) sent.set(ch.key, { change: ch })
+      return sent
+    }
     // Within the protocol's limits; what is left goes in the next round, right after.
-    const deleteKeys = due.filter(ch => ch.deletion && ch.resource.kind === 'key').map(ch => (ch.resource as { handle: number }).handle).slice(0, SYNC_BATCH_KEYS_MAX)
-    let deleteUsers = due.filter(ch => ch.deletion && ch.resource.kind === 'user').map(ch => (ch.resource as { name: string }).name).slice(0, SYNC_BATCH_USERS_MAX)
-    if (deleteUsers.length > 0) {
+    const keyDeletions = due.filter(ch => ch.deletion && ch.resource.kind === 'key').slice(0, SYNC_BATCH_KEYS_MAX)
+    let userDeletions = due.filter(ch => ch.deletion && ch.resource.kind === 'user').slice(0, SYNC_BATCH_USERS_MAX)
+    if (userDeletions.length > 0) {
       // A user another reachable HSM of the primary still holds is not deleted yet: deleteUser
       // goes to each HSM in turn (or failed on one), or the user was made again there while the
       // watched HSM was away. Tried again with backoff, so it goes once every HSM agrees.
-      const held = await this.heldByOtherPrimaryHsms(primary, pv, deleteUsers)
-      for (const name of deleteUsers.filter(n => held.has(n.toLowerCase()))) {
-        const key = resourceKey({ kind: 'user', name })
-        const retry = view.retries.get(key) ?? { failures: 0, atRealMs: 0 }
+      const held = await this.heldByOtherPrimaryHsms(primary, pv, userDeletions.map(ch => (ch.resource as { name: string }).name))
+      const isHeld = (ch: Change): boolean => held.has((ch.resource as { name: string }).name.toLowerCase())
+      for (const ch of userDeletions.filter(isHeld)) {
+        const retry = view.retries.get(ch.key) ?? { failures: 0, atRealMs: 0 }
         retry.failures++
         retry.atRealMs = this.c.runtime.realNow() + this.retryDelayMs(retry.failures)
-        view.retries.set(key, retry)
-        sent.delete(key)
+        view.retries.set(ch.key, retry)
       }
-      deleteUsers = deleteUsers.filter(name => !held.has(name.toLowerCase()))
+      userDeletions = userDeletions.filter(ch => !isHeld(ch))
     }
-    const batches = this.batches(objects)
-    // Deletions of keys go with the first batch, of users with the last (after their keys).
-    for (let i = 0; i < batches.length; i++) {
+    const send = async (objects: SyncExtractedObject[], first: boolean, last: boolean): Promise<SyncCause | undefined> => {
+      // Deletions of keys go with the first batch, of users with the last (after their keys).
+      const deletions = [...(first ? keyDeletions : []), ...(last ? userDeletions : [])]
       const body: SyncApplyRequest = {
         primaryClusterId: primary,
         replicaClusterId: replica.clusterId,
-        objects: (batches[i] ?? []).map(o => Buffer.from(o.blob).toString('base64')),
-        deleteKeys: i === 0 ? deleteKeys : [],
-        deleteUsers: i === batches.length - 1 ? deleteUsers : []
+        objects: objects.map(o => Buffer.from(o.blob).toString('base64')),
+        deleteKeys: first ? keyDeletions.map(ch => (ch.resource as { handle: number }).handle) : [],
+        deleteUsers: last ? userDeletions.map(ch => (ch.resource as { name: string }).name) : []
       }
-      const { syncRequestTimeoutMs, syncApplyTimeoutMsPerObject } = this.c.tuning
       const answer = await this.ask(primary, replica, SYNC_APPLY_PATH, body, syncRequestTimeoutMs + syncApplyTimeoutMsPerObject * (body.objects.length + body.deleteKeys.length + body.deleteUsers.length))
       if ('cause' in answer) return answer.cause
       if (!isSyncApplyAnswer(answer.json)) return { code: 'REPLICA_UNAVAILABLE', message: `${replica.region} answered an apply that is not one` }
-      this.takeOutcomes(task, replica, view, sent, answer.json.outcomes)
+      this.takeOutcomes(task, replica, view, sentOf(objects, deletions), answer.json.outcomes)
+      return undefined
     }
-    return undefined
+    const inFlightMax = Math.max(1, this.c.tuning.syncApplyBatchesInFlightMax)
+    const inFlight = new Set<Promise<void>>()
+    let failed: SyncCause | undefined
+    const chunks = Math.max(1, Math.ceil(inserts.length / countMax))
+    for (let c = 0; c < chunks && failed === undefined; c++) {
+      let objects: SyncExtractedObject[]
+      try {
+        objects = (await Promise.all(extracted.slice(c * countMax, (c + 1) * countMax))).filter((o): o is SyncExtractedObject => o !== undefined)
+      } catch (err) {
+        failed = primaryUnavailable(primary, err)
+        break
+      }
+      if (c === chunks - 1) this.c.log.debug({ primary, objects: inserts.length, ms: Math.round((performance.now() - extractStart) * 10) / 10 }, 'extracted from the primary')
+      const batches = this.batches(objects)
+      for (let b = 0; b < batches.length && failed === undefined; b++) {
+        const batch = batches[b] ?? []
+        const first = c === 0 && b === 0
+        const last = c === chunks - 1 && b === batches.length - 1
+        // A chunk whose resources all went from the primary meanwhile has nothing to send.
+        if (batch.length === 0 && !(first && keyDeletions.length > 0) && !(last && userDeletions.length > 0)) continue
+        const alone = (last && userDeletions.length > 0) || batch.some(o => o.kind === 'user')
+        while (inFlight.size > 0 && (alone || inFlight.size >= inFlightMax)) await (alone ? Promise.all(inFlight) : Promise.race(inFlight))
+        if (failed !== undefined) break
+        const sending: Promise<void> = send(batch, first, last)
+          .catch((err: unknown): SyncCause => ({ code: 'REPLICA_UNAVAILABLE', message: `applying on ${replica.region} failed: ${(err as Error).message}` }))
+          .then(cause => { failed ??= cause })
+          .finally(() => { inFlight.delete(sending) })
+        inFlight.add(sending)
+        if (alone) await sending
+      }
+    }
+    await Promise.all(inFlight)
+    return failed
+  }
+
+  /** The most objects in one apply batch (and one extraction of the pipeline). */
+  private batchObjectsMax (): number {
+    return Math.max(1, Math.min(this.c.tuning.syncApplyBatchObjectsMax, SYNC_BATCH_KEYS_MAX, SYNC_BATCH_USERS_MAX))
   }
 
   /** The names (lowercase) of these users that an HSM of the primary other than the watched one holds; HSMs that do not answer count for nothing. */
@@ -547,13 +595,14 @@ export class SyncTaskReconciler {
   }
 
   /**
-   * The masked objects of these keys and users, from the primary's HSM, within the protocol's
-   * batch limits. The pushers of a task share them: an object extracted for one replica (or being
-   * extracted) serves the others while the primary's view has the same digest, so a change goes
-   * to 3 replicas with one extraction.
+   * The masked objects of these keys and users, from the primary's HSM: one promise per change,
+   * in their order (undefined for one the HSM no longer holds). Asked in calls of at most
+   * `chunkMax` objects, one after the other, so that the first ones can be applied while the next
+   * ones are masked. The pushers of a task share them: an object extracted for one replica (or
+   * being extracted) serves the others while the primary's view has the same digest, so a change
+   * goes to 3 replicas with one extraction. Throws when the primary has no HSM to ask.
    */
-  private async extract (primary: string, pv: PrimaryView, inserts: Change[]): Promise<SyncExtractedObject[]> {
-    if (inserts.length === 0) return []
+  private extract (primary: string, pv: PrimaryView, inserts: Change[], chunkMax: number): Array<Promise<SyncExtractedObject | undefined>> {
     const cache = pv.extracted
     const wanted = (ch: Change): Promise<SyncExtractedObject | undefined> | undefined => {
       const entry = cache.get(ch.key)
@@ -563,32 +612,33 @@ export class SyncTaskReconciler {
     if (missing.length > 0) {
       const address = this.primaryAddress(primary, pv.hsmId)
       if (address === undefined) throw new Error('it has no ACTIVE HSM')
-      const keys = missing.filter(ch => ch.resource.kind === 'key').map(ch => (ch.resource as { handle: number }).handle)
-      const users = missing.filter(ch => ch.resource.kind === 'user').map(ch => (ch.resource as { name: string }).name)
-      const asked = (async () => {
-        const out: SyncExtractedObject[] = []
-        for (let k = 0, u = 0; k < keys.length || u < users.length; k += SYNC_BATCH_KEYS_MAX, u += SYNC_BATCH_USERS_MAX) {
-          const result = await this.sync.call(address, 'syncExtract', { keys: keys.slice(k, k + SYNC_BATCH_KEYS_MAX), users: users.slice(u, u + SYNC_BATCH_USERS_MAX) })
-          out.push(...result.objects)
+      // One call after the other (a failed one fails those after it, unasked).
+      let previous: Promise<unknown> = Promise.resolve()
+      for (let i = 0; i < missing.length; i += chunkMax) {
+        const part = missing.slice(i, i + chunkMax)
+        const keys = part.filter(ch => ch.resource.kind === 'key').map(ch => (ch.resource as { handle: number }).handle)
+        const users = part.filter(ch => ch.resource.kind === 'user').map(ch => (ch.resource as { name: string }).name)
+        const asked = previous.then(async () => {
+          const result = await this.sync.call(address, 'syncExtract', { keys, users })
+          return new Map(result.objects.map(o => [resourceKey(o), o]))
+        })
+        previous = asked
+        for (const ch of part) {
+          const digest = pv.resources.get(ch.key)?.digest ?? null
+          const object = asked.then(found => found.get(ch.key))
+          // A failed extraction is not kept: the next attempt asks again.
+          object.catch(() => { if (cache.get(ch.key)?.object === object) cache.delete(ch.key) })
+          cache.set(ch.key, { digest, object })
         }
-        return new Map(out.map(o => [resourceKey(o), o]))
-      })()
-      for (const ch of missing) {
-        const digest = pv.resources.get(ch.key)?.digest ?? null
-        const object = asked.then(found => found.get(ch.key))
-        // A failed extraction is not kept: the next attempt asks again.
-        object.catch(() => { if (cache.get(ch.key)?.object === object) cache.delete(ch.key) })
-        cache.set(ch.key, { digest, object })
       }
     }
-    const objects = await Promise.all(inserts.map(async ch => await (wanted(ch) ?? cache.get(ch.key)?.object)))
-    return objects.filter((o): o is SyncExtractedObject => o !== undefined)
+    return inserts.map(ch => wanted(ch) ?? cache.get(ch.key)?.object ?? Promise.resolve(undefined))
   }
 
   /** Objects in batches of at most `syncApplyBatchBytesMax` (base64) and `syncApplyBatchObjectsMax` objects; at least one batch. */
   private batches (objects: SyncExtractedObject[]): SyncExtractedObject[][] {
     const max = this.c.tuning.syncApplyBatchBytesMax
-    const countMax = Math.max(1, Math.min(this.c.tuning.syncApplyBatchObjectsMax, SYNC_BATCH_KEYS_MAX, SYNC_BATCH_USERS_MAX))
+    const countMax = this.batchObjectsMax()
     const out: SyncExtractedObject[][] = [[]]
     let bytes = 0
     for (const o of objects) {
@@ -717,6 +767,10 @@ export class SyncTaskReconciler {
     const lineage = this.c.store.state.clusters[primary]?.lineage
     return lineage === undefined ? {} : { lineage }
   }
+}
+
+function primaryUnavailable (primary: string, err: unknown): SyncCause {
+  return { code: 'PRIMARY_UNAVAILABLE', message: `The primary ${primary} cannot give its resources: ${(err as Error).message}` }
 }
 
 function blank (replicaClusterId: string, resourceType: SyncResourceType, resourceId: string): SyncRecord {

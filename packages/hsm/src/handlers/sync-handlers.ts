@@ -336,6 +336,11 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
       const puts = new Map<number, { indexes: number[], record: KeyRecord, fresh: boolean }>()
       const releases: Array<() => void> = []
       const unchanged: Array<{ index: number, handle: number }> = []
+      // The key limit is counted once for the batch (a count scans the whole table: once per key
+      // was quadratic in a batch of new keys), and the places taken reserved together below,
+      // before anything is awaited: nothing else can reserve in between.
+      let free: number | undefined
+      let placed = 0
       try {
         for (const { index, record } of candidates) {
           const { handle } = record
@@ -352,19 +357,19 @@ export function createSyncHandlers (deps: SyncHandlerDeps): HandlerTable {
           } else {
             let fresh = pending?.fresh ?? false
             if (existing === undefined) {
-              try {
-                releases.push(ctx.keys.reserveSlots(1))
-              } catch (err) {
-                const refused = storageRefusal(err)
-                if (refused === undefined) throw err
-                outcomes[index] = { kind: 'key', handle, ...refused }
+              free ??= ctx.keys.freeSlots()
+              if (free < 1) {
+                outcomes[index] = { kind: 'key', handle, ...refusal(SyncOutcomeCode.STORAGE_REFUSED, `this HSM holds ${ctx.limits.keysMax - free} token keys, the limit is ${ctx.limits.keysMax}`) }
                 continue
               }
+              free--
+              placed++
               fresh = true
             }
             puts.set(handle, { indexes: [...(pending?.indexes ?? []), index], record, fresh })
           }
         }
+        if (placed > 0) releases.push(ctx.keys.reserveSlots(placed))
         if (puts.size > 0) {
           try {
             await ctx.keys.put([...puts.values()].map(p => p.record))

@@ -18,7 +18,7 @@ import { constants as osConstants } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
-import { isEntryPoint } from '@hsmlab/process'
+import { isEntryPoint } from '@hsmlab/process/files'
 import { labDefaults } from '../defaults.js'
 import { LAB_ERR_USAGE, LabError } from '../errors.js'
 // The operations are loaded by the command that runs them (below): `hsmlab sync status` and the
