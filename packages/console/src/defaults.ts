@@ -12,12 +12,6 @@ export const consoleDefaults = {
    * change shows on the page within this plus one round trip (the issue asks for 1 s).
    */
   fastPollIntervalMs: 300,
-  /**
-   * How often the lab is read while no page is open: a console nobody looks at costs the lab's
-   * machine (and the tests that run labs on it) next to nothing. A page that opens gets a fresh
-   * read at once.
-   */
-  idlePollIntervalMs: 5000,
   /** How often every HSM is read as the lab's CO (users, keys, hashes): heavier, so less often. */
   hsmPollIntervalMs: 1000,
   /** Keys read in detail (owner, sharing, attributes for the hash) per HSM and read: a bound on the work a huge key store costs each second. */

@@ -39,10 +39,8 @@ export interface LabViewOptions {
   /** The lab directory (`DIR` of `hsmlab up --dir DIR`). */
   labDir: string
   onChange: (topic: Topic, json: string) => void
-  /** True while a page is open: the lab is read at the fast intervals then, at `idlePollIntervalMs` otherwise. @default always */
+  /** True while a page is open: the lab is read at the poll intervals then, and not at all otherwise (`wake` when one opens). @default always */
   watched?: () => boolean
-  /** @default consoleDefaults.idlePollIntervalMs */
-  idlePollIntervalMs?: number
   /** @default consoleDefaults.fastPollIntervalMs */
   fastPollIntervalMs?: number
   /** @default consoleDefaults.hsmPollIntervalMs */
@@ -132,30 +130,41 @@ export class LabView {
   }
 
   /**
-   * Runs `work` again and again, `intervalMs()` apart while a page is open, `idlePollIntervalMs`
-   * apart while none is; `wake` ends a wait in progress at once (a page opened).
+   * Runs `work` again and again, `intervalMs()` apart while a page is open; while none is, it
+   * waits for `wake` (a page opened), which also ends a wait in progress at once. A console nobody
+   * looks at reads nothing: its reads as the CO (every CU's keys on every HSM) and of every sync
+   * record cost the lab's HSMs and control planes more than anything else an idle lab does.
    */
   private loop (work: () => Promise<void>, intervalMs: () => number, runNow = false): void {
-    const interval = (): number => (this.options.watched?.() ?? true) ? intervalMs() : (this.options.idlePollIntervalMs ?? consoleDefaults.idlePollIntervalMs)
     let waiting: NodeJS.Timeout | undefined
+    let asleep = false
     const next = (delayMs: number): void => {
       if (this.stopped) return
+      if (!(this.options.watched?.() ?? true)) {
+        asleep = true
+        return
+      }
       const timer = setTimeout(() => {
         this.timers.delete(timer)
         waiting = undefined
-        void work().catch(() => {}).finally(() => { next(interval()) })
+        void work().catch(() => {}).finally(() => { next(intervalMs()) })
       }, delayMs)
       waiting = timer
       this.timers.add(timer)
     }
     this.wakers.push(() => {
+      if (asleep) {
+        asleep = false
+        next(0)
+        return
+      }
       if (waiting === undefined) return
       clearTimeout(waiting)
       this.timers.delete(waiting)
       waiting = undefined
       next(0)
     })
-    next(runNow ? 0 : interval())
+    next(runNow ? 0 : intervalMs())
   }
 
   private publish (topic: Topic, value: unknown): void {
