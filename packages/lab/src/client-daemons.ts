@@ -16,7 +16,7 @@ import { CLIENT_DAEMON_BIN_PATH, PKCS11_MODULE_PATH } from '@hsmlab/client-daemo
 import { isProcessAlive } from '@hsmlab/process'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_CLIENT_DAEMON } from './errors.js'
-import type { ClusterState, LabLayout } from './lab-state.js'
+import type { ClusterState, LabLayout, LabState } from './lab-state.js'
 import { LAB_PROCESS_ENV, stopProcess } from './launcher.js'
 
 /** Where an application finds a cluster's daemon (`hsmlab status --json`: `client`). */
@@ -27,7 +27,8 @@ export interface ClientStatus {
   /** What an application sets so that the library reaches this cluster's daemon. */
   env: Record<string, string>
   pid: number | null
-  state: 'RUNNING' | 'DOWN'
+  /** NONE: the lab runs without client daemons (`up --no-clients`). */
+  state: 'RUNNING' | 'DOWN' | 'NONE'
 }
 
 function filesOf (layout: LabLayout, record: { region: string, name: string }): { dir: string, socket: string, out: string, log: string, pid: string } {
@@ -62,8 +63,13 @@ function running (file: string): number | undefined {
   return r.pid
 }
 
+/** Whether the lab runs client daemons (`up --no-clients` records false; they run unless it did). */
+export function clientsEnabled (lab: LabState): boolean {
+  return lab.clients?.enabled ?? true
+}
+
 /** The `client` entry of a cluster in the status report. */
-export function clientStatusOf (layout: LabLayout, record: { region: string, name: string }): ClientStatus {
+export function clientStatusOf (layout: LabLayout, lab: LabState, record: { region: string, name: string }): ClientStatus {
   const files = filesOf(layout, record)
   const pid = running(files.pid)
   return {
@@ -71,7 +77,7 @@ export function clientStatusOf (layout: LabLayout, record: { region: string, nam
     pkcs11Module: PKCS11_MODULE_PATH,
     env: { HSMLAB_PKCS11_SOCKET: files.socket },
     pid: pid ?? null,
-    state: pid === undefined ? 'DOWN' : 'RUNNING'
+    state: pid !== undefined ? 'RUNNING' : clientsEnabled(lab) ? 'DOWN' : 'NONE'
   }
 }
 
@@ -114,9 +120,16 @@ async function startOne (layout: LabLayout, record: ClusterState, logLevel: stri
   child.unref()
 }
 
-/** Starts (or keeps) the client daemon of every cluster whose CMU configuration exists. */
-export async function ensureClientDaemons (layout: LabLayout, clusters: readonly ClusterState[], logLevel: string = labDefaults.logLevel): Promise<void> {
-  await Promise.all(clusters.map(async record => {
+/**
+ * Starts (or keeps) the client daemon of every cluster whose CMU configuration exists; in a lab
+ * without client daemons (`up --no-clients`), stops those that run.
+ */
+export async function ensureClientDaemons (layout: LabLayout, lab: LabState, logLevel: string = labDefaults.logLevel): Promise<void> {
+  if (!clientsEnabled(lab)) {
+    await stopClientDaemons(layout, lab.clusters)
+    return
+  }
+  await Promise.all(lab.clusters.map(async record => {
     const exists = await stat(layout.cmuConfig(record.region, record.name)).then(() => true, () => false)
     if (exists) await startOne(layout, record, logLevel)
   }))

@@ -478,7 +478,7 @@ async function routeLinks (layout: LabLayout, lab: LabState, writer: LabStateWri
  */
 async function startClientDaemons (layout: LabLayout, lab: LabState): Promise<void> {
   if (lab.controlPlanes.some(cp => cp.endpoint !== undefined)) return
-  await ensureClientDaemons(layout, lab.clusters)
+  await ensureClientDaemons(layout, lab)
 }
 
 /**
@@ -543,6 +543,7 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     // them are a cluster's first HSM and its CSR, whose builds wait for them.
     const secrets = background(labSecrets(layout))
     const faultOptions = prepareFaultLayer(layout, lab, options)
+    if (options.clients !== undefined) lab.clients = { enabled: options.clients }
     const planes = startControlPlanes(layout, lab, writer, options, progress)
     const faultLayer = background(startFaultLayer(layout, lab, writer, faultOptions, planes))
     const linked = background(linkRegions(layout, lab, planes, faultLayer))
