@@ -48,14 +48,16 @@ import type { SyncTaskStatus } from './sync-scope.js'
  * `{ step, elapsedMs, region?, cluster?, detail? }`; step one of locked, control-plane (a control
  * plane answers), the cluster steps of cluster-builder.ts (cluster-created, hsm-active,
  * initialized, activated, cluster-active, backup-ready, backup-copied, cluster-ready), sync-tasks
- * (the topology's synchronisation tasks built; `detail` the primaries whose task changed), done.
+ * (the topology's synchronisation tasks built; `detail` the primaries whose task changed),
+ * routed (every link made, the control planes routed through them, the configuration files
+ * written), client-daemons (every cluster's daemon ready), done.
  */
 export const UP_CHANNEL = 'hsmlab:lab:up'
 const upChannel = channel(UP_CHANNEL)
 
 /** One message of `UP_CHANNEL`. */
 export interface UpProgress {
-  step: 'locked' | 'control-plane' | BuildStep | 'sync-tasks' | 'done'
+  step: 'locked' | 'control-plane' | BuildStep | 'routed' | 'sync-tasks' | 'client-daemons' | 'done'
   elapsedMs: number
   /** `region` for control-plane steps, `region/cluster` for cluster steps. */
   what?: string
@@ -573,9 +575,11 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
 
     let daemons: Background<void> = background(Promise.resolve())
     const described = await routeLinks(layout, lab, writer, built, linkedRegions, planes, faultOptions, started => { daemons = started })
+    progress('routed')
     // The daemons keep starting while the synchronisation tasks are built: neither needs the other.
     const syncTasks = await syncPhase(lab, planes, progress)
     await daemons.result()
+    progress('client-daemons')
     const faultsApplied = await applyTopologyFaults(layout, lab, writer, linkedRegions.faultProxyStarted || faultsChanged)
     const consoleStatus = await consoleUp.result()
     const elapsedMs = performance.now() - startedAt
