@@ -13,6 +13,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { CLIENT_DAEMON_BIN_PATH, PKCS11_MODULE_PATH } from '@hsmlab/client-daemon'
+import { FileWatch } from '@hsmlab/control-plane'
 import { isProcessAlive } from '@hsmlab/process'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_CLIENT_DAEMON } from './errors.js'
@@ -101,21 +102,27 @@ async function startOne (layout: LabLayout, record: ClusterState, logLevel: stri
     closeSync(out)
     closeSync(err)
   }
+  // The ready line is read the moment it is written (as the launcher reads the other processes'); an exit or a spawn failure wakes the wait too.
+  const outChanges = new FileWatch(files.out)
   let exited: string | undefined
-  child.on('exit', (code, signal) => { exited = signal ?? String(code) })
-  child.on('error', e => { exited = e.message })
-  if (child.pid !== undefined) await writeFile(files.pid, JSON.stringify({ pid: child.pid, config: hash }) + '\n', { mode: 0o600 })
-  const deadline = Date.now() + labDefaults.readyTimeoutMs
-  // The daemon prints its ready line once its socket listens (it connects to the HSMs it can first, within hsmConnectTimeoutMs).
-  for (;;) {
-    const text = await readFile(files.out, 'utf8').catch(() => '')
-    if (text.includes('"event":"ready"')) break
-    if (exited !== undefined || Date.now() > deadline) {
-      if (exited === undefined) child.kill('SIGKILL')
-      const log = await readFile(files.log, 'utf8').catch(() => '')
-      throw new LabError(LAB_ERR_CLIENT_DAEMON, `the client daemon of ${record.region}/${record.name} ${exited === undefined ? 'was not ready in time' : `exited (${exited})`}; its log, ${files.log}:\n${log.split('\n').slice(-10).join('\n')}`)
+  child.on('exit', (code, signal) => { exited = signal ?? String(code); outChanges.notify() })
+  child.on('error', e => { exited = e.message; outChanges.notify() })
+  try {
+    if (child.pid !== undefined) await writeFile(files.pid, JSON.stringify({ pid: child.pid, config: hash }) + '\n', { mode: 0o600 })
+    const deadline = Date.now() + labDefaults.readyTimeoutMs
+    // The daemon prints its ready line once its socket listens (it connects to the HSMs it can first, within hsmConnectTimeoutMs).
+    for (;;) {
+      const text = await readFile(files.out, 'utf8').catch(() => '')
+      if (text.includes('"event":"ready"')) break
+      if (exited !== undefined || Date.now() > deadline) {
+        if (exited === undefined) child.kill('SIGKILL')
+        const log = await readFile(files.log, 'utf8').catch(() => '')
+        throw new LabError(LAB_ERR_CLIENT_DAEMON, `the client daemon of ${record.region}/${record.name} ${exited === undefined ? 'was not ready in time' : `exited (${exited})`}; its log, ${files.log}:\n${log.split('\n').slice(-10).join('\n')}`)
+      }
+      await outChanges.next(Math.max(0, Math.min(deadline - Date.now(), labDefaults.readyFallbackReadMs)))
     }
-    await new Promise(resolve => { setTimeout(resolve, 20) })
+  } finally {
+    outChanges.close()
   }
   child.unref()
 }
