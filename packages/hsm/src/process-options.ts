@@ -44,14 +44,7 @@ export const HSM_NODE_ARGS: readonly string[] = Object.freeze([
  *   is freed, so the 4 MiB that scrypt needs for every login and password change (N = 4096,
  *   r = 8) then stays in the malloc arena of whichever thread-pool thread ran it: up to 16 MiB
  *   kept by an idle HSM. Other C libraries ignore the variable.
- * - `MSGPACKR_NATIVE_ACCELERATION_DISABLED=true`: msgpackr does not load its native string
- *   extractor (msgpackr-extract). Finding and loading it (a libc probe through detect-libc, then
- *   dlopen) is most of msgpackr's import: about 40 ms of every HSM start on an idle 2-core machine,
- *   150 under load, and an HSM start is on the critical path of `hsmlab up` and of every CreateHsm.
- *   The extractor only speeds up the decoding of frames with many long strings (about 40 % on a
- *   21 KB frame of 200 labels); the HSM's frames are short, or bytes.
  */
 export const HSM_PROCESS_ENV: Readonly<Record<string, string>> = Object.freeze({
-  MALLOC_MMAP_THRESHOLD_: '131072',
-  MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true'
+  MALLOC_MMAP_THRESHOLD_: '131072'
 })

@@ -18,7 +18,7 @@ import { isProcessAlive } from '@hsmlab/process'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_CLIENT_DAEMON } from './errors.js'
 import type { ClusterState, LabLayout, LabState } from './lab-state.js'
-import { LAB_PROCESS_ENV, stopProcess } from './launcher.js'
+import { stopProcess } from './launcher.js'
 
 /** Where an application finds a cluster's daemon (`hsmlab status --json`: `client`). */
 export interface ClientStatus {
@@ -97,7 +97,7 @@ async function startOne (layout: LabLayout, record: ClusterState, logLevel: stri
   let child
   try {
     child = spawn(process.execPath, [CLIENT_DAEMON_BIN_PATH, '--config', config, '--socket', files.socket, '--label', record.name,
-      '--data-dir', files.dir, '--log-level', logLevel], { detached: true, stdio: ['ignore', out, err], env: { ...process.env, ...LAB_PROCESS_ENV } })
+      '--data-dir', files.dir, '--log-level', logLevel], { detached: true, stdio: ['ignore', out, err] })
   } finally {
     closeSync(out)
     closeSync(err)

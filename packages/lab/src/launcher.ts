@@ -15,17 +15,6 @@ import { isProcessAlive } from '@hsmlab/process'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_CONSOLE, LAB_ERR_CONTROL_PLANE, LAB_ERR_FAULTS } from './errors.js'
 
-/**
- * Added to the environment of every process the lab starts (control planes, and through them the
- * HSMs; the fault proxy, the console, the client daemons): msgpackr without its native string
- * extractor, whose loading (a libc probe, then dlopen) is most of msgpackr's import, 40 to 150 ms
- * of each process's start here, and each start is on the way to `up` being ready. Their frames are
- * short or bytes, which the extractor does not speed up (see HSM_PROCESS_ENV of @hsmlab/hsm).
- */
-export const LAB_PROCESS_ENV: Readonly<Record<string, string>> = Object.freeze({
-  MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true'
-})
-
 /** Options of `launchControlPlane`. */
 export interface LaunchOptions {
   /** Absolute path of the control-plane bin (`CONTROL_PLANE_BIN_PATH` of @hsmlab/control-plane). */
@@ -126,7 +115,7 @@ async function launchDetached<T> (launch: DetachedLaunch<T>, fail: (message: str
   const err = openSync(launch.logFile, 'a', 0o644)
   let child
   try {
-    child = spawn(process.execPath, [...(launch.nodeArgs ?? []), launch.binPath, ...launch.args], { detached: true, stdio: ['ignore', out, err], env: { ...process.env, ...LAB_PROCESS_ENV } })
+    child = spawn(process.execPath, [...(launch.nodeArgs ?? []), launch.binPath, ...launch.args], { detached: true, stdio: ['ignore', out, err] })
   } finally {
     closeSync(out)
     closeSync(err)
