@@ -49,7 +49,7 @@ async function keysOn (cluster: LabStatusCluster, url: string, alice: number): P
 
 describe('an HSM partitioned from its cluster', () => {
   it('misses the keys made meanwhile and catches up on every one after the heal', async () => {
-    const lab = await startLab({ topology })
+    const lab = await startLab({ lean: true, topology })
     const cluster = lab.status.regions[0]?.clusters[0] as LabStatusCluster
     const [hsm0, , cut] = cluster.hsms
     if (hsm0 === undefined || cut === undefined) throw new Error('3 HSMs expected')

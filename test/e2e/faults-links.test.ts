@@ -42,6 +42,7 @@ async function elapsedMs (work: () => Promise<unknown>): Promise<number> {
 describe('the fault layer of a lab', () => {
   it('puts every link behind a named proxy that Toxiproxy clients drive, sets the topology\'s faults, and CMU survives a cut server', async () => {
     const lab = await startLab({
+      lean: true,
       topology: { regions: DEFAULT_REGIONS, faults: [{ type: 'latency', between: ['us-east-1', 'us-west-2'], ms: 150, jitter: 30 }] },
       args: ['--seed', '7']
     })

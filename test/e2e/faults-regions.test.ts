@@ -35,7 +35,7 @@ async function failure (promise: Promise<unknown>): Promise<Error> {
 
 describe('a region cut off by the fault proxy', () => {
   it('fails forwarded requests and copies with a cause; a copy ends DELETED after its window, or READY if healed in time', async () => {
-    const lab = await startLab({ args: ['--copy-retry-window-seconds', '4'] })
+    const lab = await startLab({ lean: true, args: ['--copy-retry-window-seconds', '4'] })
     const eastEndpoint = lab.status.regions[0]?.controlPlane?.endpoint as string
     const westEndpoint = lab.status.regions[1]?.controlPlane?.endpoint as string
     const east = new ControlPlaneClient({ endpoint: eastEndpoint, region: 'us-east-1', timeoutMs: 20_000 })

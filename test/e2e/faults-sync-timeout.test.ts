@@ -72,7 +72,7 @@ async function syncThroughLostStream (lab: StartedLab, cross: string, stream: 'u
 
 describe('syncKey and syncUser that time out on the destination', () => {
   it('leave the whole object or nothing there, say which server failed and why, and a retry after the heal makes one copy', async () => {
-    const lab = await startLab()
+    const lab = await startLab({ lean: true })
     const primary = clusterOf(lab.status, 'us-east-1', 'primary')
     const dr = clusterOf(lab.status, 'us-west-2', 'dr')
     const cross = lab.status.cmuConfigs['us-east-1/primary->us-west-2/dr'] as string

@@ -61,7 +61,7 @@ async function recordIs (lab: StartedLab, resourceId: string, replicaClusterId: 
 
 describe('issue 12: hsmlab sync on the default lab', () => {
   it('builds the topology\'s task, shows it, and runs the seed\'s procedures through the command line', async () => {
-    const lab = await startLab()
+    const lab = await startLab({ lean: true })
     const primary = clusterOf(lab.status, 'us-east-1', 'primary')
     const replica = clusterOf(lab.status, 'eu-west-1', 'replica')
     const dr = clusterOf(lab.status, 'us-west-2', 'dr')
@@ -174,6 +174,7 @@ describe('issue 12: hsmlab sync on the default lab', () => {
 describe('issue 12: hsmlab sync create on a topology without a task', () => {
   it('makes a task of a KEYS replica with an owner\'s keys in scope, and refuses a replica of another lineage', async () => {
     const lab = await startLab({
+      lean: true,
       topology: {
         regions: [
           { name: 'us-east-1', clusters: [{ name: 'main', hsms: 1, activate: { admin: 'Admin1234' }, users: [{ type: 'CU', name: 'alice', password: 'Alice1234' }] }, { name: 'other', hsms: 1, activate: { admin: 'Admin1234' } }] },

@@ -21,7 +21,7 @@ import { ADMIN, ALICE, SYNC_TOPOLOGY, keysOf } from './issue-12-helpers.js'
 
 describe('a synchronisation task under faults', () => {
   it('fails records with a cause while the replica region is cut off, heals by itself, and goes on after a SIGKILL of either control plane or of their HSMs', async () => {
-    const lab = await startLab({ topology: SYNC_TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: SYNC_TOPOLOGY })
     const primary = clusterOf(lab.status, 'us-east-1', 'primary')
     const dr = clusterOf(lab.status, 'us-west-2', 'dr')
     const endpoint = lab.status.regions[0]?.controlPlane?.endpoint as string

@@ -38,6 +38,7 @@ async function sessionsOn (cluster: LabStatusCluster, user: typeof ALICE | typeo
 describe('a synchronisation task between two regions', () => {
   it('carries keys and users in scope, created, changed and deleted, to every HSM of the replica; the replica is read-only; disassociation is irreversible', async () => {
     const lab = await startLab({
+      lean: true,
       topology: {
         regions: [
           SYNC_TOPOLOGY.regions[0],

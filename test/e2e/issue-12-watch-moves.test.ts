@@ -31,7 +31,7 @@ const TOPOLOGY = {
 
 describe('a synchronisation task whose watched primary HSM is killed', () => {
   it('carries no deletion of a key the next watched HSM has not received yet, and ends with every record SYNCHRONIZED', async () => {
-    const lab = await startLab({ topology: TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY })
     const primary = clusterOf(lab.status, 'us-east-1', 'primary')
     const dr = clusterOf(lab.status, 'us-west-2', 'dr')
     const api = new ControlPlaneClient({ endpoint: lab.status.regions[0]?.controlPlane?.endpoint as string, region: 'us-east-1', timeoutMs: 20_000 })

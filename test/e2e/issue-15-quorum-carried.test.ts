@@ -28,7 +28,7 @@ function register (dir: string, name: string): string {
 
 describe('issue 15: quorum settings travel with backups, clones and syncUser', () => {
   it('a cluster cloned from a backup has the quorum keys and M values of its source', async () => {
-    const lab = await startLab({ topology: { regions: [{ name: 'us-east-1', clusters: [{ name: 'primary', hsms: 1, activate: { admin: 'Admin1234' } }] }] } })
+    const lab = await startLab({ lean: true, topology: { regions: [{ name: 'us-east-1', clusters: [{ name: 'primary', hsms: 1, activate: { admin: 'Admin1234' } }] }] } })
     const primary = clusterOf(lab.status, 'us-east-1', 'primary')
     const keys = tmpDir('hsmlab-quorum-clone-')
     makeOfficerKey(keys, 'officer1')

@@ -55,7 +55,7 @@ const THREE_HSMS = {
 
 describe('issue 2: durability and repair across process deaths', () => {
   it('loses no acknowledged key when the HSM taking the writes is SIGKILLed mid-stream', async () => {
-    const lab = await startLab({ topology: THREE_HSMS })
+    const lab = await startLab({ lean: true, topology: THREE_HSMS })
     const cluster = clusterOf(lab)
     const writer = await connectAs(cluster, 0, alice)
     const acknowledged: number[] = []
@@ -92,7 +92,7 @@ describe('issue 2: durability and repair across process deaths', () => {
   })
 
   it('repairs a user that an HSM missed while it was down, with syncUser', async () => {
-    const lab = await startLab({ topology: THREE_HSMS })
+    const lab = await startLab({ lean: true, topology: THREE_HSMS })
     const cluster = clusterOf(lab)
     // Without its control plane, a killed HSM stays down until `hsmlab up`.
     process.kill(Number(lab.status.regions[0]?.controlPlane?.pid), 'SIGKILL')
@@ -124,7 +124,7 @@ describe('issue 2: durability and repair across process deaths', () => {
   })
 
   it('refuses a changed masked object, and an HSM whose store was changed will not start', async () => {
-    const lab = await startLab({ topology: THREE_HSMS })
+    const lab = await startLab({ lean: true, topology: THREE_HSMS })
     const config = join(lab.dir, 'key_mgmt_util.cfg')
     const made = await runShell(KMU_BIN, ['--config', config], 'loginHSM -u CU -s alice -p Alice1234\ngenSymKey -t 31 -s 32 -l masked\nexit\n', lab.cwd)
     const handle = Number(/Key Handle: (\d+)/.exec(made.out)?.[1])

@@ -76,7 +76,7 @@ async function refusedAsPeer (attempt: Promise<unknown>): Promise<void> {
 
 describe('the control plane and the peers of a cluster under attack', () => {
   it('answers no inherited name, serves no secret, and nothing it serves forges an HSM identity', async () => {
-    const lab = await startLab({ topology })
+    const lab = await startLab({ lean: true, topology })
     const endpoint = lab.status.regions[0]?.controlPlane?.endpoint as string
     const cluster = lab.status.regions[0]?.clusters[0] as LabStatusCluster
     const hsm = cluster.hsms[0]

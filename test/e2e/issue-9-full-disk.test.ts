@@ -99,7 +99,7 @@ const newKey = { keyType: 31, sizeBytes: 32, label: 'fill' }
 describe('issue 9: a full disk', () => {
   it.skipIf(skipReason !== undefined)(`rejects the writes that do not fit, keeps serving, and writes again once space returns${skipReason === undefined ? '' : ` (skipped: ${skipReason})`}`, async () => {
     const mnt = smallFileSystem()
-    const lab = await startLab({ topology: TOPOLOGY, cwd: mnt })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY, cwd: mnt })
     const region = lab.status.regions[0]
     const cluster = region?.clusters[0]
     if (region?.controlPlane === null || region === undefined || cluster === undefined) throw new Error('the lab has no control plane or cluster')

@@ -64,7 +64,7 @@ function clearActivation (labDir: string): void {
 
 describe('issue 9: the lab keeps its passwords to itself', () => {
   it('holds them only in a 0600 file of a 0700 directory, and every feature that needs them works', async () => {
-    const lab = await startLab({ topology: TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY })
     expect(modeOf(lab.dir)).toBe('700')
     expect(filesWithPasswords(lab.dir)).toEqual([{ file: join('secrets', 'passwords.json'), mode: '600', dirMode: '700' }])
 

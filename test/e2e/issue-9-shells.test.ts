@@ -42,7 +42,7 @@ function existingWorldReadable (cwd: string, name: string): void {
 
 describe('issue 9: the shells', () => {
   it('writes key material 0600, over existing 0644 files too, and answers inherited names as unknown', async () => {
-    const lab = await startLab({ topology: TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY })
     const cwd = tmpDir()
     writeFileSync(join(cwd, 'message'), 'a message to sign\n')
     for (const name of ['private.pem', 'wrapped.key', 'attributes']) existingWorldReadable(cwd, name)

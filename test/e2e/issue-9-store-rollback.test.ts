@@ -31,7 +31,7 @@ function recordStarts (bytes: Buffer): number[] {
 
 describe('issue 9: an HSM refuses store files put back, cut short or deleted, and the lab says so', () => {
   it('refuses each, naming the file, in hsmlab up and as DEGRADED in hsmlab status', async () => {
-    const lab = await startLab({ topology: FOUR_HSMS })
+    const lab = await startLab({ lean: true, topology: FOUR_HSMS })
     const cluster = lab.status.regions[0]?.clusters[0] as LabStatusCluster
     const dataDirs = cluster.hsms.map(h => String(h.dataDir))
     expect(dataDirs).toHaveLength(4)

@@ -25,7 +25,7 @@ const UNAVAILABLE = '0x30000085 : HSM CLUSTER ERROR: Server in cluster is unavai
 
 describe('key_mgmt_util with HSMs down', () => {
   it('-min_srv above the live HSM count fails and leaves no key; no HSM at all is a startup error', async () => {
-    const lab = await startLab({ topology: TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY })
     const cwd = tmpDir()
     const config = join(lab.dir, 'key_mgmt_util.cfg')
     const victim = lab.status.regions[0]?.clusters[0]?.hsms[2]

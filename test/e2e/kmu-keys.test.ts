@@ -50,7 +50,7 @@ async function loggedIn (lab: StartedLab, cwd: string, login = LOGIN_ALICE): Pro
 
 describe('key_mgmt_util on a real cluster', () => {
   it('genSymKey makes a key that every HSM knows under one handle', async () => {
-    const lab = await startLab({ topology: TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY })
     // The lab's default place, as a learner's working directory has it after `npx hsmlab up`.
     const cwd = tmpDir()
     mkdirSync(join(cwd, '.hsmlab'))
@@ -82,7 +82,7 @@ describe('key_mgmt_util on a real cluster', () => {
   })
 
   it('genRSAKeyPair signs a file that openssl verifies with the exported key', async () => {
-    const lab = await startLab({ topology: TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY })
     const cwd = tmpDir()
     writeFileSync(join(cwd, 'messageFile'), 'a message to sign\n')
     const shell = await loggedIn(lab, cwd)
@@ -110,7 +110,7 @@ describe('key_mgmt_util on a real cluster', () => {
   })
 
   it('wrapKey and unWrapKey give back the same key under a new handle', async () => {
-    const lab = await startLab({ topology: TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY })
     const cwd = tmpDir()
     const shell = await loggedIn(lab, cwd)
     const wrapping = numberAfter(await shell.run('genSymKey -t 31 -s 32 -l wrapping_key'), 'Key Handle:')
@@ -142,7 +142,7 @@ describe('key_mgmt_util on a real cluster', () => {
   })
 
   it('extractMaskedObject and insertMaskedObject make a copy with a new handle', async () => {
-    const lab = await startLab({ topology: TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY })
     const cwd = tmpDir()
     const shell = await loggedIn(lab, cwd)
     const key = numberAfter(await shell.run('genSymKey -t 31 -s 16 -l nex_key -nex'), 'Key Handle:')
@@ -161,7 +161,7 @@ describe('key_mgmt_util on a real cluster', () => {
   })
 
   it('refuses to delete a key the user does not own (0xc6) and an unknown handle (0xa8)', async () => {
-    const lab = await startLab({ topology: TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY })
     const cwd = tmpDir()
     const alice = await loggedIn(lab, cwd)
     const users = await alice.run('listUsers')

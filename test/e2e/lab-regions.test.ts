@@ -82,7 +82,7 @@ function hasAwsCli (): boolean {
 
 describe('the default lab: two regions, a cluster and its clone', () => {
   it('clones primary into us-west-2, syncs only through syncKey/syncUser, and survives a killed control plane', async () => {
-    const lab = await startLab()
+    const lab = await startLab({ lean: true })
     const { status } = lab
 
     // Every control plane runs (eu-west-1's holds the replica of primary's synchronisation task:
@@ -200,6 +200,7 @@ describe('the default lab: two regions, a cluster and its clone', () => {
 
   it('clones a cluster in its own region: created straight from a backup, no copy', async () => {
     const lab = await startLab({
+      lean: true,
       topology: {
         regions: [{
           name: 'eu-west-1',

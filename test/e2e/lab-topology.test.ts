@@ -52,7 +52,7 @@ describe('hsmlab up with a topology it cannot build', () => {
 
   it('refuses to turn a lab into another topology, and leaves it running', async () => {
     const one = { regions: [{ name: 'us-east-1', clusters: [{ name: 'solo', hsms: 1 }] }] }
-    const lab = await startLab({ topology: one })
+    const lab = await startLab({ lean: true, topology: one })
     writeFileSync(join(lab.cwd, 'two.json'), JSON.stringify({ regions: [{ name: 'us-east-1', clusters: [{ name: 'solo', hsms: 2 }] }] }))
     const run = await lab.hsmlab(['up', '--topology', join(lab.cwd, 'two.json')])
     expect(run.code).toBe(1)

@@ -19,7 +19,7 @@ const LOGIN = 'loginHSM CO admin Admin1234'
 
 describe('syncKey into a clone: consistent credentials', () => {
   it('refuses a key whose owner is missing on the clone, naming the owner; syncUser first, then it works', async () => {
-    const lab = await startLab()
+    const lab = await startLab({ lean: true })
     const dir = lab.cwd
     const primary = clusterOf(lab.status, 'us-east-1', 'primary')
     const dr = clusterOf(lab.status, 'us-west-2', 'dr')

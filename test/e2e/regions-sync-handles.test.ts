@@ -34,7 +34,7 @@ function insertedAs (stdout: string, handle: number, host: string): number[] {
 
 describe('syncKey into a clone: handles', () => {
   it('keeps a free handle, reports the handle it got when its own is taken, and makes no second copy when repeated', async () => {
-    const lab = await startLab()
+    const lab = await startLab({ lean: true })
     const dir = lab.cwd
     const primary = clusterOf(lab.status, 'us-east-1', 'primary')
     const dr = clusterOf(lab.status, 'us-west-2', 'dr')

@@ -24,7 +24,7 @@ describe('syncKey and syncUser between unrelated clusters', () => {
     const cluster = (name: string): object => ({
       name, hsms: 1, activate: { admin: 'Admin1234' }, users: [{ type: 'CU', name: 'alice', password: 'Alice1234' }]
     })
-    const lab = await startLab({ topology: { regions: [{ name: 'us-east-1', clusters: [cluster('blue'), cluster('green')] }] } })
+    const lab = await startLab({ lean: true, topology: { regions: [{ name: 'us-east-1', clusters: [cluster('blue'), cluster('green')] }] } })
     const dir = lab.cwd
     const blue = clusterOf(lab.status, 'us-east-1', 'blue')
     const green = clusterOf(lab.status, 'us-east-1', 'green')

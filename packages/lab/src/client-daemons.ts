@@ -13,10 +13,11 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { CLIENT_DAEMON_BIN_PATH, PKCS11_MODULE_PATH } from '@hsmlab/client-daemon'
+import { FileWatch } from '@hsmlab/control-plane'
 import { isProcessAlive } from '@hsmlab/process'
 import { labDefaults } from './defaults.js'
 import { LabError, LAB_ERR_CLIENT_DAEMON } from './errors.js'
-import type { ClusterState, LabLayout } from './lab-state.js'
+import type { ClusterState, LabLayout, LabState } from './lab-state.js'
 import { stopProcess } from './launcher.js'
 
 /** Where an application finds a cluster's daemon (`hsmlab status --json`: `client`). */
@@ -27,7 +28,8 @@ export interface ClientStatus {
   /** What an application sets so that the library reaches this cluster's daemon. */
   env: Record<string, string>
   pid: number | null
-  state: 'RUNNING' | 'DOWN'
+  /** NONE: the lab runs without client daemons (`up --no-clients`). */
+  state: 'RUNNING' | 'DOWN' | 'NONE'
 }
 
 function filesOf (layout: LabLayout, record: { region: string, name: string }): { dir: string, socket: string, out: string, log: string, pid: string } {
@@ -62,8 +64,13 @@ function running (file: string): number | undefined {
   return r.pid
 }
 
+/** Whether the lab runs client daemons (`up --no-clients` records false; they run unless it did). */
+export function clientsEnabled (lab: LabState): boolean {
+  return lab.clients?.enabled ?? true
+}
+
 /** The `client` entry of a cluster in the status report. */
-export function clientStatusOf (layout: LabLayout, record: { region: string, name: string }): ClientStatus {
+export function clientStatusOf (layout: LabLayout, lab: LabState, record: { region: string, name: string }): ClientStatus {
   const files = filesOf(layout, record)
   const pid = running(files.pid)
   return {
@@ -71,7 +78,7 @@ export function clientStatusOf (layout: LabLayout, record: { region: string, nam
     pkcs11Module: PKCS11_MODULE_PATH,
     env: { HSMLAB_PKCS11_SOCKET: files.socket },
     pid: pid ?? null,
-    state: pid === undefined ? 'DOWN' : 'RUNNING'
+    state: pid !== undefined ? 'RUNNING' : clientsEnabled(lab) ? 'DOWN' : 'NONE'
   }
 }
 
@@ -95,28 +102,41 @@ async function startOne (layout: LabLayout, record: ClusterState, logLevel: stri
     closeSync(out)
     closeSync(err)
   }
+  // The ready line is read the moment it is written (as the launcher reads the other processes'); an exit or a spawn failure wakes the wait too.
+  const outChanges = new FileWatch(files.out)
   let exited: string | undefined
-  child.on('exit', (code, signal) => { exited = signal ?? String(code) })
-  child.on('error', e => { exited = e.message })
-  if (child.pid !== undefined) await writeFile(files.pid, JSON.stringify({ pid: child.pid, config: hash }) + '\n', { mode: 0o600 })
-  const deadline = Date.now() + labDefaults.readyTimeoutMs
-  // The daemon prints its ready line once its socket listens (it connects to the HSMs it can first, within hsmConnectTimeoutMs).
-  for (;;) {
-    const text = await readFile(files.out, 'utf8').catch(() => '')
-    if (text.includes('"event":"ready"')) break
-    if (exited !== undefined || Date.now() > deadline) {
-      if (exited === undefined) child.kill('SIGKILL')
-      const log = await readFile(files.log, 'utf8').catch(() => '')
-      throw new LabError(LAB_ERR_CLIENT_DAEMON, `the client daemon of ${record.region}/${record.name} ${exited === undefined ? 'was not ready in time' : `exited (${exited})`}; its log, ${files.log}:\n${log.split('\n').slice(-10).join('\n')}`)
+  child.on('exit', (code, signal) => { exited = signal ?? String(code); outChanges.notify() })
+  child.on('error', e => { exited = e.message; outChanges.notify() })
+  try {
+    if (child.pid !== undefined) await writeFile(files.pid, JSON.stringify({ pid: child.pid, config: hash }) + '\n', { mode: 0o600 })
+    const deadline = Date.now() + labDefaults.readyTimeoutMs
+    // The daemon prints its ready line once its socket listens (it connects to the HSMs it can first, within hsmConnectTimeoutMs).
+    for (;;) {
+      const text = await readFile(files.out, 'utf8').catch(() => '')
+      if (text.includes('"event":"ready"')) break
+      if (exited !== undefined || Date.now() > deadline) {
+        if (exited === undefined) child.kill('SIGKILL')
+        const log = await readFile(files.log, 'utf8').catch(() => '')
+        throw new LabError(LAB_ERR_CLIENT_DAEMON, `the client daemon of ${record.region}/${record.name} ${exited === undefined ? 'was not ready in time' : `exited (${exited})`}; its log, ${files.log}:\n${log.split('\n').slice(-10).join('\n')}`)
+      }
+      await outChanges.next(Math.max(0, Math.min(deadline - Date.now(), labDefaults.readyFallbackReadMs)))
     }
-    await new Promise(resolve => { setTimeout(resolve, 20) })
+  } finally {
+    outChanges.close()
   }
   child.unref()
 }
 
-/** Starts (or keeps) the client daemon of every cluster whose CMU configuration exists. */
-export async function ensureClientDaemons (layout: LabLayout, clusters: readonly ClusterState[], logLevel: string = labDefaults.logLevel): Promise<void> {
-  await Promise.all(clusters.map(async record => {
+/**
+ * Starts (or keeps) the client daemon of every cluster whose CMU configuration exists; in a lab
+ * without client daemons (`up --no-clients`), stops those that run.
+ */
+export async function ensureClientDaemons (layout: LabLayout, lab: LabState, logLevel: string = labDefaults.logLevel): Promise<void> {
+  if (!clientsEnabled(lab)) {
+    await stopClientDaemons(layout, lab.clusters)
+    return
+  }
+  await Promise.all(lab.clusters.map(async record => {
     const exists = await stat(layout.cmuConfig(record.region, record.name)).then(() => true, () => false)
     if (exists) await startOne(layout, record, logLevel)
   }))

@@ -145,6 +145,8 @@ export interface LabState {
   copyRetryWindowSeconds?: number
   /** The web console (console-process.ts); absent in a lab made before it existed (the next `up` adds it). */
   console?: ConsoleState
+  /** The client daemons (client-daemons.ts): `enabled` false for a lab brought up with `--no-clients`; absent: they run. */
+  clients?: { enabled: boolean }
 }
 
 /** The web console as lab.json records it. */

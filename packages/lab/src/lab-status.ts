@@ -87,7 +87,7 @@ export function reportOf (layout: LabLayout, lab: LabState, views: Map<string, R
       const spec = specOf.get(`${record.region}/${record.name}`)
       const described = view?.clusters.get(record)
       const cloneOf = spec?.cloneOf === undefined ? null : `${spec.cloneOf.region}/${spec.cloneOf.cluster}`
-      const files = { cmuConfig: layout.cmuConfig(record.region, record.name), trustAnchor: layout.trustAnchorFile(record.region, record.name), client: clientStatusOf(layout, record) }
+      const files = { cmuConfig: layout.cmuConfig(record.region, record.name), trustAnchor: layout.trustAnchorFile(record.region, record.name), client: clientStatusOf(layout, lab, record) }
       if (described !== undefined) {
         const state = described.State ?? 'UNKNOWN'
         return {

@@ -48,14 +48,16 @@ import type { SyncTaskStatus } from './sync-scope.js'
  * `{ step, elapsedMs, region?, cluster?, detail? }`; step one of locked, control-plane (a control
  * plane answers), the cluster steps of cluster-builder.ts (cluster-created, hsm-active,
  * initialized, activated, cluster-active, backup-ready, backup-copied, cluster-ready), sync-tasks
- * (the topology's synchronisation tasks built; `detail` the primaries whose task changed), done.
+ * (the topology's synchronisation tasks built; `detail` the primaries whose task changed),
+ * routed (every link made, the control planes routed through them, the configuration files
+ * written), client-daemons (every cluster's daemon ready), done.
  */
 export const UP_CHANNEL = 'hsmlab:lab:up'
 const upChannel = channel(UP_CHANNEL)
 
 /** One message of `UP_CHANNEL`. */
 export interface UpProgress {
-  step: 'locked' | 'control-plane' | BuildStep | 'sync-tasks' | 'done'
+  step: 'locked' | 'control-plane' | BuildStep | 'routed' | 'sync-tasks' | 'client-daemons' | 'done'
   elapsedMs: number
   /** `region` for control-plane steps, `region/cluster` for cluster steps. */
   what?: string
@@ -462,13 +464,27 @@ async function buildClusters (lab: LabState, writer: LabStateWriter, secrets: Ba
  * HSMs have now and their client links. Resolves with each cluster as DescribeClusters shows it.
  */
 async function routeLinks (layout: LabLayout, lab: LabState, writer: LabStateWriter, built: BuiltCluster[], linked: Linked, planes: ControlPlanes,
-  options: FaultLayerOptions): Promise<Map<ClusterState, Cluster>> {
+  options: FaultLayerOptions, configured: (daemons: Background<void>) => void): Promise<Map<ClusterState, Cluster>> {
   const described = new Map<ClusterState, Cluster>(built.map(b => [b.record, b.cluster]))
   for (const b of built) b.record.hsms = liveHsms(b.cluster).map(seenOf)
   await reconcileFaultLayer(layout, lab, writer, described, linked.regionsMap, region => planes.apis.get(region) as ControlPlaneClient, options, async links => {
     await writeConfigurations(layout, lab, described, links.clientEndpoints)
+    // The client daemons start on the configurations just written while the control planes take
+    // their routes (a few hundred ms): their start (a Node process, its imports, a connection to
+    // each HSM over its client link, which exists by now) is then off the end of `up`.
+    configured(background(startClientDaemons(layout, lab)))
   })
   return described
+}
+
+/**
+ * The client daemons of every cluster (issue 16). A lab whose control planes run elsewhere (the
+ * Docker lab's one-shot `up`) starts no process that would outlive it: there the client daemon is
+ * a service of its own (docker-compose.yml `app`).
+ */
+async function startClientDaemons (layout: LabLayout, lab: LabState): Promise<void> {
+  if (lab.controlPlanes.some(cp => cp.endpoint !== undefined)) return
+  await ensureClientDaemons(layout, lab)
 }
 
 /**
@@ -533,6 +549,7 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     // them are a cluster's first HSM and its CSR, whose builds wait for them.
     const secrets = background(labSecrets(layout))
     const faultOptions = prepareFaultLayer(layout, lab, options)
+    if (options.clients !== undefined) lab.clients = { enabled: options.clients }
     const planes = startControlPlanes(layout, lab, writer, options, progress)
     const faultLayer = background(startFaultLayer(layout, lab, writer, faultOptions, planes))
     const linked = background(linkRegions(layout, lab, planes, faultLayer))
@@ -560,14 +577,13 @@ export async function labUp (options: LabUpOptions = {}): Promise<LabUpResult> {
     const linkedRegions = await linked.result()
     const built = await building.result()
 
-    const described = await routeLinks(layout, lab, writer, built, linkedRegions, planes, faultOptions)
-    // A lab whose control planes run elsewhere (the Docker lab's one-shot `up`) starts no process
-    // that would outlive it: there the client daemon is a service of its own (docker-compose.yml `app`).
-    // The daemons start while the synchronisation tasks are built: neither needs the other.
-    const [, syncTasks] = await Promise.all([
-      lab.controlPlanes.some(cp => cp.endpoint !== undefined) ? undefined : ensureClientDaemons(layout, lab.clusters),
-      syncPhase(lab, planes, progress)
-    ])
+    let daemons: Background<void> = background(Promise.resolve())
+    const described = await routeLinks(layout, lab, writer, built, linkedRegions, planes, faultOptions, started => { daemons = started })
+    progress('routed')
+    // The daemons keep starting while the synchronisation tasks are built: neither needs the other.
+    const syncTasks = await syncPhase(lab, planes, progress)
+    await daemons.result()
+    progress('client-daemons')
     const faultsApplied = await applyTopologyFaults(layout, lab, writer, linkedRegions.faultProxyStarted || faultsChanged)
     const consoleStatus = await consoleUp.result()
     const elapsedMs = performance.now() - startedAt

@@ -78,6 +78,8 @@ export interface LabUpOptions extends LabLocation {
   faultProxyBinPath?: string
   /** Run the web console (docs/console.md); given, it is recorded (`--no-console`: false). @default the lab's recorded choice, else true */
   console?: boolean
+  /** Run a client daemon per cluster (docs/pkcs11.md); given, it is recorded (`--no-clients`: false). @default the lab's recorded choice, else true */
+  clients?: boolean
 }
 
 /**

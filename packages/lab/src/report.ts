@@ -186,7 +186,7 @@ export function formatStatus (status: LabStatus): string {
     for (const cluster of region.clusters) {
       lines.push(clusterLine(cluster) + (cluster.stateMessage === undefined ? '' : `: ${cluster.stateMessage}`))
       lines.push(`    CMU config: ${cluster.cmuConfig}`)
-      lines.push(`    PKCS#11 (client daemon ${cluster.client.state}): ${pkcs11Line(cluster)}`)
+      lines.push(cluster.client.state === 'NONE' ? "    PKCS#11: no client daemon ('hsmlab up --clients' starts one per cluster)" : `    PKCS#11 (client daemon ${cluster.client.state}): ${pkcs11Line(cluster)}`)
       lines.push(...table(hsmRows(cluster), '    '))
       lines.push(...syncLines(cluster))
       for (const h of cluster.hsms) {

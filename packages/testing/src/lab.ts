@@ -88,6 +88,13 @@ export interface StartLabOptions {
   topology?: object | string
   /** More arguments for `hsmlab up`. */
   args?: string[]
+  /**
+   * The lab without the processes that only serve people and applications: no web console, no
+   * client daemons (`up --no-console --no-clients`, recorded, so later `up`s leave them out too).
+   * For a test that uses neither the console nor PKCS#11: its lab comes up sooner and loads the
+   * machine less (two to four Node processes fewer). @default false
+   */
+  lean?: boolean
   /** @default 60000 */
   timeoutMs?: number
   /**
@@ -237,7 +244,7 @@ export async function startLab (options: StartLabOptions = {}): Promise<StartedL
     rmSync(options.cwd === undefined ? cwd : dir, { recursive: true, force: true })
   })
   const hsmlab = async (args: string[]): Promise<HsmlabRun> => await runHsmlab([...args, '--dir', dir], { cwd, timeoutMs })
-  const upArgs = ['up', '--json', ...(options.args ?? [])]
+  const upArgs = ['up', '--json', ...(options.lean === true ? ['--no-console', '--no-clients'] : []), ...(options.args ?? [])]
   if (options.topology !== undefined) {
     let file = options.topology
     if (typeof file !== 'string') {

@@ -1,7 +1,7 @@
 /**
  * `hsmlab`: the lab's front door (DESIGN.md "The lab's contract").
  *
- *   hsmlab up     [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--fault-proxy URL] [--seed N] [--no-faults] [--no-console] [--json]
+ *   hsmlab up     [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--fault-proxy URL] [--seed N] [--no-faults] [--no-console] [--no-clients] [--json]
  *   hsmlab status [--dir DIR] [--json]
  *   hsmlab down   [--dir DIR] [--purge]
  *   hsmlab backup [--dir DIR] [--json] REGION/CLUSTER
@@ -76,7 +76,7 @@ DIR defaults to ${labDefaults.dir} in the working directory.
 `
 
 const HELP: Readonly<Record<'up' | 'status' | 'down' | 'backup', string>> = {
-  up: `usage: hsmlab up [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--fault-proxy URL] [--seed N] [--no-faults] [--no-console] [--json]
+  up: `usage: hsmlab up [--topology FILE] [--dir DIR] [--log-level LEVEL] [--control-plane REGION=URL ...] [--fault-proxy URL] [--seed N] [--no-faults] [--no-console] [--no-clients] [--json]
 
 Starts the lab described by FILE in DIR and returns once every region's control plane answers,
 every cluster is built through its control plane's cloudhsmv2 API (created, initialized,
@@ -96,6 +96,7 @@ control plane restarts its own HSMs) and waits until every HSM is ACTIVE.
                         (default: the lab's recorded seed, else a random one, printed and recorded)
       --no-faults       every link direct, no fault proxy (recorded; --faults brings the fault proxy back)
       --no-console      no web console (recorded; --console brings it back)
+      --no-clients      no client daemon per cluster, so no PKCS#11 access (recorded; --clients brings them back)
       --copy-retry-window-seconds N
                         how long a copy of a backup to another region keeps trying to fetch it (lab
                         seconds; the control planes' default is 60); recorded, applied when they start
@@ -213,6 +214,8 @@ export async function main (argv: string[], io: MainIo = {
             'no-faults': { type: 'boolean' },
             console: { type: 'boolean' },
             'no-console': { type: 'boolean' },
+            clients: { type: 'boolean' },
+            'no-clients': { type: 'boolean' },
             json: { type: 'boolean' },
             help: HELP_OPTION
           }
@@ -244,7 +247,8 @@ export async function main (argv: string[], io: MainIo = {
           ...(seed === undefined ? {} : { seed }),
           ...(faults === undefined ? {} : { faults }),
           ...(window === undefined ? {} : { copyRetryWindowSeconds: window }),
-          ...(v['no-console'] === true ? { console: false } : v.console === true ? { console: true } : {})
+          ...(v['no-console'] === true ? { console: false } : v.console === true ? { console: true } : {}),
+          ...(v['no-clients'] === true ? { clients: false } : v.clients === true ? { clients: true } : {})
         })
         io.stdout(v.json === true ? JSON.stringify(result.status, null, 2) + '\n' : formatUpSummary(result, cwd))
         return EXIT_OK
