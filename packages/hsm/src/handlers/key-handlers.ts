@@ -775,6 +775,7 @@ const unwrapKey: Handler<'unwrapKey'> = async (ctx, session, args) => {
       if (v === 0 || v === 1) attributes[id] = v
     }
   }
+  applyUsage(attributes, args.usageOn, args.usageOff)
   // -id, -m_value, -min_srv and -timeout as for a generated key (unWrapKey, imSymKey, importPrivateKey).
   const options = creationOptions({ label, ...(args.session === undefined ? {} : { session: args.session }), ...(args.id === undefined ? {} : { id: args.id }), ...(args.minServers === undefined ? {} : { minServers: args.minServers }), ...(args.timeoutMs === undefined ? {} : { timeoutMs: args.timeoutMs }) })
   attributes[Attribute.ID] = options.id
