@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import * as pkcs11js from 'pkcs11js'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { tmpDir, waitFor } from '@hsmlab/testing'
+import type { LabStatusCluster, StartedLab } from '@hsmlab/testing'
 import { runCmuBin } from './cmu-helpers.js'
 import { kmuOnce } from './kmu-driver.js'
 import { ALICE_PIN, PKCS11_LIBRARY, run, startPkcs11Lab } from './pkcs11-helpers.js'
@@ -30,20 +31,28 @@ function rvOf (fn: () => unknown): string {
   return 'CKR_OK'
 }
 
+/** A lab, pkcs11js with the library loaded, and a read-write session logged in as alice. */
+async function open (): Promise<{ lab: StartedLab, cluster: LabStatusCluster, env: NodeJS.ProcessEnv, p11: pkcs11js.PKCS11, slot: Buffer, session: Buffer }> {
+  const { lab, cluster, client, env } = await startPkcs11Lab()
+  Object.assign(process.env, client.env)
+  const p11 = new pkcs11js.PKCS11()
+  p11.load(client.pkcs11Module)
+  p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK })
+  onTestFinished(() => {
+    p11.C_Finalize()
+    p11.close()
+  })
+  const slot = p11.C_GetSlotList(true)[0] as Buffer
+  const session = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION)
+  p11.C_Login(session, pkcs11js.CKU_USER, ALICE_PIN)
+  return { lab, cluster, env, p11, slot, session }
+}
+
+const clear = Buffer.from('an application message of some length')
+
 describe('issue 16: C_CreateObject and CKM_RSA_PKCS encryption', () => {
-  it('imports secret and public keys into the HSM and encrypts and decrypts with RSA PKCS#1 v1.5', async () => {
-    const { lab, cluster, client, env } = await startPkcs11Lab()
-    Object.assign(process.env, client.env)
-    const p11 = new pkcs11js.PKCS11()
-    p11.load(client.pkcs11Module)
-    p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK })
-    onTestFinished(() => {
-      p11.C_Finalize()
-      p11.close()
-    })
-    const slot = p11.C_GetSlotList(true)[0] as Buffer
-    const session = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION)
-    p11.C_Login(session, pkcs11js.CKU_USER, ALICE_PIN)
+  it('imports secret and public keys into the HSM with C_CreateObject, PKCS#11 return values for bad templates', async () => {
+    const { lab, cluster, env, p11, slot, session } = await open()
     const secret = (keyType: number, value: Buffer, more: pkcs11js.Template = []): pkcs11js.Template => [
       { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }, { type: pkcs11js.CKA_KEY_TYPE, value: keyType }, { type: pkcs11js.CKA_VALUE, value }, ...more
     ]
@@ -55,7 +64,6 @@ describe('issue 16: C_CreateObject and CKM_RSA_PKCS encryption', () => {
       { type: pkcs11js.CKA_ENCRYPT, value: T }, { type: pkcs11js.CKA_DECRYPT, value: T }, { type: pkcs11js.CKA_EXTRACTABLE, value: F }, { type: pkcs11js.CKA_SENSITIVE, value: T }
     ]))
     const iv = randomBytes(16)
-    const clear = Buffer.from('an application message of some length')
     p11.C_EncryptInit(session, { mechanism: pkcs11js.CKM_AES_CBC_PAD, parameter: iv }, aes)
     const sealed = p11.C_Encrypt(session, clear, Buffer.alloc(64))
     const c = createCipheriv('aes-256-cbc', aesBytes, iv)
@@ -106,6 +114,38 @@ describe('issue 16: C_CreateObject and CKM_RSA_PKCS encryption', () => {
     expect(rvOf(() => p11.C_CreateObject(readOnly, secret(pkcs11js.CKK_AES, aesBytes, [{ type: pkcs11js.CKA_TOKEN, value: T }])))).toBe('CKR_SESSION_READ_ONLY')
     p11.C_CloseSession(readOnly)
 
+    // An RSA public key made here imported with C_CreateObject: the HSM encrypts with it, openssl
+    // decrypts with the private key.
+    const work = tmpDir('hsmlab-p11obj-')
+    const local = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const jwk = local.publicKey.export({ format: 'jwk' })
+    const imported = p11.C_CreateObject(session, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY }, { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
+      { type: pkcs11js.CKA_MODULUS, value: Buffer.from(jwk.n ?? '', 'base64url') }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e ?? '', 'base64url') },
+      { type: pkcs11js.CKA_ENCRYPT, value: T }, { type: pkcs11js.CKA_LABEL, value: 'imported-rsa' }
+    ])
+    p11.C_EncryptInit(session, { mechanism: pkcs11js.CKM_RSA_PKCS }, imported)
+    writeFileSync(join(work, 'enc'), p11.C_Encrypt(session, clear, Buffer.alloc(256)))
+    writeFileSync(join(work, 'key.pem'), local.privateKey.export({ type: 'pkcs8', format: 'pem' }))
+    const opened = await run('openssl', ['pkeyutl', '-decrypt', '-inkey', join(work, 'key.pem'), '-pkeyopt', 'rsa_padding_mode:pkcs1', '-in', join(work, 'enc'), '-out', join(work, 'dec')], env)
+    expect(opened.code, opened.err).toBe(0)
+    expect(readFileSync(join(work, 'dec'), 'utf8')).toBe(clear.toString())
+
+    // The imported token key is an HSM token key: KMU finds it by its label, and CMU's findAllKeys
+    // lists it on both HSMs once it has replicated.
+    const kmu = await kmuOnce(lab.cwd, ['--config', cluster.cmuConfig, 'singlecmd', 'loginHSM', '-u', 'CU', '-s', 'alice', '-p', 'Alice1234', 'findKey', '-l', 'imported-aes'])
+    expect(kmu.out).toContain(`number of keys matched from start index 0::0\n${aes.readBigUInt64LE()}`)
+    await waitFor(async () => {
+      const cmu = await runCmuBin([cluster.cmuConfig], 'loginHSM CO admin Admin1234\nfindAllKeys 3 0\nquit\n')
+      return cmu.stdout.match(new RegExp(`\\b${aes.readBigUInt64LE()}\\(o\\)`, 'g'))?.length === 2
+    }, { timeoutMs: 30_000, what: 'CMU findAllKeys listing the imported key on both HSMs' })
+    p11.C_Logout(session)
+    p11.C_CloseSession(session)
+  })
+
+  it('encrypts and decrypts with CKM_RSA_PKCS in the HSM, against node:crypto and pkcs11-tool', async () => {
+    const { env, p11, session } = await open()
+    const work = tmpDir('hsmlab-p11rsa-')
     // CKM_RSA_PKCS with an HSM key pair: node:crypto encrypts with the public key read back, the HSM
     // decrypts; the HSM encrypts and decrypts its own; a tampered block and too much data are refused.
     const pair = p11.C_GenerateKeyPair(session, { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
@@ -135,23 +175,6 @@ describe('issue 16: C_CreateObject and CKM_RSA_PKCS encryption', () => {
     p11.C_EncryptInit(session, { mechanism: pkcs11js.CKM_RSA_PKCS }, pair.publicKey)
     expect(rvOf(() => p11.C_Encrypt(session, Buffer.alloc(246, 1), Buffer.alloc(256)))).toBe('CKR_DATA_LEN_RANGE')
 
-    // An RSA public key made here imported with C_CreateObject: the HSM encrypts with it, openssl
-    // decrypts with the private key.
-    const work = tmpDir('hsmlab-p11obj-')
-    const local = generateKeyPairSync('rsa', { modulusLength: 2048 })
-    const jwk = local.publicKey.export({ format: 'jwk' })
-    const imported = p11.C_CreateObject(session, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY }, { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
-      { type: pkcs11js.CKA_MODULUS, value: Buffer.from(jwk.n ?? '', 'base64url') }, { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e ?? '', 'base64url') },
-      { type: pkcs11js.CKA_ENCRYPT, value: T }, { type: pkcs11js.CKA_LABEL, value: 'imported-rsa' }
-    ])
-    p11.C_EncryptInit(session, { mechanism: pkcs11js.CKM_RSA_PKCS }, imported)
-    writeFileSync(join(work, 'enc'), p11.C_Encrypt(session, clear, Buffer.alloc(256)))
-    writeFileSync(join(work, 'key.pem'), local.privateKey.export({ type: 'pkcs8', format: 'pem' }))
-    const opened = await run('openssl', ['pkeyutl', '-decrypt', '-inkey', join(work, 'key.pem'), '-pkeyopt', 'rsa_padding_mode:pkcs1', '-in', join(work, 'enc'), '-out', join(work, 'dec')], env)
-    expect(opened.code, opened.err).toBe(0)
-    expect(readFileSync(join(work, 'dec'), 'utf8')).toBe(clear.toString())
-
     // pkcs11-tool decrypts RSA-PKCS with the HSM's private key (found by its ID).
     const tooled = p11.C_GenerateKeyPair(session, { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN },
       [{ type: pkcs11js.CKA_TOKEN, value: T }, { type: pkcs11js.CKA_MODULUS_BITS, value: 2048 }, { type: pkcs11js.CKA_ID, value: Buffer.from([0x7e]) }],
@@ -163,14 +186,6 @@ describe('issue 16: C_CreateObject and CKM_RSA_PKCS encryption', () => {
     expect(tool.code, tool.out + tool.err).toBe(0)
     expect(readFileSync(join(work, 'tool-dec'), 'utf8')).toBe(clear.toString())
 
-    // The imported token key is an HSM token key: KMU finds it by its label, and CMU's findAllKeys
-    // lists it on both HSMs once it has replicated.
-    const kmu = await kmuOnce(lab.cwd, ['--config', cluster.cmuConfig, 'singlecmd', 'loginHSM', '-u', 'CU', '-s', 'alice', '-p', 'Alice1234', 'findKey', '-l', 'imported-aes'])
-    expect(kmu.out).toContain(`number of keys matched from start index 0::0\n${aes.readBigUInt64LE()}`)
-    await waitFor(async () => {
-      const cmu = await runCmuBin([cluster.cmuConfig], 'loginHSM CO admin Admin1234\nfindAllKeys 3 0\nquit\n')
-      return cmu.stdout.match(new RegExp(`\\b${aes.readBigUInt64LE()}\\(o\\)`, 'g'))?.length === 2
-    }, { timeoutMs: 30_000, what: 'CMU findAllKeys listing the imported key on both HSMs' })
     p11.C_Logout(session)
     p11.C_CloseSession(session)
   })
