@@ -8,7 +8,7 @@
  * results go the other way through node:crypto (publicEncrypt) and openssl (pkeyutl -decrypt with
  * a private key made here, whose public half is imported with C_CreateObject).
  */
-import { createCipheriv, createHmac, generateKeyPairSync, publicEncrypt, randomBytes, constants, createPublicKey } from 'node:crypto'
+import { createCipheriv, createHmac, generateKeyPairSync, publicEncrypt, randomBytes, constants, createPublicKey, sign as nodeSign } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as pkcs11js from 'pkcs11js'
@@ -131,6 +131,32 @@ describe('issue 16: C_CreateObject and CKM_RSA_PKCS encryption', () => {
     expect(opened.code, opened.err).toBe(0)
     expect(readFileSync(join(work, 'dec'), 'utf8')).toBe(clear.toString())
 
+    // pkcs11-tool writes a secret key with C_CreateObject (CKA_PRIVATE and CKA_SENSITIVE true, as
+    // CloudHSM keeps every key); the HSM encrypts with it as node:crypto does.
+    const toolBytes = randomBytes(16)
+    writeFileSync(join(work, 'tool.key'), toolBytes)
+    const written = await run('pkcs11-tool', ['--module', PKCS11_LIBRARY, '--login', '--pin', ALICE_PIN, '--write-object', join(work, 'tool.key'), '--type', 'secrkey',
+      '--key-type', 'AES:16', '--label', 'tool-aes', '--id', '0a', '--usage-decrypt', '--private', '--sensitive'], env)
+    expect(written.code, written.out + written.err).toBe(0)
+    p11.C_FindObjectsInit(session, [{ type: pkcs11js.CKA_LABEL, value: 'tool-aes' }])
+    const [toolKey] = p11.C_FindObjects(session, 2)
+    p11.C_FindObjectsFinal(session)
+    if (toolKey === undefined) throw new Error('pkcs11-tool\'s key is not found')
+    p11.C_EncryptInit(session, { mechanism: pkcs11js.CKM_AES_ECB }, toolKey)
+    expect(p11.C_Encrypt(session, Buffer.alloc(16, 3), Buffer.alloc(16)).toString('hex'))
+      .toBe(createCipheriv('aes-128-ecb', toolBytes, null).setAutoPadding(false).update(Buffer.alloc(16, 3)).toString('hex'))
+
+    // An EC public key made here, imported: the HSM verifies node:crypto's signature with it.
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    const ecJwk = ec.publicKey.export({ format: 'jwk' })
+    const point = Buffer.concat([Buffer.from([4]), Buffer.from(ecJwk.x ?? '', 'base64url'), Buffer.from(ecJwk.y ?? '', 'base64url')])
+    const ecImported = p11.C_CreateObject(session, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY }, { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC }, { type: pkcs11js.CKA_VERIFY, value: T },
+      { type: pkcs11js.CKA_EC_PARAMS, value: Buffer.from('06082a8648ce3d030107', 'hex') }, { type: pkcs11js.CKA_EC_POINT, value: Buffer.concat([Buffer.from([4, point.length]), point]) }
+    ])
+    p11.C_VerifyInit(session, { mechanism: pkcs11js.CKM_ECDSA_SHA256 }, ecImported)
+    expect(p11.C_Verify(session, clear, nodeSign('sha256', clear, { key: ec.privateKey, dsaEncoding: 'ieee-p1363' }))).toBe(true)
+
     // The imported token key is an HSM token key: KMU finds it by its label, and CMU's findAllKeys
     // lists it on both HSMs once it has replicated.
     const kmu = await kmuOnce(lab.cwd, ['--config', cluster.cmuConfig, 'singlecmd', 'loginHSM', '-u', 'CU', '-s', 'alice', '-p', 'Alice1234', 'findKey', '-l', 'imported-aes'])
@@ -185,7 +211,6 @@ describe('issue 16: C_CreateObject and CKM_RSA_PKCS encryption', () => {
     const tool = await run('pkcs11-tool', ['--module', PKCS11_LIBRARY, '--login', '--pin', ALICE_PIN, '--decrypt', '-m', 'RSA-PKCS', '--id', '7e', '-i', join(work, 'tool-enc'), '-o', join(work, 'tool-dec')], env)
     expect(tool.code, tool.out + tool.err).toBe(0)
     expect(readFileSync(join(work, 'tool-dec'), 'utf8')).toBe(clear.toString())
-
     p11.C_Logout(session)
     p11.C_CloseSession(session)
   })
