@@ -6,7 +6,8 @@
  * What node:crypto cannot do is written out here, small and checked by the tests against OpenSSL:
  * CKM_ECDSA signs a digest the caller made, which OpenSSL's EVP interface behind node:crypto never
  * does, so raw ECDSA is the textbook algorithm on BigInt (Jacobian coordinates; a fresh random k a
- * signature); CKM_RSA_PKCS_PSS on a digest is EMSA-PSS (RFC 8017 9.1) around a raw RSA operation.
+ * signature); CKM_RSA_PKCS_PSS on a digest is EMSA-PSS (RFC 8017 9.1) around a raw RSA operation;
+ * CKM_RSA_PKCS decryption removes PKCS#1 v1.5 padding itself (Node 20 refuses it, CVE-2023-46809).
  *
  * A mechanism hsmlab does not implement throws RET_MECHANISM_INVALID; a key of the wrong class or
  * type RET_INVALID_INPUT; data that does not decrypt or a signature that does not verify
