@@ -110,6 +110,8 @@ interface App {
   destroyed: Set<number>
   /** C_CreateObject's wrapping key per HSM link: an HSM session key (AES-256, wrap/unwrap only, not extractable). */
   importKeys: Map<HsmLink, { generation: number, handle: number }>
+  /** The wrapping key being made, so that imports in flight at once make one. */
+  importKeyMaking?: Promise<{ link: HsmLink, handle: number }>
 }
 
 function templateOf (fields: Fields, tag: number): Template {
@@ -765,12 +767,22 @@ export class ClientDaemon {
       if (link.open && link.generation === k.generation) return { link, handle: k.handle }
       app.importKeys.delete(link)
     }
-    const { result, link } = await links.call('generateSymmetricKey', {
-      label: '', session: true, extractable: false, keyType: KeyType.AES, sizeBytes: 32,
-      usageOn: [Cka.WRAP, Cka.UNWRAP], usageOff: [Cka.ENCRYPT, Cka.DECRYPT, Cka.SIGN, Cka.VERIFY, Cka.DERIVE]
-    }, { retry: false, deadline })
-    app.importKeys.set(link, { generation: link.generation, handle: result.handle })
-    return { link, handle: result.handle }
+    if (app.importKeyMaking !== undefined) return await app.importKeyMaking
+    const making = (async () => {
+      const { result, link } = await links.call('generateSymmetricKey', {
+        label: '', session: true, extractable: false, keyType: KeyType.AES, sizeBytes: 32,
+        usageOn: [Cka.WRAP, Cka.UNWRAP], usageOff: [Cka.ENCRYPT, Cka.DECRYPT, Cka.SIGN, Cka.VERIFY, Cka.DERIVE]
+      }, { retry: false, deadline })
+      // A logout meanwhile dropped this login's keys: the key is not kept for the next login.
+      if (app.login === links) app.importKeys.set(link, { generation: link.generation, handle: result.handle })
+      return { link, handle: result.handle }
+    })()
+    app.importKeyMaking = making
+    try {
+      return await making
+    } finally {
+      if (app.importKeyMaking === making) delete app.importKeyMaking
+    }
   }
 
   /** Closes the socket and every HSM connection; safe to call twice. */
