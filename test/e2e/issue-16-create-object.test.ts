@@ -17,7 +17,7 @@ import { tmpDir, waitFor } from '@hsmlab/testing'
 import type { LabStatusCluster, StartedLab } from '@hsmlab/testing'
 import { runCmuBin } from './cmu-helpers.js'
 import { kmuOnce } from './kmu-driver.js'
-import { ALICE_PIN, PKCS11_LIBRARY, run, startPkcs11Lab } from './pkcs11-helpers.js'
+import { ALICE_PIN, BOB_PIN, PKCS11_LIBRARY, run, startPkcs11Lab } from './pkcs11-helpers.js'
 
 const T = true
 const F = false
@@ -165,6 +165,17 @@ describe('issue 16: C_CreateObject and CKM_RSA_PKCS encryption', () => {
       const cmu = await runCmuBin([cluster.cmuConfig], 'loginHSM CO admin Admin1234\nfindAllKeys 3 0\nquit\n')
       return cmu.stdout.match(new RegExp(`\\b${aes.readBigUInt64LE()}\\(o\\)`, 'g'))?.length === 2
     }, { timeoutMs: 30_000, what: 'CMU findAllKeys listing the imported key on both HSMs' })
+
+    // A session object dies with its session; another CU does not see alice's imported key.
+    const other = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION)
+    const temporary = p11.C_CreateObject(other, secret(pkcs11js.CKK_AES, aes128, [{ type: pkcs11js.CKA_LABEL, value: 'imported-temporary' }]))
+    p11.C_CloseSession(other)
+    p11.C_EncryptInit(session, { mechanism: pkcs11js.CKM_AES_ECB }, temporary)
+    expect(rvOf(() => p11.C_Encrypt(session, Buffer.alloc(16), Buffer.alloc(16)))).toBe('CKR_KEY_HANDLE_INVALID')
+    p11.C_Logout(session)
+    p11.C_Login(session, pkcs11js.CKU_USER, BOB_PIN)
+    p11.C_EncryptInit(session, { mechanism: pkcs11js.CKM_AES_ECB }, aes)
+    expect(rvOf(() => p11.C_Encrypt(session, Buffer.alloc(16), Buffer.alloc(16)))).toBe('CKR_KEY_HANDLE_INVALID')
     p11.C_Logout(session)
     p11.C_CloseSession(session)
   })
