@@ -16,7 +16,7 @@
  * Every request is answered within `operationTimeoutMs`; what fails is mapped to a CK_RV in
  * return-values.ts. Logs: pino JSON lines, `hsmlab:client-daemon:*`, silent unless asked.
  */
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, createPublicKey, randomBytes } from 'node:crypto'
 import { chmod, readFile, unlink } from 'node:fs/promises'
 import { createConnection, createServer } from 'node:net'
 import type { Server, Socket } from 'node:net'
@@ -108,6 +108,10 @@ interface App {
   objects: Map<number, SessionObject>
   /** Token keys this application destroyed (oldest first): gone for it at once, before the delete reaches every HSM. */
   destroyed: Set<number>
+  /** C_CreateObject's wrapping key per HSM link: an HSM session key (AES-256, wrap/unwrap only, not extractable). */
+  importKeys: Map<HsmLink, { generation: number, handle: number }>
+  /** The wrapping key being made, so that imports in flight at once make one. */
+  importKeyMaking?: Promise<{ link: HsmLink, handle: number }>
 }
 
 function templateOf (fields: Fields, tag: number): Template {
@@ -128,6 +132,61 @@ function bareWrapped (blob: Uint8Array): Buffer {
   const b = Buffer.from(blob)
   if (b.length < 14 || b.subarray(0, 8).toString('latin1') !== 'HSMLABWK') return b
   return b.subarray(14 + b.readUInt32BE(10))
+}
+
+/** The longest generic secret key C_CreateObject takes, as C_GenerateKey (HMAC keys). */
+const GENERIC_SECRET_BYTES_MAX = 800
+
+/** Attributes PKCS#11 v2.40 says the token sets, never a creation template: CKR_ATTRIBUTE_READ_ONLY. */
+const CREATE_READ_ONLY: ReadonlySet<number> = new Set([
+  Cka.LOCAL, Cka.NEVER_EXTRACTABLE, Cka.ALWAYS_SENSITIVE, Cka.KEY_GEN_MECHANISM, Cka.CHECK_VALUE, Cka.VALUE_LEN
+])
+
+const CREATE_COMMON: readonly number[] = [
+  Cka.CLASS, Cka.KEY_TYPE, Cka.TOKEN, Cka.PRIVATE, Cka.LABEL, Cka.ID, Cka.MODIFIABLE, Cka.COPYABLE, Cka.DESTROYABLE,
+  Cka.DERIVE, Cka.START_DATE, Cka.END_DATE
+]
+
+/** What a secret key's C_CreateObject template may hold. */
+const CREATE_SECRET_ATTRIBUTES: ReadonlySet<number> = new Set([
+  ...CREATE_COMMON, Cka.VALUE, Cka.ENCRYPT, Cka.DECRYPT, Cka.SIGN, Cka.VERIFY, Cka.WRAP, Cka.UNWRAP, Cka.EXTRACTABLE, Cka.SENSITIVE,
+  Cka.TRUSTED, Cka.WRAP_WITH_TRUSTED
+])
+
+/** What a public key's C_CreateObject template may hold. */
+const CREATE_PUBLIC_ATTRIBUTES: ReadonlySet<number> = new Set([
+  ...CREATE_COMMON, Cka.SUBJECT, Cka.ENCRYPT, Cka.VERIFY, Cka.WRAP, Cka.TRUSTED, Cka.MODULUS, Cka.PUBLIC_EXPONENT, Cka.EC_PARAMS, Cka.EC_POINT
+])
+
+function base64url (b: Buffer): string {
+  return b.toString('base64url')
+}
+
+/** A public key's SPKI DER from a C_CreateObject template: RSA (modulus, exponent) or EC (curve, point). */
+function publicKeySpki (keyType: number, t: Template): Buffer {
+  const fail = (rv: number, why: string): never => { throw new Refusal(rv, why) }
+  try {
+    if (keyType === KeyType.RSA) {
+      const n = t.get(Cka.MODULUS) ?? fail(Ckr.TEMPLATE_INCOMPLETE, 'an RSA public key needs CKA_MODULUS')
+      const e = t.get(Cka.PUBLIC_EXPONENT) ?? fail(Ckr.TEMPLATE_INCOMPLETE, 'an RSA public key needs CKA_PUBLIC_EXPONENT')
+      return createPublicKey({ key: { kty: 'RSA', n: base64url(n), e: base64url(e) }, format: 'jwk' }).export({ type: 'spki', format: 'der' })
+    }
+    if (keyType === KeyType.EC) {
+      const params = t.get(Cka.EC_PARAMS) ?? fail(Ckr.TEMPLATE_INCOMPLETE, 'an EC public key needs CKA_EC_PARAMS')
+      const der = t.get(Cka.EC_POINT) ?? fail(Ckr.TEMPLATE_INCOMPLETE, 'an EC public key needs CKA_EC_POINT')
+      const curve = EC_CURVES.find(c => c.oid.equals(params)) ?? fail(Ckr.ATTRIBUTE_VALUE_INVALID, 'CKA_EC_PARAMS names a curve hsmlab does not keep keys on (P-256, P-384, secp256k1)')
+      // CKA_EC_POINT is the uncompressed point in a DER OCTET STRING (or, from some applications, bare).
+      const point = der[0] === 0x04 && der.length > 2 && der[1] === der.length - 2 ? der.subarray(2) : der[0] === 0x04 && der[1] === 0x81 ? der.subarray(3) : der
+      const size = (point.length - 1) / 2
+      if (point[0] !== 0x04 || !Number.isInteger(size)) fail(Ckr.ATTRIBUTE_VALUE_INVALID, 'CKA_EC_POINT is not an uncompressed point')
+      const crv = curve.name === 'secp256k1' ? 'secp256k1' : curve.name
+      return createPublicKey({ key: { kty: 'EC', crv, x: base64url(point.subarray(1, 1 + size)), y: base64url(point.subarray(1 + size)) }, format: 'jwk' }).export({ type: 'spki', format: 'der' })
+    }
+  } catch (err) {
+    if (err instanceof Refusal) throw err
+    throw new Refusal(Ckr.ATTRIBUTE_VALUE_INVALID, `the public key does not decode: ${(err as Error).message}`)
+  }
+  return fail(Ckr.ATTRIBUTE_VALUE_INVALID, 'C_CreateObject makes RSA (CKK_RSA) and EC (CKK_EC) public keys')
 }
 
 /** The running daemon. */
@@ -293,7 +352,7 @@ export class ClientDaemon {
       const key = token.toString('hex')
       let app = this.apps.get(key)
       if (app === undefined) {
-        app = { token: key, sockets: 0, objects: new Map(), destroyed: new Set() }
+        app = { token: key, sockets: 0, objects: new Map(), destroyed: new Set(), importKeys: new Map() }
         this.apps.set(key, app)
       }
       app.sockets++
@@ -371,6 +430,7 @@ export class ClientDaemon {
       case Op.ENCRYPT: case Op.DECRYPT: case Op.SIGN: case Op.VERIFY: return await this.crypt(op, f, app, links, deadline)
       case Op.WRAP: return await this.wrap(f, app, links, deadline)
       case Op.UNWRAP: return await this.unwrap(f, app, links, deadline)
+      case Op.CREATE_OBJECT: return await this.createObject(f, app, links, deadline)
       default: throw new Refusal(Ckr.FUNCTION_FAILED, `unknown operation ${op}`)
     }
   }
@@ -402,6 +462,7 @@ export class ClientDaemon {
     const set = app.login
     app.login = undefined
     app.objects.clear()
+    app.importKeys.clear()
     await set?.stop()
   }
 
@@ -639,6 +700,91 @@ export class ClientDaemon {
     return [[Tag.HANDLE, u64(result.handle)]]
   }
 
+  /**
+   * C_CreateObject: a secret key (AES, generic secret) from its CKA_VALUE, or a public key (RSA,
+   * EC) from its public parts. The template is checked as PKCS#11 v2.40 4.1.1 orders it. A secret
+   * key reaches the HSM as KMU imSymKey brings one: wrapped on the HSM under a wrapping key of the
+   * application's (aesWrapData, over the encrypted channel) and unwrapped there into the new key,
+   * with the template's usage; so the plaintext never travels outside the channel and the key is
+   * made by the HSM's own unwrap path (replicated as a token key, counted, checked).
+   */
+  private async createObject (f: Fields, app: App, links: LinkSet, deadline: number): Promise<Field[]> {
+    const t = templateOf(f, Tag.ATTR)
+    const keyClass = templateUlong(t, Cka.CLASS)
+    if (keyClass === undefined) throw new Refusal(Ckr.TEMPLATE_INCOMPLETE, 'the template needs CKA_CLASS')
+    if (keyClass !== KeyClass.SECRET && keyClass !== KeyClass.PUBLIC) {
+      throw new Refusal(Ckr.ATTRIBUTE_VALUE_INVALID, 'C_CreateObject makes secret keys and public keys (CloudHSM keeps keys only; private keys are imported with C_UnwrapKey)')
+    }
+    const keyType = templateUlong(t, Cka.KEY_TYPE)
+    if (keyType === undefined) throw new Refusal(Ckr.TEMPLATE_INCOMPLETE, 'the template needs CKA_KEY_TYPE')
+    const allowed = keyClass === KeyClass.SECRET ? CREATE_SECRET_ATTRIBUTES : CREATE_PUBLIC_ATTRIBUTES
+    for (const type of t.keys()) {
+      if (CREATE_READ_ONLY.has(type)) throw new Refusal(Ckr.ATTRIBUTE_READ_ONLY, `attribute 0x${type.toString(16)} is set by the HSM, not by the template`)
+      if (!allowed.has(type)) throw new Refusal(Ckr.ATTRIBUTE_TYPE_INVALID, `attribute 0x${type.toString(16)} is not one of this object class's`)
+    }
+    for (const [type, why] of [[Cka.PRIVATE, 'every key is private to its crypto user'], [Cka.MODIFIABLE, 'keys are modifiable'], [Cka.SENSITIVE, 'the HSM keeps every secret key sensitive']] as const) {
+      if (templateBool(t, type) === false) throw new Refusal(Ckr.ATTRIBUTE_VALUE_INVALID, `CKA 0x${type.toString(16)} false: ${why}`)
+    }
+    if (templateBool(t, Cka.COPYABLE) === true) throw new Refusal(Ckr.ATTRIBUTE_VALUE_INVALID, 'keys are not copyable (C_CopyObject is not supported)')
+    const creation = this.creation(t, links)
+    const usage = usageOf(t)
+    const session = f.u64(Tag.SESSION) ?? 0
+    if (keyClass === KeyClass.PUBLIC) {
+      const spki = publicKeySpki(keyType, t)
+      const { result, link } = await links.call('importPublicKey', {
+        label: creation.label, session: creation.session, usageOn: usage.on, usageOff: usage.off, spki,
+        ...(creation.id === undefined ? {} : { id: creation.id }),
+        ...(creation.minServers === undefined ? {} : { minServers: creation.minServers, timeoutMs: creation.timeoutMs ?? this.o.tokenKeySyncTimeoutMs })
+      }, { retry: false, deadline })
+      if (creation.session) this.remember(app, session, link, [result.handle])
+      return [[Tag.HANDLE, u64(result.handle)]]
+    }
+    if (keyType !== KeyType.AES && keyType !== KeyType.GENERIC_SECRET) {
+      throw new Refusal(Ckr.ATTRIBUTE_VALUE_INVALID, 'C_CreateObject makes AES (CKK_AES) and generic secret (CKK_GENERIC_SECRET) keys')
+    }
+    const value = t.get(Cka.VALUE)
+    if (value === undefined) throw new Refusal(Ckr.TEMPLATE_INCOMPLETE, 'the template needs CKA_VALUE')
+    if (keyType === KeyType.AES ? ![16, 24, 32].includes(value.length) : value.length < 1 || value.length > GENERIC_SECRET_BYTES_MAX) {
+      throw new Refusal(Ckr.ATTRIBUTE_VALUE_INVALID, keyType === KeyType.AES ? 'an AES key is 16, 24 or 32 bytes' : `a generic secret key is 1 to ${GENERIC_SECRET_BYTES_MAX} bytes`)
+    }
+    const { link, handle: wrappingHandle } = await this.importKeyOf(app, links, deadline)
+    const opts = { retry: false, deadline, pinned: link }
+    const { result: wrapped } = await links.call('aesWrapData', { wrappingHandle, unwrap: false, data: value, keyWrap: true }, opts)
+    const { result } = await links.call('unwrapKey', {
+      wrapped: wrapped.data, wrappingHandle, mechanism: HSM_WRAP.AES_KEY_WRAP, keyClass, keyType,
+      label: creation.label, session: creation.session, usageOn: usage.on, usageOff: usage.off,
+      ...(creation.extractable === undefined ? {} : { extractable: creation.extractable }),
+      ...(creation.id === undefined ? {} : { id: creation.id }),
+      ...(creation.minServers === undefined ? {} : { minServers: creation.minServers, timeoutMs: creation.timeoutMs ?? this.o.tokenKeySyncTimeoutMs })
+    }, opts)
+    if (creation.session) this.remember(app, session, link, [result.handle])
+    return [[Tag.HANDLE, u64(result.handle)]]
+  }
+
+  /** The application's wrapping key for C_CreateObject on an open link, made on the first use (an HSM session key: it dies with the connection). */
+  private async importKeyOf (app: App, links: LinkSet, deadline: number): Promise<{ link: HsmLink, handle: number }> {
+    for (const [link, k] of app.importKeys) {
+      if (link.open && link.generation === k.generation) return { link, handle: k.handle }
+      app.importKeys.delete(link)
+    }
+    if (app.importKeyMaking !== undefined) return await app.importKeyMaking
+    const making = (async () => {
+      const { result, link } = await links.call('generateSymmetricKey', {
+        label: '', session: true, extractable: false, keyType: KeyType.AES, sizeBytes: 32,
+        usageOn: [Cka.WRAP, Cka.UNWRAP], usageOff: [Cka.ENCRYPT, Cka.DECRYPT, Cka.SIGN, Cka.VERIFY, Cka.DERIVE]
+      }, { retry: false, deadline })
+      // A logout meanwhile dropped this login's keys: the key is not kept for the next login.
+      if (app.login === links) app.importKeys.set(link, { generation: link.generation, handle: result.handle })
+      return { link, handle: result.handle }
+    })()
+    app.importKeyMaking = making
+    try {
+      return await making
+    } finally {
+      if (app.importKeyMaking === making) delete app.importKeyMaking
+    }
+  }
+
   /** Closes the socket and every HSM connection; safe to call twice. */
   async stop (): Promise<void> {
     if (this.stopped) return
@@ -657,7 +803,7 @@ export class ClientDaemon {
 const KIND_OF_OP: ReadonlyMap<number, OperationKind> = new Map<number, OperationKind>([
   [Op.LOGIN, 'login'], [Op.FIND, 'object'], [Op.GET_ATTRS, 'object'], [Op.SET_ATTRS, 'set'], [Op.GENERATE_KEY, 'create'],
   [Op.GENERATE_KEY_PAIR, 'create'], [Op.DESTROY, 'destroy'], [Op.ENCRYPT, 'encrypt'], [Op.DECRYPT, 'decrypt'], [Op.SIGN, 'sign'],
-  [Op.VERIFY, 'verify'], [Op.WRAP, 'wrap'], [Op.UNWRAP, 'unwrap']
+  [Op.VERIFY, 'verify'], [Op.WRAP, 'wrap'], [Op.UNWRAP, 'unwrap'], [Op.CREATE_OBJECT, 'create']
 ])
 
 /** Starts a daemon; `stop()` ends it. */

@@ -37,7 +37,8 @@ export const Op = {
   WRAP: 17,
   UNWRAP: 18,
   RANDOM: 19,
-  PING: 20
+  PING: 20,
+  CREATE_OBJECT: 21
 } as const
 
 /** Field tags. */

@@ -6,7 +6,8 @@
  * What node:crypto cannot do is written out here, small and checked by the tests against OpenSSL:
  * CKM_ECDSA signs a digest the caller made, which OpenSSL's EVP interface behind node:crypto never
  * does, so raw ECDSA is the textbook algorithm on BigInt (Jacobian coordinates; a fresh random k a
- * signature); CKM_RSA_PKCS_PSS on a digest is EMSA-PSS (RFC 8017 9.1) around a raw RSA operation.
+ * signature); CKM_RSA_PKCS_PSS on a digest is EMSA-PSS (RFC 8017 9.1) around a raw RSA operation;
+ * CKM_RSA_PKCS decryption removes PKCS#1 v1.5 padding itself (Node 20 refuses it, CVE-2023-46809).
  *
  * A mechanism hsmlab does not implement throws RET_MECHANISM_INVALID; a key of the wrong class or
  * type RET_INVALID_INPUT; data that does not decrypt or a signature that does not verify
@@ -394,8 +395,7 @@ const AES_MECHANISMS: ReadonlySet<number> = new Set([Ckm.AES_ECB, Ckm.AES_CBC, C
 /** The key an encryption mechanism needs; RET_MECHANISM_INVALID for others. */
 export function cryptKeyKind (mechanism: number): 'aes' | 'rsa' {
   if (AES_MECHANISMS.has(mechanism)) return 'aes'
-  if (mechanism === Ckm.RSA_PKCS_OAEP) return 'rsa'
-  // CKM_RSA_PKCS decryption is PKCS#1 v1.5, which Node 20 refuses (CVE-2023-46809, Marvin); so is encryption, to match.
+  if (mechanism === Ckm.RSA_PKCS_OAEP || mechanism === Ckm.RSA_PKCS) return 'rsa'
   throw mechanismInvalid(mechanism, 'encryption')
 }
 
@@ -445,9 +445,54 @@ function oaepOptions (params: MechanismParams): { oaepHash: string, oaepLabel?: 
   return options
 }
 
+/**
+ * PKCS#1 v1.5 decryption (CKM_RSA_PKCS) of a block the private key already raised to d: EM is
+ * 0x00 0x02 PS 0x00 M with at least 8 nonzero bytes of PS. Node 20 refuses privateDecrypt with
+ * RSA_PKCS1_PADDING (CVE-2023-46809, "Marvin": the time a padding check takes tells an attacker
+ * about the plaintext), so the HSM decrypts with RSA_NO_PADDING and checks the padding here the
+ * way a constant-time implementation does: every byte is looked at, the verdict is gathered in
+ * masks without a branch or early exit, and a bad padding ends on the one error (and the same code
+ * path) a wrong key or a tampered ciphertext ends on. JavaScript gives no timing guarantee; this
+ * is a simulator, and the code keeps the shape a real HSM's must have.
+ */
+function pkcs1v15Unpad (em: Uint8Array): Uint8Array | undefined {
+  let good = ((em[0] ?? 1) === 0 ? 1 : 0) & ((em[1] ?? 0) === 2 ? 1 : 0)
+  let looking = 1
+  let zeroAt = 0
+  for (let i = 2; i < em.length; i++) {
+    const isZero = (em[i] ?? 1) === 0 ? 1 : 0
+    const hit = looking & isZero
+    // zeroAt = hit ? i : zeroAt, without a branch.
+    zeroAt = (zeroAt & (hit - 1)) | (i & -hit)
+    looking &= isZero ^ 1
+  }
+  good &= looking ^ 1
+  // At least 8 bytes of padding string: the separator at index 10 or later.
+  good &= ((9 - zeroAt) >>> 31) & 1
+  return good === 1 ? em.subarray(zeroAt + 1) : undefined
+}
+
+function rsaPkcs1Decrypt (key: KeyObject, data: Uint8Array): Uint8Array {
+  let out: Uint8Array | undefined
+  try {
+    const k = modulusBitsOf(key) / 8
+    // The length is public: a ciphertext of the wrong size is refused before any private-key work.
+    if (data.length === k) out = pkcs1v15Unpad(new Uint8Array(privateDecrypt({ key, padding: constants.RSA_NO_PADDING }, data)))
+  } catch {
+    out = undefined
+  }
+  if (out === undefined) throw new WireError(ReturnCode.BAD_PKCS_DATA, 'the data does not decrypt with RSA-PKCS under this key')
+  return new Uint8Array(out)
+}
+
 /** Encrypts with an AES key (raw bytes) or an RSA public key (KeyObject). GCM output is ciphertext || tag. */
 export function p11EncryptData (mechanism: number, params: MechanismParams, key: KeyObject | Uint8Array, data: Uint8Array): Uint8Array {
   if (cryptKeyKind(mechanism) === 'aes') return aesCrypt(true, mechanism, params, key as Uint8Array, data)
+  if (mechanism === Ckm.RSA_PKCS) {
+    const k = key as KeyObject
+    if (data.length > modulusBitsOf(k) / 8 - 11) throw new WireError(ReturnCode.BAD_PKCS_DATA, `CKM_RSA_PKCS encrypts at most k-11 bytes; this is ${data.length}`)
+    return new Uint8Array(publicEncrypt({ key: k, padding: constants.RSA_PKCS1_PADDING }, data))
+  }
   try {
     return new Uint8Array(publicEncrypt({ key: key as KeyObject, padding: constants.RSA_PKCS1_OAEP_PADDING, ...oaepOptions(params) }, data))
   } catch (err) {
@@ -459,6 +504,7 @@ export function p11EncryptData (mechanism: number, params: MechanismParams, key:
 /** Decrypts with an AES key (raw bytes) or an RSA private key (KeyObject). */
 export function p11DecryptData (mechanism: number, params: MechanismParams, key: KeyObject | Uint8Array, data: Uint8Array): Uint8Array {
   if (cryptKeyKind(mechanism) === 'aes') return aesCrypt(false, mechanism, params, key as Uint8Array, data)
+  if (mechanism === Ckm.RSA_PKCS) return rsaPkcs1Decrypt(key as KeyObject, data)
   try {
     return new Uint8Array(privateDecrypt({ key: key as KeyObject, padding: constants.RSA_PKCS1_OAEP_PADDING, ...oaepOptions(params) }, data))
   } catch (err) {

@@ -44,7 +44,7 @@
 enum {
   OP_HELLO = 1, OP_LOGIN = 2, OP_LOGOUT = 3, OP_OPEN_SESSION = 4, OP_CLOSE_SESSION = 5, OP_FIND = 6, OP_GET_ATTRS = 7,
   OP_SET_ATTRS = 8, OP_GENERATE_KEY = 9, OP_GENERATE_KEY_PAIR = 10, OP_DESTROY = 11, OP_ENCRYPT = 12, OP_DECRYPT = 13,
-  OP_SIGN = 14, OP_VERIFY = 15, OP_DIGEST = 16, OP_WRAP = 17, OP_UNWRAP = 18, OP_RANDOM = 19, OP_PING = 20
+  OP_SIGN = 14, OP_VERIFY = 15, OP_DIGEST = 16, OP_WRAP = 17, OP_UNWRAP = 18, OP_RANDOM = 19, OP_PING = 20, OP_CREATE_OBJECT = 21
 };
 enum {
   TAG_APP = 1, TAG_USER = 2, TAG_PIN = 3, TAG_SESSION = 4, TAG_HANDLE = 5, TAG_MECHANISM = 6, TAG_DATA = 7, TAG_SIGNATURE = 8,
@@ -647,7 +647,7 @@ static const mech_t MECHANISMS[] = {
   { CKM_AES_KEY_WRAP, 16, 32, CKF_WRAP | CKF_UNWRAP },
   { CKM_AES_KEY_WRAP_PAD, 16, 32, CKF_WRAP | CKF_UNWRAP },
   { CKM_RSA_PKCS_OAEP, 2048, 4096, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP },
-  { CKM_RSA_PKCS, 2048, 4096, CKF_SIGN | CKF_VERIFY },
+  { CKM_RSA_PKCS, 2048, 4096, CKF_ENCRYPT | CKF_DECRYPT | CKF_SIGN | CKF_VERIFY },
   { CKM_SHA1_RSA_PKCS, 2048, 4096, CKF_SIGN | CKF_VERIFY },
   { CKM_SHA224_RSA_PKCS, 2048, 4096, CKF_SIGN | CKF_VERIFY },
   { CKM_SHA256_RSA_PKCS, 2048, 4096, CKF_SIGN | CKF_VERIFY },
@@ -848,7 +848,6 @@ EXPORT CK_RV C_Logout (CK_SESSION_HANDLE hSession) {
 /* ------------------------------------------------------------------------------------------ */
 /* Objects */
 
-EXPORT CK_RV C_CreateObject (CK_SESSION_HANDLE a, CK_ATTRIBUTE_PTR b, CK_ULONG c, CK_OBJECT_HANDLE_PTR d) { (void)a; (void)b; (void)c; (void)d; return CKR_FUNCTION_NOT_SUPPORTED; }
 EXPORT CK_RV C_CopyObject (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR c, CK_ULONG d, CK_OBJECT_HANDLE_PTR e) { (void)a; (void)b; (void)c; (void)d; (void)e; return CKR_FUNCTION_NOT_SUPPORTED; }
 
 EXPORT CK_RV C_DestroyObject (CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject) {
@@ -1234,6 +1233,22 @@ EXPORT CK_RV C_GenerateKey (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUT
   CK_RV rv = rpc(s->slot, OP_GENERATE_KEY, &b, &r);
   free(b.p);
   if (rv == CKR_OK) *phKey = (CK_OBJECT_HANDLE)resp_u64(&r, TAG_HANDLE, 0, NULL);
+  resp_free(&r);
+  return rv;
+}
+
+/* Key import in clear (CloudHSM's library supports it): the daemon checks the template and has the HSM make the key. */
+EXPORT CK_RV C_CreateObject (CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR phObject) {
+  SESSION(s, h)
+  if (phObject == NULL || (t == NULL && n > 0)) return CKR_ARGUMENTS_BAD;
+  if (wants_token(t, n) && !(s->flags & CKF_RW_SESSION)) return CKR_SESSION_READ_ONLY;
+  buf_t b = {0};
+  resp_t r;
+  field_u64(&b, TAG_SESSION, s->handle);
+  field_template(&b, TAG_ATTR, t, n);
+  CK_RV rv = rpc(s->slot, OP_CREATE_OBJECT, &b, &r);
+  free(b.p);
+  if (rv == CKR_OK) *phObject = (CK_OBJECT_HANDLE)resp_u64(&r, TAG_HANDLE, 0, NULL);
   resp_free(&r);
   return rv;
 }

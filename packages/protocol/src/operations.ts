@@ -245,7 +245,9 @@ export interface OperationMap {
     args: {
       wrapped: Uint8Array, wrappingHandle: number, mechanism: number, label?: string, session?: boolean, extractable?: boolean, shareWith?: number[], keyClass?: number, keyType?: number,
       /** KMU unWrapKey's -id, -m_value, -min_srv and -timeout, as in KeyCreationOptions. */
-      id?: string, mValue?: number, minServers?: number, timeoutMs?: number
+      id?: string, mValue?: number, minServers?: number, timeoutMs?: number,
+      /** Usage attributes as in KeyCreationOptions, over the defaults and the header's (PKCS#11 C_CreateObject's template). */
+      usageOn?: number[], usageOff?: number[]
     },
     result: { handle: number }
   }
@@ -444,7 +446,9 @@ export const OPERATION_SPECS: { readonly [O in OperationName]: ObjectSpec } = {
     id: creation.id,
     mValue: creation.mValue,
     minServers: creation.minServers,
-    timeoutMs: creation.timeoutMs
+    timeoutMs: creation.timeoutMs,
+    usageOn: creation.usageOn,
+    usageOff: creation.usageOff
   },
   exportPrivateKey: { handle, wrappingHandle: handle },
   exportPublicKey: { handle },

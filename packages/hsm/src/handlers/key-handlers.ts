@@ -38,7 +38,8 @@
  * - unwrapKey makes a key the caller owns with OBJ_ATTR_LOCAL 0, NEVER_EXTRACTABLE 0 and
  *   ALWAYS_SENSITIVE 0; it keeps the usage attributes and label of the wrapped key's header but not
  *   its OBJ_ATTR_ID (the original usually still exists in the cluster, and IDs are unique); the
- *   caller's `id`, `mValue`, `minServers` and `timeoutMs` apply as to a generated key.
+ *   caller's `id`, `mValue`, `minServers`, `timeoutMs` and usage (`usageOn`/`usageOff`, over the
+ *   header's: the client daemon's C_CreateObject) apply as to a generated key.
  * - The plaintext of a key crosses the encrypted channel only where KMU's flow puts it on the host:
  *   exSymKey's Cfm3UnWrapHostKey (aesWrapData unwrap of what wrapKey made), imSymKey's and
  *   importPrivateKey's Cfm3WrapHostKey (aesWrapData wrap), exportPrivateKey. A wrapping key's
@@ -775,6 +776,7 @@ const unwrapKey: Handler<'unwrapKey'> = async (ctx, session, args) => {
       if (v === 0 || v === 1) attributes[id] = v
     }
   }
+  applyUsage(attributes, args.usageOn, args.usageOff)
   // -id, -m_value, -min_srv and -timeout as for a generated key (unWrapKey, imSymKey, importPrivateKey).
   const options = creationOptions({ label, ...(args.session === undefined ? {} : { session: args.session }), ...(args.id === undefined ? {} : { id: args.id }), ...(args.minServers === undefined ? {} : { minServers: args.minServers }), ...(args.timeoutMs === undefined ? {} : { timeoutMs: args.timeoutMs }) })
   attributes[Attribute.ID] = options.id
