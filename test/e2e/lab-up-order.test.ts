@@ -9,13 +9,13 @@
  * (`controlPlanes`), started by the test and held stopped (SIGSTOP) until us-east-1/primary is
  * created: an `up` that waited for every control plane would never get there (it would fail after
  * its 15 s deadline). Then the test gives it a regions file naming us-east-1 and lets it go on
- * (SIGCONT).
+ * (SIGCONT). It shares the lab's manufacturer key and peer secret, as such a control plane must.
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { ControlPlaneClient } from '@hsmlab/control-plane'
+import { ControlPlaneClient, ensurePeerSecretFile } from '@hsmlab/control-plane'
 import { UP_CHANNEL, labDown, labUp } from '@hsmlab/lab'
 import type { UpProgress } from '@hsmlab/lab'
 import { tmpDir } from '@hsmlab/testing'
@@ -28,8 +28,12 @@ describe('hsmlab up: each region as soon as its control plane answers', () => {
     mkdirSync(labDir)
     // The lab's own manufacturer key file (up uses the one it finds), shared with the control plane the test starts.
     const keyFile = await manufacturerKey(labDir)
+    // ...and its peer secret: a control plane the lab did not start must share it (docs/lab.md),
+    // or the clone's backup copy between the regions is refused.
+    const peerSecretFile = join(labDir, 'peer.secret')
+    await ensurePeerSecretFile(peerSecretFile)
     const westRegionsFile = join(dir, 'west-regions.json')
-    const west = await startCp({ region: 'us-west-2', dataDir: join(dir, 'west'), keyFile, regionsFile: westRegionsFile })
+    const west = await startCp({ region: 'us-west-2', dataDir: join(dir, 'west'), keyFile, regionsFile: westRegionsFile, args: ['--peer-secret-file', peerSecretFile] })
     process.kill(west.pid, 'SIGSTOP')
     const resume = (): void => { try { process.kill(west.pid, 'SIGCONT') } catch { /* gone */ } }
     onTestFinished(resume)
