@@ -17,19 +17,10 @@ import { tmpDir, waitFor } from '@hsmlab/testing'
 import type { LabStatusCluster, StartedLab } from '@hsmlab/testing'
 import { runCmuBin } from './cmu-helpers.js'
 import { kmuOnce } from './kmu-driver.js'
-import { ALICE_PIN, BOB_PIN, PKCS11_LIBRARY, run, startPkcs11Lab } from './pkcs11-helpers.js'
+import { ALICE_PIN, BOB_PIN, PKCS11_LIBRARY, run, rvOf, startPkcs11Lab } from './pkcs11-helpers.js'
 
 const T = true
 const F = false
-
-function rvOf (fn: () => unknown): string {
-  try {
-    fn()
-  } catch (err) {
-    return (err as Error).message.split(':')[0] ?? ''
-  }
-  return 'CKR_OK'
-}
 
 /** A lab, pkcs11js with the library loaded, and a read-write session logged in as alice. */
 async function open (): Promise<{ lab: StartedLab, cluster: LabStatusCluster, env: NodeJS.ProcessEnv, p11: pkcs11js.PKCS11, slot: Buffer, session: Buffer }> {

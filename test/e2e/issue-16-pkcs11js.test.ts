@@ -17,19 +17,10 @@ import * as pkcs11js from 'pkcs11js'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import type { StartedLab } from '@hsmlab/testing'
 import { kmuOnce } from './kmu-driver.js'
-import { ALICE_PIN, BOB_PIN, startPkcs11Lab } from './pkcs11-helpers.js'
+import { ALICE_PIN, BOB_PIN, rvOf, startPkcs11Lab } from './pkcs11-helpers.js'
 
 const T = true
 const F = false
-
-function rvOf (fn: () => unknown): string {
-  try {
-    fn()
-  } catch (err) {
-    return (err as Error).message.split(':')[0] ?? ''
-  }
-  return 'CKR_OK'
-}
 
 function codeOf (fn: () => unknown): number {
   try {

@@ -23,6 +23,16 @@ export function ensurePkcs11Library (): string {
   return PKCS11_LIBRARY
 }
 
+/** The CKR_ name a pkcs11js call throws (its message starts with it), or CKR_OK. */
+export function rvOf (fn: () => unknown): string {
+  try {
+    fn()
+  } catch (err) {
+    return (err as Error).message.split(':')[0] ?? ''
+  }
+  return 'CKR_OK'
+}
+
 export const ALICE_PIN = 'alice:Alice1234'
 export const BOB_PIN = 'bob:Bob12345'
 
