@@ -12,7 +12,8 @@
  * and the secret as secret key, and checked with the same clock skew rule as the API.
  */
 import { randomBytes } from 'node:crypto'
-import { readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
+import { writeFileAtomic } from '@hsmlab/process'
 import { ControlPlaneError, CP_ERR_PEER_SECRET } from './errors.js'
 import type { Credentials } from './sigv4.js'
 
@@ -27,8 +28,8 @@ export function createPeerSecret (): string {
 }
 
 /**
- * Writes a new peer secret to `file` (mode 0600, through a temporary file renamed into place, so
- * it is never half written) unless the file exists; resolves whether it made one.
+ * Writes a new peer secret to `file` (mode 0600, atomically and durably: never half written, and
+ * still there after a crash) unless the file exists; resolves whether it made one.
  */
 export async function ensurePeerSecretFile (file: string): Promise<boolean> {
   try {
@@ -37,9 +38,7 @@ export async function ensurePeerSecretFile (file: string): Promise<boolean> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
-  const tmp = `${file}.tmp-${process.pid}`
-  await writeFile(tmp, `${createPeerSecret()}\n`, { mode: 0o600, flag: 'wx' })
-  await rename(tmp, file)
+  await writeFileAtomic(file, `${createPeerSecret()}\n`, { mode: 0o600 })
   return true
 }
 
