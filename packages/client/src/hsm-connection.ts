@@ -4,9 +4,9 @@ import { ClientHandshake, CryptoError } from '@hsmlab/crypto'
 import type { HsmCertificate, SecureChannel } from '@hsmlab/crypto'
 import {
   FRAME_BYTES_MAX, PENDING_REQUESTS_MAX, PROTOCOL_VERSION, REQUEST_TIMEOUT_MS, WireError,
-  asResponse, asWelcome, decode, encode
+  asResponse, asWelcome, decode, encode, holdWritesUntilNextTurn
 } from '@hsmlab/protocol'
-import type { OperationArgs, OperationName, OperationResult } from '@hsmlab/protocol'
+import type { OperationArgs, OperationName, OperationResult, WriteHold } from '@hsmlab/protocol'
 import { CONNECT_TIMEOUT_MS } from './defaults.js'
 import {
   ClientError, CLIENT_ERR_BUSY, CLIENT_ERR_CLOSED, CLIENT_ERR_CONNECT, CLIENT_ERR_TIMEOUT, CLIENT_ERR_UNTRUSTED
@@ -61,7 +61,8 @@ export class HsmConnection {
   private readonly socket: WebSocket
   private readonly channel: SecureChannel
   private readonly pending = new Map<number, Pending>()
-  private writesHeld = false
+  /** The requests of one turn leave in one write (holdWritesUntilNextTurn). */
+  private readonly writeHold: WriteHold = { writesHeld: false }
   private readonly closeListeners: Array<(reason: Error) => void> = []
   private readonly requestTimeoutMs: number
   private readonly pendingRequestsMax: number
@@ -153,27 +154,9 @@ export class HsmConnection {
       }, timeoutMs)
       this.pending.set(id, { resolve, reject, timer })
     })
-    this.holdWrites()
+    holdWritesUntilNextTurn(this.socket, this.writeHold)
     this.socket.send(this.channel.encrypt(encode({ id, op, args })))
     return await (result as Promise<OperationResult<O>>)
-  }
-
-  /**
-   * Holds the TCP socket's writes until the event loop's check phase, so that the requests made
-   * in one turn (a client daemon serving many application threads makes several at once) leave
-   * in one write and reach the HSM in one read: fewer system calls and wake-ups on every hop,
-   * the largest cost per request on a busy machine. The order of the frames does not change.
-   */
-  private holdWrites (): void {
-    if (this.writesHeld) return
-    const tcp = (this.socket as unknown as { _socket?: { cork: () => void, uncork: () => void } | null })._socket
-    if (tcp === undefined || tcp === null) return
-    this.writesHeld = true
-    tcp.cork()
-    setImmediate(() => {
-      this.writesHeld = false
-      tcp.uncork()
-    })
   }
 
   /** Called once when the connection closes, with the reason. */

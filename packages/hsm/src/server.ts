@@ -29,7 +29,7 @@ import type { RawData, WebSocket, WebSocketServer } from 'ws'
 import { acceptHandshake } from '@hsmlab/crypto'
 import type { SecureChannel } from '@hsmlab/crypto'
 import {
-  OPERATION_SPECS, PROTOCOL_VERSION, ReturnCode, WireError, asHello, asRequest, checkShape, decode, encode, isOperationName
+  OPERATION_SPECS, PROTOCOL_VERSION, ReturnCode, WireError, asHello, asRequest, checkShape, decode, encode, holdWritesUntilNextTurn, isOperationName
 } from '@hsmlab/protocol'
 import type { ResponseFrame } from '@hsmlab/protocol'
 import { STORE_ERR_NO_SPACE } from '@hsmlab/store'
@@ -106,23 +106,6 @@ function errorResponse (id: number, err: WireError): ResponseFrame {
   return frame
 }
 
-/**
- * Holds a connection's TCP writes until the event loop's check phase, so that the answers finished
- * in one turn (a client daemon's pipelined requests, a group commit's key creations) leave in one
- * write: fewer system calls and wake-ups per request on every hop. The order does not change.
- */
-function holdWrites (conn: Connection): void {
-  if (conn.writesHeld) return
-  const tcp = (conn.socket as unknown as { _socket?: { cork: () => void, uncork: () => void } | null })._socket
-  if (tcp === undefined || tcp === null) return
-  conn.writesHeld = true
-  tcp.cork()
-  setImmediate(() => {
-    conn.writesHeld = false
-    tcp.uncork()
-  })
-}
-
 /** One client (or peer HSM) connection. */
 class Connection {
   state: 'handshake' | 'open' | 'closed' = 'handshake'
@@ -131,6 +114,7 @@ class Connection {
   alive = true
   inFlight = 0
   paused = false
+  /** Its answers of one turn leave in one write (holdWritesUntilNextTurn). */
   writesHeld = false
   readonly socket: WebSocket
   readonly remote: string
@@ -327,7 +311,7 @@ export class HsmServer {
 
   private send (conn: Connection, frame: ResponseFrame): void {
     if (conn.channel === undefined || conn.socket.readyState !== ws.WebSocket.OPEN) return
-    holdWrites(conn)
+    holdWritesUntilNextTurn(conn.socket, conn)
     // Encrypt and send together: the channel's counter must follow the order of the sends.
     conn.socket.send(conn.channel.encrypt(encode(frame)))
   }

@@ -25,6 +25,8 @@ export type {
 } from './operations.js'
 export { Attribute, CMU_ATTRIBUTE_ORDER, CMU_SETTABLE_ATTRIBUTES, EC_CURVES, KeyClass, KeyType, attributeName } from './attributes.js'
 export { checkShape } from './schema.js'
+export { holdWritesUntilNextTurn } from './write-hold.js'
+export type { WriteHold } from './write-hold.js'
 export type { FieldSpec, FieldType, ObjectSpec } from './schema.js'
 export {
   CMU_DEFAULT_PORT, FRAME_BYTES_MAX, PENDING_REQUESTS_MAX, REQUEST_TIMEOUT_MS, SYNC_BATCH_KEYS_MAX, SYNC_BATCH_USERS_MAX, SYNC_WAIT_MS_MAX
