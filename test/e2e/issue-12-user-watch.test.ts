@@ -33,7 +33,7 @@ async function userNames (admin: HsmConnection): Promise<string[]> {
 
 describe('a synchronisation task whose watch moves to a primary HSM lacking a user', () => {
   it('keeps that user on the replica, and still carries a user deleteUser deleted', async () => {
-    const lab = await startLab({ topology: TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY })
     const primary = clusterOf(lab.status, 'us-east-1', 'primary')
     const dr = clusterOf(lab.status, 'us-west-2', 'dr')
     const api = new ControlPlaneClient({ endpoint: lab.status.regions[0]?.controlPlane?.endpoint as string, region: 'us-east-1', timeoutMs: 20_000 })

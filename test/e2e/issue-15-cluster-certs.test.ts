@@ -47,7 +47,7 @@ const TOPOLOGY = {
 
 describe('issue 15: getCert 4 and 8 are the customer CA and cluster certificate of InitializeCluster', () => {
   it('every HSM of the cluster and of its clone answers them as given; CMU and KMU write them; openssl verifies; a bad SignedCert is refused', async () => {
-    const lab = await startLab({ topology: TOPOLOGY })
+    const lab = await startLab({ lean: true, topology: TOPOLOGY })
     const dir = lab.cwd
     const primary = clusterOf(lab.status, 'us-east-1', 'primary')
     const dr = clusterOf(lab.status, 'us-west-2', 'dr')

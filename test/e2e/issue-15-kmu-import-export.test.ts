@@ -40,7 +40,7 @@ const read = (path: string): string => readFileSync(path, 'utf8')
 
 /** A lab and a KMU session logged in as alice, in a fresh directory. */
 async function session (): Promise<{ lab: StartedLab, shell: KmuShell, cwd: string }> {
-  const lab = await startLab({ topology: TOPOLOGY })
+  const lab = await startLab({ lean: true, topology: TOPOLOGY })
   const cwd = tmpDir()
   const shell = await KmuShell.start(cwd, ['--config', join(lab.dir, 'key_mgmt_util.cfg')])
   expect(await shell.run('loginHSM -u CU -s alice -p Alice1234')).toContain('Cfm3LoginHSM returned: 0x00')
